@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything tlsnic needs from Debian packages. Idempotent; run as root.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config clang
+  libssl-dev libcmocka-dev
+  openssl gnutls-bin curl
+  libgnutls28-dev iproute2 tshark gnuplot-nox
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "bootstrap: needs root to install packages (${packages[*]})" >&2
+  exit 1
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "bootstrap: all packages present"
+  exit 0
+fi
+
+echo "bootstrap: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
