@@ -4,11 +4,14 @@
  *   tlsnicd --host-ns NS --wire-ns NS [--host-if IF] [--wire-if IF] [--ctl PATH]
  *           [--pcap-host FILE] [--pcap-wire FILE]
  *           [--loss RATE] [--reorder RATE] [--dup RATE] [--seed N] [--fault-dir both|tx|rx]
- *           [--ready-file FILE] [--stats-file FILE]
+ *           [--ready-file FILE] [--stats-file FILE] [--test-hook xor|xor-fullcsum|xor-stalecsum]
  *   tlsnicd stats --ctl PATH          prints the running daemon's counters
  *
  * Rates are fractions (0.02 = 2 %). SIGTERM/SIGINT stop it (counters to stderr and to
  * --stats-file); SIGUSR1 prints the counters. scripts/net.sh makes the namespaces.
+ *
+ * --test-hook plugs the XOR test hook (fwd.h) in where the device model goes: TCP payload
+ * towards the wire is XORed with 0x5a, to prove that rewritten frames arrive intact.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -45,6 +48,7 @@ struct options {
     const char *host_ns, *wire_ns, *host_if, *wire_if;
     const char *ctl_path, *pcap_host, *pcap_wire, *ready_file, *stats_file;
     struct tlsnic_fault_cfg faults;
+    int xor_hook;      /* 0 none, 1 partial checksums, 2 full checksums, 3 stale */
 };
 
 static int parse_rate(const char *text, uint32_t *ppm)
@@ -64,7 +68,7 @@ static void usage(void)
             "usage: tlsnicd --host-ns NS --wire-ns NS [--host-if IF] [--wire-if IF] [--ctl PATH]\n"
             "               [--pcap-host FILE] [--pcap-wire FILE] [--loss R] [--reorder R]\n"
             "               [--dup R] [--seed N] [--fault-dir both|tx|rx] [--ready-file F]\n"
-            "               [--stats-file F]\n"
+            "               [--stats-file F] [--test-hook xor|xor-fullcsum|xor-stalecsum]\n"
             "       tlsnicd stats --ctl PATH\n");
 }
 
@@ -78,6 +82,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"reorder", required_argument, NULL, 'r'},    {"dup", required_argument, NULL, 'd'},
         {"seed", required_argument, NULL, 's'},       {"fault-dir", required_argument, NULL, 'f'},
         {"ready-file", required_argument, NULL, 'R'}, {"stats-file", required_argument, NULL, 'S'},
+        {"test-hook", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -107,6 +112,16 @@ static int parse_options(int argc, char **argv, struct options *o)
                 o->faults.dirs = 1u << TLSNIC_FWD_TO_WIRE;
             else if (strcmp(optarg, "rx") == 0)
                 o->faults.dirs = 1u << TLSNIC_FWD_TO_HOST;
+            else
+                err = -EINVAL;
+            break;
+        case 'T':
+            if (strcmp(optarg, "xor") == 0)
+                o->xor_hook = 1;
+            else if (strcmp(optarg, "xor-fullcsum") == 0)
+                o->xor_hook = 2;
+            else if (strcmp(optarg, "xor-stalecsum") == 0)
+                o->xor_hook = 3;
             else
                 err = -EINVAL;
             break;
@@ -143,6 +158,8 @@ static int write_text_file(const char *path, const char *text)
 }
 
 /* Everything the control channel's STATS request and the exit report show. */
+static struct tlsnic_xor_hook *active_xor_hook;
+
 static int format_stats(tlsnic_fwd *fwd, tlsnic_ctl_server *ctl, char *buf, size_t cap)
 {
     struct tlsnic_fwd_stats st;
@@ -150,6 +167,18 @@ static int format_stats(tlsnic_fwd *fwd, tlsnic_ctl_server *ctl, char *buf, size
     int n = tlsnic_fwd_stats_format(&st, buf, cap);
     if (n < 0)
         return n;
+    if (active_xor_hook != NULL) {
+        const struct tlsnic_xor_hook *h = active_xor_hook;
+        int m = snprintf(buf + n, cap - (size_t)n,
+                         "xor_frames_rewritten %llu\nxor_partial_converted %llu\n"
+                         "xor_full_computed %llu\nxor_not_tcp %llu\n",
+                         (unsigned long long)h->frames_rewritten,
+                         (unsigned long long)h->partial_converted,
+                         (unsigned long long)h->full_computed, (unsigned long long)h->not_tcp);
+        if (m < 0 || (size_t)m >= cap - (size_t)n)
+            return -ENOBUFS;
+        n += m;
+    }
     if (ctl != NULL) {
         int m = tlsnic_ctl_server_stats_format(ctl, buf + n, cap - (size_t)n);
         if (m < 0)
@@ -204,13 +233,19 @@ static int run(const struct options *o)
         close(host_fd);
         return 1;
     }
+    static struct tlsnic_xor_hook xor_hook = {.key = 0x5a};
+    xor_hook.full_csum = o->xor_hook - 1;
     struct tlsnic_fwd_config fc = {
+        .on_frame = o->xor_hook ? tlsnic_xor_hook : NULL,
+        .hook_ctx = &xor_hook,
         .host_fd = host_fd,
         .wire_fd = wire_fd,
         .faults = o->faults,
         .pcap_host_path = o->pcap_host,
         .pcap_wire_path = o->pcap_wire,
     };
+    if (o->xor_hook)
+        active_xor_hook = &xor_hook;
     tlsnic_fwd *fwd = NULL;
     tlsnic_ctl_server *ctl = NULL;
     struct tlsnic_flowtable *table = NULL;

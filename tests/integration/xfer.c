@@ -7,7 +7,10 @@
  *                                            sends BYTES of a fixed pseudo-random stream,
  *                                            prints "sent BYTES sha256 HEX retrans N
  *                                            seconds S mbit_s R" (retransmissions from
- *                                            TCP_INFO of the sending socket)
+ *                                            TCP_INFO of the sending socket), and
+ *                                            "xor5a_sha256 HEX": the digest of the stream
+ *                                            with every byte XORed with 0x5a (what the
+ *                                            XOR test hook of tlsnicd delivers)
  *
  * The whole run is bounded by TIMEOUT_S (default 120) through alarm(): a stuck transfer
  * fails the test instead of hanging it. recv prints "listening" on stderr once bound.
@@ -123,9 +126,11 @@ static int do_send(const char *addr, const char *port, unsigned long long bytes)
     }
     freeaddrinfo(ai);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+    EVP_MD_CTX *md_xor = EVP_MD_CTX_new();
+    if (md == NULL || md_xor == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestInit_ex(md_xor, EVP_sha256(), NULL) != 1)
         return 1;
-    static unsigned char buf[CHUNK];
+    static unsigned char buf[CHUNK], xbuf[CHUNK];
     uint64_t state = 0x9e3779b97f4a7c15ull;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -134,6 +139,9 @@ static int do_send(const char *addr, const char *port, unsigned long long bytes)
         size_t n = bytes - sent < CHUNK ? (size_t)(bytes - sent) : CHUNK;
         fill(buf, n, &state);
         EVP_DigestUpdate(md, buf, n);
+        for (size_t i = 0; i < n; i++)
+            xbuf[i] = buf[i] ^ 0x5a;
+        EVP_DigestUpdate(md_xor, xbuf, n);
         size_t off = 0;
         while (off < n) {
             ssize_t w = write(s, buf + off, n - off);
@@ -158,9 +166,12 @@ static int do_send(const char *addr, const char *port, unsigned long long bytes)
     getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &tl);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     print_digest("sent", sent, md);
-    printf(" retrans %u seconds %.3f mbit_s %.1f\n", ti.tcpi_total_retrans, secs,
+    printf(" retrans %u seconds %.3f mbit_s %.1f ", ti.tcpi_total_retrans, secs,
            secs > 0 ? (double)sent * 8 / secs / 1e6 : 0.0);
+    print_digest("xor5a", sent, md_xor);
+    printf("\n");
     EVP_MD_CTX_free(md);
+    EVP_MD_CTX_free(md_xor);
     close(s);
     return 0;
 }
