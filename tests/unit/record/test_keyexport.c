@@ -9,12 +9,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
+#include "fd_io.h"
 #include "tls_pair.h"
 #include "tlsnic/keyexport.h"
 
@@ -153,37 +153,17 @@ static int evp_open(const union tlsnic_crypto_info *ci, uint8_t *rec, size_t len
     return (int)n;
 }
 
-static void read_exact(int fd, uint8_t *buf, size_t len)
-{
-    size_t got = 0;
-    for (int i = 0; i < 1000 && got < len; i++) {
-        ssize_t n = read(fd, buf + got, len - got);
-        assert_true(n > 0);
-        got += (size_t)n;
-    }
-    assert_int_equal(got, len);
-}
-
-/* Reads one whole record from fd into rec; returns its length. */
-static size_t read_record(int fd, uint8_t *rec, size_t cap)
-{
-    read_exact(fd, rec, 5);
-    size_t len = 5 + ((size_t)rec[3] << 8 | rec[4]);
-    assert_true(len <= cap);
-    read_exact(fd, rec + 5, len - 5);
-    return len;
-}
-
 /* What one end writes with SSL_write, the other end's fd receives; evp_open must read it. */
 static void check_direction(SSL *writer, int reader_fd, const union tlsnic_crypto_info *tx)
 {
     static uint8_t rec[17000], plain[17000];
     const char msg[] = "records written by libssl, opened with exported keys";
     assert_int_equal(SSL_write(writer, msg, sizeof(msg)), sizeof(msg));
-    size_t len = read_record(reader_fd, rec, sizeof(rec));
+    int len = fd_read_record(reader_fd, rec, sizeof(rec));
+    assert_true(len > 0);
     assert_int_equal(rec[0], TLSNIC_CT_APPLICATION_DATA);
     uint8_t type = 0;
-    int n = evp_open(tx, rec, len, &type, plain);
+    int n = evp_open(tx, rec, (size_t)len, &type, plain);
     assert_int_equal(n, sizeof(msg));
     assert_int_equal(type, TLSNIC_CT_APPLICATION_DATA);
     assert_memory_equal(plain, msg, sizeof(msg));
