@@ -153,7 +153,8 @@ int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *
  */
 struct tlsnic_rec_stream {
     void *evp;                  /* EVP_CIPHER_CTX *, owned */
-    const tlsnic_rec_key *key;  /* key the EVP context is keyed with; not owned */
+    const tlsnic_rec_key *key;  /* key of the record in progress; not owned */
+    uint64_t keyed_id;          /* id of the key the EVP context holds (0: none) */
     uint64_t rec_seq;           /* sequence number of the record in progress */
     uint32_t body_len;          /* bytes of encrypted body (TLS 1.3: content + type + pad) */
     uint32_t body_off;          /* bytes of the body fed so far */
@@ -210,7 +211,7 @@ int tlsnic_rec_stream_copy(struct tlsnic_rec_stream *dst, const struct tlsnic_re
  */
 struct tlsnic_rec_keystream {
     void *evp;                 /* EVP_CIPHER_CTX * in CTR / ChaCha20 mode, owned */
-    const tlsnic_rec_key *key; /* not owned */
+    uint64_t keyed_id;         /* id of the key the EVP context holds (0: none) */
 };
 
 int tlsnic_rec_keystream_init(struct tlsnic_rec_keystream *ks);
