@@ -3,7 +3,9 @@
  * itself over a socketpair, the client's keys are exported, and then
  *   - records tlsnic seals on the client's fd are read by the libssl server (SSL_read),
  *   - records the libssl server writes (SSL_write) are opened by tlsnic,
- *   - records tlsnic seals through the streaming API, fed in odd pieces, are read too.
+ *   - records tlsnic seals through the streaming API, fed in odd pieces, are read too,
+ *   - libssl's records opened by the streaming API in pieces, and reproduced at any offset
+ *     by the positional keystream: what a receiving / retransmitting device does.
  * Every test runs once per protocol version x cipher; its name says which.
  */
 #include <errno.h>
@@ -370,6 +372,70 @@ static void stream_resumed_from_a_mid_record_checkpoint_is_read_byte_exact(void 
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* (d) what a receiving device does: libssl's records opened in pieces, or at any offset.     */
+
+static void openssl_records_opened_by_the_stream_in_odd_pieces_are_byte_exact(void **state)
+{
+    struct fixture *f = *state;
+    static const size_t sizes[] = {1, 1457, TLSNIC_REC_MAX_PLAINTEXT};
+    static const size_t pieces[] = {3, 1448, 0, 1, 517};
+    uint64_t rec_seq = tlsnic_rec_key_next_seq(f->client_rx);
+    size_t nonce_len = tlsnic_rec_key_explicit_nonce_len(f->client_rx);
+    size_t body = TLSNIC_REC_HDR_LEN + nonce_len;
+    int tls13 = tlsnic_rec_key_version(f->client_rx) == TLS_1_3_VERSION;
+    struct tlsnic_rec_stream s;
+    assert_int_equal(tlsnic_rec_stream_init(&s), 0);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++, rec_seq++) {
+        fill_payload(sizes[i]);
+        assert_int_equal(SSL_write(f->pair.server, payload, (int)sizes[i]), (int)sizes[i]);
+        int rec_len = fd_read_record(f->pair.client_fd, wire, sizeof(wire));
+        assert_true(rec_len > 0);
+        size_t body_len = (size_t)rec_len - body - TLSNIC_REC_TAG_LEN;
+        assert_int_equal(body_len, sizes[i] + (tls13 ? 1 : 0));
+        const uint8_t *nonce = nonce_len ? wire + TLSNIC_REC_HDR_LEN : NULL;
+        assert_int_equal(tlsnic_rec_stream_begin(&s, f->client_rx, 0, rec_seq, wire, nonce), 0);
+        stream_feed(&s, body, 0, body_len, pieces, sizeof(pieces) / sizeof(pieces[0]));
+        assert_int_equal(tlsnic_rec_stream_open_final(&s, wire + body + body_len), 0);
+        assert_memory_equal(wire + body, payload, sizes[i]);
+        if (tls13)
+            assert_int_equal(wire[body + sizes[i]], TLSNIC_CT_APPLICATION_DATA);
+    }
+    tlsnic_rec_stream_cleanup(&s);
+}
+
+static void keystream_at_any_offset_reproduces_openssl_ciphertext(void **state)
+{
+    struct fixture *f = *state;
+    enum { LEN = 4000 };
+    static const size_t offsets[] = {0, 1, 15, 16, 63, 64, 1448, 2896, LEN - 1};
+    static uint8_t plain_body[LEN + 1], piece[LEN + 1];
+    uint64_t rec_seq = tlsnic_rec_key_next_seq(f->client_rx);
+    size_t nonce_len = tlsnic_rec_key_explicit_nonce_len(f->client_rx);
+    size_t body = TLSNIC_REC_HDR_LEN + nonce_len;
+    int tls13 = tlsnic_rec_key_version(f->client_rx) == TLS_1_3_VERSION;
+    size_t body_len = LEN + (tls13 ? 1 : 0);
+
+    fill_payload(LEN);
+    memcpy(plain_body, payload, LEN);
+    plain_body[LEN] = TLSNIC_CT_APPLICATION_DATA;
+    assert_int_equal(SSL_write(f->pair.server, payload, LEN), LEN);
+    int rec_len = fd_read_record(f->pair.client_fd, wire, sizeof(wire));
+    assert_int_equal(rec_len, (int)(body + body_len + TLSNIC_REC_TAG_LEN));
+
+    struct tlsnic_rec_keystream ks;
+    assert_int_equal(tlsnic_rec_keystream_init(&ks), 0);
+    const uint8_t *nonce = nonce_len ? wire + TLSNIC_REC_HDR_LEN : NULL;
+    for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
+        size_t off = offsets[i], len = body_len - off;
+        assert_int_equal(tlsnic_rec_keystream_xor(&ks, f->client_rx, rec_seq, nonce, off,
+                                                  plain_body + off, piece, len),
+                         0);
+        assert_memory_equal(piece, wire + body + off, len);
+    }
+    tlsnic_rec_keystream_cleanup(&ks);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 
 static const struct {
     const char *name;
@@ -386,6 +452,8 @@ static const struct {
     BEHAVIOUR(openssl_record_with_a_flipped_ciphertext_bit_is_ebadmsg),
     BEHAVIOUR(stream_sealed_records_fed_in_odd_pieces_are_read_byte_exact),
     BEHAVIOUR(stream_resumed_from_a_mid_record_checkpoint_is_read_byte_exact),
+    BEHAVIOUR(openssl_records_opened_by_the_stream_in_odd_pieces_are_byte_exact),
+    BEHAVIOUR(keystream_at_any_offset_reproduces_openssl_ciphertext),
 #undef BEHAVIOUR
 };
 #define N_BEHAVIOURS (sizeof(behaviours) / sizeof(behaviours[0]))
