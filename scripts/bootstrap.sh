@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake pkg-config clang
+  build-essential cmake pkg-config clang libclang-rt-14-dev
   libssl-dev libcmocka-dev
   openssl gnutls-bin curl
   libgnutls28-dev iproute2 tshark gnuplot-nox
