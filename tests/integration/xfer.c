@@ -12,6 +12,9 @@
  *                                            with every byte XORed with 0x5a (what the
  *                                            XOR test hook of tlsnicd delivers)
  *
+ *   tlsnic-xfer sendraw / recvraw ...        the same without data generation or digests
+ *                                            (zeros), to measure the path, not this tool
+ *
  * The whole run is bounded by TIMEOUT_S (default 120) through alarm(): a stuck transfer
  * fails the test instead of hanging it. recv prints "listening" on stderr once bound.
  */
@@ -54,6 +57,8 @@ static void print_digest(const char *verb, unsigned long long bytes, EVP_MD_CTX 
         printf("%02x", digest[i]);
 }
 
+static int raw_mode; /* no generator, no digests */
+
 static int do_recv(const char *addr, const char *port)
 {
     struct addrinfo *ai;
@@ -88,7 +93,8 @@ static int do_recv(const char *addr, const char *port)
         }
         if (n == 0)
             break;
-        EVP_DigestUpdate(md, buf, (size_t)n);
+        if (!raw_mode)
+            EVP_DigestUpdate(md, buf, (size_t)n);
         total += (unsigned long long)n;
     }
     print_digest("received", total, md);
@@ -137,11 +143,13 @@ static int do_send(const char *addr, const char *port, unsigned long long bytes)
     unsigned long long sent = 0;
     while (sent < bytes) {
         size_t n = bytes - sent < CHUNK ? (size_t)(bytes - sent) : CHUNK;
-        fill(buf, n, &state);
-        EVP_DigestUpdate(md, buf, n);
-        for (size_t i = 0; i < n; i++)
-            xbuf[i] = buf[i] ^ 0x5a;
-        EVP_DigestUpdate(md_xor, xbuf, n);
+        if (!raw_mode) {
+            fill(buf, n, &state);
+            EVP_DigestUpdate(md, buf, n);
+            for (size_t i = 0; i < n; i++)
+                xbuf[i] = buf[i] ^ 0x5a;
+            EVP_DigestUpdate(md_xor, xbuf, n);
+        }
         size_t off = 0;
         while (off < n) {
             ssize_t w = write(s, buf + off, n - off);
@@ -178,15 +186,20 @@ static int do_send(const char *addr, const char *port, unsigned long long bytes)
 
 int main(int argc, char **argv)
 {
-    if (argc >= 4 && strcmp(argv[1], "recv") == 0) {
+    const char *verb = argc >= 2 ? argv[1] : "";
+    if (strcmp(verb, "sendraw") == 0 || strcmp(verb, "recvraw") == 0) {
+        raw_mode = 1;
+        verb = verb[0] == 's' ? "send" : "recv";
+    }
+    if (argc >= 4 && strcmp(verb, "recv") == 0) {
         alarm(argc >= 5 ? (unsigned)atoi(argv[4]) : 120);
         return do_recv(argv[2], argv[3]);
     }
-    if (argc >= 5 && strcmp(argv[1], "send") == 0) {
+    if (argc >= 5 && strcmp(verb, "send") == 0) {
         alarm(argc >= 6 ? (unsigned)atoi(argv[5]) : 120);
         return do_send(argv[2], argv[3], strtoull(argv[4], NULL, 10));
     }
-    fprintf(stderr, "usage: tlsnic-xfer recv ADDR PORT [TIMEOUT_S]\n"
-                    "       tlsnic-xfer send ADDR PORT BYTES [TIMEOUT_S]\n");
+    fprintf(stderr, "usage: tlsnic-xfer recv|recvraw ADDR PORT [TIMEOUT_S]\n"
+                    "       tlsnic-xfer send|sendraw ADDR PORT BYTES [TIMEOUT_S]\n");
     return 2;
 }
