@@ -4,11 +4,16 @@
  *   tlsnicd --host-ns NS --wire-ns NS [--host-if IF] [--wire-if IF] [--ctl PATH]
  *           [--pcap-host FILE] [--pcap-wire FILE]
  *           [--loss RATE] [--reorder RATE] [--dup RATE] [--seed N] [--fault-dir both|tx|rx]
- *           [--ready-file FILE] [--stats-file FILE] [--test-hook xor|xor-fullcsum|xor-stalecsum]
+ *           [--ready-file FILE] [--stats-file FILE] [--state-file FILE]
+ *           [--test-hook xor|xor-fullcsum|xor-stalecsum]
  *   tlsnicd stats --ctl PATH          prints the running daemon's counters
  *
  * Rates are fractions (0.02 = 2 %). SIGTERM/SIGINT stop it (counters to stderr and to
  * --stats-file); SIGUSR1 prints the counters. scripts/net.sh makes the namespaces.
+ *
+ * --state-file keeps the list of offloaded flows (no keys) across restarts: at start the
+ * TX flows in it are fenced, their payload dropped until the host adds them again
+ * (fence.h). Without it a restarted daemon would let plaintext records through.
  *
  * --test-hook plugs the XOR test hook (fwd.h) in where the device model goes: TCP payload
  * towards the wire is XORed with 0x5a, to prove that rewritten frames arrive intact.
@@ -46,7 +51,7 @@ static void on_usr1(int sig)
 
 struct options {
     const char *host_ns, *wire_ns, *host_if, *wire_if;
-    const char *ctl_path, *pcap_host, *pcap_wire, *ready_file, *stats_file;
+    const char *ctl_path, *pcap_host, *pcap_wire, *ready_file, *stats_file, *state_file;
     struct tlsnic_fault_cfg faults;
     int xor_hook;      /* 0 none, 1 partial checksums, 2 full checksums, 3 stale */
 };
@@ -68,7 +73,8 @@ static void usage(void)
             "usage: tlsnicd --host-ns NS --wire-ns NS [--host-if IF] [--wire-if IF] [--ctl PATH]\n"
             "               [--pcap-host FILE] [--pcap-wire FILE] [--loss R] [--reorder R]\n"
             "               [--dup R] [--seed N] [--fault-dir both|tx|rx] [--ready-file F]\n"
-            "               [--stats-file F] [--test-hook xor|xor-fullcsum|xor-stalecsum]\n"
+            "               [--stats-file F] [--state-file F]\n"
+            "               [--test-hook xor|xor-fullcsum|xor-stalecsum]\n"
             "       tlsnicd stats --ctl PATH\n");
 }
 
@@ -82,7 +88,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"reorder", required_argument, NULL, 'r'},    {"dup", required_argument, NULL, 'd'},
         {"seed", required_argument, NULL, 's'},       {"fault-dir", required_argument, NULL, 'f'},
         {"ready-file", required_argument, NULL, 'R'}, {"stats-file", required_argument, NULL, 'S'},
-        {"test-hook", required_argument, NULL, 'T'},
+        {"test-hook", required_argument, NULL, 'T'}, {"state-file", required_argument, NULL, 'F'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -101,6 +107,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'P': o->pcap_wire = optarg; break;
         case 'R': o->ready_file = optarg; break;
         case 'S': o->stats_file = optarg; break;
+        case 'F': o->state_file = optarg; break;
         case 'l': err = parse_rate(optarg, &o->faults.loss_ppm); break;
         case 'r': err = parse_rate(optarg, &o->faults.reorder_ppm); break;
         case 'd': err = parse_rate(optarg, &o->faults.dup_ppm); break;
@@ -249,8 +256,22 @@ static int run(const struct options *o)
     tlsnic_fwd *fwd = NULL;
     tlsnic_ctl_server *ctl = NULL;
     struct tlsnic_flowtable *table = NULL;
+    tlsnic_fence *fence = NULL;
     int rc = 1;
-    int err = tlsnic_fwd_new(&fwd, &fc);
+    int err = 0;
+    if (o->state_file != NULL) {
+        err = tlsnic_fence_new(&fence, 0);
+        int fenced = err < 0 ? err : tlsnic_state_load(o->state_file, fence);
+        if (fenced < 0) {
+            /* Refuse to run: forwarding without knowing the offloaded flows may leak. */
+            fprintf(stderr, "tlsnicd: state file %s: %s\n", o->state_file, strerror(-fenced));
+            goto out;
+        }
+        fprintf(stderr, "tlsnicd: %d offloaded TX flow(s) fenced until their host adds them again\n",
+                fenced);
+        fc.fence = fence;
+    }
+    err = tlsnic_fwd_new(&fwd, &fc);
     if (err < 0) {
         fprintf(stderr, "tlsnicd: forwarder: %s\n", strerror(-err));
         goto out;
@@ -267,6 +288,8 @@ static int run(const struct options *o)
                 .stats = stats_cb,
                 .stats_ctx = &src,
                 .log = stderr,
+                .fence = fence,
+                .state_path = o->state_file,
             };
             err = tlsnic_ctl_server_new(&ctl, &sc);
         }
@@ -334,6 +357,7 @@ out:
     tlsnic_ctl_server_free(ctl);
     tlsnic_flowtable_free(table);
     tlsnic_fwd_free(fwd);
+    tlsnic_fence_free(fence);
     close(wire_fd);
     close(host_fd);
     return rc;

@@ -42,6 +42,7 @@
 #include <stdio.h>
 
 #include "tlsnic/devops.h"
+#include "tlsnic/fence.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -117,6 +118,14 @@ struct tlsnic_ctl_server_config {
     FILE *log;               /* one line per connection and per request outcome; NULL = quiet */
     uint32_t max_clients;    /* 0 = 32 */
     uint32_t max_flows;      /* 0 = 4096 */
+    /*
+     * Restart safety (fence.h), both optional. A successful TX add lifts the flow's fence.
+     * After every add, del and host disconnect the offloaded flows (and those still
+     * fenced) are written to state_path; shutting the server down does not change it, so
+     * a restarted daemon fences what was offloaded when it stopped, however it stopped.
+     */
+    struct tlsnic_fence *fence;
+    const char *state_path;
 };
 
 /* Binds and listens (mode 0600). -EADDRINUSE if a live daemon listens on path. */
@@ -146,6 +155,19 @@ int tlsnic_ctl_server_stats_format(const tlsnic_ctl_server *s, char *buf, size_t
  */
 int tlsnic_ctl_client_open(const char *path, int timeout_ms, struct tlsnic_dev **out);
 void tlsnic_ctl_client_close(struct tlsnic_dev *dev);
+
+/*
+ * The connection's fd, to poll for the daemon going away (POLLHUP, or POLLIN with EOF):
+ * then reconnect and re-add. Do not read or write it. -1 after a failed reconnect.
+ */
+int tlsnic_ctl_client_fd(struct tlsnic_dev *dev);
+
+/*
+ * Closes the connection and connects again to the same path (a restarted daemon). The
+ * flows the old connection added are gone from the daemon: add them again. 0 or -errno
+ * of connect (-ECONNREFUSED / -ENOENT while no daemon listens).
+ */
+int tlsnic_ctl_client_reconnect(struct tlsnic_dev *dev);
 
 /* The text of the last refusal the daemon sent on this connection ("" if none). */
 const char *tlsnic_ctl_client_last_error(struct tlsnic_dev *dev);

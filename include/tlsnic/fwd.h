@@ -30,6 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tlsnic/fence.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -78,6 +80,9 @@ struct tlsnic_fwd_config {
     struct tlsnic_fault_cfg faults;
     const char *pcap_host_path;   /* NULL = no capture; file is created/truncated */
     const char *pcap_wire_path;
+    /* Borrowed, may be NULL: TO_WIRE frames it blocks are dropped before the hook sees
+     * them (fence_drops). See fence.h. */
+    const struct tlsnic_fence *fence;
 };
 
 struct tlsnic_fwd_dir_stats {
@@ -90,6 +95,7 @@ struct tlsnic_fwd_dir_stats {
     uint64_t sent;            /* frames written to the other side (duplicates included) */
     uint64_t hook_drops;
     uint64_t hook_errors;
+    uint64_t fence_drops;     /* payload of a flow whose device context is missing */
     uint64_t fault_lost;
     uint64_t fault_dup;
     uint64_t fault_reordered;

@@ -17,6 +17,7 @@
 
 struct ctl_client {
     struct tlsnic_dev dev; /* first: the ops get &dev */
+    struct sockaddr_un addr;
     int fd;
     int timeout_ms;
     pthread_mutex_t lock;
@@ -190,23 +191,36 @@ static const struct tlsnic_dev_ops client_ops = {
     .flow_flags = client_flow_flags,
 };
 
+static int connect_to(const struct sockaddr_un *sa)
+{
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
 int tlsnic_ctl_client_open(const char *path, int timeout_ms, struct tlsnic_dev **out)
 {
     if (path == NULL || out == NULL || timeout_ms < 0)
         return -EINVAL;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     size_t path_len = strlen(path);
-    if (path_len == 0 || path_len >= sizeof(sa.sun_path))
-        return -ENAMETOOLONG;
-    memcpy(sa.sun_path, path, path_len + 1);
     struct ctl_client *cl = calloc(1, sizeof(*cl));
     if (cl == NULL)
         return -ENOMEM;
-    cl->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (cl->fd < 0 || connect(cl->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        int err = -errno;
-        if (cl->fd >= 0)
-            close(cl->fd);
+    cl->addr.sun_family = AF_UNIX;
+    if (path_len == 0 || path_len >= sizeof(cl->addr.sun_path)) {
+        free(cl);
+        return -ENAMETOOLONG;
+    }
+    memcpy(cl->addr.sun_path, path, path_len + 1);
+    cl->fd = connect_to(&cl->addr);
+    if (cl->fd < 0) {
+        int err = cl->fd;
         free(cl);
         return err;
     }
@@ -221,6 +235,27 @@ int tlsnic_ctl_client_open(const char *path, int timeout_ms, struct tlsnic_dev *
     cl->dev.priv = cl;
     *out = &cl->dev;
     return 0;
+}
+
+int tlsnic_ctl_client_fd(struct tlsnic_dev *dev)
+{
+    struct ctl_client *cl = client_of(dev);
+    pthread_mutex_lock(&cl->lock);
+    int fd = cl->fd;
+    pthread_mutex_unlock(&cl->lock);
+    return fd;
+}
+
+int tlsnic_ctl_client_reconnect(struct tlsnic_dev *dev)
+{
+    struct ctl_client *cl = client_of(dev);
+    pthread_mutex_lock(&cl->lock);
+    if (cl->fd >= 0)
+        close(cl->fd);
+    cl->fd = connect_to(&cl->addr);
+    int err = cl->fd < 0 ? cl->fd : 0;
+    pthread_mutex_unlock(&cl->lock);
+    return err;
 }
 
 void tlsnic_ctl_client_close(struct tlsnic_dev *dev)

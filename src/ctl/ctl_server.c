@@ -44,6 +44,8 @@ struct ctl_counters {
     uint64_t dels;
     uint64_t resyncs;
     uint64_t flows_reaped; /* deleted because their control connection closed */
+    uint64_t fences_lifted;
+    uint64_t state_errors;
 };
 
 struct tlsnic_ctl_server {
@@ -56,6 +58,7 @@ struct tlsnic_ctl_server {
     uint32_t max_flows;
     uint32_t n_flows;
     uint32_t next_serial;
+    bool shutting_down;     /* the state file keeps what was offloaded when we stopped */
     struct ctl_counters counters;
     uint8_t rx[TLSNIC_CTL_MAX_MSG + 1];
     uint8_t tx[TLSNIC_CTL_MAX_MSG];
@@ -223,6 +226,47 @@ static void forget_flow(tlsnic_ctl_server *s, struct owned_flow *f)
     s->n_flows--;
 }
 
+struct state_list {
+    struct tlsnic_flow_dir *entries;
+    size_t n, cap;
+    const tlsnic_ctl_server *s;
+};
+
+static void add_fenced(void *ctx, const struct tlsnic_flow *flow)
+{
+    struct state_list *l = ctx;
+    if (l->n < l->cap)
+        l->entries[l->n++] = (struct tlsnic_flow_dir){.flow = *flow, .dir = TLSNIC_DIR_TX};
+}
+
+/* Writes the offloaded and the still fenced flows to the state file (control path only). */
+static void save_state(tlsnic_ctl_server *s)
+{
+    if (s->cfg.state_path == NULL || s->shutting_down)
+        return;
+    uint32_t fenced = s->cfg.fence != NULL ? tlsnic_fence_count(s->cfg.fence) : 0;
+    struct state_list l = {.cap = (size_t)s->n_flows + fenced, .s = s};
+    l.entries = calloc(l.cap ? l.cap : 1, sizeof(*l.entries));
+    if (l.entries == NULL) {
+        s->counters.state_errors++;
+        return;
+    }
+    for (uint32_t i = 0; i < s->max_flows && l.n < l.cap; i++) {
+        if (s->flows[i].used)
+            l.entries[l.n++] = (struct tlsnic_flow_dir){.flow = s->flows[i].flow,
+                                                        .dir = s->flows[i].dir};
+    }
+    /* A flow both fenced and offloaded cannot be: add lifts the fence first. */
+    if (fenced > 0)
+        tlsnic_fence_foreach(s->cfg.fence, add_fenced, &l);
+    int err = tlsnic_state_save(s->cfg.state_path, l.entries, l.n);
+    free(l.entries);
+    if (err < 0) {
+        s->counters.state_errors++;
+        logf_(s, "state file %s: %s", s->cfg.state_path, strerror(-err));
+    }
+}
+
 /* The flow of an ADD/DEL/RESYNC: from the single socket passed with it. */
 static int request_flow(int n_fds, const int *fds, struct tlsnic_flow *flow, uint64_t *cookie,
                         struct outcome *o)
@@ -265,7 +309,12 @@ static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_
                                 .owner_serial = cl->serial, .owner_pid = cl->cred.pid};
     s->n_flows++;
     s->counters.adds++;
-    set_outcome(o, 0, "added");
+    /* The device holds the keys again: the flow's frames may pass to it. */
+    bool lifted = dir == TLSNIC_DIR_TX && s->cfg.fence != NULL &&
+                  tlsnic_fence_lift(s->cfg.fence, &flow) == 0;
+    s->counters.fences_lifted += lifted;
+    save_state(s);
+    set_outcome(o, 0, lifted ? "added (fence lifted)" : "added");
 }
 
 /* DEL and RESYNC: the passed socket must be the very socket that was added. */
@@ -293,12 +342,26 @@ static void do_del(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, int n_f
                    const int *fds, struct outcome *o)
 {
     struct owned_flow *f = held_flow(s, m, n_fds, fds, o);
+    if (f == NULL && o->status == -ENOENT && m->dir == TLSNIC_DIR_TX && s->cfg.fence != NULL) {
+        /* A host stopping the offload of a fenced flow: its frames are plain from now on. */
+        struct tlsnic_flow flow;
+        uint64_t cookie;
+        struct outcome ignored;
+        if (flow_from_socket(fds[0], &flow, &cookie, &ignored) == 0 &&
+            tlsnic_fence_lift(s->cfg.fence, &flow) == 0) {
+            s->counters.fences_lifted++;
+            save_state(s);
+            set_outcome(o, 0, "fence lifted (the context was lost in a restart)");
+        }
+        return;
+    }
     if (f == NULL)
         return;
     int err = s->cfg.dev->ops->del(s->cfg.dev, fds[0], &f->flow, f->dir);
     /* Forgotten either way: a device that no longer knows the flow has nothing to keep. */
     forget_flow(s, f);
     s->counters.dels++;
+    save_state(s);
     if (err < 0)
         set_outcome(o, err, "device %s: del: %s", s->cfg.dev->ops->name, strerror(-err));
     else
@@ -356,6 +419,7 @@ static void do_stats(tlsnic_ctl_server *s, struct outcome *o)
 
 static void close_client(tlsnic_ctl_server *s, struct client *cl)
 {
+    uint64_t reaped = s->counters.flows_reaped;
     for (uint32_t i = 0; i < s->max_flows; i++) {
         struct owned_flow *f = &s->flows[i];
         if (!f->used || f->owner_serial != cl->serial)
@@ -368,6 +432,8 @@ static void close_client(tlsnic_ctl_server *s, struct client *cl)
         forget_flow(s, f);
         s->counters.flows_reaped++;
     }
+    if (s->counters.flows_reaped != reaped)
+        save_state(s);
     logf_(s, "pid %d uid %u disconnected", (int)cl->cred.pid, (unsigned)cl->cred.uid);
     close(cl->fd);
     cl->fd = -1;
@@ -529,6 +595,13 @@ int tlsnic_ctl_server_new(tlsnic_ctl_server **out, const struct tlsnic_ctl_serve
     }
     memcpy(s->path, cfg->path, path_len + 1);
     s->cfg.path = s->path;
+    if (cfg->state_path != NULL) {
+        s->cfg.state_path = strdup(cfg->state_path); /* the caller's string may not last */
+        if (s->cfg.state_path == NULL) {
+            free(s);
+            return -ENOMEM;
+        }
+    }
     s->max_clients = cfg->max_clients ? cfg->max_clients : DEFAULT_MAX_CLIENTS;
     s->max_flows = cfg->max_flows ? cfg->max_flows : DEFAULT_MAX_FLOWS;
     s->clients = calloc(s->max_clients, sizeof(*s->clients));
@@ -541,6 +614,7 @@ int tlsnic_ctl_server_new(tlsnic_ctl_server **out, const struct tlsnic_ctl_serve
     if (err < 0) {
         free(s->clients);
         free(s->flows);
+        free((char *)s->cfg.state_path);
         free(s);
         return err;
     }
@@ -552,6 +626,7 @@ void tlsnic_ctl_server_free(tlsnic_ctl_server *s)
 {
     if (s == NULL)
         return;
+    s->shutting_down = true;
     for (uint32_t i = 0; i < s->max_clients; i++) {
         if (s->clients[i].fd >= 0)
             close_client(s, &s->clients[i]);
@@ -562,6 +637,7 @@ void tlsnic_ctl_server_free(tlsnic_ctl_server *s)
     }
     free(s->clients);
     free(s->flows);
+    free((char *)s->cfg.state_path);
     free(s);
 }
 
@@ -599,12 +675,16 @@ int tlsnic_ctl_server_stats_format(const tlsnic_ctl_server *s, char *buf, size_t
 {
     int n = snprintf(buf, cap,
                      "ctl_flows %u\nctl_connections %llu\nctl_requests %llu\nctl_refused %llu\n"
-                     "ctl_adds %llu\nctl_dels %llu\nctl_resyncs %llu\nctl_flows_reaped %llu\n",
+                     "ctl_adds %llu\nctl_dels %llu\nctl_resyncs %llu\nctl_flows_reaped %llu\n"
+                     "ctl_fenced %u\nctl_fences_lifted %llu\nctl_state_errors %llu\n",
                      s->n_flows, (unsigned long long)s->counters.connections,
                      (unsigned long long)s->counters.requests,
                      (unsigned long long)s->counters.refused, (unsigned long long)s->counters.adds,
                      (unsigned long long)s->counters.dels, (unsigned long long)s->counters.resyncs,
-                     (unsigned long long)s->counters.flows_reaped);
+                     (unsigned long long)s->counters.flows_reaped,
+                     s->cfg.fence != NULL ? tlsnic_fence_count(s->cfg.fence) : 0u,
+                     (unsigned long long)s->counters.fences_lifted,
+                     (unsigned long long)s->counters.state_errors);
     if (n < 0 || (size_t)n >= cap)
         return -ENOBUFS;
     return n;

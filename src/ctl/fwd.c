@@ -216,6 +216,12 @@ static void forward_frame(struct tlsnic_fwd *fwd, struct fwd_side *s, size_t len
         s->st->max_frame = l3_len;
     capture(fwd, s->pcap_in, buf, len);
 
+    /* No context for this flow (the daemon restarted): its payload may be plaintext. */
+    if (s->dir == TLSNIC_FWD_TO_WIRE && fwd->cfg.fence != NULL &&
+        tlsnic_fence_blocks(fwd->cfg.fence, buf + VNET_LEN, l3_len)) {
+        s->st->fence_drops++;
+        return;
+    }
     /* TO_WIRE: the device is before the wire, so it also sees frames the wire loses. */
     if (s->dir == TLSNIC_FWD_TO_WIRE && run_hook(fwd, s, buf, len) != TLSNIC_FRAME_PASS)
         return;
@@ -350,7 +356,8 @@ int tlsnic_fwd_stats_format(const struct tlsnic_fwd_stats *st, char *buf, size_t
             {"gso_frames", s->gso_frames},   {"gso_bytes", s->gso_bytes},
             {"csum_partial", s->csum_partial}, {"max_frame", s->max_frame},
             {"sent", s->sent},               {"hook_drops", s->hook_drops},
-            {"hook_errors", s->hook_errors}, {"fault_lost", s->fault_lost},
+            {"hook_errors", s->hook_errors}, {"fence_drops", s->fence_drops},
+            {"fault_lost", s->fault_lost},
             {"fault_dup", s->fault_dup},     {"fault_reordered", s->fault_reordered},
             {"bad_frames", s->bad_frames},   {"write_errors", s->write_errors},
         };

@@ -41,6 +41,8 @@ struct fixture {
     int stop_pipe[2];
     struct tlsnic_dev *client;
     int tcp_local, tcp_remote; /* a connected TCP pair: local is the "host" socket */
+    tlsnic_fence *fence;       /* stateful fixture only */
+    char state_path[128];
 };
 
 static void *serve(void *arg)
@@ -74,16 +76,26 @@ static void tcp_pair(int *local, int *remote)
     close(ls);
 }
 
-static int setup(void **state)
+static void start_server(struct fixture *f)
+{
+    struct tlsnic_ctl_server_config cfg = {.path = f->path, .dev = tlsnic_flowtable_dev(f->table),
+                                           .fence = f->fence,
+                                           .state_path = f->fence ? f->state_path : NULL};
+    assert_int_equal(tlsnic_ctl_server_new(&f->server, &cfg), 0);
+}
+
+static int setup_common(void **state, int stateful)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     snprintf(f->dir, sizeof(f->dir), "/tmp/tlsnic-ctl-test.XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/ctl.sock", f->dir);
+    snprintf(f->state_path, sizeof(f->state_path), "%s/state", f->dir);
     assert_int_equal(tlsnic_flowtable_new(&f->table, 8), 0);
-    struct tlsnic_ctl_server_config cfg = {.path = f->path, .dev = tlsnic_flowtable_dev(f->table)};
-    assert_int_equal(tlsnic_ctl_server_new(&f->server, &cfg), 0);
+    if (stateful)
+        assert_int_equal(tlsnic_fence_new(&f->fence, 8), 0);
+    start_server(f);
     assert_int_equal(pipe2(f->stop_pipe, O_CLOEXEC), 0);
     assert_int_equal(pthread_create(&f->thread, NULL, serve, f), 0);
     assert_int_equal(tlsnic_ctl_client_open(f->path, 2000, &f->client), 0);
@@ -92,14 +104,28 @@ static int setup(void **state)
     return 0;
 }
 
+static int setup(void **state)
+{
+    return setup_common(state, 0);
+}
+
+static int setup_stateful(void **state)
+{
+    return setup_common(state, 1);
+}
+
 static int teardown(void **state)
 {
     struct fixture *f = *state;
     tlsnic_ctl_client_close(f->client);
-    assert_int_equal(write(f->stop_pipe[1], "x", 1), 1);
-    pthread_join(f->thread, NULL);
-    tlsnic_ctl_server_free(f->server);
+    if (f->server != NULL) { /* NULL: a test stopped it and failed before restarting it */
+        assert_int_equal(write(f->stop_pipe[1], "x", 1), 1);
+        pthread_join(f->thread, NULL);
+        tlsnic_ctl_server_free(f->server);
+    }
     tlsnic_flowtable_free(f->table);
+    tlsnic_fence_free(f->fence);
+    unlink(f->state_path);
     close(f->stop_pipe[0]);
     close(f->stop_pipe[1]);
     if (f->tcp_local >= 0)
@@ -470,6 +496,87 @@ static void a_full_flow_table_is_refused_with_enospc(void **state)
     }
 }
 
+static int state_file_lines(const struct fixture *f)
+{
+    FILE *in = fopen(f->state_path, "r");
+    if (in == NULL)
+        return -1;
+    int lines = 0, c;
+    while ((c = fgetc(in)) != EOF)
+        lines += c == '\n';
+    fclose(in);
+    return lines;
+}
+
+static void stop_server_thread(struct fixture *f)
+{
+    assert_int_equal(write(f->stop_pipe[1], "x", 1), 1);
+    pthread_join(f->thread, NULL);
+    char c;
+    assert_int_equal(read(f->stop_pipe[0], &c, 1), 1);
+}
+
+static void the_state_file_lists_offloaded_flows_and_outlives_the_daemon(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    assert_int_equal(state_file_lines(f), 1);
+    /* The daemon stops (cleanly here; SIGKILL leaves the file as it was anyway), and only
+     * then its host notices. */
+    stop_server_thread(f);
+    tlsnic_ctl_server_free(f->server);
+    f->server = NULL;
+    tlsnic_ctl_client_close(f->client);
+    f->client = NULL;
+    assert_int_equal(state_file_lines(f), 1);
+    /* The next daemon fences the flow until its host adds it again. */
+    assert_int_equal(tlsnic_state_load(f->state_path, f->fence), 1);
+    start_server(f);
+    assert_int_equal(pthread_create(&f->thread, NULL, serve, f), 0);
+    assert_int_equal(tlsnic_ctl_client_open(f->path, 2000, &f->client), 0);
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    assert_string_equal(tlsnic_ctl_client_last_error(f->client), "");
+    assert_int_equal(flows_in_daemon(f), 1);
+    static char text[TLSNIC_CTL_MAX_MSG];
+    assert_true(tlsnic_ctl_query_stats(f->path, text, sizeof(text)) > 0);
+    assert_non_null(strstr(text, "ctl_fenced 0\nctl_fences_lifted 1\n"));
+}
+
+static void del_removes_the_flow_from_the_state_file(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    assert_int_equal(f->client->ops->del(f->client, f->tcp_local, NULL, TLSNIC_DIR_TX), 0);
+    assert_int_equal(state_file_lines(f), 0);
+}
+
+static void del_of_a_fenced_flow_lifts_its_fence(void **state)
+{
+    struct fixture *f = *state;
+    struct tlsnic_flow flow = flow_of(f->tcp_local);
+    assert_int_equal(tlsnic_fence_add(f->fence, &flow), 0); /* as a restart leaves it */
+    assert_int_equal(f->client->ops->del(f->client, f->tcp_local, NULL, TLSNIC_DIR_TX), 0);
+    static char text[TLSNIC_CTL_MAX_MSG];
+    assert_true(tlsnic_ctl_query_stats(f->path, text, sizeof(text)) > 0);
+    assert_non_null(strstr(text, "ctl_fenced 0\n"));
+    assert_int_equal(state_file_lines(f), 0);
+}
+
+static void a_reconnected_client_can_add_again(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    assert_int_equal(tlsnic_ctl_client_reconnect(f->client), 0);
+    long flows = -1;
+    for (int i = 0; i < 200 && flows != 0; i++) { /* the old connection's flows are reaped */
+        flows = flows_in_daemon(f);
+        if (flows != 0)
+            usleep(10000);
+    }
+    assert_int_equal(flows, 0);
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -495,6 +602,13 @@ int main(void)
         T(a_second_daemon_on_a_live_socket_is_refused),
         cmocka_unit_test(a_stale_socket_file_is_replaced),
         T(a_full_flow_table_is_refused_with_enospc),
+        T(a_reconnected_client_can_add_again),
+        cmocka_unit_test_setup_teardown(the_state_file_lists_offloaded_flows_and_outlives_the_daemon,
+                                        setup_stateful, teardown),
+        cmocka_unit_test_setup_teardown(del_removes_the_flow_from_the_state_file, setup_stateful,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(del_of_a_fenced_flow_lifts_its_fence, setup_stateful,
+                                        teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -386,6 +386,52 @@ static void captures_hold_one_raw_ip_record_per_frame(void **state)
     }
 }
 
+/* An IPv4 TCP frame 198.18.0.1:sport -> 198.18.0.2:443 with payload_len bytes. */
+static size_t tcp4_frame(uint8_t *buf, uint16_t sport, size_t payload_len)
+{
+    size_t total = 40 + payload_len;
+    memset(buf, 0, VNET + total);
+    uint8_t *ip = buf + VNET;
+    const uint8_t head[20] = {0x45, 0, (uint8_t)(total >> 8), (uint8_t)total, 0, 0, 0x40, 0,
+                              64, 6, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2};
+    memcpy(ip, head, sizeof(head));
+    ip[20] = (uint8_t)(sport >> 8);
+    ip[21] = (uint8_t)sport;
+    ip[22] = 443 >> 8;
+    ip[23] = 443 & 0xff;
+    ip[32] = 5 << 4;
+    return VNET + total;
+}
+
+static void a_fenced_flows_payload_is_dropped_before_the_device_sees_it(void **state)
+{
+    struct fixture *f = *state;
+    tlsnic_fence *fence;
+    assert_int_equal(tlsnic_fence_new(&fence, 4), 0);
+    struct tlsnic_flow flow = {.family = AF_INET, .local = {198, 18, 0, 1},
+                               .remote = {198, 18, 0, 2}, .local_port = 40000, .remote_port = 443};
+    assert_int_equal(tlsnic_fence_add(fence, &flow), 0);
+    struct tlsnic_fwd_config cfg = {.host_fd = f->host[0], .wire_fd = f->wire[0],
+                                    .on_frame = hook, .hook_ctx = f, .fence = fence};
+    assert_int_equal(tlsnic_fwd_new(&f->fwd, &cfg), 0);
+    static uint8_t buf[VNET + 200];
+    send_frame(f->host[1], buf, tcp4_frame(buf, 40000, 100)); /* fenced payload */
+    send_frame(f->host[1], buf, tcp4_frame(buf, 40000, 0));   /* its pure ACK */
+    send_frame(f->host[1], buf, tcp4_frame(buf, 40001, 100)); /* another flow */
+    pump(f, 20);
+    int arrived = 0;
+    while (read(f->wire[1], frame_buf, sizeof(frame_buf)) > 0)
+        arrived++;
+    assert_int_equal(arrived, 2);
+    assert_int_equal(f->hook_calls[TLSNIC_FWD_TO_WIRE], 2);
+    struct tlsnic_fwd_stats st;
+    tlsnic_fwd_stats(f->fwd, &st);
+    assert_int_equal(st.dir[TLSNIC_FWD_TO_WIRE].fence_drops, 1);
+    tlsnic_fwd_free(f->fwd);
+    f->fwd = NULL;
+    tlsnic_fence_free(fence);
+}
+
 static void bad_fault_rates_are_refused(void **state)
 {
     struct fixture *f = *state;
@@ -412,6 +458,7 @@ int main(void)
         T(the_device_sees_only_what_survives_the_wire_towards_the_host),
         T(short_and_oversized_frames_are_dropped_and_counted),
         T(captures_hold_one_raw_ip_record_per_frame),
+        T(a_fenced_flows_payload_is_dropped_before_the_device_sees_it),
         T(bad_fault_rates_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
