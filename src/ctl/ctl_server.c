@@ -174,6 +174,12 @@ static int flow_from_socket(int fd, struct tlsnic_flow *flow, uint64_t *cookie,
         set_outcome(o, -EPROTONOSUPPORT, "the passed socket is not a TCP socket");
         return o->status;
     }
+    /* The cookie first: it names the socket even after its connection is gone. */
+    sl = sizeof(*cookie);
+    if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, &sl) < 0) {
+        set_outcome(o, -errno, "cannot read the socket cookie");
+        return o->status;
+    }
     struct sockaddr_storage local, remote;
     socklen_t ll = sizeof(local), rl = sizeof(remote);
     if (getpeername(fd, (struct sockaddr *)&remote, &rl) < 0) {
@@ -190,11 +196,6 @@ static int flow_from_socket(int fd, struct tlsnic_flow *flow, uint64_t *cookie,
         sockaddr_to_flow_end(&remote, &rfamily, flow->remote, &flow->remote_port) < 0 ||
         rfamily != flow->family) {
         set_outcome(o, -EAFNOSUPPORT, "unexpected socket address family");
-        return o->status;
-    }
-    sl = sizeof(*cookie);
-    if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, &sl) < 0) {
-        set_outcome(o, -errno, "cannot read the socket cookie");
         return o->status;
     }
     return 0;
@@ -317,14 +318,36 @@ static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_
     set_outcome(o, 0, lifted ? "added (fence lifted)" : "added");
 }
 
-/* DEL and RESYNC: the passed socket must be the very socket that was added. */
+static struct owned_flow *find_by_cookie(tlsnic_ctl_server *s, uint64_t cookie,
+                                         enum tlsnic_dir dir)
+{
+    for (uint32_t i = 0; i < s->max_flows; i++) {
+        struct owned_flow *f = &s->flows[i];
+        if (f->used && f->dir == dir && f->cookie == cookie)
+            return f;
+    }
+    return NULL;
+}
+
+/*
+ * DEL and RESYNC: the passed socket must be the very socket that was added. A socket
+ * whose connection has ended (the usual case of a del at close) has no 4-tuple any more;
+ * its cookie still names it.
+ */
 static struct owned_flow *held_flow(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m,
                                     int n_fds, const int *fds, struct outcome *o)
 {
     struct tlsnic_flow flow;
-    uint64_t cookie;
-    if (request_flow(n_fds, fds, &flow, &cookie, o) < 0)
-        return NULL;
+    uint64_t cookie = 0;
+    if (request_flow(n_fds, fds, &flow, &cookie, o) < 0) {
+        struct owned_flow *f = NULL;
+        if (o->status == -ENOTCONN && cookie != 0)
+            f = find_by_cookie(s, cookie, (enum tlsnic_dir)m->dir);
+        if (f == NULL)
+            return NULL;
+        set_outcome(o, 0, "ok");
+        return f;
+    }
     struct owned_flow *f = find_flow(s, &flow, (enum tlsnic_dir)m->dir);
     if (f == NULL) {
         set_outcome(o, -ENOENT, "no offloaded flow for this socket in direction %s",
