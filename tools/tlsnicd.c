@@ -4,12 +4,15 @@
  *   tlsnicd --host-ns NS --wire-ns NS [--host-if IF] [--wire-if IF] [--ctl PATH]
  *           [--pcap-host FILE] [--pcap-wire FILE]
  *           [--loss RATE] [--reorder RATE] [--dup RATE] [--seed N] [--fault-dir both|tx|rx]
- *           [--ready-file FILE] [--stats-file FILE] [--state-file FILE]
+ *           [--ready-file FILE] [--stats-file FILE] [--state-file FILE] [--wire-segments]
  *           [--test-hook xor|xor-fullcsum|xor-stalecsum]
  *   tlsnicd stats --ctl PATH          prints the running daemon's counters
  *
  * Rates are fractions (0.02 = 2 %). SIGTERM/SIGINT stop it (counters to stderr and to
  * --stats-file); SIGUSR1 prints the counters. scripts/net.sh makes the namespaces.
+ *
+ * --wire-segments makes the wire carry MSS-sized segments (software TSO where frames reach
+ * the wire), so faults hit single segments and the wire capture shows real segments.
  *
  * --state-file keeps the list of offloaded flows (no keys) across restarts: at start the
  * TX flows in it are fenced, their payload dropped until the host adds them again
@@ -54,6 +57,7 @@ struct options {
     const char *ctl_path, *pcap_host, *pcap_wire, *ready_file, *stats_file, *state_file;
     struct tlsnic_fault_cfg faults;
     int xor_hook;      /* 0 none, 1 partial checksums, 2 full checksums, 3 stale */
+    int wire_segments;
 };
 
 static int parse_rate(const char *text, uint32_t *ppm)
@@ -73,7 +77,7 @@ static void usage(void)
             "usage: tlsnicd --host-ns NS --wire-ns NS [--host-if IF] [--wire-if IF] [--ctl PATH]\n"
             "               [--pcap-host FILE] [--pcap-wire FILE] [--loss R] [--reorder R]\n"
             "               [--dup R] [--seed N] [--fault-dir both|tx|rx] [--ready-file F]\n"
-            "               [--stats-file F] [--state-file F]\n"
+            "               [--stats-file F] [--state-file F] [--wire-segments]\n"
             "               [--test-hook xor|xor-fullcsum|xor-stalecsum]\n"
             "       tlsnicd stats --ctl PATH\n");
 }
@@ -89,6 +93,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"seed", required_argument, NULL, 's'},       {"fault-dir", required_argument, NULL, 'f'},
         {"ready-file", required_argument, NULL, 'R'}, {"stats-file", required_argument, NULL, 'S'},
         {"test-hook", required_argument, NULL, 'T'}, {"state-file", required_argument, NULL, 'F'},
+        {"wire-segments", no_argument, NULL, 'G'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -108,6 +113,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'R': o->ready_file = optarg; break;
         case 'S': o->stats_file = optarg; break;
         case 'F': o->state_file = optarg; break;
+        case 'G': o->wire_segments = 1; break;
         case 'l': err = parse_rate(optarg, &o->faults.loss_ppm); break;
         case 'r': err = parse_rate(optarg, &o->faults.reorder_ppm); break;
         case 'd': err = parse_rate(optarg, &o->faults.dup_ppm); break;
@@ -250,6 +256,7 @@ static int run(const struct options *o)
         .faults = o->faults,
         .pcap_host_path = o->pcap_host,
         .pcap_wire_path = o->pcap_wire,
+        .segment_on_wire = o->wire_segments,
     };
     if (o->xor_hook)
         active_xor_hook = &xor_hook;

@@ -83,6 +83,14 @@ struct tlsnic_fwd_config {
     /* Borrowed, may be NULL: TO_WIRE frames it blocks are dropped before the hook sees
      * them (fence_drops). See fence.h. */
     const struct tlsnic_fence *fence;
+    /*
+     * 1: the wire carries MSS-sized segments, as a real one does. TCP GSO super-frames
+     * are cut (software TSO) where they reach the wire: towards the peer after the
+     * device hook, towards the host before it (the device sees wire segments, as a NIC's
+     * RX path does). Faults then hit single segments. 0 (default): super-frames cross
+     * whole, and a fault hits all their segments at once.
+     */
+    int segment_on_wire;
 };
 
 struct tlsnic_fwd_dir_stats {
@@ -96,6 +104,8 @@ struct tlsnic_fwd_dir_stats {
     uint64_t hook_drops;
     uint64_t hook_errors;
     uint64_t fence_drops;     /* payload of a flow whose device context is missing */
+    uint64_t segmented_frames;/* GSO frames cut into wire segments (segment_on_wire) */
+    uint64_t wire_segments;   /* segments they became */
     uint64_t fault_lost;
     uint64_t fault_dup;
     uint64_t fault_reordered;

@@ -10,6 +10,9 @@
 #                (seeded): sha256 equal, and the sender's kernel retransmitted (nstat
 #                TcpRetransSegs > 0).
 #   ipv6         20 MB over IPv6: sha256 equal, TSO frames seen.
+#   segmented    20 MB with --wire-segments and 2 % loss + 2 % reordering: super-frames
+#                are cut into MSS segments on the wire (no wire frame above the 1500-byte
+#                MTU in the capture), single segments are lost, sha256 equal.
 #   hook_partial 20 MB through the XOR test hook, frames left CHECKSUM_PARTIAL: the peer
 #                receives exactly the XORed stream.
 #   hook_full    the same, with complete checksums computed for non-GSO frames.
@@ -82,6 +85,7 @@ daemon_args=(--host-ns "$host_ns" --wire-ns "$peer_ns" --ctl "$work/ctl.sock"
   --ready-file "$work/ready" --stats-file "$work/final-stats")
 case "$mode" in
   faults) daemon_args+=(--loss 0.02 --reorder 0.02 --dup 0.005 --seed 42) ;;
+  segmented) daemon_args+=(--wire-segments --loss 0.02 --reorder 0.02 --seed 42) ;;
   hook_partial) daemon_args+=(--test-hook xor) ;;
   hook_full) daemon_args+=(--test-hook xor-fullcsum) ;;
   hook_stale) daemon_args+=(--test-hook xor-stalecsum) ;;
@@ -177,6 +181,13 @@ case "$mode" in
     [ "$(counter to_wire_fault_reordered "$work/stats")" -gt 0 ] || fail "the wire reordered nothing"
     [ "${retrans:-0}" -gt 0 ] || fail "the kernel retransmitted nothing under 2 % loss"
     echo "retransmissions: TcpRetransSegs $retrans"
+    ;;
+  segmented)
+    [ "$(counter to_wire_wire_segments "$work/stats")" -gt "$gso" ] || fail "no super-frame was cut"
+    [ "${retrans:-0}" -gt 0 ] || fail "the kernel retransmitted nothing under 2 % loss"
+    largest=$(timeout 120 tshark -r "$work/wire.pcap" -T fields -e frame.len 2>/dev/null | sort -n | tail -1)
+    [ "$largest" -le 1500 ] || fail "a $largest-byte frame crossed a 1500-byte wire"
+    echo "wire: $(counter to_wire_wire_segments "$work/stats") segments from $gso super-frames, largest $largest bytes; TcpRetransSegs $retrans"
     ;;
   hook_partial)
     [ "$(counter xor_frames_rewritten "$work/stats")" -gt 0 ] || fail "the hook rewrote nothing"
