@@ -129,17 +129,11 @@ static void make_key(struct flow_key *k, const struct tlsnic_flow *flow, enum tl
     memcpy(k->remote, flow->remote, alen);
 }
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
-/* Seeded hash of the key (the seed is random per device: no hash flooding by choice). */
+/*
+ * Seeded multiply-xorshift hash of the key. The seed is random per device, so which flows
+ * share a bucket cannot be chosen from outside (no hash flooding by choice); chains are
+ * bounded by the table size anyway.
+ */
 static uint32_t key_hash(const tlsnic_nic *nic, const struct flow_key *k)
 {
     const uint8_t *b = (const uint8_t *)k;
@@ -147,8 +141,11 @@ static uint32_t key_hash(const tlsnic_nic *nic, const struct flow_key *k)
     for (size_t i = 0; i < sizeof(*k); i += 8) {
         uint64_t w;
         memcpy(&w, b + i, 8);
-        h = mix64(h ^ w ^ nic->hash_seed[1]);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+        h ^= h >> 29;
     }
+    h = (h ^ nic->hash_seed[1]) * 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 32;
     return (uint32_t)(h & (nic->nbuckets - 1));
 }
 
