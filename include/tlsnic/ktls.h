@@ -31,6 +31,9 @@
 #ifndef TLSNIC_KTLS_H
 #define TLSNIC_KTLS_H
 
+#include <linux/tls.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
