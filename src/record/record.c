@@ -13,7 +13,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <openssl/crypto.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -493,6 +495,193 @@ int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *
     return 0;
 }
 
+
+/* ------------------------------------------------------------------------------------------ */
+/* ChaCha20-Poly1305 streaming (RFC 8439 2.8) composed from EVP ChaCha20 and EVP_MAC Poly1305. */
+
+#define CHACHA_BLOCK 64
+#define CHACHA_KS_BATCH 1024 /* libcrypto's widest ChaCha20 batch: 16 blocks */
+#define POLY1305_KEY_LEN 32
+
+struct chacha_stream {
+    EVP_CIPHER_CTX *chacha; /* keystream generator, continues block by block */
+    EVP_MAC_CTX *poly;
+    uint64_t keyed_id;
+    uint64_t aad_len;
+    uint32_t ks_used; /* keystream bytes of ks already applied */
+    uint32_t ks_len;  /* keystream bytes in ks */
+    uint8_t ks[CHACHA_KS_BATCH];
+};
+
+static EVP_MAC *poly1305_mac;
+static pthread_once_t poly1305_once = PTHREAD_ONCE_INIT;
+
+static void fetch_poly1305(void)
+{
+    poly1305_mac = EVP_MAC_fetch(NULL, "POLY1305", NULL);
+}
+
+static const uint8_t zero_block[CHACHA_KS_BATCH];
+
+static void chacha_stream_free(struct chacha_stream *cs)
+{
+    if (cs == NULL)
+        return;
+    EVP_CIPHER_CTX_free(cs->chacha);
+    EVP_MAC_CTX_free(cs->poly);
+    OPENSSL_clear_free(cs, sizeof(*cs));
+}
+
+static struct chacha_stream *chacha_stream_new(void)
+{
+    pthread_once(&poly1305_once, fetch_poly1305);
+    if (poly1305_mac == NULL)
+        return NULL;
+    struct chacha_stream *cs = OPENSSL_zalloc(sizeof(*cs));
+    if (cs == NULL)
+        return NULL;
+    cs->chacha = EVP_CIPHER_CTX_new();
+    cs->poly = EVP_MAC_CTX_new(poly1305_mac);
+    if (cs->chacha == NULL || cs->poly == NULL) {
+        chacha_stream_free(cs);
+        return NULL;
+    }
+    return cs;
+}
+
+static int poly_update_padded(EVP_MAC_CTX *poly, uint64_t len_so_far)
+{
+    size_t rem = (size_t)(len_so_far % 16);
+    if (rem != 0 && EVP_MAC_update(poly, zero_block, 16 - rem) != 1)
+        return -EINVAL;
+    return 0;
+}
+
+static int chacha_begin(struct chacha_stream *cs, const tlsnic_rec_key *key,
+                        const uint8_t nonce[NONCE_LEN], const uint8_t *aad, size_t aad_len)
+{
+    uint8_t iv[16] = {0}; /* 32-bit little-endian block counter 0, then the nonce */
+    memcpy(iv + 4, nonce, NONCE_LEN);
+    if (cs->keyed_id != key->id) {
+        cs->keyed_id = 0;
+        EVP_CHECK(EVP_EncryptInit_ex(cs->chacha, key->keystream, NULL, key->key_bytes, iv));
+        cs->keyed_id = key->id;
+    } else {
+        EVP_CHECK(EVP_EncryptInit_ex(cs->chacha, NULL, NULL, NULL, iv));
+    }
+    /* block 0 keys Poly1305; the body's keystream starts at block 1 */
+    uint8_t block0[CHACHA_BLOCK];
+    int outl;
+    EVP_CHECK(EVP_EncryptUpdate(cs->chacha, block0, &outl, zero_block, CHACHA_BLOCK));
+    int ok = EVP_MAC_init(cs->poly, block0, POLY1305_KEY_LEN, NULL);
+    OPENSSL_cleanse(block0, sizeof(block0));
+    if (ok != 1)
+        return -EINVAL;
+    EVP_CHECK(EVP_MAC_update(cs->poly, aad, aad_len));
+    cs->aad_len = aad_len;
+    cs->ks_used = cs->ks_len = 0;
+    return poly_update_padded(cs->poly, aad_len);
+}
+
+/* 16 bytes at a time: SSE2 on x86-64, whatever the target has elsewhere. */
+typedef uint8_t xor_vec __attribute__((vector_size(16)));
+
+/* XORs len bytes with the keystream. The EVP ChaCha20 context only ever moves in whole
+ * batches: spans that cover whole batches are encrypted directly, the rest is XORed with
+ * a batch made ahead into cs->ks. */
+static int chacha_xor(struct chacha_stream *cs, const uint8_t *in, uint8_t *out, size_t len)
+{
+    while (len > 0) {
+        if (cs->ks_used == cs->ks_len && len >= CHACHA_KS_BATCH) {
+            /* whole batches: encrypt straight from in to out, no keystream copy */
+            size_t direct = len - len % CHACHA_KS_BATCH;
+            int outl;
+            EVP_CHECK(EVP_EncryptUpdate(cs->chacha, out, &outl, in, (int)direct));
+            in += direct;
+            out += direct;
+            len -= direct;
+            continue;
+        }
+        if (cs->ks_used == cs->ks_len) {
+            int outl;
+            EVP_CHECK(EVP_EncryptUpdate(cs->chacha, cs->ks, &outl, zero_block, CHACHA_KS_BATCH));
+            cs->ks_len = CHACHA_KS_BATCH;
+            cs->ks_used = 0;
+        }
+        size_t n = cs->ks_len - cs->ks_used;
+        if (n > len)
+            n = len;
+        const uint8_t *ks = cs->ks + cs->ks_used;
+        size_t i = 0;
+        for (; i + sizeof(xor_vec) <= n; i += sizeof(xor_vec)) {
+            xor_vec a, b;
+            memcpy(&a, in + i, sizeof(a));
+            memcpy(&b, ks + i, sizeof(b));
+            a ^= b;
+            memcpy(out + i, &a, sizeof(a));
+        }
+        for (; i < n; i++)
+            out[i] = in[i] ^ ks[i];
+        cs->ks_used += (uint32_t)n;
+        in += n;
+        out += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static int chacha_update(struct chacha_stream *cs, int seal, const uint8_t *in, uint8_t *out,
+                         size_t len)
+{
+    if (!seal) /* the MAC covers ciphertext: take it before in-place decryption overwrites it */
+        EVP_CHECK(EVP_MAC_update(cs->poly, in, len));
+    int rc = chacha_xor(cs, in, out, len);
+    if (rc < 0)
+        return rc;
+    if (seal)
+        EVP_CHECK(EVP_MAC_update(cs->poly, out, len));
+    return 0;
+}
+
+static int chacha_final(struct chacha_stream *cs, uint64_t body_len,
+                        uint8_t tag[TLSNIC_REC_TAG_LEN])
+{
+    int rc = poly_update_padded(cs->poly, body_len);
+    if (rc < 0)
+        return rc;
+    uint8_t lengths[16];
+    for (int i = 0; i < 8; i++) {
+        lengths[i] = (uint8_t)(cs->aad_len >> (8 * i));
+        lengths[8 + i] = (uint8_t)(body_len >> (8 * i));
+    }
+    EVP_CHECK(EVP_MAC_update(cs->poly, lengths, sizeof(lengths)));
+    size_t tag_len = 0;
+    EVP_CHECK(EVP_MAC_final(cs->poly, tag, &tag_len, TLSNIC_REC_TAG_LEN));
+    OPENSSL_cleanse(cs->ks, sizeof(cs->ks));
+    cs->ks_used = cs->ks_len = 0;
+    return tag_len == TLSNIC_REC_TAG_LEN ? 0 : -EINVAL;
+}
+
+static int chacha_copy(struct chacha_stream *dst, const struct chacha_stream *src)
+{
+    EVP_MAC_CTX *poly = EVP_MAC_CTX_dup(src->poly);
+    if (poly == NULL)
+        return -ENOMEM;
+    dst->keyed_id = 0;
+    if (EVP_CIPHER_CTX_copy(dst->chacha, src->chacha) != 1) {
+        EVP_MAC_CTX_free(poly);
+        return -EINVAL;
+    }
+    EVP_MAC_CTX_free(dst->poly);
+    dst->poly = poly;
+    dst->keyed_id = src->keyed_id;
+    dst->aad_len = src->aad_len;
+    dst->ks_used = src->ks_used;
+    dst->ks_len = src->ks_len;
+    memcpy(dst->ks, src->ks, src->ks_len);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
 int tlsnic_rec_stream_init(struct tlsnic_rec_stream *s)
@@ -509,6 +698,7 @@ void tlsnic_rec_stream_cleanup(struct tlsnic_rec_stream *s)
     if (s == NULL)
         return;
     EVP_CIPHER_CTX_free(s->evp);
+    chacha_stream_free(s->chacha);
     memset(s, 0, sizeof(*s));
 }
 
@@ -529,18 +719,26 @@ int tlsnic_rec_stream_begin(struct tlsnic_rec_stream *s, const tlsnic_rec_key *k
 
     s->active = 0;
     seal = seal ? 1 : 0;
-    EVP_CIPHER_CTX *evp = s->evp;
-    if (s->keyed_id != key->id || s->seal != seal) {
-        s->keyed_id = 0;
-        EVP_CHECK(EVP_CipherInit_ex(evp, key->aead, NULL, key->key_bytes, NULL, seal));
-        s->keyed_id = key->id;
-    }
     uint8_t nonce[NONCE_LEN], aad[TLS12_AAD_LEN];
     make_nonce(key, rec_seq, explicit_nonce, nonce);
     size_t aad_len = make_aad(key, rec_seq, hdr, body_len, aad);
-    int outl;
-    EVP_CHECK(EVP_CipherInit_ex(evp, NULL, NULL, NULL, nonce, seal));
-    EVP_CHECK(EVP_CipherUpdate(evp, NULL, &outl, aad, (int)aad_len));
+    if (key->cipher == TLS_CIPHER_CHACHA20_POLY1305) {
+        if (s->chacha == NULL && (s->chacha = chacha_stream_new()) == NULL)
+            return -ENOMEM;
+        int rc = chacha_begin(s->chacha, key, nonce, aad, aad_len);
+        if (rc < 0)
+            return rc;
+    } else {
+        EVP_CIPHER_CTX *evp = s->evp;
+        if (s->keyed_id != key->id || s->seal != seal) {
+            s->keyed_id = 0;
+            EVP_CHECK(EVP_CipherInit_ex(evp, key->aead, NULL, key->key_bytes, NULL, seal));
+            s->keyed_id = key->id;
+        }
+        int outl;
+        EVP_CHECK(EVP_CipherInit_ex(evp, NULL, NULL, NULL, nonce, seal));
+        EVP_CHECK(EVP_CipherUpdate(evp, NULL, &outl, aad, (int)aad_len));
+    }
 
     s->key = key;
     s->rec_seq = rec_seq;
@@ -562,8 +760,14 @@ int tlsnic_rec_stream_update(struct tlsnic_rec_stream *s, const uint8_t *in, uin
         return 0;
     if (in == NULL || out == NULL)
         return -EINVAL;
-    int outl;
-    EVP_CHECK(EVP_CipherUpdate(s->evp, out, &outl, in, (int)len));
+    if (s->key->cipher == TLS_CIPHER_CHACHA20_POLY1305) {
+        int rc = chacha_update(s->chacha, s->seal, in, out, len);
+        if (rc < 0)
+            return rc;
+    } else {
+        int outl;
+        EVP_CHECK(EVP_CipherUpdate(s->evp, out, &outl, in, (int)len));
+    }
     s->body_off += (uint32_t)len;
     return 0;
 }
@@ -572,9 +776,11 @@ int tlsnic_rec_stream_seal_final(struct tlsnic_rec_stream *s, uint8_t tag[TLSNIC
 {
     if (s == NULL || !s->active || !s->seal || s->body_off != s->body_len || tag == NULL)
         return -EINVAL;
+    s->active = 0;
+    if (s->key->cipher == TLS_CIPHER_CHACHA20_POLY1305)
+        return chacha_final(s->chacha, s->body_len, tag);
     uint8_t unused[16];
     int outl;
-    s->active = 0;
     EVP_CHECK(EVP_EncryptFinal_ex(s->evp, unused, &outl));
     EVP_CHECK(EVP_CIPHER_CTX_ctrl(s->evp, EVP_CTRL_AEAD_GET_TAG, TLSNIC_REC_TAG_LEN, tag));
     return 0;
@@ -588,6 +794,13 @@ int tlsnic_rec_stream_open_final(struct tlsnic_rec_stream *s,
     uint8_t tag_copy[TLSNIC_REC_TAG_LEN], unused[16];
     int outl;
     s->active = 0;
+    if (s->key->cipher == TLS_CIPHER_CHACHA20_POLY1305) {
+        uint8_t expected[TLSNIC_REC_TAG_LEN];
+        int rc = chacha_final(s->chacha, s->body_len, expected);
+        if (rc < 0)
+            return rc;
+        return CRYPTO_memcmp(expected, tag, TLSNIC_REC_TAG_LEN) == 0 ? 0 : -EBADMSG;
+    }
     memcpy(tag_copy, tag, sizeof(tag_copy));
     EVP_CHECK(EVP_CIPHER_CTX_ctrl(s->evp, EVP_CTRL_AEAD_SET_TAG, TLSNIC_REC_TAG_LEN, tag_copy));
     if (EVP_DecryptFinal_ex(s->evp, unused, &outl) != 1)
@@ -601,12 +814,20 @@ int tlsnic_rec_stream_copy(struct tlsnic_rec_stream *dst, const struct tlsnic_re
         return -EINVAL;
     if (dst == src)
         return 0;
+    if (src->chacha != NULL) {
+        if (dst->chacha == NULL && (dst->chacha = chacha_stream_new()) == NULL)
+            return -ENOMEM;
+        int rc = chacha_copy(dst->chacha, src->chacha);
+        if (rc < 0)
+            return rc;
+    }
     dst->keyed_id = 0;
     if (src->keyed_id != 0)
         EVP_CHECK(EVP_CIPHER_CTX_copy(dst->evp, src->evp));
-    void *dst_evp = dst->evp;
+    void *dst_evp = dst->evp, *dst_chacha = dst->chacha;
     *dst = *src;
     dst->evp = dst_evp;
+    dst->chacha = dst_chacha;
     return 0;
 }
 
