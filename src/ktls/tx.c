@@ -62,6 +62,26 @@ int tlsnic_tx_push_locked(struct tlsnic_sock *s, int fd, int flags)
     return tlsnic_tx_flush_locked(s, fd, flags);
 }
 
+/*
+ * Fast path for a record that is complete in the caller's buffer: seal straight from it
+ * into the record buffer (one pass over the bytes instead of a copy and then a pass).
+ */
+static int seal_direct(struct tlsnic_sock *s, int fd, uint8_t type, const uint8_t *p, size_t n,
+                       int flags)
+{
+    struct tlsnic_tx *tx = &s->tx;
+    size_t out_len = 0;
+    int rc = tlsnic_rec_seal(tx->key, type, p, n, tx->buf, TLSNIC_REC_MAX_WIRE_LEN, &out_len);
+    if (rc < 0) {
+        tx->err = rc;
+        return rc;
+    }
+    tlsnic_stat_add(TLSNIC_STAT_TX_RECORDS, 1);
+    tx->out_off = 0;
+    tx->out_len = out_len;
+    return tlsnic_tx_flush_locked(s, fd, flags);
+}
+
 static void open_record(struct tlsnic_tx *tx, uint8_t type)
 {
     if (!tx->open) {
@@ -118,6 +138,20 @@ static ssize_t sendmsg_locked(struct tlsnic_sock *s, int fd, const struct msghdr
         const uint8_t *p = msg->msg_iov[i].iov_base;
         size_t left = msg->msg_iov[i].iov_len;
         while (left > 0) {
+            size_t rest = total - copied; /* this byte on, to the end of the call */
+            if (!tx->open && (left >= TLSNIC_REC_MAX_PLAINTEXT ||
+                              (rest == left && !(flags & MSG_MORE)))) {
+                size_t n = left < TLSNIC_REC_MAX_PLAINTEXT ? left : TLSNIC_REC_MAX_PLAINTEXT;
+                int rc = seal_direct(s, fd, record_type, p, n, wflags);
+                if (rc < 0 && rc != -EAGAIN)
+                    return copied ? (ssize_t)copied : rc;
+                copied += n;
+                p += n;
+                left -= n;
+                if (rc == -EAGAIN)
+                    return (ssize_t)copied; /* sealed: those bytes are the socket's now */
+                continue;
+            }
             open_record(tx, record_type);
             size_t room = TLSNIC_REC_MAX_PLAINTEXT - tx->open_len;
             size_t n = left < room ? left : room;
