@@ -108,6 +108,8 @@ enum tlsnic_sw_reason {
     TLSNIC_SW_REASON_CIPHER_NOT_OFFLOADED, /* -EOPNOTSUPP: version / cipher / direction */
     TLSNIC_SW_REASON_DEVICE_GONE,       /* -ENODEV, or the device dropped the context */
     TLSNIC_SW_REASON_NOT_A_FLOW,        /* the socket has no IPv4 / IPv6 4-tuple */
+    TLSNIC_SW_REASON_RX_NOT_OFFERED,    /* RX: devops.h has no RX status yet, so tlsnic
+                                           does not offer RX to a device */
 };
 
 struct tlsnic_mode_info {
@@ -124,8 +126,34 @@ const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason);
 /*
  * The device used for sockets whose keys are set from now on (NULL: software only).
  * The device must stay valid until every socket that uses it is closed.
+ *
+ * Device mode (TX). tlsnic frames each record as header | explicit nonce (TLS 1.2 GCM) |
+ * plaintext | inner type (TLS 1.3) | 16 zero bytes of tag room, and the device encrypts it
+ * on its way out. Every record stays in tlsnic's record store (struct tlsnic_rec_store,
+ * handed to the device in add) until the peer has acknowledged all of it; acknowledgement
+ * is read from the socket (SIOCOUTQ against the bytes tlsnic wrote), so the store holds the
+ * unacknowledged window plus at most one record. Records are released on every send and
+ * poll on the socket and by tlsnic_tx_retained.
+ *
+ * Sequence numbers. User space cannot read a socket's TCP sequence numbers, so tlsnic
+ * speaks relative ones: the TCP sequence number minus the initial sequence number of the
+ * connection (the SYN is 0, the first data byte 1), modulo 2^32. That is what add's
+ * start_tcp_seq and the record store's tcp_seq carry; a device on the wire adds the ISN it
+ * saw in the SYN. (tcpi_bytes_acked + SIOCOUTQ at TLS_TX time gives the start.)
+ *
+ * If the device raises TLSNIC_FLOW_F_INTEGRITY, or loses the context (F_GONE), the socket
+ * is aborted: sends fail with ECONNABORTED and the TCP connection is shut down. Records
+ * already framed for the device cannot be sealed again in software without reusing their
+ * nonces, so there is no silent fallback mid-stream.
  */
 void tlsnic_set_device(struct tlsnic_dev *dev);
+
+/*
+ * Device mode: releases the records the peer has acknowledged, then reports what the
+ * record store still holds for fd's TX. Returns 0, or -1 / EBADF (not a tlsnic socket),
+ * EINVAL (TX not in device mode).
+ */
+int tlsnic_tx_retained(int fd, size_t *bytes, size_t *records);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Counters, named after /proc/net/tls_stat. Process-wide, updated atomically.                */

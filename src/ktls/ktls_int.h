@@ -87,6 +87,16 @@ int tlsnic_tx_push_locked(struct tlsnic_sock *s, int fd, int flags);
 int tlsnic_tx_has_pending(struct tlsnic_sock *s);
 int tlsnic_tx_drain_on_close(struct tlsnic_sock *s, int fd, int timeout_ms);
 
+/* dev.c (device mode, TX) */
+int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
+                        struct tlsnic_mode_info *m);
+int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8_t *content,
+                        size_t n, size_t *out_len);
+void tlsnic_dev_tx_reclaim(struct tlsnic_sock *s, int fd);
+void tlsnic_dev_tx_sent(struct tlsnic_sock *s, size_t n);
+void tlsnic_dev_tx_free(struct tlsnic_sock *s);
+void tlsnic_dev_tx_patch_info(const struct tlsnic_sock *s, union tlsnic_crypto_info *ci);
+
 /* rx.c */
 ssize_t tlsnic_rx_recvmsg(struct tlsnic_sock *s, int fd, struct msghdr *msg, int flags);
 

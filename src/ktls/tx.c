@@ -36,6 +36,7 @@ int tlsnic_tx_flush_locked(struct tlsnic_sock *s, int fd, int flags)
             return -errno;
         }
         tx->out_off += (size_t)n;
+        tlsnic_dev_tx_sent(s, (size_t)n);
     }
     tx->out_off = tx->out_len = 0;
     return 0;
@@ -48,12 +49,13 @@ int tlsnic_tx_push_locked(struct tlsnic_sock *s, int fd, int flags)
     size_t out_len = 0;
     if (!tx->open)
         return 0;
-    int rc = tlsnic_rec_seal(tx->key, tx->open_type, tx->buf + tx->hdr_room, tx->open_len,
-                             tx->buf, TLSNIC_REC_MAX_WIRE_LEN, &out_len);
+    int rc = tx->dev ? tlsnic_dev_tx_frame(s, fd, tx->open_type, NULL, tx->open_len, &out_len)
+                     : tlsnic_rec_seal(tx->key, tx->open_type, tx->buf + tx->hdr_room,
+                                       tx->open_len, tx->buf, TLSNIC_REC_MAX_WIRE_LEN, &out_len);
     tx->open = 0;
     tx->open_len = 0;
     if (rc < 0) {
-        tx->err = rc; /* the key cannot go on (nonce space): the stream is dead */
+        tx->err = rc; /* nonce space exhausted, device abort: the stream is dead */
         return rc;
     }
     tlsnic_stat_add(TLSNIC_STAT_TX_RECORDS, 1);
@@ -71,7 +73,9 @@ static int seal_direct(struct tlsnic_sock *s, int fd, uint8_t type, const uint8_
 {
     struct tlsnic_tx *tx = &s->tx;
     size_t out_len = 0;
-    int rc = tlsnic_rec_seal(tx->key, type, p, n, tx->buf, TLSNIC_REC_MAX_WIRE_LEN, &out_len);
+    int rc = tx->dev ? tlsnic_dev_tx_frame(s, fd, type, p, n, &out_len)
+                     : tlsnic_rec_seal(tx->key, type, p, n, tx->buf, TLSNIC_REC_MAX_WIRE_LEN,
+                                       &out_len);
     if (rc < 0) {
         tx->err = rc;
         return rc;
