@@ -26,7 +26,7 @@
  * truthful: the fd is readable exactly when a recv can make progress. One exception, on TX:
  * a non-blocking send can leave the tail of one sealed record in user space (the kernel
  * socket buffer was full); it is flushed by the next tlsnic call on the fd; tlsnic_poll
- * also flushes it. Programs that only use epoll after such a send must call tlsnic_flush.
+ * also flushes it, and so does the preload library's epoll_wait (tlsnic_flush_all).
  */
 #ifndef TLSNIC_KTLS_H
 #define TLSNIC_KTLS_H
@@ -76,6 +76,14 @@ int tlsnic_poll(struct pollfd *fds, nfds_t nfds, int timeout);
 
 /* Writes out pending TX ciphertext of a tlsnic socket; 0 when nothing is left pending. */
 int tlsnic_flush(int fd);
+
+/*
+ * For event loops that cannot say which fds they wait on (epoll): 1 if any tlsnic socket
+ * has TX pending in user space; tlsnic_flush_all tries them all (non-blocking) and returns
+ * how many sockets still have some.
+ */
+int tlsnic_tx_pending_any(void);
+int tlsnic_flush_all(void);
 
 /* Flushes pending TX (bounded wait), wipes and frees the TLS state, then close(2)s. */
 int tlsnic_close(int fd);

@@ -200,6 +200,7 @@ static void mode_stat(enum tlsnic_dir dir, enum tlsnic_mode mode, int delta_curr
 
 static void sock_free(struct tlsnic_sock *s)
 {
+    tlsnic_tx_forget_pending(s);
     tlsnic_dev_tx_free(s); /* del: the device lets go of the store before it goes */
     mode_stat(TLSNIC_DIR_TX, s->tx.mode.mode, -1);
     mode_stat(TLSNIC_DIR_RX, s->rx.mode.mode, -1);
@@ -684,6 +685,30 @@ int tlsnic_flush(int fd)
     tlsnic_dev_tx_reclaim(s, fd);
     pthread_mutex_unlock(&s->tx.lock);
     return tlsnic_errno_ret(rc);
+}
+
+int tlsnic_tx_pending_any(void)
+{
+    return atomic_load_explicit(&tlsnic_tx_pending_sockets, memory_order_relaxed) > 0;
+}
+
+int tlsnic_flush_all(void)
+{
+    if (!tlsnic_tx_pending_any())
+        return 0;
+    for (int c = 0; c < NCHUNKS; c++) {
+        sock_slot *chunk = atomic_load_explicit(&table[c], memory_order_acquire);
+        if (!chunk)
+            continue;
+        for (int i = 0; i < CHUNK_LEN; i++) {
+            struct tlsnic_sock *s = atomic_load_explicit(&chunk[i], memory_order_acquire);
+            if (!s || !tlsnic_tx_has_pending(s) || pthread_mutex_trylock(&s->tx.lock) != 0)
+                continue;
+            (void)tlsnic_tx_flush_locked(s, c * CHUNK_LEN + i, MSG_DONTWAIT | MSG_NOSIGNAL);
+            pthread_mutex_unlock(&s->tx.lock);
+        }
+    }
+    return atomic_load(&tlsnic_tx_pending_sockets);
 }
 
 /*

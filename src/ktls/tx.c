@@ -15,6 +15,24 @@
 
 #include "ktls_int.h"
 
+/* Sockets with ciphertext pending in user space, so an event loop knows to flush. */
+atomic_int tlsnic_tx_pending_sockets;
+
+static void count_pending(struct tlsnic_tx *tx)
+{
+    int p = tx->out_off < tx->out_len;
+    if (p != tx->pending_counted) {
+        atomic_fetch_add(&tlsnic_tx_pending_sockets, p ? 1 : -1);
+        tx->pending_counted = p;
+    }
+}
+
+void tlsnic_tx_forget_pending(struct tlsnic_sock *s)
+{
+    s->tx.out_off = s->tx.out_len = 0;
+    count_pending(&s->tx);
+}
+
 int tlsnic_tx_has_pending(struct tlsnic_sock *s)
 {
     return s->tx.out_off < s->tx.out_len;
@@ -31,14 +49,15 @@ int tlsnic_tx_flush_locked(struct tlsnic_sock *s, int fd, int flags)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EWOULDBLOCK)
-                return -EAGAIN;
-            return -errno;
+            int rc = errno == EWOULDBLOCK ? -EAGAIN : -errno;
+            count_pending(tx);
+            return rc;
         }
         tx->out_off += (size_t)n;
         tlsnic_dev_tx_sent(s, (size_t)n);
     }
     tx->out_off = tx->out_len = 0;
+    count_pending(tx);
     return 0;
 }
 
