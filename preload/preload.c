@@ -14,7 +14,7 @@
  *
  * tlsnic itself reaches the kernel through the real libc functions (dlsym RTLD_NEXT), set
  * as its system-call table in the constructor, so a wrapped call never re-enters itself.
- * Not covered: fcntl(F_DUPFD), select, splice, io_uring, fork with a tlsnic socket shared by two
+ * Not covered: select, splice, io_uring, close_range, fork with a tlsnic socket shared by two
  * processes (each would have its own record state).
  */
 #include <dlfcn.h>
@@ -59,6 +59,7 @@ static struct {
     int (*fcntl)(int, int, ...);
     int (*ioctl)(int, unsigned long, ...);
     int (*close)(int);
+    int (*fcntl64)(int, int, ...);
     int (*dup)(int);
     int (*dup2)(int, int);
     int (*dup3)(int, int, int);
@@ -97,6 +98,7 @@ static void resolve_all(void)
     RESOLVE(fcntl);
     RESOLVE(ioctl);
     RESOLVE(close);
+    RESOLVE(fcntl64);
     RESOLVE(dup);
     RESOLVE(dup2);
     RESOLVE(dup3);
@@ -376,6 +378,36 @@ EXPORT int shutdown(int fd, int how)
     if (tlsnic_is_tls(fd))
         (void)tlsnic_flush(fd);
     return real.shutdown(fd, how);
+}
+
+/* fcntl's third argument is an int or a pointer; passing it on as a pointer-sized value is
+   what the ABI does for both. Only F_DUPFD / F_DUPFD_CLOEXEC of a tlsnic socket matter. */
+static int fcntl_common(int (*fn)(int, int, ...), int fd, int cmd, void *arg)
+{
+    int rc = fn(fd, cmd, arg);
+    if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && tlsnic_is_tls(fd))
+        tlsnic_fd_dup(fd, rc);
+    return rc;
+}
+
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+    RESOLVE(fcntl);
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_common(real.fcntl, fd, cmd, arg);
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...)
+{
+    RESOLVE(fcntl64);
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_common(real.fcntl64 ? real.fcntl64 : real.fcntl, fd, cmd, arg);
 }
 
 EXPORT int dup(int oldfd)

@@ -151,6 +151,11 @@ static void a_dup_of_a_tls_socket_shares_its_records(void **state)
     close(fd2);
     assert_int_equal(send(c.fd, "orig", 4, 0), 4);
     assert_int_equal(peer_recv(&c, buf, sizeof(buf)), 4); /* same key, next sequence */
+    int fd3 = fcntl(c.fd, F_DUPFD_CLOEXEC, 100);
+    assert_true(fd3 >= 100);
+    assert_int_equal(write(fd3, "fcntl", 5), 5);
+    assert_int_equal(peer_recv(&c, buf, sizeof(buf)), 5);
+    close(fd3);
     conn_free(&c);
 }
 
