@@ -1,0 +1,164 @@
+/*
+ * tlsnic device model: a network device that encrypts TLS records inline as TCP segments
+ * pass through it (TX), after "TLS Offload to Network Devices" (Netdev 1.2, 2016).
+ *
+ * The device sits between the host's TCP/IP stack and the wire. It is handed L3 frames
+ * (IPv4 or IPv6 + TCP, no Ethernet header, as a TUN device gives them; TSO super-frames up
+ * to 64 KB with their segmentation size) and rewrites the payload of offloaded flows in
+ * place: TLS header bytes pass, record bodies become ciphertext, the 16 bytes of tag room
+ * the host reserved become the tag. It also sees the frames coming back from the peer and
+ * trims its per-flow state on their ACKs.
+ *
+ * Resync. A segment whose sequence number is not the one the device expects is served, in
+ * this order, from
+ *   a. the device's own per-flow checkpoints: one small descriptor per record of the
+ *      unacknowledged window (start, record sequence number, header + explicit nonce, tag).
+ *      AES-GCM and ChaCha20-Poly1305 are counter modes, so the body bytes of a
+ *      retransmitted segment are re-encrypted with the positional keystream at their own
+ *      cost, and tag bytes come from the stored tag: cost ~ the segment's length.
+ *   b. the host record store (tlsnic_rec_store, the paper's way): the record containing
+ *      the segment is re-sealed from its start up to the segment (counted in
+ *      tx_tls_resync_bytes and tx_tls_dump_bytes).
+ * If neither can serve, the packet is dropped (tx_tls_drop_no_sync_data) and the flow is
+ * flagged TLSNIC_FLOW_F_NO_SYNC. The device never emits an offloaded record's bytes
+ * unencrypted: any doubt is a drop.
+ *
+ * Integrity (zero-copy sendfile safety, per-flow option). With it on, the device keeps a
+ * keyed digest (GMAC under a random per-flow key that never leaves the device) of the
+ * plaintext of every segment it encrypted, for the unacknowledged window. A retransmitted
+ * range is checked against it before it is encrypted again; a mismatch, or a range the
+ * device cannot check (boundaries straddling an original segment, evicted digests), drops
+ * the packet, counts tx_tls_drop_integrity and flags TLSNIC_FLOW_F_INTEGRITY so the host
+ * aborts the connection. No (key, nonce) pair ever encrypts two plaintexts.
+ *
+ * Threading: a tlsnic_nic is not thread-safe; one thread drives it (the daemon runs one
+ * device per thread). No allocation happens on the per-packet path: the flow table is
+ * allocated by tlsnic_nic_new and each flow context by add.
+ *
+ * Errors: negative errno, as in devops.h.
+ */
+#ifndef TLSNIC_NIC_H
+#define TLSNIC_NIC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tlsnic/devops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tlsnic_nic tlsnic_nic;
+
+struct tlsnic_nic_config {
+    uint32_t max_flows;       /* flow contexts; 0 = 65536. add past it gives -ENOSPC */
+    uint32_t rec_checkpoints; /* record descriptors per flow (window); 0 = 512 */
+    uint32_t int_ranges;      /* integrity digests per flow (segments in window); 0 = 2048 */
+    uint8_t checkpoints_off;  /* 1: never resync from checkpoints (host store only) */
+    uint8_t integrity;        /* 1: new flows check retransmitted plaintext (see above) */
+};
+
+/* Fills *cfg with the defaults (all fields as if 0). */
+void tlsnic_nic_config_default(struct tlsnic_nic_config *cfg);
+
+/* Creates a device; cfg NULL = defaults. *out owns it; free with tlsnic_nic_free. */
+int tlsnic_nic_new(tlsnic_nic **out, const struct tlsnic_nic_config *cfg);
+
+/* Deletes every flow (wiping keys) and frees. NULL is accepted. */
+void tlsnic_nic_free(tlsnic_nic *nic);
+
+/*
+ * The device as a struct tlsnic_dev for the host side (devops.h). The handle lives as
+ * long as the nic. Only TLSNIC_DIR_TX is offloaded (RX: -EOPNOTSUPP).
+ */
+struct tlsnic_dev *tlsnic_nic_dev(tlsnic_nic *nic);
+
+/* Same operations as the ops table, callable directly. */
+int tlsnic_nic_add(tlsnic_nic *nic, const struct tlsnic_flow *flow, enum tlsnic_dir dir,
+                   const void *crypto_info, size_t info_len, uint32_t start_tcp_seq,
+                   const struct tlsnic_rec_store *store);
+int tlsnic_nic_del(tlsnic_nic *nic, const struct tlsnic_flow *flow, enum tlsnic_dir dir);
+int tlsnic_nic_resync(tlsnic_nic *nic, const struct tlsnic_flow *flow, enum tlsnic_dir dir,
+                      uint32_t tcp_seq, uint64_t rec_seq);
+int tlsnic_nic_flow_flags(tlsnic_nic *nic, const struct tlsnic_flow *flow,
+                          enum tlsnic_dir dir, uint32_t *flags);
+
+/* Per-flow integrity switch (the host turns it on for zero-copy sends). 0 or -ENOENT. */
+int tlsnic_nic_flow_set_integrity(tlsnic_nic *nic, const struct tlsnic_flow *flow,
+                                  enum tlsnic_dir dir, int on);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Packet path.                                                                               */
+
+/* How the TCP checksum of a frame is treated (stated per frame). */
+enum tlsnic_csum {
+    TLSNIC_CSUM_FULL = 0,    /* the device rewrites the full TCP checksum when it changes
+                                the payload */
+    TLSNIC_CSUM_OFFLOAD = 1, /* left alone: the checksum field holds the pseudo-header sum
+                                and whoever segments the frame completes it (TSO) */
+};
+
+struct tlsnic_pkt {
+    uint8_t *data;      /* L3 frame, modified in place; len bytes, owned by the caller */
+    size_t len;
+    uint16_t gso_size;  /* TSO segment payload size; 0 = one segment */
+    uint8_t csum;       /* enum tlsnic_csum */
+};
+
+enum tlsnic_verdict {
+    TLSNIC_PASS = 0,     /* untouched: not an offloaded flow, or no offloaded bytes */
+    TLSNIC_MODIFIED = 1, /* payload encrypted in place (and checksum fixed if FULL) */
+    TLSNIC_DROP = 2,     /* must not be sent (counted); TCP will retransmit */
+};
+
+/*
+ * A frame from the host towards the wire. Returns an enum tlsnic_verdict. Frames that
+ * cannot be parsed as IP are passed; IP frames claiming TCP that cannot be parsed, and
+ * fragmented TCP, are dropped (the device cannot prove they carry no offloaded bytes).
+ */
+int tlsnic_nic_tx(tlsnic_nic *nic, struct tlsnic_pkt *pkt);
+
+/*
+ * A frame from the wire towards the host: the device reads its ACK number (and nothing
+ * else) to trim the TX state of the reverse flow. Never modifies it; returns
+ * TLSNIC_PASS.
+ */
+int tlsnic_nic_rx(tlsnic_nic *nic, const uint8_t *frame, size_t len);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Counters, named after mlx5's ethtool counters.                                             */
+
+struct tlsnic_nic_stats {
+    uint64_t tx_tls_encrypted_packets; /* wire segments carrying offloaded bytes */
+    uint64_t tx_tls_encrypted_bytes;   /* offloaded stream bytes sent (all paths) */
+    uint64_t tx_tls_ctx;               /* contexts added */
+    uint64_t tx_tls_del;               /* contexts deleted */
+    uint64_t tx_tls_ooo;               /* packets not at the expected sequence number */
+    uint64_t tx_tls_ooo_ckpt;          /* ... of which served from checkpoints */
+    uint64_t tx_tls_ooo_crypto_bytes;  /* crypto work for ooo packets (own + prefix bytes) */
+    uint64_t tx_tls_resync_bytes;      /* record-prefix bytes re-sealed to resync */
+    uint64_t tx_tls_dump_packets;      /* records read from the host store */
+    uint64_t tx_tls_dump_bytes;        /* bytes read from the host store */
+    uint64_t tx_tls_skip_no_sync_data; /* packets passed: bytes before the start sequence */
+    uint64_t tx_tls_drop_no_sync_data; /* drops: nothing could resync */
+    uint64_t tx_tls_drop_integrity;    /* drops: retransmitted plaintext changed/unchecked */
+    uint64_t tx_tls_drop_bad_frame;    /* drops: unparseable TCP, fragments, bad records */
+    uint64_t tx_tls_ack_trims;         /* ACKs that released device state */
+};
+
+/* Device-wide counters (sum over all flows, including deleted ones). */
+void tlsnic_nic_stats(const tlsnic_nic *nic, struct tlsnic_nic_stats *out);
+
+/* One flow's counters (tx_tls_ctx / tx_tls_del are 0 there). 0 or -ENOENT. */
+int tlsnic_nic_flow_stats(const tlsnic_nic *nic, const struct tlsnic_flow *flow,
+                          enum tlsnic_dir dir, struct tlsnic_nic_stats *out);
+
+/* Number of offloaded flow contexts in the table. */
+uint32_t tlsnic_nic_flow_count(const tlsnic_nic *nic);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
