@@ -118,6 +118,8 @@ enum tlsnic_sw_reason {
     TLSNIC_SW_REASON_NOT_A_FLOW,        /* the socket has no IPv4 / IPv6 4-tuple */
     TLSNIC_SW_REASON_RX_NOT_OFFERED,    /* RX: devops.h has no RX status yet, so tlsnic
                                            does not offer RX to a device */
+    TLSNIC_SW_REASON_NO_TCP_SEQ,        /* the socket's TCP sequence number could not be
+                                           read (TCP_REPAIR needs CAP_NET_ADMIN) */
 };
 
 struct tlsnic_mode_info {
@@ -143,11 +145,10 @@ const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason);
  * unacknowledged window plus at most one record. Records are released on every send and
  * poll on the socket and by tlsnic_tx_retained.
  *
- * Sequence numbers. User space cannot read a socket's TCP sequence numbers, so tlsnic
- * speaks relative ones: the TCP sequence number minus the initial sequence number of the
- * connection (the SYN is 0, the first data byte 1), modulo 2^32. That is what add's
- * start_tcp_seq and the record store's tcp_seq carry; a device on the wire adds the ISN it
- * saw in the SYN. (tcpi_bytes_acked + SIOCOUTQ at TLS_TX time gives the start.)
+ * Sequence numbers are the socket's real TCP sequence numbers, as devops.h says: tlsnic
+ * reads the next one at TLS_TX time with TCP_REPAIR / TCP_QUEUE_SEQ (the way CRIU reads live
+ * connections; it needs CAP_NET_ADMIN, else the direction stays in software with reason
+ * TLSNIC_SW_REASON_NO_TCP_SEQ), and counts from there.
  *
  * If the device raises TLSNIC_FLOW_F_INTEGRITY, or loses the context (F_GONE), the socket
  * is aborted: sends fail with ECONNABORTED and the TCP connection is shut down. Records

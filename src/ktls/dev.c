@@ -20,7 +20,7 @@
 
 struct retained {
     struct retained *next;
-    uint64_t pos;     /* relative sequence (64-bit stream position) of the first byte */
+    uint64_t pos;     /* stream position (bytes since the ISN) of the first byte */
     uint64_t rec_seq;
     uint32_t len;
     uint8_t bytes[];  /* the record as framed for the device */
@@ -34,6 +34,8 @@ struct tlsnic_dev_tx {
     pthread_mutex_t lock; /* the list: the device may read it from its own thread */
     struct retained *head, *tail;
     size_t bytes, count;
+    uint64_t start_pos;   /* stream position at TLS_TX ... */
+    uint32_t start_seq;   /* ... and its TCP sequence number */
     uint64_t write_pos;   /* position of the next record */
     uint64_t sent_pos;    /* position after the last byte handed to the kernel */
     uint64_t next_seq;    /* record sequence number of the next record */
@@ -42,14 +44,20 @@ struct tlsnic_dev_tx {
     uint16_t version;
 };
 
+/* TCP sequence number of stream position pos. */
+static uint32_t seq_of(const struct tlsnic_dev_tx *d, uint64_t pos)
+{
+    return d->start_seq + (uint32_t)(pos - d->start_pos);
+}
+
 static int store_get_record(void *priv, uint32_t tcp_seq, struct tlsnic_rec_ref *out)
 {
     struct tlsnic_dev_tx *d = priv;
     int rc = -ENOENT;
     pthread_mutex_lock(&d->lock);
     for (struct retained *r = d->head; r; r = r->next) {
-        if ((uint32_t)(tcp_seq - (uint32_t)r->pos) < r->len) {
-            out->tcp_seq = (uint32_t)r->pos;
+        if ((uint32_t)(tcp_seq - seq_of(d, r->pos)) < r->len) {
+            out->tcp_seq = seq_of(d, r->pos);
             out->len = r->len;
             out->rec_seq = r->rec_seq;
             out->bytes = r->bytes;
@@ -91,8 +99,8 @@ static int flow_of(int fd, struct tlsnic_flow *f)
     return -EAFNOSUPPORT;
 }
 
-/* Relative sequence of the next byte the socket will take: snd_una - ISN + queued bytes. */
-static int next_relative_seq(int fd, uint64_t *pos)
+/* Stream position of the next byte the socket will take: snd_una - ISN + queued bytes. */
+static int stream_pos_now(int fd, uint64_t *pos)
 {
     uint64_t acked = 0;
     int outq = 0;
@@ -140,9 +148,16 @@ int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
     struct tlsnic_dev_tx *d = calloc(1, sizeof(*d));
     if (!d)
         return -ENOMEM;
+    /* The device places records by TCP sequence number: without it, no offload. */
+    if (tlsnic_tcp_send_seq(fd, tlsnic_sys.setsockopt, tlsnic_sys.getsockopt, &d->start_seq) < 0) {
+        m->reason = TLSNIC_SW_REASON_NO_TCP_SEQ;
+        m->dev_errno = -errno;
+        free(d);
+        return 0;
+    }
     union tlsnic_crypto_info ci;
     int len = tlsnic_rec_key_export(s->tx.key, &ci, sizeof(ci));
-    int rc = len < 0 ? len : next_relative_seq(fd, &d->write_pos);
+    int rc = len < 0 ? len : stream_pos_now(fd, &d->write_pos);
     if (rc < 0) {
         OPENSSL_cleanse(&ci, sizeof(ci));
         free(d);
@@ -153,14 +168,13 @@ int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
     d->flow = flow;
     d->store.ops = &store_ops;
     d->store.priv = d;
-    d->sent_pos = d->write_pos;
+    d->start_pos = d->sent_pos = d->write_pos;
     d->version = ci.info.version;
     d->nonce_len = tlsnic_rec_key_explicit_nonce_len(s->tx.key);
     load_seq(&ci, &d->initial_seq, &d->initial_explicit);
     d->next_seq = d->initial_seq;
     pthread_mutex_init(&d->lock, NULL);
-    rc = dev->ops->add(dev, fd, &flow, TLSNIC_DIR_TX, &ci, (size_t)len, (uint32_t)d->write_pos,
-                       &d->store);
+    rc = dev->ops->add(dev, fd, &flow, TLSNIC_DIR_TX, &ci, (size_t)len, d->start_seq, &d->store);
     OPENSSL_cleanse(&ci, sizeof(ci));
     if (rc < 0) {
         pthread_mutex_destroy(&d->lock);

@@ -297,6 +297,7 @@ const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason)
     case TLSNIC_SW_REASON_DEVICE_GONE: return "device gone";
     case TLSNIC_SW_REASON_NOT_A_FLOW: return "not an IP flow";
     case TLSNIC_SW_REASON_RX_NOT_OFFERED: return "RX not offered to devices";
+    case TLSNIC_SW_REASON_NO_TCP_SEQ: return "TCP sequence number unreadable (CAP_NET_ADMIN)";
     }
     return "unknown";
 }
