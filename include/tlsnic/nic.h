@@ -24,7 +24,7 @@
  * unencrypted: any doubt is a drop.
  *
  * Integrity (zero-copy sendfile safety, per-flow option). With it on, the device keeps a
- * keyed digest (GMAC under a random per-flow key that never leaves the device) of the
+ * keyed digest (Poly1305 under a random per-flow key that never leaves the device) of the
  * plaintext of every segment it encrypted, for the unacknowledged window. A retransmitted
  * range is checked against it before it is encrypted again; a mismatch, or a range the
  * device cannot check (boundaries straddling an original segment, evicted digests), drops
