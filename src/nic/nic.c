@@ -850,8 +850,10 @@ static int tx_flow(tlsnic_nic *nic, struct txflow *f, struct tlsnic_pkt *pkt,
             int rc = ir_check(f, seg_off, pkt->gso_size, off, p, k);
             if (rc == -EBADMSG)
                 return drop(f, &f->st.tx_tls_drop_integrity, TLSNIC_FLOW_F_INTEGRITY);
+            /* Cannot be checked (acknowledged, evicted, or straddling original segments):
+             * not proof of a change, so no abort flag, but never re-encrypted unchecked. */
             if (rc == -ESTALE)
-                return drop(f, &f->st.tx_tls_drop_integrity, TLSNIC_FLOW_F_INTEGRITY);
+                return drop(f, &f->st.tx_tls_drop_no_sync_data, TLSNIC_FLOW_F_NO_SYNC);
             if (rc < 0)
                 return drop(f, &f->st.tx_tls_drop_no_sync_data, TLSNIC_FLOW_F_NO_SYNC);
         }
