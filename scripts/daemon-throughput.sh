@@ -3,7 +3,7 @@
 # direct veth pair between two namespaces, side by side in one run (alternating), plus
 # the daemon's CPU time per GB forwarded. Root only. Only 198.18.0.0/15 addresses.
 #
-# Usage: scripts/daemon-throughput.sh [MB per transfer (500)] [runs (3)] [build dir (build)]
+# Usage: [TLSNICD_ARGS=--wire-segments] scripts/daemon-throughput.sh [MB per transfer (500)] [runs (3)] [build dir (build)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mb=${1:-500} runs=${2:-3} build=${3:-build}
@@ -35,7 +35,8 @@ ip -n "$veth_h" link set tb0 up; ip -n "$veth_p" link set tb1 up
 
 # The daemon path.
 scripts/net.sh up "$prefix" >/dev/null
-"$tlsnicd" --host-ns "$prefix-host" --wire-ns "$prefix-peer" --ready-file "$work/ready" 2>"$work/daemon.log" &
+# shellcheck disable=SC2086 # extra daemon options, e.g. TLSNICD_ARGS=--wire-segments
+"$tlsnicd" --host-ns "$prefix-host" --wire-ns "$prefix-peer" --ready-file "$work/ready" ${TLSNICD_ARGS:-} 2>"$work/daemon.log" &
 daemon_pid=$!
 for ((i = 0; i < 100; i++)); do [ -e "$work/ready" ] && break; sleep 0.1; done
 

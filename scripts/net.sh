@@ -47,8 +47,10 @@ side_up() { # ns ifname v4 v6
   ip netns add "$ns"
   ip -n "$ns" link set lo up
   ip -n "$ns" tuntap add dev "$ifname" mode tun vnet_hdr
-  ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$ifname.disable_ipv6=0" \
-    "net.ipv6.conf.$ifname.accept_ra=0" "net.ipv6.conf.$ifname.accept_dad=0"
+  # /proc/sys/net shows the namespace of the process that reads it (no procps needed).
+  ip netns exec "$ns" sh -c "echo 0 >/proc/sys/net/ipv6/conf/$ifname/disable_ipv6 &&
+    echo 0 >/proc/sys/net/ipv6/conf/$ifname/accept_ra &&
+    echo 0 >/proc/sys/net/ipv6/conf/$ifname/accept_dad"
   ip -n "$ns" addr add "$v4/24" dev "$ifname"
   ip -n "$ns" addr add "$v6/64" dev "$ifname" nodad
   ip -n "$ns" link set "$ifname" up

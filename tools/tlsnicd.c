@@ -4,12 +4,20 @@
  *   tlsnicd --host-ns NS --wire-ns NS [--host-if IF] [--wire-if IF] [--ctl PATH]
  *           [--pcap-host FILE] [--pcap-wire FILE]
  *           [--loss RATE] [--reorder RATE] [--dup RATE] [--seed N] [--fault-dir both|tx|rx]
- *           [--ready-file FILE] [--stats-file FILE] [--state-file FILE]
+ *           [--ready-file FILE] [--stats-file FILE] [--state-file FILE] [--wire-segments]
+ *           [--device nic|table]
  *           [--test-hook xor|xor-fullcsum|xor-stalecsum]
  *   tlsnicd stats --ctl PATH          prints the running daemon's counters
  *
  * Rates are fractions (0.02 = 2 %). SIGTERM/SIGINT stop it (counters to stderr and to
  * --stats-file); SIGUSR1 prints the counters. scripts/net.sh makes the namespaces.
+ *
+ * --device: nic (default) runs the device model (src/nic) on every frame and behind the
+ * control channel; table keeps only the flow table (control channel, no crypto: for
+ * tests of the data path with flows whose payload is not TLS).
+ *
+ * --wire-segments makes the wire carry MSS-sized segments (software TSO where frames reach
+ * the wire), so faults hit single segments and the wire capture shows real segments.
  *
  * --state-file keeps the list of offloaded flows (no keys) across restarts: at start the
  * TX flows in it are fenced, their payload dropped until the host adds them again
@@ -54,6 +62,8 @@ struct options {
     const char *ctl_path, *pcap_host, *pcap_wire, *ready_file, *stats_file, *state_file;
     struct tlsnic_fault_cfg faults;
     int xor_hook;      /* 0 none, 1 partial checksums, 2 full checksums, 3 stale */
+    int wire_segments;
+    int device_table;  /* 1: --device table */
 };
 
 static int parse_rate(const char *text, uint32_t *ppm)
@@ -73,7 +83,8 @@ static void usage(void)
             "usage: tlsnicd --host-ns NS --wire-ns NS [--host-if IF] [--wire-if IF] [--ctl PATH]\n"
             "               [--pcap-host FILE] [--pcap-wire FILE] [--loss R] [--reorder R]\n"
             "               [--dup R] [--seed N] [--fault-dir both|tx|rx] [--ready-file F]\n"
-            "               [--stats-file F] [--state-file F]\n"
+            "               [--stats-file F] [--state-file F] [--wire-segments]\n"
+            "               [--device nic|table]\n"
             "               [--test-hook xor|xor-fullcsum|xor-stalecsum]\n"
             "       tlsnicd stats --ctl PATH\n");
 }
@@ -89,6 +100,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"seed", required_argument, NULL, 's'},       {"fault-dir", required_argument, NULL, 'f'},
         {"ready-file", required_argument, NULL, 'R'}, {"stats-file", required_argument, NULL, 'S'},
         {"test-hook", required_argument, NULL, 'T'}, {"state-file", required_argument, NULL, 'F'},
+        {"wire-segments", no_argument, NULL, 'G'}, {"device", required_argument, NULL, 'D'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -108,6 +120,15 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'R': o->ready_file = optarg; break;
         case 'S': o->stats_file = optarg; break;
         case 'F': o->state_file = optarg; break;
+        case 'G': o->wire_segments = 1; break;
+        case 'D':
+            if (strcmp(optarg, "nic") == 0)
+                o->device_table = 0;
+            else if (strcmp(optarg, "table") == 0)
+                o->device_table = 1;
+            else
+                err = -EINVAL;
+            break;
         case 'l': err = parse_rate(optarg, &o->faults.loss_ppm); break;
         case 'r': err = parse_rate(optarg, &o->faults.reorder_ppm); break;
         case 'd': err = parse_rate(optarg, &o->faults.dup_ppm); break;
@@ -166,6 +187,7 @@ static int write_text_file(const char *path, const char *text)
 
 /* Everything the control channel's STATS request and the exit report show. */
 static struct tlsnic_xor_hook *active_xor_hook;
+static tlsnic_nic *active_nic;
 
 static int format_stats(tlsnic_fwd *fwd, tlsnic_ctl_server *ctl, char *buf, size_t cap)
 {
@@ -174,6 +196,12 @@ static int format_stats(tlsnic_fwd *fwd, tlsnic_ctl_server *ctl, char *buf, size
     int n = tlsnic_fwd_stats_format(&st, buf, cap);
     if (n < 0)
         return n;
+    if (active_nic != NULL) {
+        int m = tlsnic_nic_stats_format(active_nic, buf + n, cap - (size_t)n);
+        if (m < 0)
+            return m;
+        n += m;
+    }
     if (active_xor_hook != NULL) {
         const struct tlsnic_xor_hook *h = active_xor_hook;
         int m = snprintf(buf + n, cap - (size_t)n,
@@ -242,14 +270,28 @@ static int run(const struct options *o)
     }
     static struct tlsnic_xor_hook xor_hook = {.key = 0x5a};
     xor_hook.full_csum = o->xor_hook - 1;
+    /* The test hook stands in for the device; with it, or with --device table, the control
+     * channel is served by the flow table alone. */
+    tlsnic_nic *nic = NULL;
+    if (!o->xor_hook && !o->device_table) {
+        int nerr = tlsnic_nic_new(&nic, NULL);
+        if (nerr < 0) {
+            fprintf(stderr, "tlsnicd: device: %s\n", strerror(-nerr));
+            close(wire_fd);
+            close(host_fd);
+            return 1;
+        }
+        active_nic = nic;
+    }
     struct tlsnic_fwd_config fc = {
-        .on_frame = o->xor_hook ? tlsnic_xor_hook : NULL,
-        .hook_ctx = &xor_hook,
+        .on_frame = o->xor_hook ? tlsnic_xor_hook : nic != NULL ? tlsnic_nic_frame_hook : NULL,
+        .hook_ctx = o->xor_hook ? (void *)&xor_hook : (void *)nic,
         .host_fd = host_fd,
         .wire_fd = wire_fd,
         .faults = o->faults,
         .pcap_host_path = o->pcap_host,
         .pcap_wire_path = o->pcap_wire,
+        .segment_on_wire = o->wire_segments,
     };
     if (o->xor_hook)
         active_xor_hook = &xor_hook;
@@ -278,13 +320,11 @@ static int run(const struct options *o)
     }
     struct stats_source src = {.fwd = fwd};
     if (o->ctl_path != NULL) {
-        /* Until the device model plugs in, the device behind the control channel is the
-         * flow table alone. */
-        err = tlsnic_flowtable_new(&table, 0);
+        err = nic != NULL ? 0 : tlsnic_flowtable_new(&table, 0);
         if (err == 0) {
             struct tlsnic_ctl_server_config sc = {
                 .path = o->ctl_path,
-                .dev = tlsnic_flowtable_dev(table),
+                .dev = nic != NULL ? tlsnic_nic_dev(nic) : tlsnic_flowtable_dev(table),
                 .stats = stats_cb,
                 .stats_ctx = &src,
                 .log = stderr,
@@ -303,7 +343,8 @@ static int run(const struct options *o)
         fprintf(stderr, "tlsnicd: %s: %s\n", o->ready_file, strerror(-err));
         goto out;
     }
-    fprintf(stderr, "tlsnicd: forwarding %s/%s <-> %s/%s (loss %u reorder %u dup %u ppm, seed %llu)\n",
+    fprintf(stderr, "tlsnicd: device %s, forwarding %s/%s <-> %s/%s (loss %u reorder %u dup %u ppm, seed %llu)\n",
+            nic != NULL ? "nic" : o->xor_hook ? "xor test hook" : "flow table only",
             o->host_ns, o->host_if, o->wire_ns, o->wire_if, o->faults.loss_ppm,
             o->faults.reorder_ppm, o->faults.dup_ppm, (unsigned long long)o->faults.seed);
 
@@ -357,6 +398,7 @@ out:
     tlsnic_ctl_server_free(ctl);
     tlsnic_flowtable_free(table);
     tlsnic_fwd_free(fwd);
+    tlsnic_nic_free(nic); /* after the server: its shutdown deletes the flows first */
     tlsnic_fence_free(fence);
     close(wire_fd);
     close(host_fd);

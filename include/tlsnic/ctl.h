@@ -7,7 +7,8 @@
  *
  *   header   u32 len (whole message, header included) | u16 version (1) | u16 type | u32 id
  *   ADD        u8 dir | 3 x u8 0 | u32 start_tcp_seq | u16 info_len | u16 0 | info_len bytes
- *              of crypto_info (struct tls12_crypto_info_*, <linux/tls.h>)    + socket
+ *              of crypto_info (struct tls12_crypto_info_*, <linux/tls.h>)
+ *                                                     + socket [+ record store memfd]
  *   DEL        u8 dir | 3 x u8 0                                             + socket
  *   RESYNC     u8 dir | 3 x u8 0 | u32 tcp_seq | u64 rec_seq                 + socket
  *   FLOW_FLAGS u8 dir | 3 x u8 0 | u8 family | 3 x u8 0 | local[16] | remote[16]
@@ -26,6 +27,10 @@
  * the flow by 4-tuple, but answers only for flows added over the same connection.
  * Flows are owned by the control connection that added them: when it closes (the host
  * process exited), the daemon deletes them.
+ *
+ * The optional second fd of an ADD is the host's record store (shmstore.h): the daemon
+ * maps it read-only, gives it to the device as the flow's tlsnic_rec_store, and unmaps
+ * it when the flow is deleted (a host that goes away frees its share).
  *
  * Errors (REPLY status, and what the client devops return): the device's errno (devops.h:
  * -EEXIST, -ENOENT, -ENOSPC, -EOPNOTSUPP, -EINVAL), and -EBADF (no socket passed),
@@ -150,8 +155,10 @@ int tlsnic_ctl_server_stats_format(const tlsnic_ctl_server *s, char *buf, size_t
  * Connects to the daemon at path. *out is a device whose ops send requests and wait for
  * the reply (at most timeout_ms, 0 = 5000; -ETIMEDOUT after). Thread-safe: one request
  * at a time. The add op needs the socket (sockfd >= 0, else -EBADF) and ignores the flow
- * argument (the daemon reads it from the socket); the store argument is not used yet
- * (the shared-memory record store is to come). A lost connection gives -ENODEV.
+ * argument (the daemon reads it from the socket). A store made by tlsnic_shm_writer_store
+ * travels with the request (its memfd); any other store cannot cross processes and is
+ * not sent (the device then has no host store for the flow). A lost connection gives
+ * -ENODEV.
  */
 int tlsnic_ctl_client_open(const char *path, int timeout_ms, struct tlsnic_dev **out);
 void tlsnic_ctl_client_close(struct tlsnic_dev *dev);

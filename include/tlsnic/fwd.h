@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "tlsnic/fence.h"
+#include "tlsnic/nic.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -83,6 +84,14 @@ struct tlsnic_fwd_config {
     /* Borrowed, may be NULL: TO_WIRE frames it blocks are dropped before the hook sees
      * them (fence_drops). See fence.h. */
     const struct tlsnic_fence *fence;
+    /*
+     * 1: the wire carries MSS-sized segments, as a real one does. TCP GSO super-frames
+     * are cut (software TSO) where they reach the wire: towards the peer after the
+     * device hook, towards the host before it (the device sees wire segments, as a NIC's
+     * RX path does). Faults then hit single segments. 0 (default): super-frames cross
+     * whole, and a fault hits all their segments at once.
+     */
+    int segment_on_wire;
 };
 
 struct tlsnic_fwd_dir_stats {
@@ -96,6 +105,8 @@ struct tlsnic_fwd_dir_stats {
     uint64_t hook_drops;
     uint64_t hook_errors;
     uint64_t fence_drops;     /* payload of a flow whose device context is missing */
+    uint64_t segmented_frames;/* GSO frames cut into wire segments (segment_on_wire) */
+    uint64_t wire_segments;   /* segments they became */
     uint64_t fault_lost;
     uint64_t fault_dup;
     uint64_t fault_reordered;
@@ -139,6 +150,22 @@ void tlsnic_fwd_stats(const tlsnic_fwd *fwd, struct tlsnic_fwd_stats *out);
  * Returns the length written (without NUL; buf is always NUL-terminated), or -ENOBUFS.
  */
 int tlsnic_fwd_stats_format(const struct tlsnic_fwd_stats *st, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------------------------------ */
+/* The device model as the hook.                                                              */
+
+/*
+ * Runs each frame through the device model (nic.h); ctx is the tlsnic_nic. Towards the
+ * wire: tlsnic_nic_tx with the frame's gso_size and, from its vnet header, the checksum
+ * mode (NEEDS_CSUM: TLSNIC_CSUM_OFFLOAD, the partial sum stays valid for the rewritten
+ * payload; else TLSNIC_CSUM_FULL, the device rewrites the full checksum). Towards the
+ * host: tlsnic_nic_rx (the device reads ACKs). Drops what the device drops.
+ */
+int tlsnic_nic_frame_hook(void *ctx, int direction, uint8_t *frame, size_t len,
+                          struct virtio_net_hdr *vh);
+
+/* The device's counters as "name value\n" lines (tlsnicd's STATS). Length or -ENOBUFS. */
+int tlsnic_nic_stats_format(const tlsnic_nic *nic, char *buf, size_t cap);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Test seam: a hook that rewrites payload the way the device will, to check checksums.     */

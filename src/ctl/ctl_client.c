@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "tlsnic/ctl.h"
+#include "tlsnic/shmstore.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
 /* Replies to requests that timed out may still arrive; this many are skipped at most. */
@@ -39,23 +40,26 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int send_request(struct ctl_client *cl, const uint8_t *msg, size_t len, int pass_fd)
+static int send_request(struct ctl_client *cl, const uint8_t *msg, size_t len,
+                        const int *pass_fds, int n_fds)
 {
     struct iovec iov = {.iov_base = (void *)msg, .iov_len = len};
     union {
         struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(sizeof(int) * 2)];
     } control;
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (pass_fd >= 0) {
+    if (n_fds < 0 || n_fds > 2)
+        return -EINVAL;
+    if (n_fds > 0) {
         memset(&control, 0, sizeof(control));
         mh.msg_control = control.buf;
-        mh.msg_controllen = sizeof(control.buf);
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n_fds);
         struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+        c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n_fds);
+        memcpy(CMSG_DATA(c), pass_fds, sizeof(int) * (size_t)n_fds);
     }
     ssize_t n = sendmsg(cl->fd, &mh, MSG_NOSIGNAL);
     if (n == (ssize_t)len)
@@ -69,7 +73,8 @@ static int send_request(struct ctl_client *cl, const uint8_t *msg, size_t len, i
  * One request/reply exchange. Caller holds the lock. Returns the reply status (the
  * daemon's 0 or -errno), or a local -errno (-ENODEV when the daemon is gone).
  */
-static int request(struct ctl_client *cl, struct tlsnic_ctl_msg *req, int pass_fd)
+static int request(struct ctl_client *cl, struct tlsnic_ctl_msg *req, const int *pass_fds,
+                   int n_fds)
 {
     if (cl->fd < 0)
         return -ENODEV;
@@ -77,7 +82,7 @@ static int request(struct ctl_client *cl, struct tlsnic_ctl_msg *req, int pass_f
     int len = tlsnic_ctl_encode(req, cl->buf, sizeof(cl->buf));
     if (len < 0)
         return len;
-    int err = send_request(cl, cl->buf, (size_t)len, pass_fd);
+    int err = send_request(cl, cl->buf, (size_t)len, pass_fds, n_fds);
     if (err < 0)
         return err;
     int64_t deadline = now_ms() + cl->timeout_ms;
@@ -125,8 +130,10 @@ static int client_add(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_fl
     struct tlsnic_ctl_msg req = {.type = TLSNIC_CTL_ADD, .dir = (uint8_t)dir,
                                  .tcp_seq = start_tcp_seq, .info = crypto_info,
                                  .info_len = (uint16_t)info_len};
+    /* A shared-memory store travels with the socket; any other store stays host-local. */
+    int fds[2] = {sockfd, tlsnic_shm_store_fd(store)};
     pthread_mutex_lock(&cl->lock);
-    int err = request(cl, &req, sockfd);
+    int err = request(cl, &req, fds, fds[1] >= 0 ? 2 : 1);
     pthread_mutex_unlock(&cl->lock);
     return err;
 }
@@ -141,7 +148,7 @@ static int client_del(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_fl
         return -EINVAL;
     struct tlsnic_ctl_msg req = {.type = TLSNIC_CTL_DEL, .dir = (uint8_t)dir};
     pthread_mutex_lock(&cl->lock);
-    int err = request(cl, &req, sockfd);
+    int err = request(cl, &req, &sockfd, 1);
     pthread_mutex_unlock(&cl->lock);
     return err;
 }
@@ -157,7 +164,7 @@ static int client_resync(struct tlsnic_dev *dev, int sockfd, const struct tlsnic
     struct tlsnic_ctl_msg req = {.type = TLSNIC_CTL_RESYNC, .dir = (uint8_t)dir,
                                  .tcp_seq = tcp_seq, .rec_seq = rec_seq};
     pthread_mutex_lock(&cl->lock);
-    int err = request(cl, &req, sockfd);
+    int err = request(cl, &req, &sockfd, 1);
     pthread_mutex_unlock(&cl->lock);
     return err;
 }
@@ -171,7 +178,7 @@ static int client_flow_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *f
     struct tlsnic_ctl_msg req = {.type = TLSNIC_CTL_FLOW_FLAGS, .dir = (uint8_t)dir,
                                  .flow = *flow};
     pthread_mutex_lock(&cl->lock);
-    int err = request(cl, &req, -1);
+    int err = request(cl, &req, NULL, 0);
     if (err == 0 && cl->reply.payload_len != 4)
         err = -EBADMSG;
     if (err == 0) {
@@ -284,7 +291,7 @@ int tlsnic_ctl_query_stats(const char *path, char *buf, size_t cap)
         return err;
     struct ctl_client *cl = client_of(dev);
     struct tlsnic_ctl_msg req = {.type = TLSNIC_CTL_STATS};
-    err = request(cl, &req, -1);
+    err = request(cl, &req, NULL, 0);
     if (err == 0 && cl->reply.payload_len >= cap)
         err = -ENOBUFS;
     if (err == 0) {

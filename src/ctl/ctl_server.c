@@ -12,10 +12,11 @@
 #include <unistd.h>
 
 #include "tlsnic/ctl.h"
+#include "tlsnic/shmstore.h"
 
 #define DEFAULT_MAX_CLIENTS 32u
 #define DEFAULT_MAX_FLOWS 4096u
-#define MAX_FDS_PER_MSG 4 /* more is refused; room only to see and close what came */
+#define MAX_FDS_PER_MSG 4 /* more than ADD's two is refused; room to see and close them */
 
 #ifndef SO_COOKIE
 #define SO_COOKIE 57
@@ -34,6 +35,7 @@ struct owned_flow {
     uint64_t cookie;        /* SO_COOKIE of the socket that was added */
     uint32_t owner_serial;  /* control connection that added it */
     pid_t owner_pid;
+    tlsnic_shm_reader *store; /* the host's record store, mapped read-only; may be NULL */
 };
 
 struct ctl_counters {
@@ -174,6 +176,12 @@ static int flow_from_socket(int fd, struct tlsnic_flow *flow, uint64_t *cookie,
         set_outcome(o, -EPROTONOSUPPORT, "the passed socket is not a TCP socket");
         return o->status;
     }
+    /* The cookie first: it names the socket even after its connection is gone. */
+    sl = sizeof(*cookie);
+    if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, &sl) < 0) {
+        set_outcome(o, -errno, "cannot read the socket cookie");
+        return o->status;
+    }
     struct sockaddr_storage local, remote;
     socklen_t ll = sizeof(local), rl = sizeof(remote);
     if (getpeername(fd, (struct sockaddr *)&remote, &rl) < 0) {
@@ -190,11 +198,6 @@ static int flow_from_socket(int fd, struct tlsnic_flow *flow, uint64_t *cookie,
         sockaddr_to_flow_end(&remote, &rfamily, flow->remote, &flow->remote_port) < 0 ||
         rfamily != flow->family) {
         set_outcome(o, -EAFNOSUPPORT, "unexpected socket address family");
-        return o->status;
-    }
-    sl = sizeof(*cookie);
-    if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, cookie, &sl) < 0) {
-        set_outcome(o, -errno, "cannot read the socket cookie");
         return o->status;
     }
     return 0;
@@ -222,6 +225,7 @@ static struct owned_flow *free_flow_slot(tlsnic_ctl_server *s)
 
 static void forget_flow(tlsnic_ctl_server *s, struct owned_flow *f)
 {
+    tlsnic_shm_reader_free(f->store); /* after the device's del: it no longer reads it */
     memset(f, 0, sizeof(*f));
     s->n_flows--;
 }
@@ -268,15 +272,15 @@ static void save_state(tlsnic_ctl_server *s)
 }
 
 /* The flow of an ADD/DEL/RESYNC: from the single socket passed with it. */
-static int request_flow(int n_fds, const int *fds, struct tlsnic_flow *flow, uint64_t *cookie,
-                        struct outcome *o)
+static int request_flow(int n_fds, const int *fds, int max_fds, struct tlsnic_flow *flow,
+                        uint64_t *cookie, struct outcome *o)
 {
     if (n_fds == 0) {
         set_outcome(o, -EBADF, "no socket passed (SCM_RIGHTS): only the socket names a flow");
         return o->status;
     }
-    if (n_fds > 1) {
-        set_outcome(o, -EINVAL, "more than one fd passed");
+    if (n_fds > max_fds) {
+        set_outcome(o, -EINVAL, "too many fds passed");
         return o->status;
     }
     return flow_from_socket(fds[0], flow, cookie, o);
@@ -287,7 +291,8 @@ static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_
 {
     struct tlsnic_flow flow;
     uint64_t cookie;
-    if (request_flow(n_fds, fds, &flow, &cookie, o) < 0)
+    /* ADD: the socket, and optionally the host's record store (a sealed memfd). */
+    if (request_flow(n_fds, fds, 2, &flow, &cookie, o) < 0)
         return;
     enum tlsnic_dir dir = (enum tlsnic_dir)m->dir;
     if (find_flow(s, &flow, dir) != NULL) {
@@ -299,14 +304,26 @@ static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_
         set_outcome(o, -ENOSPC, "flow table full (%u flows)", s->max_flows);
         return;
     }
+    tlsnic_shm_reader *store = NULL;
+    if (n_fds == 2) {
+        int err = tlsnic_shm_reader_open(&store, fds[1]);
+        if (err < 0) {
+            set_outcome(o, err, "record store: %s", err == -EPERM ? "not a memfd sealed against shrinking"
+                                                  : err == -EBADMSG ? "not a tlsnic store"
+                                                                    : strerror(-err));
+            return;
+        }
+    }
     int err = s->cfg.dev->ops->add(s->cfg.dev, fds[0], &flow, dir, m->info, m->info_len,
-                                   m->tcp_seq, NULL);
+                                   m->tcp_seq, store != NULL ? tlsnic_shm_reader_store(store) : NULL);
     if (err < 0) {
+        tlsnic_shm_reader_free(store);
         set_outcome(o, err, "device %s refused add: %s", s->cfg.dev->ops->name, strerror(-err));
         return;
     }
     *slot = (struct owned_flow){.used = true, .flow = flow, .dir = dir, .cookie = cookie,
-                                .owner_serial = cl->serial, .owner_pid = cl->cred.pid};
+                                .owner_serial = cl->serial, .owner_pid = cl->cred.pid,
+                                .store = store};
     s->n_flows++;
     s->counters.adds++;
     /* The device holds the keys again: the flow's frames may pass to it. */
@@ -317,14 +334,36 @@ static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_
     set_outcome(o, 0, lifted ? "added (fence lifted)" : "added");
 }
 
-/* DEL and RESYNC: the passed socket must be the very socket that was added. */
+static struct owned_flow *find_by_cookie(tlsnic_ctl_server *s, uint64_t cookie,
+                                         enum tlsnic_dir dir)
+{
+    for (uint32_t i = 0; i < s->max_flows; i++) {
+        struct owned_flow *f = &s->flows[i];
+        if (f->used && f->dir == dir && f->cookie == cookie)
+            return f;
+    }
+    return NULL;
+}
+
+/*
+ * DEL and RESYNC: the passed socket must be the very socket that was added. A socket
+ * whose connection has ended (the usual case of a del at close) has no 4-tuple any more;
+ * its cookie still names it.
+ */
 static struct owned_flow *held_flow(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m,
                                     int n_fds, const int *fds, struct outcome *o)
 {
     struct tlsnic_flow flow;
-    uint64_t cookie;
-    if (request_flow(n_fds, fds, &flow, &cookie, o) < 0)
-        return NULL;
+    uint64_t cookie = 0;
+    if (request_flow(n_fds, fds, 1, &flow, &cookie, o) < 0) {
+        struct owned_flow *f = NULL;
+        if (o->status == -ENOTCONN && cookie != 0)
+            f = find_by_cookie(s, cookie, (enum tlsnic_dir)m->dir);
+        if (f == NULL)
+            return NULL;
+        set_outcome(o, 0, "ok");
+        return f;
+    }
     struct owned_flow *f = find_flow(s, &flow, (enum tlsnic_dir)m->dir);
     if (f == NULL) {
         set_outcome(o, -ENOENT, "no offloaded flow for this socket in direction %s",

@@ -11,6 +11,7 @@
 
 #include "fault.h"
 #include "pcap.h"
+#include "segment.h"
 #include "tlsnic/tun.h"
 
 #define VNET_LEN TLSNIC_TUN_VNET_HDR_LEN
@@ -34,6 +35,7 @@ struct fwd_side {
     struct tlsnic_pcap *pcap_in;  /* capture at the TUN this side reads */
     struct tlsnic_pcap *pcap_out; /* capture at the TUN this side writes */
     uint8_t *work;                /* buffer the next read goes into */
+    uint8_t *seg;                 /* buffer a wire segment is cut into */
     uint8_t *spare[HOLD_SLOTS];   /* free buffers (for holds and duplicate copies) */
     size_t n_spare;
     struct held_frame held[HOLD_SLOTS];
@@ -62,6 +64,7 @@ static uint64_t now_ns(void)
 static void side_free(struct fwd_side *s)
 {
     free(s->work);
+    free(s->seg);
     for (size_t i = 0; i < s->n_spare; i++)
         free(s->spare[i]);
     for (size_t i = 0; i < HOLD_SLOTS; i++)
@@ -91,7 +94,8 @@ static int side_init(struct tlsnic_fwd *fwd, enum tlsnic_fwd_dir dir)
     /* Distinct streams per direction; the constant only keeps them apart. */
     tlsnic_prng_seed(&s->prng, fc->seed ^ ((uint64_t)dir * 0x5851f42d4c957f2dull));
     s->work = malloc(BUF_CAP);
-    if (s->work == NULL)
+    s->seg = malloc(BUF_CAP);
+    if (s->work == NULL || s->seg == NULL)
         return -ENOMEM;
     for (size_t i = 0; i < HOLD_SLOTS; i++) {
         s->spare[i] = malloc(BUF_CAP);
@@ -199,6 +203,45 @@ static void tick_held(struct tlsnic_fwd *fwd, struct fwd_side *s)
     }
 }
 
+/*
+ * The wire: faults, then out. A frame held back for reordering keeps its buffer; *bufp
+ * then gets a spare one for the next frame.
+ */
+static void on_the_wire(struct tlsnic_fwd *fwd, struct fwd_side *s, uint8_t **bufp, size_t len)
+{
+    uint8_t *buf = *bufp;
+    uint32_t faults = 0, depth = 0;
+    if (s->faults_on)
+        faults = tlsnic_fault_decide(&s->prng, fwd->cfg.faults.loss_ppm, fwd->cfg.faults.dup_ppm,
+                                     fwd->cfg.faults.reorder_ppm, &depth);
+    if (faults & TLSNIC_FAULT_LOSE) {
+        s->st->fault_lost++;
+        return;
+    }
+    if ((faults & TLSNIC_FAULT_DUP) && s->n_spare > 0) {
+        /* A copy, because the TO_HOST hook may rewrite each copy in place. */
+        uint8_t *copy = s->spare[--s->n_spare];
+        memcpy(copy, buf, len);
+        emit(fwd, s, copy, len);
+        s->spare[s->n_spare++] = copy;
+        s->st->fault_dup++;
+    }
+    if ((faults & TLSNIC_FAULT_REORDER) && s->n_spare > 0) {
+        for (size_t i = 0; i < HOLD_SLOTS; i++) {
+            if (s->held[i].buf == NULL) {
+                s->held[i] = (struct held_frame){
+                    .buf = buf, .len = len, .countdown = depth, .due_ns = now_ns() + fwd->hold_ns};
+                s->n_held++;
+                *bufp = s->spare[--s->n_spare];
+                s->st->fault_reordered++;
+                return;
+            }
+        }
+    }
+    emit(fwd, s, buf, len);
+    tick_held(fwd, s);
+}
+
 static void forward_frame(struct tlsnic_fwd *fwd, struct fwd_side *s, size_t len)
 {
     uint8_t *buf = s->work;
@@ -226,36 +269,28 @@ static void forward_frame(struct tlsnic_fwd *fwd, struct fwd_side *s, size_t len
     if (s->dir == TLSNIC_FWD_TO_WIRE && run_hook(fwd, s, buf, len) != TLSNIC_FRAME_PASS)
         return;
 
-    uint32_t faults = 0, depth = 0;
-    if (s->faults_on)
-        faults = tlsnic_fault_decide(&s->prng, fwd->cfg.faults.loss_ppm, fwd->cfg.faults.dup_ppm,
-                                     fwd->cfg.faults.reorder_ppm, &depth);
-    if (faults & TLSNIC_FAULT_LOSE) {
-        s->st->fault_lost++;
+    struct gso_plan plan;
+    int planned = fwd->cfg.segment_on_wire
+                      ? gso_plan(buf + VNET_LEN, l3_len, (const struct virtio_net_hdr *)buf, &plan)
+                      : -ENOENT;
+    if (planned == -EBADMSG) {
+        s->st->bad_frames++; /* a GSO frame no NIC could segment */
         return;
     }
-    if ((faults & TLSNIC_FAULT_DUP) && s->n_spare > 0) {
-        /* A copy, because the TO_HOST hook may rewrite each copy in place. */
-        uint8_t *copy = s->spare[--s->n_spare];
-        memcpy(copy, buf, len);
-        emit(fwd, s, copy, len);
-        s->spare[s->n_spare++] = copy;
-        s->st->fault_dup++;
+    if (planned < 0) {
+        on_the_wire(fwd, s, &s->work, len);
+        return;
     }
-    if ((faults & TLSNIC_FAULT_REORDER) && s->n_spare > 0) {
-        for (size_t i = 0; i < HOLD_SLOTS; i++) {
-            if (s->held[i].buf == NULL) {
-                s->held[i] = (struct held_frame){
-                    .buf = buf, .len = len, .countdown = depth, .due_ns = now_ns() + fwd->hold_ns};
-                s->n_held++;
-                s->work = s->spare[--s->n_spare];
-                s->st->fault_reordered++;
-                return;
-            }
+    s->st->segmented_frames++;
+    for (unsigned i = 0; i < plan.n_segments; i++) {
+        size_t seg_len = gso_build(&plan, s->work + VNET_LEN, i, s->seg, BUF_CAP);
+        if (seg_len == 0) {
+            s->st->bad_frames++;
+            return;
         }
+        s->st->wire_segments++;
+        on_the_wire(fwd, s, &s->seg, seg_len);
     }
-    emit(fwd, s, buf, len);
-    tick_held(fwd, s);
 }
 
 static int side_read_burst(struct tlsnic_fwd *fwd, struct fwd_side *s)
@@ -357,6 +392,7 @@ int tlsnic_fwd_stats_format(const struct tlsnic_fwd_stats *st, char *buf, size_t
             {"csum_partial", s->csum_partial}, {"max_frame", s->max_frame},
             {"sent", s->sent},               {"hook_drops", s->hook_drops},
             {"hook_errors", s->hook_errors}, {"fence_drops", s->fence_drops},
+            {"segmented_frames", s->segmented_frames}, {"wire_segments", s->wire_segments},
             {"fault_lost", s->fault_lost},
             {"fault_dup", s->fault_dup},     {"fault_reordered", s->fault_reordered},
             {"bad_frames", s->bad_frames},   {"write_errors", s->write_errors},

@@ -10,12 +10,20 @@
 #                (seeded): sha256 equal, and the sender's kernel retransmitted (nstat
 #                TcpRetransSegs > 0).
 #   ipv6         20 MB over IPv6: sha256 equal, TSO frames seen.
+#   segmented    20 MB with --wire-segments and 2 % loss + 2 % reordering: super-frames
+#                are cut into MSS segments on the wire (no wire frame above the 1500-byte
+#                MTU in the capture), single segments are lost, sha256 equal.
 #   hook_partial 20 MB through the XOR test hook, frames left CHECKSUM_PARTIAL: the peer
 #                receives exactly the XORed stream.
 #   hook_full    the same, with complete checksums computed for non-GSO frames.
 #   hook_stale   negative control: rewritten frames with stale checksums must be dropped
 #                by the peer (TcpInCsumErrors > 0, the transfer does not complete).
 #   restart      200 MB; tlsnicd is SIGKILLed mid-transfer and restarted: sha256 equal.
+#   restart_offloaded
+#                the same with the sender's flow offloaded (ctl add) and a state file:
+#                the restarted daemon fences the flow and drops its payload
+#                (to_wire_fence_drops > 0) until the sender re-adds it (1.5 s after the
+#                daemon went away), then the transfer completes byte-exact.
 #
 # Needs root (namespaces, TUN): exits 77 (skipped) without it. Runs in namespaces of its
 # own (prefix with the pid), so instances run in parallel; everything is removed on exit.
@@ -25,7 +33,7 @@ mode=$1 tlsnicd=$2 xfer=$3 net_sh=$4
 bytes=$((20 * 1000 * 1000))
 xfer_timeout=120
 case "$mode" in
-  restart) bytes=$((200 * 1000 * 1000)) ;;
+  restart | restart_offloaded) bytes=$((200 * 1000 * 1000)) ;;
   hook_stale) bytes=$((2 * 1000 * 1000)) xfer_timeout=5 ;;
 esac
 
@@ -49,7 +57,7 @@ cleanup() {
   if [ "$rc" -ne 0 ]; then
     echo "--- daemon log"; cat "$work/daemon.log" 2>/dev/null || true
   fi
-  rm -rf "$work"
+  [ -n "${KEEP_WORK:-}" ] && echo "work dir kept: $work" || rm -rf "$work"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -77,10 +85,17 @@ daemon_args=(--host-ns "$host_ns" --wire-ns "$peer_ns" --ctl "$work/ctl.sock"
   --ready-file "$work/ready" --stats-file "$work/final-stats")
 case "$mode" in
   faults) daemon_args+=(--loss 0.02 --reorder 0.02 --dup 0.005 --seed 42) ;;
+  segmented) daemon_args+=(--wire-segments --loss 0.02 --reorder 0.02 --seed 42) ;;
   hook_partial) daemon_args+=(--test-hook xor) ;;
   hook_full) daemon_args+=(--test-hook xor-fullcsum) ;;
   hook_stale) daemon_args+=(--test-hook xor-stalecsum) ;;
+  # The flow carries no TLS records: the flow table stands in for the device.
+  restart_offloaded) daemon_args+=(--state-file "$work/state" --device table) ;;
 esac
+sender_env=()
+if [ "$mode" = restart_offloaded ]; then
+  sender_env=(XFER_CTL="$work/ctl.sock" XFER_READD_DELAY_MS=1500)
+fi
 start_daemon() {
   rm -f "$work/ready"
   "$tlsnicd" "${daemon_args[@]}" 2>>"$work/daemon.log" &
@@ -100,10 +115,11 @@ wait_for "$work/recv.err" listening 10
 
 ip netns exec "$host_ns" nstat -n # reset the counter history: the next nstat shows deltas
 ip netns exec "$peer_ns" nstat -n
-ip netns exec "$host_ns" "$xfer" send "$peer_addr" 5001 "$bytes" "$xfer_timeout" >"$work/send.out" &
+ip netns exec "$host_ns" env "${sender_env[@]}" "$xfer" send "$peer_addr" 5001 "$bytes" "$xfer_timeout" \
+  >"$work/send.out" 2>"$work/send.err" &
 send_pid=$!
 
-if [ "$mode" = restart ]; then
+if [ "$mode" = restart ] || [ "$mode" = restart_offloaded ]; then
   # SIGKILL once 20 MB have crossed, restart at once on the same TUNs and socket path.
   for ((i = 0; i < 600; i++)); do
     "$tlsnicd" stats --ctl "$work/ctl.sock" >"$work/stats" 2>/dev/null || true
@@ -128,7 +144,7 @@ if [ "$mode" = hook_stale ]; then
   exit 0
 fi
 
-wait "$send_pid" || fail "sender failed"
+wait "$send_pid" || fail "sender failed: $(cat "$work/send.err")"
 wait "$recv_pid" || fail "receiver failed"
 recv_pid=""
 ip netns exec "$host_ns" nstat -z TcpRetransSegs TcpExtTCPFastRetrans TcpExtTCPSackRecovery \
@@ -167,6 +183,13 @@ case "$mode" in
     [ "${retrans:-0}" -gt 0 ] || fail "the kernel retransmitted nothing under 2 % loss"
     echo "retransmissions: TcpRetransSegs $retrans"
     ;;
+  segmented)
+    [ "$(counter to_wire_wire_segments "$work/stats")" -gt "$gso" ] || fail "no super-frame was cut"
+    [ "${retrans:-0}" -gt 0 ] || fail "the kernel retransmitted nothing under 2 % loss"
+    largest=$(timeout 120 tshark -r "$work/wire.pcap" -T fields -e frame.len 2>/dev/null | sort -n | tail -1)
+    [ "$largest" -le 1500 ] || fail "a $largest-byte frame crossed a 1500-byte wire"
+    echo "wire: $(counter to_wire_wire_segments "$work/stats") segments from $gso super-frames, largest $largest bytes; TcpRetransSegs $retrans"
+    ;;
   hook_partial)
     [ "$(counter xor_frames_rewritten "$work/stats")" -gt 0 ] || fail "the hook rewrote nothing"
     ;;
@@ -178,6 +201,16 @@ case "$mode" in
     [ "$(counter to_wire_frames "$work/stats")" -gt 0 ] || fail "the restarted daemon forwarded nothing"
     echo "PASS: $mode (byte-exact across a SIGKILL and restart of tlsnicd)"
     exit 0 # the captures restarted with the daemon: nothing to compare them with
+    ;;
+  restart_offloaded)
+    cat "$work/send.err"
+    grep -q "1 offloaded TX flow(s) fenced" "$work/daemon.log" || fail "the restarted daemon fenced nothing"
+    grep -q "re-added" "$work/send.err" || fail "the sender never re-added its flow"
+    drops=$(counter to_wire_fence_drops "$work/stats")
+    [ "${drops:-0}" -gt 0 ] || fail "no payload was held back while the flow was fenced"
+    [ "$(counter ctl_fences_lifted "$work/stats")" -ge 1 ] || fail "the fence was never lifted"
+    echo "PASS: $mode ($drops payload frames of the fenced flow dropped, then re-added, byte-exact)"
+    exit 0
     ;;
 esac
 

@@ -15,6 +15,12 @@
  *   tlsnic-xfer sendraw / recvraw ...        the same without data generation or digests
  *                                            (zeros), to measure the path, not this tool
  *
+ * With XFER_CTL=PATH in the environment, send offloads its socket's TX direction to the
+ * tlsnicd listening there (a dummy AES-128-GCM crypto_info) right after connecting, and
+ * a watcher thread re-adds it whenever the daemon goes away and comes back, the way the
+ * host socket layer will (XFER_READD_DELAY_MS waits that long first, so that a restarted
+ * daemon's fence is seen to work). It prints "re-added" lines on stderr.
+ *
  * The whole run is bounded by TIMEOUT_S (default 120) through alarm(): a stuck transfer
  * fails the test instead of hanging it. recv prints "listening" on stderr once bound.
  */
@@ -23,7 +29,10 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/tls.h>
 #include <openssl/evp.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +40,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "tlsnic/ctl.h"
 
 #define CHUNK 65536
 
@@ -105,6 +116,83 @@ static int do_recv(const char *addr, const char *port)
     return 0;
 }
 
+struct offload {
+    struct tlsnic_dev *dev;
+    int sockfd;
+    int readd_delay_ms;
+    volatile int done;
+    pthread_t thread;
+};
+
+static int offload_add(struct offload *o)
+{
+    struct tls12_crypto_info_aes_gcm_128 ci;
+    memset(&ci, 0x42, sizeof(ci));
+    ci.info.version = TLS_1_2_VERSION;
+    ci.info.cipher_type = TLS_CIPHER_AES_GCM_128;
+    return o->dev->ops->add(o->dev, o->sockfd, NULL, TLSNIC_DIR_TX, &ci, sizeof(ci), 0, NULL);
+}
+
+/* Watches the control connection; after the daemon restarts, reconnects and re-adds. */
+static void *offload_watch(void *arg)
+{
+    struct offload *o = arg;
+    while (!o->done) {
+        struct pollfd pfd = {.fd = tlsnic_ctl_client_fd(o->dev), .events = POLLIN};
+        if (poll(&pfd, 1, 20) <= 0)
+            continue;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        fprintf(stderr, "xfer: tlsnicd went away\n");
+        usleep((useconds_t)o->readd_delay_ms * 1000);
+        int err = -1;
+        for (int tries = 0; tries < 400 && err != 0 && !o->done; tries++) { /* <= 20 s */
+            err = tlsnic_ctl_client_reconnect(o->dev);
+            if (err == 0)
+                err = offload_add(o);
+            if (err != 0)
+                usleep(50000);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        if (err == 0)
+            fprintf(stderr, "xfer: re-added after %ld ms\n", ms);
+        else
+            fprintf(stderr, "xfer: could not re-add: %s\n", strerror(err < 0 ? -err : EIO));
+    }
+    return NULL;
+}
+
+static int offload_start(struct offload *o, int sockfd)
+{
+    const char *path = getenv("XFER_CTL");
+    if (path == NULL)
+        return 0;
+    const char *delay = getenv("XFER_READD_DELAY_MS");
+    o->sockfd = sockfd;
+    o->readd_delay_ms = delay != NULL ? atoi(delay) : 0;
+    int err = tlsnic_ctl_client_open(path, 0, &o->dev);
+    if (err == 0)
+        err = offload_add(o);
+    if (err < 0) {
+        fprintf(stderr, "xfer: offload via %s: %s (%s)\n", path, strerror(-err),
+                o->dev != NULL ? tlsnic_ctl_client_last_error(o->dev) : "");
+        return err;
+    }
+    fprintf(stderr, "xfer: offloaded\n");
+    return -pthread_create(&o->thread, NULL, offload_watch, o);
+}
+
+static void offload_stop(struct offload *o)
+{
+    if (o->dev == NULL)
+        return;
+    o->done = 1;
+    pthread_join(o->thread, NULL);
+    o->dev->ops->del(o->dev, o->sockfd, NULL, TLSNIC_DIR_TX);
+    tlsnic_ctl_client_close(o->dev);
+}
+
 /* A fixed stream (xorshift64*), so both ends and the test agree without a file. */
 static void fill(unsigned char *buf, size_t len, uint64_t *state)
 {
@@ -131,6 +219,9 @@ static int do_send(const char *addr, const char *port, unsigned long long bytes)
         return 1;
     }
     freeaddrinfo(ai);
+    static struct offload offload;
+    if (offload_start(&offload, s) < 0)
+        return 1;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     EVP_MD_CTX *md_xor = EVP_MD_CTX_new();
     if (md == NULL || md_xor == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
@@ -168,6 +259,7 @@ static int do_send(const char *addr, const char *port, unsigned long long bytes)
     while (read(s, buf, sizeof(buf)) > 0)
         ;
     clock_gettime(CLOCK_MONOTONIC, &t1);
+    offload_stop(&offload);
     struct tcp_info ti;
     socklen_t tl = sizeof(ti);
     memset(&ti, 0, sizeof(ti));

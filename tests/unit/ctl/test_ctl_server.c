@@ -305,6 +305,33 @@ static void del_with_the_socket_removes_the_flow(void **state)
     assert_int_equal(f->client->ops->del(f->client, f->tcp_local, NULL, TLSNIC_DIR_TX), -ENOENT);
 }
 
+static void del_after_the_connection_ended_is_accepted(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    /* Both FINs exchanged: the socket is still held but names no 4-tuple any more. */
+    assert_int_equal(shutdown(f->tcp_local, SHUT_WR), 0);
+    char c;
+    assert_int_equal(read(f->tcp_remote, &c, 1), 0);
+    close(f->tcp_remote);
+    f->tcp_remote = socket(AF_INET, SOCK_STREAM, 0); /* teardown closes something */
+    assert_int_equal(read(f->tcp_local, &c, 1), 0);
+    struct sockaddr_storage peer;
+    socklen_t pl = sizeof(peer);
+    assert_int_equal(getpeername(f->tcp_local, (struct sockaddr *)&peer, &pl), -1);
+    assert_int_equal(errno, ENOTCONN);
+    assert_int_equal(f->client->ops->del(f->client, f->tcp_local, NULL, TLSNIC_DIR_TX), 0);
+    assert_int_equal(flows_in_daemon(f), 0);
+}
+
+static void del_with_an_unconnected_socket_that_was_never_added_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    int t = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(f->client->ops->del(f->client, t, NULL, TLSNIC_DIR_TX), -ENOTCONN);
+    close(t);
+}
+
 static void del_with_another_socket_is_refused(void **state)
 {
     struct fixture *f = *state;
@@ -590,6 +617,8 @@ int main(void)
         T(add_of_an_offloaded_flow_is_refused_with_eexist),
         T(add_with_a_bad_crypto_info_is_refused_by_the_device),
         T(del_with_the_socket_removes_the_flow),
+        T(del_after_the_connection_ended_is_accepted),
+        T(del_with_an_unconnected_socket_that_was_never_added_is_refused),
         T(del_with_another_socket_is_refused),
         T(del_that_names_the_flow_in_the_message_is_refused),
         T(a_process_without_the_socket_cannot_add_or_del_its_flow),

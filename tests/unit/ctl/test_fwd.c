@@ -432,6 +432,156 @@ static void a_fenced_flows_payload_is_dropped_before_the_device_sees_it(void **s
     tlsnic_fence_free(fence);
 }
 
+static uint16_t be16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint16_t csum_fold(uint32_t acc)
+{
+    while (acc >> 16)
+        acc = (acc & 0xffff) + (acc >> 16);
+    return (uint16_t)acc;
+}
+
+static uint32_t sum_bytes(const uint8_t *p, size_t len)
+{
+    uint32_t acc = 0;
+    for (size_t i = 0; i + 1 < len; i += 2)
+        acc += (uint32_t)(p[i] << 8 | p[i + 1]);
+    if (len & 1)
+        acc += (uint32_t)p[len - 1] << 8;
+    return acc;
+}
+
+/* A TSO super-frame as the kernel hands it: IPv4 or IPv6, TCP seq 1000, PSH|ACK|CWR. */
+static size_t gso_frame(uint8_t *buf, int v6, size_t payload, uint16_t mss)
+{
+    size_t ip = v6 ? 40 : 20, total = ip + 20 + payload;
+    memset(buf, 0, VNET + total);
+    struct virtio_net_hdr vh = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                                .gso_type = v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4,
+                                .hdr_len = (uint16_t)(ip + 20), .gso_size = mss,
+                                .csum_start = (uint16_t)ip, .csum_offset = 16};
+    memcpy(buf, &vh, VNET);
+    uint8_t *f = buf + VNET;
+    if (v6) {
+        f[0] = 0x60;
+        f[4] = (uint8_t)((total - 40) >> 8);
+        f[5] = (uint8_t)(total - 40);
+        f[6] = 6;
+        f[7] = 64;
+        f[8] = 0x20, f[9] = 0x01, f[10] = 0x0d, f[11] = 0xb8, f[23] = 1;
+        f[24] = 0x20, f[25] = 0x01, f[26] = 0x0d, f[27] = 0xb8, f[39] = 2;
+    } else {
+        const uint8_t head[20] = {0x45, 0, (uint8_t)(total >> 8), (uint8_t)total, 0x12, 0x34, 0x40, 0,
+                                  64, 6, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2};
+        memcpy(f, head, sizeof(head));
+    }
+    uint8_t *tcp = f + ip;
+    tcp[0] = 0x9c, tcp[1] = 0x40, tcp[2] = 0x01, tcp[3] = 0xbb;
+    tcp[7] = 0xe8, tcp[6] = 0x03; /* seq 1000 */
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x80 | 0x18; /* CWR PSH ACK */
+    for (size_t i = 0; i < payload; i++)
+        tcp[20 + i] = (uint8_t)(i * 13 + 1);
+    return VNET + total;
+}
+
+static void check_segments(struct fixture *f, int v6)
+{
+    static uint8_t in[VNET + 40 + 20 + 3500];
+    size_t len = gso_frame(in, v6, 3500, 1000);
+    send_frame(f->host[1], in, len);
+    pump(f, 20);
+    size_t ip = v6 ? 40 : 20, got_payload = 0;
+    static uint8_t payload[3500];
+    for (unsigned i = 0; i < 4; i++) {
+        ssize_t r = read(f->wire[1], frame_buf, sizeof(frame_buf));
+        size_t want = i < 3 ? 1000 : 500;
+        assert_int_equal(r, (ssize_t)(VNET + ip + 20 + want));
+        struct virtio_net_hdr vh;
+        memcpy(&vh, frame_buf, VNET);
+        assert_int_equal(vh.gso_type, VIRTIO_NET_HDR_GSO_NONE);
+        assert_int_equal(vh.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+        assert_int_equal(vh.csum_start, ip);
+        assert_int_equal(vh.csum_offset, 16);
+        const uint8_t *seg = frame_buf + VNET, *tcp = seg + ip;
+        if (v6) {
+            assert_int_equal(be16(seg + 4), 20 + want);
+        } else {
+            assert_int_equal(be16(seg + 2), 20 + 20 + want);
+            assert_int_equal(be16(seg + 4), 0x1234 + i);
+            assert_int_equal(csum_fold(sum_bytes(seg, 20)), 0xffff); /* valid header sum */
+        }
+        assert_int_equal(be32(tcp + 4), 1000 + 1000 * i);
+        assert_int_equal((tcp[13] & 0x80) != 0, i == 0); /* CWR first only */
+        assert_int_equal((tcp[13] & 0x08) != 0, i == 3); /* PSH last only */
+        uint32_t pseudo = v6 ? sum_bytes(seg + 8, 32) : sum_bytes(seg + 12, 8);
+        assert_int_equal(be16(tcp + 16), csum_fold(pseudo + 6 + (uint32_t)(20 + want)));
+        memcpy(payload + got_payload, tcp + 20, want);
+        got_payload += want;
+    }
+    assert_int_equal(read(f->wire[1], frame_buf, sizeof(frame_buf)), -1);
+    assert_memory_equal(payload, in + VNET + ip + 20, sizeof(payload));
+    struct tlsnic_fwd_stats st;
+    tlsnic_fwd_stats(f->fwd, &st);
+    assert_int_equal(st.dir[TLSNIC_FWD_TO_WIRE].segmented_frames, 1);
+    assert_int_equal(st.dir[TLSNIC_FWD_TO_WIRE].wire_segments, 4);
+}
+
+static void start_segmenting(struct fixture *f, const struct tlsnic_fault_cfg *faults)
+{
+    struct tlsnic_fwd_config cfg = {.host_fd = f->host[0], .wire_fd = f->wire[0],
+                                    .on_frame = hook, .hook_ctx = f, .segment_on_wire = 1};
+    if (faults != NULL)
+        cfg.faults = *faults;
+    assert_int_equal(tlsnic_fwd_new(&f->fwd, &cfg), 0);
+}
+
+static void an_ipv4_super_frame_reaches_the_wire_as_mss_segments(void **state)
+{
+    struct fixture *f = *state;
+    start_segmenting(f, NULL);
+    check_segments(f, 0);
+    assert_int_equal(f->hook_calls[TLSNIC_FWD_TO_WIRE], 1); /* the device saw the super-frame */
+}
+
+static void an_ipv6_super_frame_reaches_the_wire_as_mss_segments(void **state)
+{
+    struct fixture *f = *state;
+    start_segmenting(f, NULL);
+    check_segments(f, 1);
+}
+
+static void the_device_sees_wire_segments_towards_the_host(void **state)
+{
+    struct fixture *f = *state;
+    start_segmenting(f, NULL);
+    static uint8_t in[VNET + 20 + 20 + 3500];
+    send_frame(f->wire[1], in, gso_frame(in, 0, 3500, 1000));
+    pump(f, 20);
+    assert_int_equal(f->hook_calls[TLSNIC_FWD_TO_HOST], 4);
+}
+
+static void faults_hit_single_segments(void **state)
+{
+    struct fixture *f = *state;
+    struct tlsnic_fault_cfg fc = {.loss_ppm = 1000000};
+    start_segmenting(f, &fc);
+    static uint8_t in[VNET + 20 + 20 + 3500];
+    send_frame(f->host[1], in, gso_frame(in, 0, 3500, 1000));
+    pump(f, 20);
+    struct tlsnic_fwd_stats st;
+    tlsnic_fwd_stats(f->fwd, &st);
+    assert_int_equal(st.dir[TLSNIC_FWD_TO_WIRE].fault_lost, 4);
+}
+
 static void bad_fault_rates_are_refused(void **state)
 {
     struct fixture *f = *state;
@@ -459,6 +609,10 @@ int main(void)
         T(short_and_oversized_frames_are_dropped_and_counted),
         T(captures_hold_one_raw_ip_record_per_frame),
         T(a_fenced_flows_payload_is_dropped_before_the_device_sees_it),
+        T(an_ipv4_super_frame_reaches_the_wire_as_mss_segments),
+        T(an_ipv6_super_frame_reaches_the_wire_as_mss_segments),
+        T(the_device_sees_wire_segments_towards_the_host),
+        T(faults_hit_single_segments),
         T(bad_fault_rates_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
