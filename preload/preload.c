@@ -14,7 +14,7 @@
  *
  * tlsnic itself reaches the kernel through the real libc functions (dlsym RTLD_NEXT), set
  * as its system-call table in the constructor, so a wrapped call never re-enters itself.
- * Not covered: fcntl(F_DUPFD), splice, io_uring, fork with a tlsnic socket shared by two
+ * Not covered: select, splice, io_uring, close_range, fork with a tlsnic socket shared by two
  * processes (each would have its own record state).
  */
 #include <dlfcn.h>
@@ -30,6 +30,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tlsnic/ktls.h"
@@ -51,11 +52,14 @@ static struct {
     ssize_t (*sendfile)(int, int, off_t *, size_t);
     ssize_t (*sendfile64)(int, int, off64_t *, size_t);
     int (*poll)(struct pollfd *, nfds_t, int);
+    int (*epoll_wait)(int, struct epoll_event *, int, int);
+    int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
     int (*setsockopt)(int, int, int, const void *, socklen_t);
     int (*getsockopt)(int, int, int, void *, socklen_t *);
     int (*fcntl)(int, int, ...);
     int (*ioctl)(int, unsigned long, ...);
     int (*close)(int);
+    int (*fcntl64)(int, int, ...);
     int (*dup)(int);
     int (*dup2)(int, int);
     int (*dup3)(int, int, int);
@@ -87,11 +91,14 @@ static void resolve_all(void)
     RESOLVE(sendfile);
     RESOLVE(sendfile64);
     RESOLVE(poll);
+    RESOLVE(epoll_wait);
+    RESOLVE(epoll_pwait);
     RESOLVE(setsockopt);
     RESOLVE(getsockopt);
     RESOLVE(fcntl);
     RESOLVE(ioctl);
     RESOLVE(close);
+    RESOLVE(fcntl64);
     RESOLVE(dup);
     RESOLVE(dup2);
     RESOLVE(dup3);
@@ -301,6 +308,57 @@ EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout)
     return real.poll(fds, nfds, timeout);
 }
 
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/*
+ * epoll readiness is truthful for tlsnic sockets (see ktls.h) except for TX left pending by
+ * a non-blocking send: while there is some, wait in slices of at most 10 ms and flush it
+ * between them, so a program that now only waits for the answer is not stuck.
+ */
+static int epoll_common(int epfd, struct epoll_event *ev, int max, int timeout,
+                        const sigset_t *mask, int pwait)
+{
+    long deadline = timeout > 0 ? now_ms() + timeout : 0;
+    for (;;) {
+        int left = tlsnic_flush_all();
+        int slice = timeout;
+        if (left > 0) {
+            long rest = timeout < 0 ? 10 : deadline - now_ms();
+            if (timeout >= 0 && rest < 0)
+                rest = 0;
+            slice = (int)(rest < 10 ? rest : 10);
+            if (timeout == 0)
+                slice = 0;
+        }
+        int n = pwait ? real.epoll_pwait(epfd, ev, max, slice, mask)
+                      : real.epoll_wait(epfd, ev, max, slice);
+        if (n != 0 || left == 0 || timeout == 0 || (timeout > 0 && now_ms() >= deadline))
+            return n;
+    }
+}
+
+EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+    RESOLVE(epoll_wait);
+    if (!tlsnic_tx_pending_any())
+        return real.epoll_wait(epfd, ev, max, timeout);
+    return epoll_common(epfd, ev, max, timeout, NULL, 0);
+}
+
+EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
+                       const sigset_t *mask)
+{
+    RESOLVE(epoll_pwait);
+    if (!tlsnic_tx_pending_any())
+        return real.epoll_pwait(epfd, ev, max, timeout, mask);
+    return epoll_common(epfd, ev, max, timeout, mask, 1);
+}
+
 EXPORT int close(int fd)
 {
     RESOLVE(close);
@@ -320,6 +378,36 @@ EXPORT int shutdown(int fd, int how)
     if (tlsnic_is_tls(fd))
         (void)tlsnic_flush(fd);
     return real.shutdown(fd, how);
+}
+
+/* fcntl's third argument is an int or a pointer; passing it on as a pointer-sized value is
+   what the ABI does for both. Only F_DUPFD / F_DUPFD_CLOEXEC of a tlsnic socket matter. */
+static int fcntl_common(int (*fn)(int, int, ...), int fd, int cmd, void *arg)
+{
+    int rc = fn(fd, cmd, arg);
+    if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && tlsnic_is_tls(fd))
+        tlsnic_fd_dup(fd, rc);
+    return rc;
+}
+
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+    RESOLVE(fcntl);
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_common(real.fcntl, fd, cmd, arg);
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...)
+{
+    RESOLVE(fcntl64);
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_common(real.fcntl64 ? real.fcntl64 : real.fcntl, fd, cmd, arg);
 }
 
 EXPORT int dup(int oldfd)

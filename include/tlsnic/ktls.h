@@ -26,7 +26,7 @@
  * truthful: the fd is readable exactly when a recv can make progress. One exception, on TX:
  * a non-blocking send can leave the tail of one sealed record in user space (the kernel
  * socket buffer was full); it is flushed by the next tlsnic call on the fd; tlsnic_poll
- * also flushes it. Programs that only use epoll after such a send must call tlsnic_flush.
+ * also flushes it, and so does the preload library's epoll_wait (tlsnic_flush_all).
  */
 #ifndef TLSNIC_KTLS_H
 #define TLSNIC_KTLS_H
@@ -77,6 +77,14 @@ int tlsnic_poll(struct pollfd *fds, nfds_t nfds, int timeout);
 /* Writes out pending TX ciphertext of a tlsnic socket; 0 when nothing is left pending. */
 int tlsnic_flush(int fd);
 
+/*
+ * For event loops that cannot say which fds they wait on (epoll): 1 if any tlsnic socket
+ * has TX pending in user space; tlsnic_flush_all tries them all (non-blocking) and returns
+ * how many sockets still have some.
+ */
+int tlsnic_tx_pending_any(void);
+int tlsnic_flush_all(void);
+
 /* Flushes pending TX (bounded wait), wipes and frees the TLS state, then close(2)s. */
 int tlsnic_close(int fd);
 
@@ -108,6 +116,10 @@ enum tlsnic_sw_reason {
     TLSNIC_SW_REASON_CIPHER_NOT_OFFLOADED, /* -EOPNOTSUPP: version / cipher / direction */
     TLSNIC_SW_REASON_DEVICE_GONE,       /* -ENODEV, or the device dropped the context */
     TLSNIC_SW_REASON_NOT_A_FLOW,        /* the socket has no IPv4 / IPv6 4-tuple */
+    TLSNIC_SW_REASON_RX_NOT_OFFERED,    /* RX: devops.h has no RX status yet, so tlsnic
+                                           does not offer RX to a device */
+    TLSNIC_SW_REASON_NO_TCP_SEQ,        /* the socket's TCP sequence number could not be
+                                           read (TCP_REPAIR needs CAP_NET_ADMIN) */
 };
 
 struct tlsnic_mode_info {
@@ -124,8 +136,33 @@ const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason);
 /*
  * The device used for sockets whose keys are set from now on (NULL: software only).
  * The device must stay valid until every socket that uses it is closed.
+ *
+ * Device mode (TX). tlsnic frames each record as header | explicit nonce (TLS 1.2 GCM) |
+ * plaintext | inner type (TLS 1.3) | 16 zero bytes of tag room, and the device encrypts it
+ * on its way out. Every record stays in tlsnic's record store (struct tlsnic_rec_store,
+ * handed to the device in add) until the peer has acknowledged all of it; acknowledgement
+ * is read from the socket (SIOCOUTQ against the bytes tlsnic wrote), so the store holds the
+ * unacknowledged window plus at most one record. Records are released on every send and
+ * poll on the socket and by tlsnic_tx_retained.
+ *
+ * Sequence numbers are the socket's real TCP sequence numbers, as devops.h says: tlsnic
+ * reads the next one at TLS_TX time with TCP_REPAIR / TCP_QUEUE_SEQ (the way CRIU reads live
+ * connections; it needs CAP_NET_ADMIN, else the direction stays in software with reason
+ * TLSNIC_SW_REASON_NO_TCP_SEQ), and counts from there.
+ *
+ * If the device raises TLSNIC_FLOW_F_INTEGRITY, or loses the context (F_GONE), the socket
+ * is aborted: sends fail with ECONNABORTED and the TCP connection is shut down. Records
+ * already framed for the device cannot be sealed again in software without reusing their
+ * nonces, so there is no silent fallback mid-stream.
  */
 void tlsnic_set_device(struct tlsnic_dev *dev);
+
+/*
+ * Device mode: releases the records the peer has acknowledged, then reports what the
+ * record store still holds for fd's TX. Returns 0, or -1 / EBADF (not a tlsnic socket),
+ * EINVAL (TX not in device mode).
+ */
+int tlsnic_tx_retained(int fd, size_t *bytes, size_t *records);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Counters, named after /proc/net/tls_stat. Process-wide, updated atomically.                */

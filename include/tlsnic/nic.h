@@ -24,12 +24,18 @@
  * unencrypted: any doubt is a drop.
  *
  * Integrity (zero-copy sendfile safety, per-flow option). With it on, the device keeps a
- * keyed digest (GMAC under a random per-flow key that never leaves the device) of the
+ * keyed digest (Poly1305 under a random per-flow key that never leaves the device) of the
  * plaintext of every segment it encrypted, for the unacknowledged window. A retransmitted
- * range is checked against it before it is encrypted again; a mismatch, or a range the
- * device cannot check (boundaries straddling an original segment, evicted digests), drops
- * the packet, counts tx_tls_drop_integrity and flags TLSNIC_FLOW_F_INTEGRITY so the host
- * aborts the connection. No (key, nonce) pair ever encrypts two plaintexts.
+ * range is checked against it before it is encrypted again; a mismatch drops the packet,
+ * counts tx_tls_drop_integrity and flags TLSNIC_FLOW_F_INTEGRITY so the host aborts the
+ * connection. A range the device cannot check (its boundaries straddle an original
+ * segment, its digest was evicted, or it was already acknowledged) is dropped too, as
+ * tx_tls_drop_no_sync_data with TLSNIC_FLOW_F_NO_SYNC: not proof of a change, so the host
+ * need not abort, but it is never encrypted unchecked. Digests are kept per original
+ * segment (per gso_size piece of a TSO frame), which is how Linux retransmits. No
+ * (key, nonce) pair ever encrypts two plaintexts. Cost: one Poly1305 pass over every byte
+ * (bench_nic's "+integrity" column), hence off by default (tlsnic_nic_config.integrity,
+ * tlsnic_nic_flow_set_integrity); the host turns it on for zero-copy sends.
  *
  * Threading: a tlsnic_nic is not thread-safe; one thread drives it (the daemon runs one
  * device per thread). No allocation happens on the per-packet path: the flow table is

@@ -45,6 +45,7 @@ struct tlsnic_tx {
     size_t out_off, out_len;      /* bytes of buf sealed but not yet written */
     int zc_ro;                    /* TLS_TX_ZEROCOPY_RO (accepted; tlsnic always copies) */
     int err;                      /* sticky negative errno (nonce space exhausted, ...) */
+    int pending_counted;          /* counted in tlsnic_tx_pending_sockets */
     struct tlsnic_dev_tx *dev;    /* device mode only */
 };
 
@@ -86,6 +87,18 @@ int tlsnic_tx_flush_locked(struct tlsnic_sock *s, int fd, int flags);
 int tlsnic_tx_push_locked(struct tlsnic_sock *s, int fd, int flags);
 int tlsnic_tx_has_pending(struct tlsnic_sock *s);
 int tlsnic_tx_drain_on_close(struct tlsnic_sock *s, int fd, int timeout_ms);
+void tlsnic_tx_forget_pending(struct tlsnic_sock *s);
+extern atomic_int tlsnic_tx_pending_sockets;
+
+/* dev.c (device mode, TX) */
+int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
+                        struct tlsnic_mode_info *m);
+int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8_t *content,
+                        size_t n, size_t *out_len);
+void tlsnic_dev_tx_reclaim(struct tlsnic_sock *s, int fd);
+void tlsnic_dev_tx_sent(struct tlsnic_sock *s, size_t n);
+void tlsnic_dev_tx_free(struct tlsnic_sock *s);
+void tlsnic_dev_tx_patch_info(const struct tlsnic_sock *s, union tlsnic_crypto_info *ci);
 
 /* rx.c */
 ssize_t tlsnic_rx_recvmsg(struct tlsnic_sock *s, int fd, struct msghdr *msg, int flags);

@@ -200,6 +200,8 @@ static void mode_stat(enum tlsnic_dir dir, enum tlsnic_mode mode, int delta_curr
 
 static void sock_free(struct tlsnic_sock *s)
 {
+    tlsnic_tx_forget_pending(s);
+    tlsnic_dev_tx_free(s); /* del: the device lets go of the store before it goes */
     mode_stat(TLSNIC_DIR_TX, s->tx.mode.mode, -1);
     mode_stat(TLSNIC_DIR_RX, s->rx.mode.mode, -1);
     tlsnic_rec_key_free(s->tx.key);
@@ -294,6 +296,8 @@ const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason)
     case TLSNIC_SW_REASON_CIPHER_NOT_OFFLOADED: return "cipher not offloaded";
     case TLSNIC_SW_REASON_DEVICE_GONE: return "device gone";
     case TLSNIC_SW_REASON_NOT_A_FLOW: return "not an IP flow";
+    case TLSNIC_SW_REASON_RX_NOT_OFFERED: return "RX not offered to devices";
+    case TLSNIC_SW_REASON_NO_TCP_SEQ: return "TCP sequence number unreadable (CAP_NET_ADMIN)";
     }
     return "unknown";
 }
@@ -307,34 +311,27 @@ int tlsnic_get_mode(int fd, enum tlsnic_dir dir, struct tlsnic_mode_info *out)
     return 0;
 }
 
-static enum tlsnic_sw_reason reason_of(int dev_err)
-{
-    switch (dev_err) {
-    case -ENOSPC: return TLSNIC_SW_REASON_TABLE_FULL;
-    case -EOPNOTSUPP: return TLSNIC_SW_REASON_CIPHER_NOT_OFFLOADED;
-    case -ENODEV: return TLSNIC_SW_REASON_DEVICE_GONE;
-    default: return TLSNIC_SW_REASON_DEVICE_REFUSED;
-    }
-}
-
 /*
  * Offers the direction to the device; falls back to software with the reason recorded.
- * Device RX needs the device's RX status, which devops.h does not carry yet, so RX stays
- * in software with reason "cipher not offloaded" (-EOPNOTSUPP: direction not offloaded).
+ * RX is not offered: a device-decrypted stream needs the device's per-range RX status,
+ * which devops.h does not carry yet.
  */
-static struct tlsnic_mode_info choose_mode(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir,
-                                           const void *info, size_t len)
+static struct tlsnic_mode_info choose_mode(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir)
 {
     struct tlsnic_mode_info m = {.mode = TLSNIC_MODE_SW, .reason = TLSNIC_SW_REASON_NO_DEVICE};
     struct tlsnic_dev *dev = atomic_load(&the_device);
     if (!dev)
         return m;
-    (void)s;
-    (void)fd;
-    (void)info;
-    (void)len;
-    m.dev_errno = -EOPNOTSUPP;
-    m.reason = reason_of(m.dev_errno);
+    if (dir == TLSNIC_DIR_RX) {
+        m.reason = TLSNIC_SW_REASON_RX_NOT_OFFERED;
+        return m;
+    }
+    int rc = tlsnic_dev_tx_offer(s, fd, dev, &m);
+    if (rc < 0) {
+        m.mode = TLSNIC_MODE_SW;
+        m.reason = TLSNIC_SW_REASON_DEVICE_REFUSED;
+        m.dev_errno = rc;
+    }
     return m;
 }
 
@@ -390,6 +387,10 @@ static int conf_set(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir, const vo
     int update = *keyp != NULL;
 
     TLSNIC_ENSURE(optval && optlen >= sizeof(struct tls_crypto_info), EINVAL);
+    if (update && tx && s->tx.dev) {
+        tlsnic_stat_add(rekey_err, 1);
+        return -EOPNOTSUPP; /* the device holds the old key; no rekey protocol in devops.h */
+    }
     if (update && old_version != TLS_1_3_VERSION) {
         tlsnic_stat_add(rekey_err, 1);
         return -EBUSY; /* only TLS 1.3 may be rekeyed */
@@ -427,7 +428,7 @@ static int conf_set(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir, const vo
                 return -ENOMEM;
             }
             s->tx.key = key;
-            s->tx.mode = choose_mode(s, fd, dir, optval, optlen);
+            s->tx.mode = choose_mode(s, fd, dir);
             mode_stat(dir, s->tx.mode.mode, 1);
             tlsnic_stat_add(s->tx.mode.mode == TLSNIC_MODE_DEVICE ? TLSNIC_STAT_TX_DEVICE
                                                                   : TLSNIC_STAT_TX_SW,
@@ -449,7 +450,7 @@ static int conf_set(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir, const vo
                 return -ENOMEM;
             }
             s->rx.key = key;
-            s->rx.mode = choose_mode(s, fd, dir, optval, optlen);
+            s->rx.mode = choose_mode(s, fd, dir);
             mode_stat(dir, s->rx.mode.mode, 1);
             tlsnic_stat_add(s->rx.mode.mode == TLSNIC_MODE_DEVICE ? TLSNIC_STAT_RX_DEVICE
                                                                   : TLSNIC_STAT_RX_SW,
@@ -534,6 +535,8 @@ static int conf_get(struct tlsnic_sock *s, enum tlsnic_dir dir, void *optval, so
     } else {
         union tlsnic_crypto_info ci;
         rc = tlsnic_rec_key_export(key, &ci, sizeof(ci));
+        if (rc >= 0 && dir == TLSNIC_DIR_TX && s->tx.dev)
+            tlsnic_dev_tx_patch_info(s, &ci);
         if (rc >= 0) {
             if (*optlen == sizeof(struct tls_crypto_info))
                 memcpy(optval, &ci.info, sizeof(ci.info));
@@ -680,8 +683,33 @@ int tlsnic_flush(int fd)
         return 0;
     pthread_mutex_lock(&s->tx.lock);
     int rc = tlsnic_tx_flush_locked(s, fd, MSG_DONTWAIT | MSG_NOSIGNAL);
+    tlsnic_dev_tx_reclaim(s, fd);
     pthread_mutex_unlock(&s->tx.lock);
     return tlsnic_errno_ret(rc);
+}
+
+int tlsnic_tx_pending_any(void)
+{
+    return atomic_load_explicit(&tlsnic_tx_pending_sockets, memory_order_relaxed) > 0;
+}
+
+int tlsnic_flush_all(void)
+{
+    if (!tlsnic_tx_pending_any())
+        return 0;
+    for (int c = 0; c < NCHUNKS; c++) {
+        sock_slot *chunk = atomic_load_explicit(&table[c], memory_order_acquire);
+        if (!chunk)
+            continue;
+        for (int i = 0; i < CHUNK_LEN; i++) {
+            struct tlsnic_sock *s = atomic_load_explicit(&chunk[i], memory_order_acquire);
+            if (!s || !tlsnic_tx_has_pending(s) || pthread_mutex_trylock(&s->tx.lock) != 0)
+                continue;
+            (void)tlsnic_tx_flush_locked(s, c * CHUNK_LEN + i, MSG_DONTWAIT | MSG_NOSIGNAL);
+            pthread_mutex_unlock(&s->tx.lock);
+        }
+    }
+    return atomic_load(&tlsnic_tx_pending_sockets);
 }
 
 /*

@@ -15,6 +15,24 @@
 
 #include "ktls_int.h"
 
+/* Sockets with ciphertext pending in user space, so an event loop knows to flush. */
+atomic_int tlsnic_tx_pending_sockets;
+
+static void count_pending(struct tlsnic_tx *tx)
+{
+    int p = tx->out_off < tx->out_len;
+    if (p != tx->pending_counted) {
+        atomic_fetch_add(&tlsnic_tx_pending_sockets, p ? 1 : -1);
+        tx->pending_counted = p;
+    }
+}
+
+void tlsnic_tx_forget_pending(struct tlsnic_sock *s)
+{
+    s->tx.out_off = s->tx.out_len = 0;
+    count_pending(&s->tx);
+}
+
 int tlsnic_tx_has_pending(struct tlsnic_sock *s)
 {
     return s->tx.out_off < s->tx.out_len;
@@ -31,13 +49,15 @@ int tlsnic_tx_flush_locked(struct tlsnic_sock *s, int fd, int flags)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EWOULDBLOCK)
-                return -EAGAIN;
-            return -errno;
+            int rc = errno == EWOULDBLOCK ? -EAGAIN : -errno;
+            count_pending(tx);
+            return rc;
         }
         tx->out_off += (size_t)n;
+        tlsnic_dev_tx_sent(s, (size_t)n);
     }
     tx->out_off = tx->out_len = 0;
+    count_pending(tx);
     return 0;
 }
 
@@ -48,12 +68,13 @@ int tlsnic_tx_push_locked(struct tlsnic_sock *s, int fd, int flags)
     size_t out_len = 0;
     if (!tx->open)
         return 0;
-    int rc = tlsnic_rec_seal(tx->key, tx->open_type, tx->buf + tx->hdr_room, tx->open_len,
-                             tx->buf, TLSNIC_REC_MAX_WIRE_LEN, &out_len);
+    int rc = tx->dev ? tlsnic_dev_tx_frame(s, fd, tx->open_type, NULL, tx->open_len, &out_len)
+                     : tlsnic_rec_seal(tx->key, tx->open_type, tx->buf + tx->hdr_room,
+                                       tx->open_len, tx->buf, TLSNIC_REC_MAX_WIRE_LEN, &out_len);
     tx->open = 0;
     tx->open_len = 0;
     if (rc < 0) {
-        tx->err = rc; /* the key cannot go on (nonce space): the stream is dead */
+        tx->err = rc; /* nonce space exhausted, device abort: the stream is dead */
         return rc;
     }
     tlsnic_stat_add(TLSNIC_STAT_TX_RECORDS, 1);
@@ -71,7 +92,9 @@ static int seal_direct(struct tlsnic_sock *s, int fd, uint8_t type, const uint8_
 {
     struct tlsnic_tx *tx = &s->tx;
     size_t out_len = 0;
-    int rc = tlsnic_rec_seal(tx->key, type, p, n, tx->buf, TLSNIC_REC_MAX_WIRE_LEN, &out_len);
+    int rc = tx->dev ? tlsnic_dev_tx_frame(s, fd, type, p, n, &out_len)
+                     : tlsnic_rec_seal(tx->key, type, p, n, tx->buf, TLSNIC_REC_MAX_WIRE_LEN,
+                                       &out_len);
     if (rc < 0) {
         tx->err = rc;
         return rc;

@@ -11,7 +11,7 @@
 #define LINK_SLOTS 2048
 #define SLOT_LEN 1536
 #define MAX_MSS 1440
-#define HDR_ROOM 80 /* IPv6 (40) + TCP with SACK options (40) */
+#define HDR_ROOM 100 /* IPv6 (40) + TCP with up to 40 bytes of options (60) */
 #define MAX_TSO 65000
 #define PEER_ISS 0x10000000u
 #define MAX_SACK 3
@@ -103,6 +103,8 @@ static size_t build_hdr(tlsnic_simwire *w, uint8_t *buf, int from_peer, uint32_t
     uint16_t sport = from_peer ? w->flow.remote_port : w->flow.local_port;
     uint16_t dport = from_peer ? w->flow.local_port : w->flow.remote_port;
     size_t thl = 20 + optlen, ihl;
+    if (optlen > 40) /* callers pass at most 28 bytes of SACK option */
+        optlen = 0, thl = 20;
     if (w->flow.family == AF_INET) {
         ihl = 20;
         memset(buf, 0, 20);

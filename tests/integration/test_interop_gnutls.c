@@ -28,13 +28,11 @@
 #include <cmocka.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/kdf.h>
 
 #include "stream_pattern.h"
 #include "tcp_pair.h"
+#include "tls13_keys.h"
 #include "tlsnic/ktls.h"
 #include "tlsnic/record.h"
 
@@ -206,48 +204,12 @@ static void to_tlsnic(struct gpair *g, int tx)
     OPENSSL_cleanse(&ci, sizeof(ci));
 }
 
-/* HKDF-Expand-Label(secret, label, "", out_len) of RFC 8446 7.1. */
-static void hkdf_expand_label(const char *md, const uint8_t *secret, size_t secret_len,
-                              const char *label, uint8_t *out, size_t out_len)
-{
-    uint8_t info[2 + 1 + 255 + 1];
-    size_t l = strlen(label) + 6;
-    info[0] = (uint8_t)(out_len >> 8);
-    info[1] = (uint8_t)out_len;
-    info[2] = (uint8_t)l;
-    memcpy(info + 3, "tls13 ", 6);
-    memcpy(info + 9, label, strlen(label));
-    info[3 + l] = 0;
-    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-    EVP_KDF_CTX *ctx = EVP_KDF_CTX_new(kdf);
-    int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
-        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)md, 0),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, secret_len),
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, 4 + l),
-        OSSL_PARAM_construct_end(),
-    };
-    assert_int_equal(EVP_KDF_derive(ctx, out, out_len, params), 1);
-    EVP_KDF_CTX_free(ctx);
-    EVP_KDF_free(kdf);
-}
-
 /* Advances a TLS 1.3 traffic secret (in place) and returns the crypto_info of the new one. */
 static size_t next_keys(struct gpair *g, uint8_t *secret, size_t secret_len,
                         union tlsnic_crypto_info *ci)
 {
-    const char *md = g->cipher == TLS_CIPHER_AES_GCM_256 ? "SHA384" : "SHA256";
-    size_t key_len = g->cipher == TLS_CIPHER_AES_GCM_128 ? 16 : 32;
-    uint8_t next[64], key[32], iv[12];
-    const uint8_t seq[8] = {0};
-    hkdf_expand_label(md, secret, secret_len, "traffic upd", next, secret_len);
-    memcpy(secret, next, secret_len);
-    hkdf_expand_label(md, secret, secret_len, "key", key, key_len);
-    hkdf_expand_label(md, secret, secret_len, "iv", iv, sizeof(iv));
-    size_t len = build_info(ci, g->version, g->cipher, key, iv, seq);
-    OPENSSL_cleanse(next, sizeof(next));
-    OPENSSL_cleanse(key, sizeof(key));
+    size_t len = tls13_key_update(g->cipher, secret, secret_len, ci);
+    assert_true(len > 0);
     return len;
 }
 

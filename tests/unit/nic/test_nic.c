@@ -394,6 +394,10 @@ static void test_retransmission_straddling_original_segments_is_doubt_with_integ
     fx_write(&x, sizes, 1, 1);
     fx_send_all(&x, 1000);
     assert_int_equal(fx_send(&x, 500, 1000), TLSNIC_DROP);
+    struct tlsnic_nic_stats st = fx_stats(&x);
+    assert_int_equal(st.tx_tls_drop_no_sync_data, 1); /* doubt, not proof of a change */
+    assert_int_equal(st.tx_tls_drop_integrity, 0);
+    assert_int_equal(fx_flags(&x), TLSNIC_FLOW_F_NO_SYNC);
     assert_int_equal(fx_send(&x, 1000, 2000), TLSNIC_MODIFIED); /* two whole originals */
     assert_int_equal(tlsnic_nic_flow_set_integrity(x.nic, &x.fl, TLSNIC_DIR_TX, 0), 0);
     assert_int_equal(fx_send(&x, 500, 1000), TLSNIC_MODIFIED);
@@ -416,6 +420,24 @@ static void test_ack_releases_checkpoints(void **state)
     assert_int_equal(fx_stats(&x).tx_tls_ack_trims, 1);
     /* The peer has everything: a stray resend finds no state at all and is dropped. */
     assert_int_equal(fx_send(&x, 1000, 1000), TLSNIC_DROP);
+    fx_fini(&x);
+}
+
+static void test_acknowledged_bytes_are_not_resent_under_integrity(void **state)
+{
+    struct tlsnic_nic_config cfg;
+    tlsnic_nic_config_default(&cfg);
+    cfg.integrity = 1;
+    struct fx x;
+    fx_init(&x, &tg_combos[4], &cfg, AF_INET);
+    const size_t sizes[] = {3000};
+    fx_write(&x, sizes, 1, 2);
+    fx_send_all(&x, 1000);
+    fx_ack(&x, 2000);
+    /* A resend the host queued before it saw the ACK: the peer has these bytes. */
+    assert_int_equal(fx_send(&x, 1000, 1000), TLSNIC_DROP);
+    assert_int_equal(fx_send(&x, 2000, 1000), TLSNIC_MODIFIED);
+    assert_false(fx_flags(&x) & TLSNIC_FLOW_F_INTEGRITY);
     fx_fini(&x);
 }
 
@@ -574,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_changed_plaintext_on_retransmission_is_dropped_and_flagged),
         cmocka_unit_test(test_retransmission_straddling_original_segments_is_doubt_with_integrity),
         cmocka_unit_test(test_ack_releases_checkpoints),
+        cmocka_unit_test(test_acknowledged_bytes_are_not_resent_under_integrity),
         cmocka_unit_test(test_ack_beyond_what_device_sent_is_ignored),
         cmocka_unit_test(test_malformed_record_header_from_host_is_dropped),
         cmocka_unit_test(test_resync_from_host_moves_to_record_boundary),
