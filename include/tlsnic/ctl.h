@@ -1,0 +1,189 @@
+/*
+ * tlsnic control channel: how the host side reaches tlsnicd.
+ *
+ * Transport: a Unix SOCK_SEQPACKET socket (mode 0600, path chosen by the daemon's
+ * --ctl), one request per datagram, answered by exactly one REPLY with the same id.
+ * Every message is length-prefixed and little-endian:
+ *
+ *   header   u32 len (whole message, header included) | u16 version (1) | u16 type | u32 id
+ *   ADD        u8 dir | 3 x u8 0 | u32 start_tcp_seq | u16 info_len | u16 0 | info_len bytes
+ *              of crypto_info (struct tls12_crypto_info_*, <linux/tls.h>)
+ *                                                     + socket [+ record store memfd]
+ *   DEL        u8 dir | 3 x u8 0                                             + socket
+ *   RESYNC     u8 dir | 3 x u8 0 | u32 tcp_seq | u64 rec_seq                 + socket
+ *   FLOW_FLAGS u8 dir | 3 x u8 0 | u8 family | 3 x u8 0 | local[16] | remote[16]
+ *              | u16 local_port | u16 remote_port
+ *   STATS      (empty)
+ *   REPLY      i32 status (0 or -errno) | u16 text_len | u16 0 | text (why, for a person)
+ *              | payload: FLOW_FLAGS -> u32 flags; STATS -> "name value\n" lines
+ *
+ * "+ socket": the request carries the TCP socket itself as SCM_RIGHTS ancillary data.
+ * The daemon names the flow by getsockname/getpeername on that fd and nothing else: no
+ * message has a field for the 4-tuple of an ADD, DEL or RESYNC, so only a process that
+ * holds the socket can offload it, resync it or stop offloading it. The daemon remembers
+ * the socket's SO_COOKIE at ADD and refuses DEL/RESYNC from a different socket that
+ * happens to have the same 4-tuple later. It closes the fd at once (holding it would
+ * keep the connection open after the host closes it). FLOW_FLAGS is a read and names
+ * the flow by 4-tuple, but answers only for flows added over the same connection.
+ * Flows are owned by the control connection that added them: when it closes (the host
+ * process exited), the daemon deletes them.
+ *
+ * The optional second fd of an ADD is the host's record store (shmstore.h): the daemon
+ * maps it read-only, gives it to the device as the flow's tlsnic_rec_store, and unmaps
+ * it when the flow is deleted (a host that goes away frees its share).
+ *
+ * Errors (REPLY status, and what the client devops return): the device's errno (devops.h:
+ * -EEXIST, -ENOENT, -ENOSPC, -EOPNOTSUPP, -EINVAL), and -EBADF (no socket passed),
+ * -ENOTSOCK / -EPROTONOSUPPORT (not a TCP socket), -ENOTCONN (not connected), -EPERM
+ * (a different socket than the one added), -EBADMSG (malformed request), -EPROTO (wrong
+ * version). The text says which check failed.
+ */
+#ifndef TLSNIC_CTL_H
+#define TLSNIC_CTL_H
+
+#include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tlsnic/devops.h"
+#include "tlsnic/fence.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TLSNIC_CTL_VERSION 1
+#define TLSNIC_CTL_HDR_LEN 12
+#define TLSNIC_CTL_MAX_MSG 16384u  /* no message is longer; longer ones are refused */
+#define TLSNIC_CTL_MAX_INFO 64u    /* largest crypto_info accepted (the structs are <= 56) */
+#define TLSNIC_CTL_MAX_TEXT 256u   /* reply text */
+
+enum tlsnic_ctl_type {
+    TLSNIC_CTL_ADD = 1,
+    TLSNIC_CTL_DEL = 2,
+    TLSNIC_CTL_RESYNC = 3,
+    TLSNIC_CTL_FLOW_FLAGS = 4,
+    TLSNIC_CTL_STATS = 5,
+    TLSNIC_CTL_REPLY = 0x80,
+};
+
+/* A decoded message. Pointers point into the buffer it was decoded from. */
+struct tlsnic_ctl_msg {
+    uint16_t type;
+    uint32_t id;
+    uint8_t dir;                     /* ADD, DEL, RESYNC, FLOW_FLAGS */
+    uint32_t tcp_seq;                /* ADD: start sequence; RESYNC */
+    uint64_t rec_seq;                /* RESYNC */
+    const uint8_t *info;             /* ADD */
+    uint16_t info_len;
+    struct tlsnic_flow flow;         /* FLOW_FLAGS */
+    int32_t status;                  /* REPLY */
+    const char *text;                /* REPLY, not NUL-terminated */
+    uint16_t text_len;
+    const uint8_t *payload;          /* REPLY */
+    uint32_t payload_len;
+};
+
+/*
+ * Encodes m into buf. Returns the message length, -ENOBUFS if cap is too small, or
+ * -EINVAL/-EMSGSIZE for a message that could not be decoded (bad type, dir, lengths).
+ */
+int tlsnic_ctl_encode(const struct tlsnic_ctl_msg *m, uint8_t *buf, size_t cap);
+
+/*
+ * Decodes one whole message of len bytes through a bounded cursor. Returns 0, or
+ * -EBADMSG (truncated, length field != len, trailing bytes, non-zero reserved bytes,
+ * bad family), -EPROTO (version), -EOPNOTSUPP (unknown type), -EINVAL (dir not 0/1),
+ * -EMSGSIZE (info_len > TLSNIC_CTL_MAX_INFO, len > TLSNIC_CTL_MAX_MSG, text too long).
+ */
+int tlsnic_ctl_decode(const uint8_t *buf, size_t len, struct tlsnic_ctl_msg *m);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Daemon side.                                                                               */
+
+/* The device tlsnicd drives until the device model plugs in: a flow table, nothing more. */
+struct tlsnic_flowtable;
+
+/* max_flows 0 = 4096. *out owns the table; free with tlsnic_flowtable_free (wipes keys). */
+int tlsnic_flowtable_new(struct tlsnic_flowtable **out, uint32_t max_flows);
+void tlsnic_flowtable_free(struct tlsnic_flowtable *t);
+/* The table as a device (lives as long as the table). Offloads TX and RX alike. */
+struct tlsnic_dev *tlsnic_flowtable_dev(struct tlsnic_flowtable *t);
+uint32_t tlsnic_flowtable_count(const struct tlsnic_flowtable *t);
+
+typedef struct tlsnic_ctl_server tlsnic_ctl_server;
+
+struct tlsnic_ctl_server_config {
+    const char *path;        /* socket path; a stale socket there is replaced */
+    struct tlsnic_dev *dev;  /* borrowed: the device the requests go to */
+    /* Fills buf with "name value\n" lines for STATS (may be NULL). Returns length or -errno. */
+    int (*stats)(void *ctx, char *buf, size_t cap);
+    void *stats_ctx;
+    FILE *log;               /* one line per connection and per request outcome; NULL = quiet */
+    uint32_t max_clients;    /* 0 = 32 */
+    uint32_t max_flows;      /* 0 = 4096 */
+    /*
+     * Restart safety (fence.h), both optional. A successful TX add lifts the flow's fence.
+     * After every add, del and host disconnect the offloaded flows (and those still
+     * fenced) are written to state_path; shutting the server down does not change it, so
+     * a restarted daemon fences what was offloaded when it stopped, however it stopped.
+     */
+    struct tlsnic_fence *fence;
+    const char *state_path;
+};
+
+/* Binds and listens (mode 0600). -EADDRINUSE if a live daemon listens on path. */
+int tlsnic_ctl_server_new(tlsnic_ctl_server **out, const struct tlsnic_ctl_server_config *cfg);
+
+/* Deletes the flows of every connection from the device, closes, unlinks the path. */
+void tlsnic_ctl_server_free(tlsnic_ctl_server *s);
+
+/* Fills up to cap pollfds (listener first). Returns how many. */
+int tlsnic_ctl_server_poll_setup(tlsnic_ctl_server *s, struct pollfd *pfd, int cap);
+
+/* Accepts and serves what the last poll reported (one request per ready client). */
+void tlsnic_ctl_server_process(tlsnic_ctl_server *s, const struct pollfd *pfd, int n);
+
+/* Control counters as "name value\n" lines. Returns length, or -ENOBUFS. */
+int tlsnic_ctl_server_stats_format(const tlsnic_ctl_server *s, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Host side: the daemon as a struct tlsnic_dev.                                              */
+
+/*
+ * Connects to the daemon at path. *out is a device whose ops send requests and wait for
+ * the reply (at most timeout_ms, 0 = 5000; -ETIMEDOUT after). Thread-safe: one request
+ * at a time. The add op needs the socket (sockfd >= 0, else -EBADF) and ignores the flow
+ * argument (the daemon reads it from the socket). A store made by tlsnic_shm_writer_store
+ * travels with the request (its memfd); any other store cannot cross processes and is
+ * not sent (the device then has no host store for the flow). A lost connection gives
+ * -ENODEV.
+ */
+int tlsnic_ctl_client_open(const char *path, int timeout_ms, struct tlsnic_dev **out);
+void tlsnic_ctl_client_close(struct tlsnic_dev *dev);
+
+/*
+ * The connection's fd, to poll for the daemon going away (POLLHUP, or POLLIN with EOF):
+ * then reconnect and re-add. Do not read or write it. -1 after a failed reconnect.
+ */
+int tlsnic_ctl_client_fd(struct tlsnic_dev *dev);
+
+/*
+ * Closes the connection and connects again to the same path (a restarted daemon). The
+ * flows the old connection added are gone from the daemon: add them again. 0 or -errno
+ * of connect (-ECONNREFUSED / -ENOENT while no daemon listens).
+ */
+int tlsnic_ctl_client_reconnect(struct tlsnic_dev *dev);
+
+/* The text of the last refusal the daemon sent on this connection ("" if none). */
+const char *tlsnic_ctl_client_last_error(struct tlsnic_dev *dev);
+
+/* One-shot STATS request (for `tlsnicd stats`): text into buf, NUL-terminated. */
+int tlsnic_ctl_query_stats(const char *path, char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

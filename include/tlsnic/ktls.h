@@ -1,0 +1,228 @@
+/*
+ * tlsnic host socket layer: the Linux kernel TLS (kTLS) socket API, in user space, on a
+ * connected TCP socket.
+ *
+ * The functions mirror libc on a file descriptor. A socket becomes a tlsnic socket with
+ *     tlsnic_setsockopt(fd, SOL_TCP, TCP_ULP, "tls", 4);
+ * and gets keys per direction with
+ *     tlsnic_setsockopt(fd, SOL_TLS, TLS_TX or TLS_RX, &crypto_info, sizeof crypto_info);
+ * From then on tlsnic_send / tlsnic_recv / ... carry plaintext and the socket carries TLS
+ * records, exactly as with the kernel's "tls" ULP (Documentation/networking/tls.rst).
+ * Every function also works on any other descriptor: it then calls libc (through the
+ * system-call table below) and changes nothing, so a program can route all its calls here.
+ *
+ * Error convention: like libc. -1 and errno set; the errnos are those the kernel's kTLS
+ * gives for the same situation (EBADMSG bad tag, EMSGSIZE oversized record, EINVAL bad
+ * record version or bad option, EBUSY keys already set, EIO control record without a cmsg
+ * buffer, EKEYEXPIRED while a received TLS 1.3 KeyUpdate waits for new TLS_RX keys, ...).
+ *
+ * Threads: any number of sockets may be used from any threads; one socket may have one
+ * thread sending and one receiving at the same time (TX and RX have separate locks).
+ * tlsnic_close must not race with other calls on the same fd (as with close(2)).
+ *
+ * Readiness: tlsnic never takes bytes from the kernel socket beyond the end of the record it
+ * is assembling, and while a decrypted record still has unread plaintext, the last byte of
+ * that record stays in the kernel socket. So poll / select / epoll on the fd itself stay
+ * truthful: the fd is readable exactly when a recv can make progress. One exception, on TX:
+ * a non-blocking send can leave the tail of one sealed record in user space (the kernel
+ * socket buffer was full); it is flushed by the next tlsnic call on the fd; tlsnic_poll
+ * also flushes it, and so does the preload library's epoll_wait (tlsnic_flush_all).
+ */
+#ifndef TLSNIC_KTLS_H
+#define TLSNIC_KTLS_H
+
+#include <linux/tls.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "tlsnic/devops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef SOL_TLS
+#define SOL_TLS 282
+#endif
+#ifndef TCP_ULP
+#define TCP_ULP 31
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* The socket API (libc-shaped: -1 and errno on failure).                                      */
+
+int tlsnic_setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen);
+int tlsnic_getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen);
+
+ssize_t tlsnic_send(int fd, const void *buf, size_t len, int flags);
+ssize_t tlsnic_write(int fd, const void *buf, size_t len);
+ssize_t tlsnic_writev(int fd, const struct iovec *iov, int iovcnt);
+ssize_t tlsnic_sendmsg(int fd, const struct msghdr *msg, int flags);
+/* Reads in_fd (a regular file) at *offset (or its file position if offset is NULL). */
+ssize_t tlsnic_sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
+
+ssize_t tlsnic_recv(int fd, void *buf, size_t len, int flags);
+ssize_t tlsnic_read(int fd, void *buf, size_t len);
+ssize_t tlsnic_readv(int fd, const struct iovec *iov, int iovcnt);
+ssize_t tlsnic_recvmsg(int fd, struct msghdr *msg, int flags);
+
+/* poll(2) that first flushes pending TX of tlsnic sockets (see Readiness above). */
+int tlsnic_poll(struct pollfd *fds, nfds_t nfds, int timeout);
+
+/* Writes out pending TX ciphertext of a tlsnic socket; 0 when nothing is left pending. */
+int tlsnic_flush(int fd);
+
+/*
+ * For event loops that cannot say which fds they wait on (epoll): 1 if any tlsnic socket
+ * has TX pending in user space; tlsnic_flush_all tries them all (non-blocking) and returns
+ * how many sockets still have some.
+ */
+int tlsnic_tx_pending_any(void);
+int tlsnic_flush_all(void);
+
+/* Flushes pending TX (bounded wait), wipes and frees the TLS state, then close(2)s. */
+int tlsnic_close(int fd);
+
+/*
+ * Bookkeeping for descriptors that share one socket: after dup/dup2/dup3/fcntl(F_DUPFD)
+ * made newfd refer to oldfd's socket, tlsnic_fd_dup lets newfd use oldfd's TLS state;
+ * tlsnic_fd_forget drops fd's reference when it was closed or replaced outside tlsnic.
+ */
+int tlsnic_fd_dup(int oldfd, int newfd);
+void tlsnic_fd_forget(int fd);
+
+/* 1 if fd did TCP_ULP "tls" through tlsnic (cheap: one table read), else 0. */
+int tlsnic_is_tls(int fd);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Mode per socket and direction, and why.                                                    */
+
+enum tlsnic_mode {
+    TLSNIC_MODE_NONE = 0,   /* no keys set for this direction */
+    TLSNIC_MODE_SW = 1,     /* tlsnic encrypts / decrypts on the host CPU */
+    TLSNIC_MODE_DEVICE = 2, /* tlsnic frames records; the device does the crypto */
+};
+
+enum tlsnic_sw_reason {
+    TLSNIC_SW_REASON_NONE = 0,          /* not in software mode */
+    TLSNIC_SW_REASON_NO_DEVICE,         /* no device registered (tlsnic_set_device) */
+    TLSNIC_SW_REASON_DEVICE_REFUSED,    /* the device's add failed; dev_errno says how */
+    TLSNIC_SW_REASON_TABLE_FULL,        /* the device's flow table is full (-ENOSPC) */
+    TLSNIC_SW_REASON_CIPHER_NOT_OFFLOADED, /* -EOPNOTSUPP: version / cipher / direction */
+    TLSNIC_SW_REASON_DEVICE_GONE,       /* -ENODEV, or the device dropped the context */
+    TLSNIC_SW_REASON_NOT_A_FLOW,        /* the socket has no IPv4 / IPv6 4-tuple */
+    TLSNIC_SW_REASON_RX_NOT_OFFERED,    /* RX: devops.h has no RX status yet, so tlsnic
+                                           does not offer RX to a device */
+    TLSNIC_SW_REASON_NO_TCP_SEQ,        /* the socket's TCP sequence number could not be
+                                           read (TCP_REPAIR needs CAP_NET_ADMIN) */
+};
+
+struct tlsnic_mode_info {
+    enum tlsnic_mode mode;
+    enum tlsnic_sw_reason reason; /* when mode == TLSNIC_MODE_SW */
+    int dev_errno;                /* the device's negative errno when it refused, else 0 */
+};
+
+/* Fills *out for fd's direction dir. Returns 0, or -1 / EBADF (not a tlsnic socket). */
+int tlsnic_get_mode(int fd, enum tlsnic_dir dir, struct tlsnic_mode_info *out);
+const char *tlsnic_mode_name(enum tlsnic_mode mode);
+const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason);
+
+/*
+ * The device used for sockets whose keys are set from now on (NULL: software only).
+ * The device must stay valid until every socket that uses it is closed.
+ *
+ * Device mode (TX). tlsnic frames each record as header | explicit nonce (TLS 1.2 GCM) |
+ * plaintext | inner type (TLS 1.3) | 16 zero bytes of tag room, and the device encrypts it
+ * on its way out. Every record stays in tlsnic's record store (struct tlsnic_rec_store,
+ * handed to the device in add) until the peer has acknowledged all of it; acknowledgement
+ * is read from the socket (SIOCOUTQ against the bytes tlsnic wrote), so the store holds the
+ * unacknowledged window plus at most one record. Records are released on every send and
+ * poll on the socket and by tlsnic_tx_retained.
+ *
+ * Sequence numbers are the socket's real TCP sequence numbers, as devops.h says: tlsnic
+ * reads the next one at TLS_TX time with TCP_REPAIR / TCP_QUEUE_SEQ (the way CRIU reads live
+ * connections; it needs CAP_NET_ADMIN, else the direction stays in software with reason
+ * TLSNIC_SW_REASON_NO_TCP_SEQ), and counts from there.
+ *
+ * If the device raises TLSNIC_FLOW_F_INTEGRITY, or loses the context (F_GONE), the socket
+ * is aborted: sends fail with ECONNABORTED and the TCP connection is shut down. Records
+ * already framed for the device cannot be sealed again in software without reusing their
+ * nonces, so there is no silent fallback mid-stream.
+ */
+void tlsnic_set_device(struct tlsnic_dev *dev);
+
+/*
+ * Device mode: releases the records the peer has acknowledged, then reports what the
+ * record store still holds for fd's TX. Returns 0, or -1 / EBADF (not a tlsnic socket),
+ * EINVAL (TX not in device mode).
+ */
+int tlsnic_tx_retained(int fd, size_t *bytes, size_t *records);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Counters, named after /proc/net/tls_stat. Process-wide, updated atomically.                */
+
+enum tlsnic_stat {
+    TLSNIC_STAT_CURR_TX_SW,      /* TlsCurrTxSw: directions in SW mode now */
+    TLSNIC_STAT_CURR_RX_SW,      /* TlsCurrRxSw */
+    TLSNIC_STAT_CURR_TX_DEVICE,  /* TlsCurrTxDevice */
+    TLSNIC_STAT_CURR_RX_DEVICE,  /* TlsCurrRxDevice */
+    TLSNIC_STAT_TX_SW,           /* TlsTxSw: directions ever set up in SW mode */
+    TLSNIC_STAT_RX_SW,           /* TlsRxSw */
+    TLSNIC_STAT_TX_DEVICE,       /* TlsTxDevice */
+    TLSNIC_STAT_RX_DEVICE,       /* TlsRxDevice */
+    TLSNIC_STAT_DECRYPT_ERROR,   /* TlsDecryptError: records that failed authentication */
+    TLSNIC_STAT_RX_DEVICE_RESYNC,/* TlsRxDeviceResync */
+    TLSNIC_STAT_DECRYPT_RETRY,   /* TlsDecryptRetry */
+    TLSNIC_STAT_RX_NO_PAD_VIOLATION, /* TlsRxNoPadViolation */
+    TLSNIC_STAT_TX_REKEY_OK,     /* TlsTxRekeyOk */
+    TLSNIC_STAT_RX_REKEY_OK,     /* TlsRxRekeyOk */
+    TLSNIC_STAT_TX_REKEY_ERROR,  /* TlsTxRekeyError */
+    TLSNIC_STAT_RX_REKEY_ERROR,  /* TlsRxRekeyError */
+    TLSNIC_STAT_RX_REKEY_RECEIVED, /* TlsRxRekeyReceived */
+    TLSNIC_STAT_TX_RECORDS,      /* TlsnicTxRecords: records sent (tlsnic's own) */
+    TLSNIC_STAT_RX_RECORDS,      /* TlsnicRxRecords: records received and accepted */
+    TLSNIC_STAT_COUNT
+};
+
+uint64_t tlsnic_stat_get(enum tlsnic_stat which);
+const char *tlsnic_stat_name(enum tlsnic_stat which); /* "TlsCurrTxSw", ... */
+/*
+ * Writes all counters as /proc/net/tls_stat does ("TlsCurrTxSw  1\n"...) to buf (cap
+ * bytes, NUL-terminated, truncated if short). Returns the length it needed.
+ */
+int tlsnic_stats_format(char *buf, size_t cap);
+
+/* ------------------------------------------------------------------------------------------ */
+/* The system calls tlsnic makes (a seam for tests and for the preload library).              */
+
+struct tlsnic_sys_ops {
+    ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+    ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
+    ssize_t (*recv)(int fd, void *buf, size_t len, int flags);
+    ssize_t (*read)(int fd, void *buf, size_t len);
+    ssize_t (*pread)(int fd, void *buf, size_t len, off_t off);
+    ssize_t (*sendfile)(int out_fd, int in_fd, off_t *offset, size_t count);
+    ssize_t (*readv)(int fd, const struct iovec *iov, int iovcnt);
+    ssize_t (*writev)(int fd, const struct iovec *iov, int iovcnt);
+    int (*poll)(struct pollfd *fds, nfds_t nfds, int timeout);
+    int (*setsockopt)(int fd, int level, int optname, const void *optval, socklen_t optlen);
+    int (*getsockopt)(int fd, int level, int optname, void *optval, socklen_t *optlen);
+    int (*fcntl)(int fd, int cmd, ...);
+    int (*ioctl)(int fd, unsigned long request, ...);
+    int (*close)(int fd);
+};
+
+/* Replaces the table (copied). NULL restores libc's functions. Call before any socket use. */
+void tlsnic_set_sys_ops(const struct tlsnic_sys_ops *ops);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

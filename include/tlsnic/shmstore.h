@@ -1,0 +1,90 @@
+/*
+ * The host record store in shared memory: how tlsnicd reads the records a host retains
+ * (the analog of a NIC's DMA from host memory, devops.h tlsnic_rec_store).
+ *
+ * The host creates a store (a sealed memfd of fixed size), puts every record it frames
+ * for an offloaded flow and releases records as the peer acknowledges them. It hands the
+ * memfd to the daemon with the ADD request (ctl.h); the daemon maps it read-only and
+ * serves the device's get_record from it. Unmapped at DEL or when the host's control
+ * connection closes: a host that goes away frees its share.
+ *
+ * Layout (native byte order: both ends are on one machine):
+ *   header (64 bytes): u32 magic, u32 version, u32 n_slots, u32 slot_bytes, zeros
+ *   n_slots slots, each: u32 gen | u32 tcp_seq | u32 len | u32 0 | u64 rec_seq |
+ *                        slot_bytes of record
+ * A slot with len 0 is free. The writer makes gen odd before changing a slot and even
+ * after; the reader copies a slot out and keeps the copy only if gen was even and
+ * unchanged around the copy (a seqlock), so it never uses a record torn by a release.
+ * The reader trusts nothing it reads there: every length is checked against the mapping.
+ *
+ * Writer: one thread at a time (the host socket's lock). Reader: one thread.
+ * Errors: negative errno.
+ */
+#ifndef TLSNIC_SHMSTORE_H
+#define TLSNIC_SHMSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tlsnic/devops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TLSNIC_SHM_MAGIC 0x544c534eu /* "TLSN" */
+#define TLSNIC_SHM_VERSION 1u
+#define TLSNIC_SHM_HDR_LEN 64u
+#define TLSNIC_SHM_SLOT_HDR_LEN 24u
+#define TLSNIC_SHM_MAX_SLOTS 65536u
+
+/* ---- host side ---------------------------------------------------------------------- */
+
+typedef struct tlsnic_shm_writer tlsnic_shm_writer;
+
+/*
+ * Creates a store of n_slots records of up to slot_bytes each (0 = the largest TLS
+ * record, TLSNIC_REC_MAX_WIRE_LEN). *out owns it and its memfd.
+ */
+int tlsnic_shm_writer_new(tlsnic_shm_writer **out, uint32_t n_slots, uint32_t slot_bytes);
+void tlsnic_shm_writer_free(tlsnic_shm_writer *w);
+
+/*
+ * Retains a record of len bytes starting at TCP sequence tcp_seq. -ENOSPC when every slot
+ * holds an unacknowledged record, -EMSGSIZE when len > slot_bytes or 0.
+ */
+int tlsnic_shm_writer_put(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
+                          const uint8_t *bytes, uint32_t len);
+
+/* Releases every record that ends at or before acked_seq (sequence arithmetic mod 2^32). */
+void tlsnic_shm_writer_release(tlsnic_shm_writer *w, uint32_t acked_seq);
+
+/* The store as devops sees it (serves the in-process device too). Lives with w. */
+const struct tlsnic_rec_store *tlsnic_shm_writer_store(tlsnic_shm_writer *w);
+
+/* The memfd behind a store made by tlsnic_shm_writer_store, or -1 for any other store. */
+int tlsnic_shm_store_fd(const struct tlsnic_rec_store *store);
+
+/* ---- daemon side --------------------------------------------------------------------- */
+
+typedef struct tlsnic_shm_reader tlsnic_shm_reader;
+
+/*
+ * Maps the store behind memfd read-only (the fd is not kept). -EPERM if the memfd is not
+ * sealed against shrinking (the host could make the daemon fault), -EBADMSG if the
+ * header is not a store's or does not fit the file.
+ */
+int tlsnic_shm_reader_open(tlsnic_shm_reader **out, int memfd);
+void tlsnic_shm_reader_free(tlsnic_shm_reader *r);
+
+/*
+ * The store for the device. get_record copies the record into the reader's own buffer:
+ * out->bytes is valid until the next get_record on this reader or its free.
+ */
+const struct tlsnic_rec_store *tlsnic_shm_reader_store(tlsnic_shm_reader *r);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

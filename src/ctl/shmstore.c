@@ -1,0 +1,302 @@
+/* The host record store in shared memory (see shmstore.h). */
+#include "tlsnic/shmstore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tlsnic/record.h"
+
+#define MAX_SLOT_BYTES (1u << 20)
+#define READ_ATTEMPTS 3 /* per slot, when the writer changes it under the reader */
+
+struct slot_hdr {
+    uint32_t gen;
+    uint32_t tcp_seq;
+    uint32_t len;
+    uint32_t zero;
+    uint64_t rec_seq;
+};
+
+struct store_hdr {
+    uint32_t magic;
+    uint32_t version;
+    uint32_t n_slots;
+    uint32_t slot_bytes;
+};
+
+static size_t stride_of(uint32_t slot_bytes)
+{
+    return (TLSNIC_SHM_SLOT_HDR_LEN + (size_t)slot_bytes + 7) & ~(size_t)7;
+}
+
+/* ---- writer -------------------------------------------------------------------------- */
+
+struct tlsnic_shm_writer {
+    struct tlsnic_rec_store store;
+    int fd;
+    uint8_t *map;
+    size_t map_len;
+    uint32_t n_slots;
+    uint32_t slot_bytes;
+    size_t stride;
+    uint32_t next_free; /* where the search for a free slot starts */
+};
+
+static struct slot_hdr *w_slot(const tlsnic_shm_writer *w, uint32_t i)
+{
+    return (struct slot_hdr *)(w->map + TLSNIC_SHM_HDR_LEN + (size_t)i * w->stride);
+}
+
+static bool seq_in(uint32_t seq, uint32_t start, uint32_t len)
+{
+    return (uint32_t)(seq - start) < len;
+}
+
+static int writer_get_record(void *priv, uint32_t tcp_seq, struct tlsnic_rec_ref *out)
+{
+    const tlsnic_shm_writer *w = priv;
+    for (uint32_t i = 0; i < w->n_slots; i++) {
+        const struct slot_hdr *s = w_slot(w, i);
+        if (s->len != 0 && seq_in(tcp_seq, s->tcp_seq, s->len)) {
+            *out = (struct tlsnic_rec_ref){.tcp_seq = s->tcp_seq, .len = s->len,
+                                           .rec_seq = s->rec_seq,
+                                           .bytes = (const uint8_t *)(s + 1)};
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+static const struct tlsnic_rec_store_ops writer_ops = {.get_record = writer_get_record};
+
+int tlsnic_shm_writer_new(tlsnic_shm_writer **out, uint32_t n_slots, uint32_t slot_bytes)
+{
+    if (out == NULL || n_slots == 0 || n_slots > TLSNIC_SHM_MAX_SLOTS || slot_bytes > MAX_SLOT_BYTES)
+        return -EINVAL;
+    tlsnic_shm_writer *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return -ENOMEM;
+    w->n_slots = n_slots;
+    w->slot_bytes = slot_bytes ? slot_bytes : TLSNIC_REC_MAX_WIRE_LEN;
+    w->stride = stride_of(w->slot_bytes);
+    w->map_len = TLSNIC_SHM_HDR_LEN + (size_t)n_slots * w->stride;
+    int err = 0;
+    w->fd = memfd_create("tlsnic-rec-store", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (w->fd < 0 || ftruncate(w->fd, (off_t)w->map_len) < 0)
+        err = -errno;
+    if (err == 0) {
+        w->map = mmap(NULL, w->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, w->fd, 0);
+        if (w->map == MAP_FAILED) {
+            w->map = NULL;
+            err = -errno;
+        }
+    }
+    /* Sealed: the daemon's mapping can never lose its pages under it (no SIGBUS). */
+    if (err == 0 && fcntl(w->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+        err = -errno;
+    if (err < 0) {
+        tlsnic_shm_writer_free(w);
+        return err;
+    }
+    struct store_hdr h = {.magic = TLSNIC_SHM_MAGIC, .version = TLSNIC_SHM_VERSION,
+                          .n_slots = n_slots, .slot_bytes = w->slot_bytes};
+    memcpy(w->map, &h, sizeof(h));
+    w->store.ops = &writer_ops;
+    w->store.priv = w;
+    *out = w;
+    return 0;
+}
+
+void tlsnic_shm_writer_free(tlsnic_shm_writer *w)
+{
+    if (w == NULL)
+        return;
+    if (w->map != NULL) {
+        /* Plaintext records: wiped before the pages go back (the daemon may still map them
+         * until its DEL; it then sees empty slots). */
+        memset(w->map + TLSNIC_SHM_HDR_LEN, 0, w->map_len - TLSNIC_SHM_HDR_LEN);
+        munmap(w->map, w->map_len);
+    }
+    if (w->fd >= 0)
+        close(w->fd);
+    free(w);
+}
+
+/* Seqlock writer: gen odd while the slot changes. */
+static void slot_begin(struct slot_hdr *s)
+{
+    __atomic_store_n(&s->gen, s->gen + 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void slot_end(struct slot_hdr *s)
+{
+    __atomic_store_n(&s->gen, s->gen + 1, __ATOMIC_RELEASE);
+}
+
+int tlsnic_shm_writer_put(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
+                          const uint8_t *bytes, uint32_t len)
+{
+    if (len == 0 || len > w->slot_bytes || bytes == NULL)
+        return -EMSGSIZE;
+    for (uint32_t n = 0; n < w->n_slots; n++) {
+        uint32_t i = (w->next_free + n) % w->n_slots;
+        struct slot_hdr *s = w_slot(w, i);
+        if (s->len != 0)
+            continue;
+        slot_begin(s);
+        s->tcp_seq = tcp_seq;
+        s->rec_seq = rec_seq;
+        memcpy(s + 1, bytes, len);
+        s->len = len;
+        slot_end(s);
+        w->next_free = (i + 1) % w->n_slots;
+        return 0;
+    }
+    return -ENOSPC;
+}
+
+void tlsnic_shm_writer_release(tlsnic_shm_writer *w, uint32_t acked_seq)
+{
+    for (uint32_t i = 0; i < w->n_slots; i++) {
+        struct slot_hdr *s = w_slot(w, i);
+        if (s->len == 0)
+            continue;
+        uint32_t end = s->tcp_seq + s->len;
+        if ((int32_t)(acked_seq - end) >= 0) {
+            slot_begin(s);
+            s->len = 0;
+            slot_end(s);
+        }
+    }
+}
+
+const struct tlsnic_rec_store *tlsnic_shm_writer_store(tlsnic_shm_writer *w)
+{
+    return &w->store;
+}
+
+int tlsnic_shm_store_fd(const struct tlsnic_rec_store *store)
+{
+    if (store == NULL || store->ops != &writer_ops)
+        return -1;
+    return ((const tlsnic_shm_writer *)store->priv)->fd;
+}
+
+/* ---- reader -------------------------------------------------------------------------- */
+
+struct tlsnic_shm_reader {
+    struct tlsnic_rec_store store;
+    const uint8_t *map;
+    size_t map_len;
+    uint32_t n_slots;
+    uint32_t slot_bytes;
+    size_t stride;
+    uint8_t *copy; /* slot_bytes: where get_record puts the record */
+};
+
+static const struct slot_hdr *r_slot(const tlsnic_shm_reader *r, uint32_t i)
+{
+    return (const struct slot_hdr *)(r->map + TLSNIC_SHM_HDR_LEN + (size_t)i * r->stride);
+}
+
+static int reader_get_record(void *priv, uint32_t tcp_seq, struct tlsnic_rec_ref *out)
+{
+    tlsnic_shm_reader *r = priv;
+    for (uint32_t i = 0; i < r->n_slots; i++) {
+        const struct slot_hdr *s = r_slot(r, i);
+        for (int attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+            uint32_t g1 = __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE);
+            if (g1 & 1)
+                continue; /* being written */
+            struct slot_hdr h;
+            memcpy(&h, s, sizeof(h));
+            /* Host memory is input: a length past the slot is a corrupt slot, not a read. */
+            bool match = h.len != 0 && h.len <= r->slot_bytes && seq_in(tcp_seq, h.tcp_seq, h.len);
+            if (match)
+                memcpy(r->copy, s + 1, h.len);
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (__atomic_load_n(&s->gen, __ATOMIC_RELAXED) != g1)
+                continue; /* changed under us: look again */
+            if (!match)
+                break;
+            *out = (struct tlsnic_rec_ref){.tcp_seq = h.tcp_seq, .len = h.len,
+                                           .rec_seq = h.rec_seq, .bytes = r->copy};
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+static const struct tlsnic_rec_store_ops reader_ops = {.get_record = reader_get_record};
+
+int tlsnic_shm_reader_open(tlsnic_shm_reader **out, int memfd)
+{
+    if (out == NULL || memfd < 0)
+        return -EINVAL;
+    int seals = fcntl(memfd, F_GET_SEALS);
+    if (seals < 0)
+        return errno == EINVAL ? -EPERM : -errno; /* not a memfd: cannot be sealed */
+    if (!(seals & F_SEAL_SHRINK))
+        return -EPERM;
+    struct stat st;
+    if (fstat(memfd, &st) < 0)
+        return -errno;
+    if (st.st_size < (off_t)TLSNIC_SHM_HDR_LEN)
+        return -EBADMSG;
+    size_t size = (size_t)st.st_size;
+    const uint8_t *map = mmap(NULL, size, PROT_READ, MAP_SHARED, memfd, 0);
+    if (map == MAP_FAILED)
+        return -errno;
+    struct store_hdr h;
+    memcpy(&h, map, sizeof(h));
+    int err = 0;
+    if (h.magic != TLSNIC_SHM_MAGIC || h.version != TLSNIC_SHM_VERSION || h.n_slots == 0 ||
+        h.n_slots > TLSNIC_SHM_MAX_SLOTS || h.slot_bytes == 0 || h.slot_bytes > MAX_SLOT_BYTES ||
+        (uint64_t)TLSNIC_SHM_HDR_LEN + (uint64_t)h.n_slots * stride_of(h.slot_bytes) > size)
+        err = -EBADMSG;
+    tlsnic_shm_reader *r = err == 0 ? calloc(1, sizeof(*r)) : NULL;
+    if (err == 0 && r != NULL)
+        r->copy = malloc(h.slot_bytes);
+    if (err == 0 && (r == NULL || r->copy == NULL)) {
+        err = -ENOMEM;
+        if (r != NULL)
+            free(r);
+    }
+    if (err < 0) {
+        munmap((void *)map, size);
+        return err;
+    }
+    r->map = map;
+    r->map_len = size;
+    r->n_slots = h.n_slots;
+    r->slot_bytes = h.slot_bytes;
+    r->stride = stride_of(h.slot_bytes);
+    r->store.ops = &reader_ops;
+    r->store.priv = r;
+    *out = r;
+    return 0;
+}
+
+void tlsnic_shm_reader_free(tlsnic_shm_reader *r)
+{
+    if (r == NULL)
+        return;
+    munmap((void *)r->map, r->map_len);
+    if (r->copy != NULL) {
+        memset(r->copy, 0, r->slot_bytes); /* a plaintext record */
+        free(r->copy);
+    }
+    free(r);
+}
+
+const struct tlsnic_rec_store *tlsnic_shm_reader_store(tlsnic_shm_reader *r)
+{
+    return &r->store;
+}

@@ -1,0 +1,45 @@
+/*
+ * The one place that reads the kernel's struct tcp_info from <linux/tcp.h>: glibc's
+ * <netinet/tcp.h> has an older, shorter one without tcpi_bytes_acked, and the two headers
+ * cannot meet in one translation unit.
+ */
+#include <errno.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "tcpinfo.h"
+
+int tlsnic_tcp_bytes_acked(int fd, tlsnic_getsockopt_fn getsockopt_fn, uint64_t *out)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt_fn(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+        return -1;
+    if (len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
+        return -2; /* kernel older than 4.1 */
+    *out = ti.tcpi_bytes_acked;
+    return 0;
+}
+
+int tlsnic_tcp_send_seq(int fd, tlsnic_setsockopt_fn setsockopt_fn,
+                        tlsnic_getsockopt_fn getsockopt_fn, uint32_t *seq)
+{
+    /* Repair mode holds the socket still for the two calls; CRIU reads live connections
+       the same way. Leaving it without a window probe changes nothing on the wire. */
+    int on = TCP_REPAIR_ON, off = TCP_REPAIR_OFF_NO_WP, queue = TCP_SEND_QUEUE;
+    if (setsockopt_fn(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) < 0)
+        return -1;
+    socklen_t len = sizeof(*seq);
+    int rc = setsockopt_fn(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue));
+    if (rc == 0)
+        rc = getsockopt_fn(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, seq, &len);
+    int saved = errno;
+    (void)setsockopt_fn(fd, IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off));
+    errno = saved;
+    return rc < 0 ? -1 : 0;
+}

@@ -1,0 +1,248 @@
+/*
+ * The preload library from the program's side: this test only calls libc (setsockopt,
+ * write, send, read, recvmsg, epoll_wait, close, dup, pipe I/O) and runs with
+ * LD_PRELOAD=libtlsnic-preload.so, as an unmodified program would. Its peer is a raw TCP
+ * socket that speaks TLS records through the record layer.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <linux/tls.h>
+
+#include "tcp_pair.h"
+#include "tlsnic/record.h"
+
+#ifndef SOL_TLS
+#define SOL_TLS 282
+#endif
+
+struct conn {
+    int fd, peer;
+    struct tls12_crypto_info_aes_gcm_128 tx, rx;
+    tlsnic_rec_key *peer_rx, *peer_tx;
+};
+
+static void conn_new(struct conn *c)
+{
+    int fds[2];
+    assert_int_equal(tcp_pair(fds), 0);
+    c->fd = fds[0];
+    c->peer = fds[1];
+    memset(&c->tx, 0x61, sizeof(c->tx));
+    memset(&c->rx, 0x62, sizeof(c->rx));
+    c->tx.info.version = c->rx.info.version = TLS_1_3_VERSION;
+    c->tx.info.cipher_type = c->rx.info.cipher_type = TLS_CIPHER_AES_GCM_128;
+    memset(c->tx.rec_seq, 0, 8);
+    memset(c->rx.rec_seq, 0, 8);
+    assert_int_equal(tlsnic_rec_key_new(&c->peer_rx, &c->tx, sizeof(c->tx)), 0);
+    assert_int_equal(tlsnic_rec_key_new(&c->peer_tx, &c->rx, sizeof(c->rx)), 0);
+    int rc = setsockopt(c->fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls"));
+    if (rc != 0)
+        print_error("TCP_ULP \"tls\" failed (%s): is libtlsnic-preload.so preloaded?\n",
+                    strerror(errno));
+    assert_int_equal(rc, 0);
+    assert_int_equal(setsockopt(c->fd, SOL_TLS, TLS_TX, &c->tx, sizeof(c->tx)), 0);
+    assert_int_equal(setsockopt(c->fd, SOL_TLS, TLS_RX, &c->rx, sizeof(c->rx)), 0);
+}
+
+static void conn_free(struct conn *c)
+{
+    close(c->fd);
+    close(c->peer);
+    tlsnic_rec_key_free(c->peer_rx);
+    tlsnic_rec_key_free(c->peer_tx);
+}
+
+static int read_exact(int fd, uint8_t *b, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = read(fd, b, len);
+        if (n <= 0)
+            return -1;
+        b += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* One record from the program, opened by the peer: content length, or -1. */
+static ssize_t peer_recv(struct conn *c, uint8_t *out, size_t cap)
+{
+    static __thread uint8_t rec[TLSNIC_REC_MAX_WIRE_LEN];
+    if (read_exact(c->peer, rec, TLSNIC_REC_HDR_LEN) < 0)
+        return -1;
+    int len = tlsnic_rec_parse_header(c->peer_rx, rec);
+    if (len < 0 || read_exact(c->peer, rec + TLSNIC_REC_HDR_LEN, (size_t)len - TLSNIC_REC_HDR_LEN) < 0)
+        return -1;
+    uint8_t type, *content;
+    size_t clen;
+    if (tlsnic_rec_open(c->peer_rx, rec, (size_t)len, &type, &content, &clen) < 0 || clen > cap)
+        return -1;
+    memcpy(out, content, clen);
+    return (ssize_t)clen;
+}
+
+static void peer_send(struct conn *c, uint8_t type, const void *data, size_t len)
+{
+    uint8_t rec[256];
+    size_t n;
+    assert_int_equal(tlsnic_rec_seal(c->peer_tx, type, data, len, rec, sizeof(rec), &n), 0);
+    assert_int_equal(write(c->peer, rec, n), (ssize_t)n);
+}
+
+static void libc_calls_on_a_tls_socket_carry_records(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c);
+    uint8_t buf[64];
+    assert_int_equal(write(c.fd, "ping", 4), 4);
+    assert_int_equal(peer_recv(&c, buf, sizeof(buf)), 4);
+    assert_memory_equal(buf, "ping", 4);
+    peer_send(&c, 23, "pong", 4);
+    assert_int_equal(read(c.fd, buf, sizeof(buf)), 4);
+    assert_memory_equal(buf, "pong", 4);
+
+    const uint8_t alert[2] = {1, 0};
+    peer_send(&c, 21, alert, 2);
+    union {
+        char b[CMSG_SPACE(1)];
+        struct cmsghdr align;
+    } cb;
+    struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.b,
+                         .msg_controllen = sizeof(cb.b)};
+    assert_int_equal(recvmsg(c.fd, &msg, 0), 2);
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    assert_non_null(cm);
+    assert_int_equal(cm->cmsg_level, SOL_TLS);
+    assert_int_equal(*CMSG_DATA(cm), 21);
+
+    char ulp[16] = {0};
+    socklen_t ulen = sizeof(ulp);
+    assert_int_equal(getsockopt(c.fd, SOL_TCP, TCP_ULP, ulp, &ulen), 0);
+    assert_string_equal(ulp, "tls");
+    conn_free(&c);
+}
+
+static void a_dup_of_a_tls_socket_shares_its_records(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c);
+    int fd2 = dup(c.fd);
+    assert_true(fd2 >= 0);
+    uint8_t buf[16];
+    assert_int_equal(send(fd2, "dup", 3, 0), 3);
+    assert_int_equal(peer_recv(&c, buf, sizeof(buf)), 3);
+    close(fd2);
+    assert_int_equal(send(c.fd, "orig", 4, 0), 4);
+    assert_int_equal(peer_recv(&c, buf, sizeof(buf)), 4); /* same key, next sequence */
+    int fd3 = fcntl(c.fd, F_DUPFD_CLOEXEC, 100);
+    assert_true(fd3 >= 100);
+    assert_int_equal(write(fd3, "fcntl", 5), 5);
+    assert_int_equal(peer_recv(&c, buf, sizeof(buf)), 5);
+    close(fd3);
+    conn_free(&c);
+}
+
+static void other_descriptors_are_untouched(void **state)
+{
+    (void)state;
+    int p[2];
+    char buf[8];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(write(p[1], "pipe", 4), 4);
+    assert_int_equal(read(p[0], buf, sizeof(buf)), 4);
+    assert_memory_equal(buf, "pipe", 4);
+    close(p[0]);
+    close(p[1]);
+}
+
+struct drain {
+    struct conn *c;
+    size_t want;
+    int ok;
+};
+
+static void *drain_then_reply(void *arg)
+{
+    struct drain *d = arg;
+    static uint8_t buf[TLSNIC_REC_MAX_PLAINTEXT];
+    size_t got = 0;
+    while (got < d->want) {
+        ssize_t n = peer_recv(d->c, buf, sizeof(buf));
+        if (n <= 0)
+            return NULL;
+        got += (size_t)n;
+    }
+    uint8_t rec[256];
+    size_t n;
+    if (tlsnic_rec_seal(d->c->peer_tx, 23, (const uint8_t *)"done", 4, rec, sizeof(rec), &n) == 0 &&
+        write(d->c->peer, rec, n) == (ssize_t)n)
+        d->ok = 1;
+    return NULL;
+}
+
+static void epoll_wait_flushes_what_a_nonblocking_send_left_pending(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c);
+    int small = 4096;
+    setsockopt(c.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    setsockopt(c.peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    assert_int_equal(fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) | O_NONBLOCK), 0);
+    static uint8_t data[TLSNIC_REC_MAX_PLAINTEXT];
+    memset(data, 1, sizeof(data));
+    size_t sent = 0;
+    int i;
+    for (i = 0; i < 10000; i++) {
+        ssize_t n = send(c.fd, data, sizeof(data), 0);
+        if (n < 0)
+            break;
+        sent += (size_t)n;
+    }
+    assert_int_equal(errno, EAGAIN);
+    struct drain d = {.c = &c, .want = sent};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, drain_then_reply, &d), 0);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = c.fd};
+    assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, c.fd, &ev), 0);
+    int ready = 0;
+    for (i = 0; i < 50 && !ready; i++) /* at most 50 x 100 ms */
+        ready = epoll_wait(ep, &ev, 1, 100);
+    pthread_join(t, NULL);
+    assert_true(d.ok);
+    assert_int_equal(ready, 1);
+    uint8_t buf[16];
+    assert_int_equal(read(c.fd, buf, sizeof(buf)), 4);
+    assert_memory_equal(buf, "done", 4);
+    close(ep);
+    conn_free(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(libc_calls_on_a_tls_socket_carry_records),
+        cmocka_unit_test(a_dup_of_a_tls_socket_shares_its_records),
+        cmocka_unit_test(other_descriptors_are_untouched),
+        cmocka_unit_test(epoll_wait_flushes_what_a_nonblocking_send_left_pending),
+    };
+    return cmocka_run_group_tests_name("preload_calls", tests, NULL, NULL);
+}

@@ -1,0 +1,247 @@
+/*
+ * Shared-memory record store: the daemon finds the retained record that contains any TCP
+ * sequence number, never a released one, never a torn one, and refuses a store it could
+ * not map safely.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tlsnic/shmstore.h"
+
+struct pair {
+    tlsnic_shm_writer *w;
+    tlsnic_shm_reader *r;
+};
+
+static int setup(void **state)
+{
+    struct pair *p = calloc(1, sizeof(*p));
+    assert_non_null(p);
+    assert_int_equal(tlsnic_shm_writer_new(&p->w, 4, 1024), 0);
+    int fd = tlsnic_shm_store_fd(tlsnic_shm_writer_store(p->w));
+    assert_true(fd >= 0);
+    assert_int_equal(tlsnic_shm_reader_open(&p->r, fd), 0);
+    *state = p;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct pair *p = *state;
+    tlsnic_shm_reader_free(p->r);
+    tlsnic_shm_writer_free(p->w);
+    free(p);
+    return 0;
+}
+
+static int get(struct pair *p, uint32_t seq, struct tlsnic_rec_ref *ref)
+{
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(p->r);
+    return st->ops->get_record(st->priv, seq, ref);
+}
+
+static void the_record_containing_a_sequence_is_found(void **state)
+{
+    struct pair *p = *state;
+    uint8_t a[100], b[200];
+    memset(a, 'a', sizeof(a));
+    memset(b, 'b', sizeof(b));
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 1000, 7, a, sizeof(a)), 0);
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 1100, 8, b, sizeof(b)), 0);
+    struct tlsnic_rec_ref ref;
+    assert_int_equal(get(p, 1150, &ref), 0);
+    assert_int_equal(ref.tcp_seq, 1100);
+    assert_int_equal(ref.len, 200);
+    assert_int_equal(ref.rec_seq, 8);
+    assert_memory_equal(ref.bytes, b, sizeof(b));
+    assert_int_equal(get(p, 1099, &ref), 0);
+    assert_int_equal(ref.rec_seq, 7);
+    assert_int_equal(get(p, 1300, &ref), -ENOENT);
+    assert_int_equal(get(p, 999, &ref), -ENOENT);
+}
+
+static void released_records_are_gone_and_their_slots_reused(void **state)
+{
+    struct pair *p = *state;
+    uint8_t rec[50] = {0};
+    for (uint32_t i = 0; i < 4; i++)
+        assert_int_equal(tlsnic_shm_writer_put(p->w, 100 * i, i, rec, sizeof(rec)), 0);
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 400, 4, rec, sizeof(rec)), -ENOSPC);
+    tlsnic_shm_writer_release(p->w, 150); /* ends at 50 and 150: released */
+    struct tlsnic_rec_ref ref;
+    assert_int_equal(get(p, 120, &ref), -ENOENT);
+    assert_int_equal(get(p, 220, &ref), 0);
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 400, 4, rec, sizeof(rec)), 0);
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 500, 5, rec, sizeof(rec)), 0);
+}
+
+static void sequence_numbers_wrap(void **state)
+{
+    struct pair *p = *state;
+    uint8_t rec[100] = {0};
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 0xffffffc0u, 1, rec, sizeof(rec)), 0);
+    struct tlsnic_rec_ref ref;
+    assert_int_equal(get(p, 0x10, &ref), 0);
+    assert_int_equal(ref.tcp_seq, 0xffffffc0u);
+    tlsnic_shm_writer_release(p->w, 0x10); /* before its end (0x24) */
+    assert_int_equal(get(p, 0x10, &ref), 0);
+    tlsnic_shm_writer_release(p->w, 0x24);
+    assert_int_equal(get(p, 0x10, &ref), -ENOENT);
+}
+
+static void a_record_larger_than_a_slot_is_refused(void **state)
+{
+    struct pair *p = *state;
+    static uint8_t big[1025];
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 0, 0, big, sizeof(big)), -EMSGSIZE);
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 0, 0, big, 0), -EMSGSIZE);
+}
+
+static void only_a_writers_store_names_a_memfd(void **state)
+{
+    struct pair *p = *state;
+    assert_true(tlsnic_shm_store_fd(tlsnic_shm_writer_store(p->w)) >= 0);
+    assert_int_equal(tlsnic_shm_store_fd(tlsnic_shm_reader_store(p->r)), -1);
+    assert_int_equal(tlsnic_shm_store_fd(NULL), -1);
+}
+
+static void an_unsealed_memfd_is_refused(void **state)
+{
+    (void)state;
+    int fd = memfd_create("unsealed", MFD_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 1 << 16), 0);
+    tlsnic_shm_reader *r;
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd), -EPERM);
+    close(fd);
+    int pp[2];
+    assert_int_equal(pipe(pp), 0);
+    assert_int_equal(tlsnic_shm_reader_open(&r, pp[0]), -EPERM);
+    close(pp[0]);
+    close(pp[1]);
+}
+
+/* A sealed memfd holding hdr (and zeros up to size). */
+static int crafted_store(const void *hdr, size_t hdr_len, size_t size)
+{
+    int fd = memfd_create("crafted", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)size), 0);
+    assert_int_equal(pwrite(fd, hdr, hdr_len, 0), (ssize_t)hdr_len);
+    assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+    return fd;
+}
+
+static void a_header_that_does_not_fit_the_file_is_refused(void **state)
+{
+    (void)state;
+    uint32_t hdr[4] = {TLSNIC_SHM_MAGIC, TLSNIC_SHM_VERSION, 1000, 16384};
+    int fd = crafted_store(hdr, sizeof(hdr), 4096);
+    tlsnic_shm_reader *r;
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd), -EBADMSG);
+    close(fd);
+    uint32_t bad_magic[4] = {0x12345678, TLSNIC_SHM_VERSION, 1, 64};
+    fd = crafted_store(bad_magic, sizeof(bad_magic), 4096);
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd), -EBADMSG);
+    close(fd);
+}
+
+static void a_slot_claiming_more_than_its_size_is_not_read(void **state)
+{
+    (void)state;
+    uint8_t image[TLSNIC_SHM_HDR_LEN + TLSNIC_SHM_SLOT_HDR_LEN + 64] = {0};
+    uint32_t hdr[4] = {TLSNIC_SHM_MAGIC, TLSNIC_SHM_VERSION, 1, 64};
+    memcpy(image, hdr, sizeof(hdr));
+    uint32_t slot[3] = {0 /* gen */, 1000 /* tcp_seq */, 1u << 30 /* len */};
+    memcpy(image + TLSNIC_SHM_HDR_LEN, slot, sizeof(slot));
+    int fd = crafted_store(image, sizeof(image), sizeof(image));
+    tlsnic_shm_reader *r;
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd), 0);
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    struct tlsnic_rec_ref ref;
+    assert_int_equal(st->ops->get_record(st->priv, 1001, &ref), -ENOENT);
+    tlsnic_shm_reader_free(r);
+    close(fd);
+}
+
+/*
+ * A writer process rewrites one slot as fast as it can, each version filled with one
+ * byte value tied to its record number; every record the reader accepts must be whole.
+ */
+static void the_reader_never_returns_a_torn_record(void **state)
+{
+    (void)state;
+    tlsnic_shm_writer *w;
+    assert_int_equal(tlsnic_shm_writer_new(&w, 1, 4096), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        static uint8_t rec[4096];
+        for (uint64_t n = 0; n < 2000000; n++) {
+            memset(rec, (int)(n & 0xff), sizeof(rec));
+            if (tlsnic_shm_writer_put(w, 5000, n, rec, sizeof(rec)) != 0)
+                _exit(1);
+            tlsnic_shm_writer_release(w, 5000 + sizeof(rec));
+        }
+        _exit(0);
+    }
+    tlsnic_shm_reader *r;
+    assert_int_equal(tlsnic_shm_reader_open(&r, tlsnic_shm_store_fd(tlsnic_shm_writer_store(w))), 0);
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    int whole = 0;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    /* Bounded: 2000 whole records or 3 seconds, whichever first. */
+    for (long i = 0; whole < 2000; i++) {
+        if ((i & 1023) == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec - start.tv_sec >= 3)
+                break;
+        }
+        struct tlsnic_rec_ref ref;
+        if (st->ops->get_record(st->priv, 5100, &ref) != 0)
+            continue;
+        assert_int_equal(ref.len, 4096);
+        uint8_t expect = (uint8_t)(ref.rec_seq & 0xff);
+        for (uint32_t b = 0; b < ref.len; b++) {
+            if (ref.bytes[b] != expect)
+                fail_msg("torn record %llu at byte %u", (unsigned long long)ref.rec_seq, b);
+        }
+        whole++;
+    }
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    assert_true(whole > 0);
+    tlsnic_shm_reader_free(r);
+    tlsnic_shm_writer_free(w);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(the_record_containing_a_sequence_is_found),
+        T(released_records_are_gone_and_their_slots_reused),
+        T(sequence_numbers_wrap),
+        T(a_record_larger_than_a_slot_is_refused),
+        T(only_a_writers_store_names_a_memfd),
+        cmocka_unit_test(an_unsealed_memfd_is_refused),
+        cmocka_unit_test(a_header_that_does_not_fit_the_file_is_refused),
+        cmocka_unit_test(a_slot_claiming_more_than_its_size_is_not_read),
+        cmocka_unit_test(the_reader_never_returns_a_torn_record),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,472 @@
+/*
+ * Device mode of the socket layer (src/ktls/dev.c) with a fake device behind the devops.h
+ * table: who gets the flow and why not, how records are framed for the device, the record
+ * store the device reads, release of records as the peer acknowledges them (slow reader),
+ * and the abort when the device reports an integrity failure. There is no device in the
+ * path here, so the frames reach the peer as the device would see them: in plaintext.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tcp_pair.h"
+#include "tlsnic/devops.h"
+#include "tlsnic/ktls.h"
+#include "tlsnic/record.h"
+
+struct fake {
+    struct tlsnic_dev dev;
+    int add_rc;
+    int adds, dels;
+    int sockfd;
+    struct tlsnic_flow flow;
+    enum tlsnic_dir dir;
+    uint32_t start;
+    union tlsnic_crypto_info ci;
+    size_t ci_len;
+    const struct tlsnic_rec_store *store;
+    uint32_t flags;
+};
+
+static int fake_add(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                    enum tlsnic_dir dir, const void *crypto_info, size_t info_len,
+                    uint32_t start_tcp_seq, const struct tlsnic_rec_store *store)
+{
+    struct fake *f = dev->priv;
+    f->adds++;
+    if (f->add_rc)
+        return f->add_rc;
+    f->sockfd = sockfd;
+    f->flow = *flow;
+    f->dir = dir;
+    f->start = start_tcp_seq;
+    memcpy(&f->ci, crypto_info, info_len);
+    f->ci_len = info_len;
+    f->store = store;
+    return 0;
+}
+
+static int fake_del(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                    enum tlsnic_dir dir)
+{
+    struct fake *f = dev->priv;
+    f->dels++;
+    f->store = NULL;
+    return 0;
+}
+
+static int fake_resync(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                       enum tlsnic_dir dir, uint32_t tcp_seq, uint64_t rec_seq)
+{
+    return 0;
+}
+
+static int fake_flow_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *flow,
+                           enum tlsnic_dir dir, uint32_t *flags)
+{
+    *flags = ((struct fake *)dev->priv)->flags;
+    return 0;
+}
+
+static const struct tlsnic_dev_ops fake_ops = {
+    .name = "fake", .add = fake_add, .del = fake_del, .resync = fake_resync,
+    .flow_flags = fake_flow_flags,
+};
+
+static struct fake fake;
+
+struct conn {
+    int fd, peer;
+    union tlsnic_crypto_info ci;
+    size_t ci_len;
+};
+
+static void conn_new(struct conn *c, uint16_t version, uint16_t cipher)
+{
+    int fds[2];
+    assert_int_equal(tcp_pair(fds), 0);
+    c->fd = fds[0];
+    c->peer = fds[1];
+    memset(&c->ci, 0, sizeof(c->ci));
+    c->ci.info.version = version;
+    c->ci.info.cipher_type = cipher;
+    c->ci_len = tlsnic_crypto_info_size(cipher);
+    memset((uint8_t *)&c->ci + sizeof(c->ci.info), 0x3c, c->ci_len - sizeof(c->ci.info));
+    if (cipher == TLS_CIPHER_AES_GCM_128) {
+        memset(c->ci.aes_gcm_128.rec_seq, 0, 8);
+        c->ci.aes_gcm_128.rec_seq[7] = 5;
+    }
+    assert_int_equal(tlsnic_setsockopt(c->fd, SOL_TCP, TCP_ULP, "tls", 4), 0);
+    assert_int_equal(tlsnic_setsockopt(c->fd, SOL_TLS, TLS_TX, &c->ci, (socklen_t)c->ci_len), 0);
+}
+
+static void conn_free(struct conn *c)
+{
+    tlsnic_close(c->fd);
+    close(c->peer);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+
+    memset(&fake, 0, sizeof(fake));
+    fake.dev.ops = &fake_ops;
+    fake.dev.priv = &fake;
+    tlsnic_set_device(&fake.dev);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tlsnic_set_device(NULL);
+    return 0;
+}
+
+static void read_all(int fd, void *buf, size_t len)
+{
+    uint8_t *b = buf;
+    while (len > 0) {
+        ssize_t n = read(fd, b, len);
+        assert_true(n > 0);
+        b += n;
+        len -= (size_t)n;
+    }
+}
+
+/* One frame as the device would receive it. */
+static size_t read_frame(int fd, uint8_t *buf, size_t cap)
+{
+    read_all(fd, buf, TLSNIC_REC_HDR_LEN);
+    size_t len = TLSNIC_REC_HDR_LEN + ((size_t)buf[3] << 8 | buf[4]);
+    assert_true(len <= cap);
+    read_all(fd, buf + TLSNIC_REC_HDR_LEN, len - TLSNIC_REC_HDR_LEN);
+    return len;
+}
+
+/* The peer's next expected sequence number, read independently through TCP_REPAIR. */
+static uint32_t peer_rcv_nxt(int peer)
+{
+    int on = 1, off = 0, queue = TCP_RECV_QUEUE;
+    uint32_t seq = 0;
+    socklen_t len = sizeof(seq);
+    assert_int_equal(setsockopt(peer, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)), 0);
+    assert_int_equal(setsockopt(peer, IPPROTO_TCP, TCP_REPAIR_QUEUE, &queue, sizeof(queue)), 0);
+    assert_int_equal(getsockopt(peer, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, &len), 0);
+    assert_int_equal(setsockopt(peer, IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off)), 0);
+    return seq;
+}
+
+static void accepting_device_takes_tx_and_mode_says_device(void **state)
+{
+    (void)state;
+    uint64_t dev0 = tlsnic_stat_get(TLSNIC_STAT_TX_DEVICE);
+    uint64_t cur0 = tlsnic_stat_get(TLSNIC_STAT_CURR_TX_DEVICE);
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_int_equal(tlsnic_setsockopt(c.fd, SOL_TLS, TLS_RX, &c.ci, (socklen_t)c.ci_len), 0);
+
+    struct tlsnic_mode_info m;
+    assert_int_equal(tlsnic_get_mode(c.fd, TLSNIC_DIR_TX, &m), 0);
+    assert_int_equal(m.mode, TLSNIC_MODE_DEVICE);
+    assert_int_equal(tlsnic_get_mode(c.fd, TLSNIC_DIR_RX, &m), 0);
+    assert_int_equal(m.mode, TLSNIC_MODE_SW);
+    assert_int_equal(m.reason, TLSNIC_SW_REASON_RX_NOT_OFFERED);
+
+    assert_int_equal(fake.adds, 1);
+    assert_int_equal(fake.dir, TLSNIC_DIR_TX);
+    assert_int_equal(fake.sockfd, c.fd);
+    assert_int_equal(fake.start, peer_rcv_nxt(c.peer)); /* the real TCP sequence number */
+    assert_int_equal(fake.ci_len, c.ci_len);
+    assert_memory_equal(&fake.ci, &c.ci, c.ci_len);
+    struct sockaddr_in l, r;
+    socklen_t ll = sizeof(l), rl = sizeof(r);
+    getsockname(c.fd, (struct sockaddr *)&l, &ll);
+    getpeername(c.fd, (struct sockaddr *)&r, &rl);
+    assert_int_equal(fake.flow.family, AF_INET);
+    assert_memory_equal(fake.flow.local, &l.sin_addr, 4);
+    assert_memory_equal(fake.flow.remote, &r.sin_addr, 4);
+    assert_int_equal(fake.flow.local_port, ntohs(l.sin_port));
+    assert_int_equal(fake.flow.remote_port, ntohs(r.sin_port));
+    assert_int_equal(tlsnic_stat_get(TLSNIC_STAT_TX_DEVICE), dev0 + 1);
+    assert_int_equal(tlsnic_stat_get(TLSNIC_STAT_CURR_TX_DEVICE), cur0 + 1);
+
+    conn_free(&c);
+    assert_int_equal(fake.dels, 1);
+    assert_int_equal(tlsnic_stat_get(TLSNIC_STAT_CURR_TX_DEVICE), cur0);
+}
+
+static void refusing_device_leaves_software_with_the_reason(void **state)
+{
+    (void)state;
+    const struct {
+        int rc;
+        enum tlsnic_sw_reason reason;
+    } cases[] = {
+        {-ENOSPC, TLSNIC_SW_REASON_TABLE_FULL},
+        {-EOPNOTSUPP, TLSNIC_SW_REASON_CIPHER_NOT_OFFLOADED},
+        {-ENODEV, TLSNIC_SW_REASON_DEVICE_GONE},
+        {-EIO, TLSNIC_SW_REASON_DEVICE_REFUSED},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        fake.add_rc = cases[i].rc;
+        struct conn c;
+        conn_new(&c, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_256);
+        struct tlsnic_mode_info m;
+        assert_int_equal(tlsnic_get_mode(c.fd, TLSNIC_DIR_TX, &m), 0);
+        assert_int_equal(m.mode, TLSNIC_MODE_SW);
+        assert_int_equal(m.reason, cases[i].reason);
+        assert_int_equal(m.dev_errno, cases[i].rc);
+        /* and the data goes out sealed in software */
+        assert_int_equal(tlsnic_send(c.fd, "sw", 2, 0), 2);
+        uint8_t rec[256], type, *content;
+        size_t len = read_frame(c.peer, rec, sizeof(rec)), clen;
+        tlsnic_rec_key *k;
+        assert_int_equal(tlsnic_rec_key_new(&k, &c.ci, c.ci_len), 0);
+        assert_int_equal(tlsnic_rec_open(k, rec, len, &type, &content, &clen), 0);
+        assert_int_equal(clen, 2);
+        tlsnic_rec_key_free(k);
+        conn_free(&c);
+    }
+    fake.add_rc = 0;
+}
+
+/* What a device does with a frame: seal it in place with the streaming record layer. */
+static void device_seal(const struct conn *c, uint64_t rec_seq, uint8_t *frame, size_t len)
+{
+    tlsnic_rec_key *k;
+    assert_int_equal(tlsnic_rec_key_new(&k, &c->ci, c->ci_len), 0);
+    size_t nonce = tlsnic_rec_key_explicit_nonce_len(k);
+    struct tlsnic_rec_stream st;
+    assert_int_equal(tlsnic_rec_stream_init(&st), 0);
+    assert_int_equal(tlsnic_rec_stream_begin(&st, k, 1, rec_seq, frame,
+                                             nonce ? frame + TLSNIC_REC_HDR_LEN : NULL), 0);
+    uint8_t *body = frame + TLSNIC_REC_HDR_LEN + nonce;
+    size_t body_len = len - TLSNIC_REC_HDR_LEN - nonce - TLSNIC_REC_TAG_LEN;
+    assert_int_equal(tlsnic_rec_stream_update(&st, body, body, body_len), 0);
+    assert_int_equal(tlsnic_rec_stream_seal_final(&st, body + body_len), 0);
+    tlsnic_rec_stream_cleanup(&st);
+    tlsnic_rec_key_free(k);
+}
+
+static void frames_are_what_software_would_seal_once_the_device_seals_them(void **state)
+{
+    (void)state;
+    const uint16_t versions[] = {TLS_1_2_VERSION, TLS_1_3_VERSION};
+    for (int v = 0; v < 2; v++) {
+        struct conn c;
+        conn_new(&c, versions[v], TLS_CIPHER_AES_GCM_128);
+        const uint8_t alert[2] = {1, 0};
+        assert_int_equal(tlsnic_send(c.fd, "hello device", 12, 0), 12);
+        union {
+            char b[CMSG_SPACE(1)];
+            struct cmsghdr align;
+        } cb;
+        memset(&cb, 0, sizeof(cb));
+        struct iovec iov = {.iov_base = (void *)alert, .iov_len = 2};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.b,
+                             .msg_controllen = sizeof(cb.b)};
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_TLS;
+        cm->cmsg_type = TLS_SET_RECORD_TYPE;
+        cm->cmsg_len = CMSG_LEN(1);
+        *CMSG_DATA(cm) = TLSNIC_CT_ALERT;
+        assert_int_equal(tlsnic_sendmsg(c.fd, &msg, 0), 2);
+
+        tlsnic_rec_key *sw;
+        assert_int_equal(tlsnic_rec_key_new(&sw, &c.ci, c.ci_len), 0);
+        const struct {
+            uint8_t type;
+            const void *data;
+            size_t len;
+        } recs[2] = {{TLSNIC_CT_APPLICATION_DATA, "hello device", 12}, {TLSNIC_CT_ALERT, alert, 2}};
+        for (int i = 0; i < 2; i++) {
+            uint8_t frame[256], want[256];
+            size_t len = read_frame(c.peer, frame, sizeof(frame)), want_len;
+            size_t nonce = tlsnic_rec_key_explicit_nonce_len(sw);
+            /* the plaintext is where the device expects it, and the tag room is zero */
+            assert_memory_equal(frame + TLSNIC_REC_HDR_LEN + nonce, recs[i].data, recs[i].len);
+            const uint8_t zero[16] = {0};
+            assert_memory_equal(frame + len - 16, zero, 16);
+            device_seal(&c, 5 + (uint64_t)i, frame, len);
+            assert_int_equal(tlsnic_rec_seal(sw, recs[i].type, recs[i].data, recs[i].len, want,
+                                             sizeof(want), &want_len), 0);
+            assert_int_equal(len, want_len);
+            assert_memory_equal(frame, want, len);
+        }
+        tlsnic_rec_key_free(sw);
+        conn_free(&c);
+    }
+}
+
+static void record_store_finds_the_record_of_any_sequence_number(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_3_VERSION, TLS_CIPHER_CHACHA20_POLY1305);
+    uint64_t seq0 = 0;
+    for (int i = 0; i < 8; i++)
+        seq0 = seq0 << 8 | c.ci.chacha20_poly1305.rec_seq[i];
+    const size_t sizes[3] = {100, 16384, 1};
+    static uint8_t data[16384];
+    memset(data, 0x77, sizeof(data));
+    assert_non_null(fake.store);
+    uint32_t seq = fake.start;
+    for (int i = 0; i < 3; i++) {
+        /* Loopback ACKs at once, so look the record up before tlsnic's next call may
+           release it. */
+        assert_int_equal(tlsnic_send(c.fd, data, sizes[i], 0), (ssize_t)sizes[i]);
+        struct tlsnic_rec_ref refs[3];
+        size_t want_len = TLSNIC_REC_HDR_LEN + sizes[i] + 1 + TLSNIC_REC_TAG_LEN;
+        const uint32_t probes[3] = {seq, seq + (uint32_t)want_len / 2,
+                                    seq + (uint32_t)want_len - 1};
+        for (int p = 0; p < 3; p++)
+            assert_int_equal(fake.store->ops->get_record(fake.store->priv, probes[p], &refs[p]), 0);
+        struct tlsnic_rec_ref none;
+        assert_int_equal(fake.store->ops->get_record(fake.store->priv, seq + (uint32_t)want_len,
+                                                     &none), -ENOENT);
+        static uint8_t frame[TLSNIC_REC_MAX_WIRE_LEN];
+        size_t len = read_frame(c.peer, frame, sizeof(frame));
+        assert_int_equal(len, want_len);
+        for (int p = 0; p < 3; p++) {
+            assert_int_equal(refs[p].tcp_seq, seq);
+            assert_int_equal(refs[p].len, len);
+            assert_int_equal(refs[p].rec_seq, seq0 + (uint64_t)i);
+            assert_memory_equal(refs[p].bytes, frame, len);
+        }
+        seq += (uint32_t)len;
+    }
+    conn_free(&c);
+}
+
+static void retained_records_are_released_as_the_slow_reader_acknowledges(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    int small = 16384;
+    setsockopt(c.peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    setsockopt(c.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    static uint8_t data[4000];
+    memset(data, 0x42, sizeof(data));
+    size_t wire = 0, bytes, records;
+    int i;
+    for (i = 0; i < 100000; i++) {
+        ssize_t n = tlsnic_send(c.fd, data, sizeof(data), MSG_DONTWAIT);
+        if (n < 0)
+            break;
+        wire += TLSNIC_REC_HDR_LEN + 8 + (size_t)n + TLSNIC_REC_TAG_LEN;
+    }
+    assert_int_equal(errno, EAGAIN);
+    assert_true(i > 2);
+    assert_int_equal(tlsnic_tx_retained(c.fd, &bytes, &records), 0);
+    assert_true(records > 0);
+    const size_t held_at_start = bytes;
+
+    /* The peer reads slowly; at every step the store holds at most the unacknowledged
+       bytes plus one record, and it shrinks as ACKs come back. */
+    static uint8_t buf[4096];
+    size_t got = 0;
+    int shrank = 0;
+    for (int step = 0; step < 100000 && got < wire; step++) {
+        (void)tlsnic_flush(c.fd);
+        ssize_t n = recv(c.peer, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n > 0)
+            got += (size_t)n;
+        else
+            usleep(1000);
+        int outq = 0;
+        assert_int_equal(ioctl(c.fd, SIOCOUTQ, &outq), 0);
+        assert_int_equal(tlsnic_tx_retained(c.fd, &bytes, &records), 0);
+        assert_true(bytes <= (size_t)outq + TLSNIC_REC_MAX_WIRE_LEN);
+        if (bytes < held_at_start)
+            shrank = 1;
+    }
+    assert_int_equal(got, wire);
+    assert_true(shrank);
+    for (i = 0; i < 200; i++) { /* the last ACK may still be in flight */
+        assert_int_equal(tlsnic_tx_retained(c.fd, &bytes, &records), 0);
+        if (records == 0)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(records, 0);
+    assert_int_equal(bytes, 0);
+    conn_free(&c);
+}
+
+static void integrity_failure_aborts_the_connection(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_int_equal(tlsnic_send(c.fd, "one", 3, 0), 3);
+    fake.flags = TLSNIC_FLOW_F_INTEGRITY;
+    errno = 0;
+    assert_int_equal(tlsnic_send(c.fd, "two", 3, 0), -1);
+    assert_int_equal(errno, ECONNABORTED);
+    assert_int_equal(tlsnic_send(c.fd, "three", 5, 0), -1);
+    fake.flags = 0;
+    conn_free(&c);
+}
+
+static void getsockopt_tls_tx_follows_the_framed_records(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(tlsnic_send(c.fd, "x", 1, 0), 1);
+    struct tls12_crypto_info_aes_gcm_128 got;
+    socklen_t len = sizeof(got);
+    assert_int_equal(tlsnic_getsockopt(c.fd, SOL_TLS, TLS_TX, &got, &len), 0);
+    assert_int_equal(got.rec_seq[7], 5 + 3);
+    conn_free(&c);
+}
+
+static void tx_rekey_in_device_mode_is_EOPNOTSUPP(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128);
+    errno = 0;
+    assert_int_equal(tlsnic_setsockopt(c.fd, SOL_TLS, TLS_TX, &c.ci, (socklen_t)c.ci_len), -1);
+    assert_int_equal(errno, EOPNOTSUPP);
+    conn_free(&c);
+}
+
+int main(void)
+{
+    if (geteuid() != 0) {
+        printf("SKIP: device mode reads TCP sequence numbers with TCP_REPAIR, which needs "
+               "CAP_NET_ADMIN (run as root)\n");
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(accepting_device_takes_tx_and_mode_says_device, setup, teardown),
+        cmocka_unit_test_setup_teardown(refusing_device_leaves_software_with_the_reason, setup, teardown),
+        cmocka_unit_test_setup_teardown(frames_are_what_software_would_seal_once_the_device_seals_them, setup, teardown),
+        cmocka_unit_test_setup_teardown(record_store_finds_the_record_of_any_sequence_number, setup, teardown),
+        cmocka_unit_test_setup_teardown(retained_records_are_released_as_the_slow_reader_acknowledges, setup, teardown),
+        cmocka_unit_test_setup_teardown(integrity_failure_aborts_the_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(getsockopt_tls_tx_follows_the_framed_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(tx_rekey_in_device_mode_is_EOPNOTSUPP, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("ktls_device", tests, NULL, NULL);
+}

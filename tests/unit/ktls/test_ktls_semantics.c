@@ -1,0 +1,875 @@
+/*
+ * The kTLS socket semantics, one behaviour per test, written against the socket API table
+ * (sockapi.h) so that every test runs twice: against the Linux kernel's own kTLS (the
+ * reference; skipped with a message where the running kernel has no "tls" ULP) and against
+ * tlsnic. The socket under test is fds[0] of a loopback TCP pair; its peer fds[1] speaks
+ * raw TLS records made and checked with the record layer directly.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sockapi.h"
+#include "tcp_pair.h"
+#include "tlsnic/ktls.h"
+#include "tlsnic/record.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Fixture                                                                                    */
+
+static const struct sockapi *api;
+
+struct fx {
+    int fd;   /* socket under test */
+    int peer; /* raw TCP peer */
+    uint16_t version, cipher;
+    union tlsnic_crypto_info tx_info; /* keys of the socket's TX (the peer's RX) */
+    union tlsnic_crypto_info rx_info; /* keys of the socket's RX (the peer's TX) */
+    size_t info_len;
+    tlsnic_rec_key *peer_tx, *peer_rx;
+};
+
+static void make_info(union tlsnic_crypto_info *ci, uint16_t version, uint16_t cipher,
+                      uint8_t seed, uint64_t rec_seq)
+{
+    memset(ci, 0, sizeof(*ci));
+    ci->info.version = version;
+    ci->info.cipher_type = cipher;
+    uint8_t seq[8];
+    for (int i = 0; i < 8; i++)
+        seq[i] = (uint8_t)(rec_seq >> (56 - 8 * i));
+    switch (cipher) {
+    case TLS_CIPHER_AES_GCM_128:
+        memset(ci->aes_gcm_128.key, seed, sizeof(ci->aes_gcm_128.key));
+        memset(ci->aes_gcm_128.salt, seed + 1, sizeof(ci->aes_gcm_128.salt));
+        memset(ci->aes_gcm_128.iv, seed + 2, sizeof(ci->aes_gcm_128.iv));
+        memcpy(ci->aes_gcm_128.rec_seq, seq, 8);
+        break;
+    case TLS_CIPHER_AES_GCM_256:
+        memset(ci->aes_gcm_256.key, seed, sizeof(ci->aes_gcm_256.key));
+        memset(ci->aes_gcm_256.salt, seed + 1, sizeof(ci->aes_gcm_256.salt));
+        memset(ci->aes_gcm_256.iv, seed + 2, sizeof(ci->aes_gcm_256.iv));
+        memcpy(ci->aes_gcm_256.rec_seq, seq, 8);
+        break;
+    default:
+        memset(ci->chacha20_poly1305.key, seed, sizeof(ci->chacha20_poly1305.key));
+        memset(ci->chacha20_poly1305.iv, seed + 2, sizeof(ci->chacha20_poly1305.iv));
+        memcpy(ci->chacha20_poly1305.rec_seq, seq, 8);
+        break;
+    }
+}
+
+
+/* A connected pair; the socket under test has the ULP but no keys yet. */
+static struct fx *fx_new_ulp(uint16_t version, uint16_t cipher)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    int fds[2];
+    assert_int_equal(tcp_pair(fds), 0);
+    f->fd = fds[0];
+    f->peer = fds[1];
+    f->version = version;
+    f->cipher = cipher;
+    f->info_len = tlsnic_crypto_info_size(cipher);
+    make_info(&f->tx_info, version, cipher, 0x11, 7);
+    make_info(&f->rx_info, version, cipher, 0x55, 3);
+    assert_int_equal(tlsnic_rec_key_new(&f->peer_rx, &f->tx_info, f->info_len), 0);
+    assert_int_equal(tlsnic_rec_key_new(&f->peer_tx, &f->rx_info, f->info_len), 0);
+    assert_int_equal(api->setsockopt(f->fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")), 0);
+    return f;
+}
+
+static struct fx *fx_new_with(uint16_t version, uint16_t cipher)
+{
+    struct fx *f = fx_new_ulp(version, cipher);
+    assert_int_equal(api->setsockopt(f->fd, SOL_TLS, TLS_TX, &f->tx_info, f->info_len), 0);
+    assert_int_equal(api->setsockopt(f->fd, SOL_TLS, TLS_RX, &f->rx_info, f->info_len), 0);
+    return f;
+}
+
+static struct fx *fx_new(void)
+{
+    return fx_new_with(TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128);
+}
+
+static void fx_free(struct fx *f)
+{
+    api->close(f->fd);
+    close(f->peer);
+    tlsnic_rec_key_free(f->peer_tx);
+    tlsnic_rec_key_free(f->peer_rx);
+    free(f);
+}
+
+static void write_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        assert_true(n > 0);
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static void read_all(int fd, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = read(fd, p, len);
+        assert_true(n > 0); /* SO_RCVTIMEO bounds the wait */
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+/* Seals one record with the peer's TX key into out; returns its length. */
+static size_t peer_seal(struct fx *f, uint8_t type, const void *data, size_t len, uint8_t *out,
+                        size_t cap)
+{
+    size_t out_len = 0;
+    assert_int_equal(tlsnic_rec_seal(f->peer_tx, type, data, len, out, cap, &out_len), 0);
+    return out_len;
+}
+
+static void peer_send(struct fx *f, uint8_t type, const void *data, size_t len)
+{
+    static uint8_t rec[TLSNIC_REC_MAX_WIRE_LEN];
+    size_t n = peer_seal(f, type, data, len, rec, sizeof(rec));
+    write_all(f->peer, rec, n);
+}
+
+/* Reads one record from the socket under test; returns its content length. */
+static size_t peer_recv(struct fx *f, uint8_t *type, uint8_t *out, size_t cap)
+{
+    static uint8_t rec[TLSNIC_REC_MAX_WIRE_LEN + 256];
+    read_all(f->peer, rec, TLSNIC_REC_HDR_LEN);
+    int len = tlsnic_rec_parse_header(f->peer_rx, rec);
+    assert_true(len > TLSNIC_REC_HDR_LEN);
+    read_all(f->peer, rec + TLSNIC_REC_HDR_LEN, (size_t)len - TLSNIC_REC_HDR_LEN);
+    uint8_t *content;
+    size_t clen;
+    assert_int_equal(tlsnic_rec_open(f->peer_rx, rec, (size_t)len, type, &content, &clen), 0);
+    assert_true(clen <= cap);
+    memcpy(out, content, clen);
+    return clen;
+}
+
+/* Nothing more from the socket under test within ms milliseconds. */
+static void peer_expect_nothing(struct fx *f, int ms)
+{
+    struct pollfd p = {.fd = f->peer, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, ms), 0);
+}
+
+static void fill(uint8_t *buf, size_t len, uint32_t seed)
+{
+    for (size_t i = 0; i < len; i++) {
+        seed = seed * 1103515245u + 12345u;
+        buf[i] = (uint8_t)(seed >> 16);
+    }
+}
+
+static ssize_t recv_with_type(struct fx *f, void *buf, size_t len, int flags, uint8_t *type)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(uint8_t))];
+        struct cmsghdr align;
+    } cbuf;
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf,
+                         .msg_controllen = sizeof(cbuf.buf)};
+    ssize_t n = api->recvmsg(f->fd, &msg, flags);
+    *type = 0;
+    if (n >= 0) {
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        if (c && c->cmsg_level == SOL_TLS && c->cmsg_type == TLS_GET_RECORD_TYPE)
+            *type = *CMSG_DATA(c);
+    }
+    return n;
+}
+
+static ssize_t send_with_type(struct fx *f, uint8_t type, const void *buf, size_t len, int flags)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(uint8_t))];
+        struct cmsghdr align;
+    } cbuf;
+    memset(&cbuf, 0, sizeof(cbuf));
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf,
+                         .msg_controllen = sizeof(cbuf.buf)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_TLS;
+    c->cmsg_type = TLS_SET_RECORD_TYPE;
+    c->cmsg_len = CMSG_LEN(sizeof(uint8_t));
+    *CMSG_DATA(c) = type;
+    return api->sendmsg(f->fd, &msg, flags);
+}
+
+#define assert_fails_with(expr, err)                                                         \
+    do {                                                                                     \
+        errno = 0;                                                                           \
+        long rc_ = (long)(expr);                                                             \
+        int e_ = errno;                                                                      \
+        assert_int_equal(rc_, -1);                                                           \
+        assert_int_equal(e_, (err));                                                         \
+    } while (0)
+
+/* ------------------------------------------------------------------------------------------ */
+/* Socket options                                                                             */
+
+static void ulp_on_unconnected_socket_is_ENOTCONN(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_fails_with(api->setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")), ENOTCONN);
+    api->close(fd);
+}
+
+static void ulp_twice_is_EEXIST(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new_ulp(TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_fails_with(api->setsockopt(f->fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")), EEXIST);
+    fx_free(f);
+}
+
+static void tls_tx_without_ulp_is_ENOPROTOOPT(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(tcp_pair(fds), 0);
+    union tlsnic_crypto_info ci;
+    make_info(&ci, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128, 1, 0);
+    assert_fails_with(api->setsockopt(fds[0], SOL_TLS, TLS_TX, &ci, sizeof(ci.aes_gcm_128)),
+                      ENOPROTOOPT);
+    api->close(fds[0]);
+    close(fds[1]);
+}
+
+static void tls_tx_shorter_than_crypto_info_header_is_EINVAL(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new_ulp(TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_fails_with(api->setsockopt(f->fd, SOL_TLS, TLS_TX, &f->tx_info, 2), EINVAL);
+    fx_free(f);
+}
+
+static void tls_tx_with_wrong_struct_length_is_EINVAL(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new_ulp(TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_fails_with(api->setsockopt(f->fd, SOL_TLS, TLS_TX, &f->tx_info, f->info_len - 1),
+                      EINVAL);
+    assert_fails_with(api->setsockopt(f->fd, SOL_TLS, TLS_TX, &f->tx_info, f->info_len + 1),
+                      EINVAL);
+    fx_free(f);
+}
+
+static void tls_tx_with_unknown_cipher_is_EINVAL(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new_ulp(TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    f->tx_info.info.cipher_type = 99;
+    assert_fails_with(api->setsockopt(f->fd, SOL_TLS, TLS_TX, &f->tx_info, f->info_len), EINVAL);
+    fx_free(f);
+}
+
+static void tls_tx_with_unknown_version_is_EINVAL(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new_ulp(TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    f->tx_info.info.version = 0x0302; /* TLS 1.1 */
+    assert_fails_with(api->setsockopt(f->fd, SOL_TLS, TLS_TX, &f->tx_info, f->info_len), EINVAL);
+    fx_free(f);
+}
+
+static void second_tls_tx_on_tls12_is_EBUSY(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new_with(TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_fails_with(api->setsockopt(f->fd, SOL_TLS, TLS_TX, &f->tx_info, f->info_len), EBUSY);
+    fx_free(f);
+}
+
+static void getsockopt_tls_tx_before_keys_is_EBUSY(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new_ulp(TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    union tlsnic_crypto_info got;
+    socklen_t len = (socklen_t)f->info_len;
+    assert_fails_with(api->getsockopt(f->fd, SOL_TLS, TLS_TX, &got, &len), EBUSY);
+    fx_free(f);
+}
+
+static void getsockopt_tls_tx_returns_the_crypto_info(void **state)
+{
+    (void)state;
+    const uint16_t ciphers[] = {TLS_CIPHER_AES_GCM_128, TLS_CIPHER_AES_GCM_256,
+                                TLS_CIPHER_CHACHA20_POLY1305};
+    for (size_t i = 0; i < 3; i++) {
+        struct fx *f = fx_new_with(TLS_1_3_VERSION, ciphers[i]);
+        union tlsnic_crypto_info got;
+        memset(&got, 0xee, sizeof(got));
+        socklen_t len = (socklen_t)f->info_len;
+        assert_int_equal(api->getsockopt(f->fd, SOL_TLS, TLS_TX, &got, &len), 0);
+        assert_memory_equal(&got, &f->tx_info, f->info_len);
+        len = (socklen_t)f->info_len;
+        assert_int_equal(api->getsockopt(f->fd, SOL_TLS, TLS_RX, &got, &len), 0);
+        assert_memory_equal(&got, &f->rx_info, f->info_len);
+        fx_free(f);
+    }
+}
+
+static void getsockopt_tls_tx_rec_seq_follows_the_records_sent(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t buf[64], type;
+    assert_int_equal(api->send(f->fd, "one", 3, 0), 3);
+    assert_int_equal(api->send(f->fd, "two", 3, 0), 3);
+    assert_int_equal(peer_recv(f, &type, buf, sizeof(buf)), 3);
+    assert_int_equal(peer_recv(f, &type, buf, sizeof(buf)), 3);
+    union tlsnic_crypto_info got;
+    socklen_t len = (socklen_t)f->info_len;
+    assert_int_equal(api->getsockopt(f->fd, SOL_TLS, TLS_TX, &got, &len), 0);
+    const uint8_t want[8] = {0, 0, 0, 0, 0, 0, 0, 9}; /* started at 7 */
+    assert_memory_equal(got.aes_gcm_128.rec_seq, want, 8);
+    fx_free(f);
+}
+
+static void tx_zerocopy_ro_is_accepted(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    int one = 1;
+    assert_int_equal(api->setsockopt(f->fd, SOL_TLS, TLS_TX_ZEROCOPY_RO, &one, sizeof(one)), 0);
+    fx_free(f);
+}
+
+static void rx_expect_no_pad_needs_tls13(void **state)
+{
+    (void)state;
+    int one = 1;
+    struct fx *f = fx_new_with(TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_fails_with(api->setsockopt(f->fd, SOL_TLS, TLS_RX_EXPECT_NO_PAD, &one, sizeof(one)),
+                      EINVAL);
+    fx_free(f);
+    f = fx_new();
+    assert_int_equal(api->setsockopt(f->fd, SOL_TLS, TLS_RX_EXPECT_NO_PAD, &one, sizeof(one)), 0);
+    fx_free(f);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* TX                                                                                         */
+
+static void send_splits_into_records_of_at_most_16384_bytes(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    static uint8_t data[40000], got[TLSNIC_REC_MAX_PLAINTEXT];
+    fill(data, sizeof(data), 1);
+    assert_int_equal(api->send(f->fd, data, sizeof(data), 0), sizeof(data));
+    const size_t want[] = {16384, 16384, 40000 - 2 * 16384};
+    size_t off = 0;
+    for (int i = 0; i < 3; i++) {
+        uint8_t type;
+        size_t n = peer_recv(f, &type, got, sizeof(got));
+        assert_int_equal(type, TLSNIC_CT_APPLICATION_DATA);
+        assert_int_equal(n, want[i]);
+        assert_memory_equal(got, data + off, n);
+        off += n;
+    }
+    fx_free(f);
+}
+
+static void msg_more_keeps_the_record_open(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64], type;
+    assert_int_equal(api->send(f->fd, "hello ", 6, MSG_MORE), 6);
+    peer_expect_nothing(f, 50);
+    assert_int_equal(api->send(f->fd, "world", 5, 0), 5);
+    assert_int_equal(peer_recv(f, &type, got, sizeof(got)), 11);
+    assert_memory_equal(got, "hello world", 11);
+    fx_free(f);
+}
+
+static void msg_eor_closes_the_record(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64], type;
+    assert_int_equal(api->send(f->fd, "ab", 2, MSG_MORE), 2);
+    assert_int_equal(api->send(f->fd, "cd", 2, MSG_EOR), 2);
+    assert_int_equal(peer_recv(f, &type, got, sizeof(got)), 4);
+    assert_memory_equal(got, "abcd", 4);
+    fx_free(f);
+}
+
+static void record_type_cmsg_sends_a_record_of_its_own(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64], type;
+    const uint8_t alert[2] = {1, 0}; /* warning, close_notify */
+    assert_int_equal(api->send(f->fd, "abc", 3, MSG_MORE), 3);
+    assert_int_equal(send_with_type(f, TLSNIC_CT_ALERT, alert, 2, 0), 2);
+    assert_int_equal(peer_recv(f, &type, got, sizeof(got)), 3);
+    assert_int_equal(type, TLSNIC_CT_APPLICATION_DATA);
+    assert_memory_equal(got, "abc", 3);
+    assert_int_equal(peer_recv(f, &type, got, sizeof(got)), 2);
+    assert_int_equal(type, TLSNIC_CT_ALERT);
+    assert_memory_equal(got, alert, 2);
+    fx_free(f);
+}
+
+static void record_type_cmsg_with_msg_more_is_EINVAL(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    const uint8_t alert[2] = {1, 0};
+    assert_fails_with(send_with_type(f, TLSNIC_CT_ALERT, alert, 2, MSG_MORE), EINVAL);
+    fx_free(f);
+}
+
+static void send_with_msg_oob_is_EOPNOTSUPP(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    assert_fails_with(api->send(f->fd, "x", 1, MSG_OOB), EOPNOTSUPP);
+    fx_free(f);
+}
+
+static void sendfile_sends_the_file_as_records(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    char path[] = "/tmp/tlsnic-sendfile-XXXXXX";
+    int file = mkstemp(path);
+    assert_true(file >= 0);
+    unlink(path);
+    static uint8_t data[100000], got[100000];
+    fill(data, sizeof(data), 7);
+    write_all(file, data, sizeof(data));
+    off_t off = 1000;
+    assert_int_equal(api->sendfile(f->fd, file, &off, sizeof(data) - 1000), sizeof(data) - 1000);
+    assert_int_equal(off, sizeof(data));
+    size_t have = 0;
+    while (have < sizeof(data) - 1000) {
+        uint8_t type;
+        size_t n = peer_recv(f, &type, got + have, sizeof(got) - have);
+        assert_true(n > 0 && n <= TLSNIC_REC_MAX_PLAINTEXT);
+        have += n;
+    }
+    assert_int_equal(have, sizeof(data) - 1000);
+    assert_memory_equal(got, data + 1000, have);
+    close(file);
+    fx_free(f);
+}
+
+static void tls13_tx_rekey_uses_the_new_keys(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64], type;
+    assert_int_equal(api->send(f->fd, "old", 3, 0), 3);
+    assert_int_equal(peer_recv(f, &type, got, sizeof(got)), 3);
+    union tlsnic_crypto_info next;
+    make_info(&next, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128, 0x77, 0);
+    assert_int_equal(api->setsockopt(f->fd, SOL_TLS, TLS_TX, &next, f->info_len), 0);
+    assert_int_equal(api->send(f->fd, "new", 3, 0), 3);
+    tlsnic_rec_key_free(f->peer_rx);
+    assert_int_equal(tlsnic_rec_key_new(&f->peer_rx, &next, f->info_len), 0);
+    assert_int_equal(peer_recv(f, &type, got, sizeof(got)), 3);
+    assert_memory_equal(got, "new", 3);
+    fx_free(f);
+}
+
+static void every_version_and_cipher_round_trips(void **state)
+{
+    (void)state;
+    const uint16_t versions[] = {TLS_1_2_VERSION, TLS_1_3_VERSION};
+    const uint16_t ciphers[] = {TLS_CIPHER_AES_GCM_128, TLS_CIPHER_AES_GCM_256,
+                                TLS_CIPHER_CHACHA20_POLY1305};
+    for (size_t v = 0; v < 2; v++) {
+        for (size_t c = 0; c < 3; c++) {
+            struct fx *f = fx_new_with(versions[v], ciphers[c]);
+            uint8_t got[64], type;
+            assert_int_equal(api->send(f->fd, "ping", 4, 0), 4);
+            assert_int_equal(peer_recv(f, &type, got, sizeof(got)), 4);
+            assert_memory_equal(got, "ping", 4);
+            peer_send(f, TLSNIC_CT_APPLICATION_DATA, "pong", 4);
+            assert_int_equal(api->recv(f->fd, got, sizeof(got), 0), 4);
+            assert_memory_equal(got, "pong", 4);
+            fx_free(f);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* RX                                                                                         */
+
+static void recv_returns_the_plaintext_of_a_data_record(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64];
+    peer_send(f, TLSNIC_CT_APPLICATION_DATA, "plaintext", 9);
+    assert_int_equal(api->recv(f->fd, got, sizeof(got), 0), 9);
+    assert_memory_equal(got, "plaintext", 9);
+    fx_free(f);
+}
+
+static void recvmsg_reports_the_data_record_type(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64], type;
+    peer_send(f, TLSNIC_CT_APPLICATION_DATA, "d", 1);
+    assert_int_equal(recv_with_type(f, got, sizeof(got), 0, &type), 1);
+    assert_int_equal(type, TLSNIC_CT_APPLICATION_DATA);
+    fx_free(f);
+}
+
+static void recvmsg_returns_a_control_record_with_its_type(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64], type;
+    const uint8_t alert[2] = {2, 40}; /* fatal, handshake_failure */
+    peer_send(f, TLSNIC_CT_ALERT, alert, 2);
+    assert_int_equal(recv_with_type(f, got, sizeof(got), 0, &type), 2);
+    assert_int_equal(type, TLSNIC_CT_ALERT);
+    assert_memory_equal(got, alert, 2);
+    fx_free(f);
+}
+
+static void recvmsg_never_mixes_record_types(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64], type;
+    const uint8_t alert[2] = {1, 0};
+    peer_send(f, TLSNIC_CT_APPLICATION_DATA, "first", 5);
+    peer_send(f, TLSNIC_CT_ALERT, alert, 2);
+    peer_send(f, TLSNIC_CT_APPLICATION_DATA, "second", 6);
+    usleep(20000);
+    assert_int_equal(recv_with_type(f, got, sizeof(got), 0, &type), 5);
+    assert_int_equal(type, TLSNIC_CT_APPLICATION_DATA);
+    assert_int_equal(recv_with_type(f, got, sizeof(got), 0, &type), 2);
+    assert_int_equal(type, TLSNIC_CT_ALERT);
+    assert_int_equal(recv_with_type(f, got, sizeof(got), 0, &type), 6);
+    assert_int_equal(type, TLSNIC_CT_APPLICATION_DATA);
+    assert_memory_equal(got, "second", 6);
+    fx_free(f);
+}
+
+static void control_record_without_cmsg_buffer_is_EIO(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64], type;
+    const uint8_t alert[2] = {1, 0};
+    peer_send(f, TLSNIC_CT_ALERT, alert, 2);
+    assert_fails_with(api->recv(f->fd, got, sizeof(got), 0), EIO);
+    /* The record is still there for a caller that can take its type. */
+    assert_int_equal(recv_with_type(f, got, sizeof(got), 0, &type), 2);
+    assert_int_equal(type, TLSNIC_CT_ALERT);
+    fx_free(f);
+}
+
+static void msg_peek_does_not_consume(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64];
+    peer_send(f, TLSNIC_CT_APPLICATION_DATA, "peekaboo", 8);
+    assert_int_equal(api->recv(f->fd, got, sizeof(got), MSG_PEEK), 8);
+    assert_memory_equal(got, "peekaboo", 8);
+    memset(got, 0, sizeof(got));
+    assert_int_equal(api->recv(f->fd, got, sizeof(got), 0), 8);
+    assert_memory_equal(got, "peekaboo", 8);
+    fx_free(f);
+}
+
+static void nonblocking_recv_without_a_record_is_EAGAIN(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64];
+    assert_fails_with(api->recv(f->fd, got, sizeof(got), MSG_DONTWAIT), EAGAIN);
+    int fl = fcntl(f->fd, F_GETFL);
+    assert_int_equal(fcntl(f->fd, F_SETFL, fl | O_NONBLOCK), 0);
+    assert_fails_with(api->recv(f->fd, got, sizeof(got), 0), EAGAIN);
+    fx_free(f);
+}
+
+static void partial_read_leaves_the_rest_of_the_record(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t data[100], got[100];
+    fill(data, sizeof(data), 3);
+    peer_send(f, TLSNIC_CT_APPLICATION_DATA, data, sizeof(data));
+    assert_int_equal(api->recv(f->fd, got, 10, 0), 10);
+    assert_int_equal(api->recv(f->fd, got + 10, sizeof(got) - 10, 0), 90);
+    assert_memory_equal(got, data, sizeof(data));
+    fx_free(f);
+}
+
+static void recv_returns_several_queued_records_in_one_call(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64];
+    peer_send(f, TLSNIC_CT_APPLICATION_DATA, "abc", 3);
+    peer_send(f, TLSNIC_CT_APPLICATION_DATA, "def", 3);
+    usleep(20000);
+    assert_int_equal(api->recv(f->fd, got, sizeof(got), 0), 6);
+    assert_memory_equal(got, "abcdef", 6);
+    fx_free(f);
+}
+
+struct later {
+    struct fx *f;
+    int delay_ms;
+    uint8_t rec[TLSNIC_REC_MAX_WIRE_LEN];
+    size_t len;
+};
+
+static void *send_later(void *arg)
+{
+    struct later *l = arg;
+    usleep((useconds_t)l->delay_ms * 1000);
+    write_all(l->f->peer, l->rec, l->len);
+    return NULL;
+}
+
+static void msg_waitall_waits_for_the_whole_length(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64];
+    peer_send(f, TLSNIC_CT_APPLICATION_DATA, "abc", 3);
+    struct later *l = calloc(1, sizeof(*l));
+    l->f = f;
+    l->delay_ms = 100;
+    l->len = peer_seal(f, TLSNIC_CT_APPLICATION_DATA, "defgh", 5, l->rec, sizeof(l->rec));
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, send_later, l), 0);
+    assert_int_equal(api->recv(f->fd, got, 8, MSG_WAITALL), 8);
+    assert_memory_equal(got, "abcdefgh", 8);
+    pthread_join(t, NULL);
+    free(l);
+    fx_free(f);
+}
+
+static void half_a_record_is_not_readable(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    static uint8_t rec[TLSNIC_REC_MAX_WIRE_LEN];
+    uint8_t got[1000], data[1000];
+    fill(data, sizeof(data), 9);
+    size_t n = peer_seal(f, TLSNIC_CT_APPLICATION_DATA, data, sizeof(data), rec, sizeof(rec));
+    write_all(f->peer, rec, n / 2);
+    usleep(20000);
+    assert_fails_with(api->recv(f->fd, got, sizeof(got), MSG_DONTWAIT), EAGAIN);
+    /* A poll loop would spin if the fd said readable now. */
+    struct pollfd p = {.fd = f->fd, .events = POLLIN};
+    assert_int_equal(api->poll(&p, 1, 50), 0);
+    write_all(f->peer, rec + n / 2, n - n / 2);
+    p.revents = 0;
+    assert_int_equal(api->poll(&p, 1, 2000), 1);
+    assert_true(p.revents & POLLIN);
+    assert_int_equal(api->recv(f->fd, got, sizeof(got), MSG_DONTWAIT), sizeof(data));
+    assert_memory_equal(got, data, sizeof(data));
+    fx_free(f);
+}
+
+static void unread_plaintext_keeps_the_socket_readable(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[100], data[100];
+    fill(data, sizeof(data), 4);
+    peer_send(f, TLSNIC_CT_APPLICATION_DATA, data, sizeof(data));
+    assert_int_equal(api->recv(f->fd, got, 10, 0), 10);
+    /* plain poll(2), not the API's: the fd itself must stay truthful */
+    struct pollfd p = {.fd = f->fd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 0), 1);
+    assert_int_equal(api->recv(f->fd, got + 10, 90, MSG_DONTWAIT), 90);
+    assert_memory_equal(got, data, sizeof(data));
+    p.revents = 0;
+    assert_int_equal(poll(&p, 1, 0), 0);
+    fx_free(f);
+}
+
+static void flipped_bit_is_EBADMSG(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    static uint8_t rec[TLSNIC_REC_MAX_WIRE_LEN];
+    uint8_t got[64];
+    size_t n = peer_seal(f, TLSNIC_CT_APPLICATION_DATA, "secret", 6, rec, sizeof(rec));
+    rec[n - 1] ^= 0x01;
+    write_all(f->peer, rec, n);
+    assert_fails_with(api->recv(f->fd, got, sizeof(got), 0), EBADMSG);
+    fx_free(f);
+}
+
+static void socket_gives_no_data_after_EBADMSG(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    static uint8_t rec[TLSNIC_REC_MAX_WIRE_LEN];
+    uint8_t got[64];
+    size_t n = peer_seal(f, TLSNIC_CT_APPLICATION_DATA, "secret", 6, rec, sizeof(rec));
+    rec[TLSNIC_REC_HDR_LEN + 1] ^= 0x80;
+    write_all(f->peer, rec, n);
+    assert_fails_with(api->recv(f->fd, got, sizeof(got), 0), EBADMSG);
+    peer_send(f, TLSNIC_CT_APPLICATION_DATA, "more", 4);
+    usleep(20000);
+    assert_int_equal(api->recv(f->fd, got, sizeof(got), MSG_DONTWAIT), -1);
+    fx_free(f);
+}
+
+static void oversized_record_is_EMSGSIZE(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64];
+    const uint8_t hdr[5] = {TLSNIC_CT_APPLICATION_DATA, 3, 3, 0x48, 0x00}; /* 18432 bytes */
+    write_all(f->peer, hdr, sizeof(hdr));
+    assert_fails_with(api->recv(f->fd, got, sizeof(got), 0), EMSGSIZE);
+    fx_free(f);
+}
+
+static void wrong_record_version_is_EINVAL(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64];
+    const uint8_t hdr[5] = {TLSNIC_CT_APPLICATION_DATA, 3, 1, 0x00, 0x20};
+    write_all(f->peer, hdr, sizeof(hdr));
+    assert_fails_with(api->recv(f->fd, got, sizeof(got), 0), EINVAL);
+    fx_free(f);
+}
+
+static void end_of_stream_reads_zero(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64];
+    peer_send(f, TLSNIC_CT_APPLICATION_DATA, "last", 4);
+    shutdown(f->peer, SHUT_WR);
+    assert_int_equal(api->recv(f->fd, got, sizeof(got), 0), 4);
+    assert_int_equal(api->recv(f->fd, got, sizeof(got), 0), 0);
+    fx_free(f);
+}
+
+static void tls13_key_update_stops_rx_until_new_keys(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t got[64], type;
+    const uint8_t key_update[5] = {24, 0, 0, 1, 0}; /* update_not_requested */
+    peer_send(f, TLSNIC_CT_HANDSHAKE, key_update, sizeof(key_update));
+    union tlsnic_crypto_info next;
+    make_info(&next, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128, 0x99, 0);
+    tlsnic_rec_key_free(f->peer_tx);
+    assert_int_equal(tlsnic_rec_key_new(&f->peer_tx, &next, f->info_len), 0);
+    peer_send(f, TLSNIC_CT_APPLICATION_DATA, "fresh", 5);
+    usleep(20000);
+    assert_int_equal(recv_with_type(f, got, sizeof(got), 0, &type), 5);
+    assert_int_equal(type, TLSNIC_CT_HANDSHAKE);
+    assert_memory_equal(got, key_update, 5);
+    assert_fails_with(api->recv(f->fd, got, sizeof(got), MSG_DONTWAIT), EKEYEXPIRED);
+    assert_int_equal(api->setsockopt(f->fd, SOL_TLS, TLS_RX, &next, f->info_len), 0);
+    assert_int_equal(api->recv(f->fd, got, sizeof(got), 0), 5);
+    assert_memory_equal(got, "fresh", 5);
+    fx_free(f);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+/*
+ * Usage: test_ktls_semantics kernel|tlsnic. Exits 77 (skipped) when the kernel variant
+ * cannot run here, with the reason on stdout.
+ */
+int main(int argc, char **argv)
+{
+    if (argc != 2 || (strcmp(argv[1], "kernel") && strcmp(argv[1], "tlsnic"))) {
+        fprintf(stderr, "usage: %s kernel|tlsnic\n", argv[0]);
+        return 2;
+    }
+    api = strcmp(argv[1], "kernel") == 0 ? &sockapi_kernel : &sockapi_tlsnic;
+    const char *why = sockapi_unavailable(api);
+    if (why) {
+        printf("SKIP: %s\n", why);
+        return 77;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(ulp_on_unconnected_socket_is_ENOTCONN),
+        cmocka_unit_test(ulp_twice_is_EEXIST),
+        cmocka_unit_test(tls_tx_without_ulp_is_ENOPROTOOPT),
+        cmocka_unit_test(tls_tx_shorter_than_crypto_info_header_is_EINVAL),
+        cmocka_unit_test(tls_tx_with_wrong_struct_length_is_EINVAL),
+        cmocka_unit_test(tls_tx_with_unknown_cipher_is_EINVAL),
+        cmocka_unit_test(tls_tx_with_unknown_version_is_EINVAL),
+        cmocka_unit_test(second_tls_tx_on_tls12_is_EBUSY),
+        cmocka_unit_test(getsockopt_tls_tx_before_keys_is_EBUSY),
+        cmocka_unit_test(getsockopt_tls_tx_returns_the_crypto_info),
+        cmocka_unit_test(getsockopt_tls_tx_rec_seq_follows_the_records_sent),
+        cmocka_unit_test(tx_zerocopy_ro_is_accepted),
+        cmocka_unit_test(rx_expect_no_pad_needs_tls13),
+        cmocka_unit_test(send_splits_into_records_of_at_most_16384_bytes),
+        cmocka_unit_test(msg_more_keeps_the_record_open),
+        cmocka_unit_test(msg_eor_closes_the_record),
+        cmocka_unit_test(record_type_cmsg_sends_a_record_of_its_own),
+        cmocka_unit_test(record_type_cmsg_with_msg_more_is_EINVAL),
+        cmocka_unit_test(send_with_msg_oob_is_EOPNOTSUPP),
+        cmocka_unit_test(sendfile_sends_the_file_as_records),
+        cmocka_unit_test(tls13_tx_rekey_uses_the_new_keys),
+        cmocka_unit_test(every_version_and_cipher_round_trips),
+        cmocka_unit_test(recv_returns_the_plaintext_of_a_data_record),
+        cmocka_unit_test(recvmsg_reports_the_data_record_type),
+        cmocka_unit_test(recvmsg_returns_a_control_record_with_its_type),
+        cmocka_unit_test(recvmsg_never_mixes_record_types),
+        cmocka_unit_test(control_record_without_cmsg_buffer_is_EIO),
+        cmocka_unit_test(msg_peek_does_not_consume),
+        cmocka_unit_test(nonblocking_recv_without_a_record_is_EAGAIN),
+        cmocka_unit_test(partial_read_leaves_the_rest_of_the_record),
+        cmocka_unit_test(recv_returns_several_queued_records_in_one_call),
+        cmocka_unit_test(msg_waitall_waits_for_the_whole_length),
+        cmocka_unit_test(half_a_record_is_not_readable),
+        cmocka_unit_test(unread_plaintext_keeps_the_socket_readable),
+        cmocka_unit_test(flipped_bit_is_EBADMSG),
+        cmocka_unit_test(socket_gives_no_data_after_EBADMSG),
+        cmocka_unit_test(oversized_record_is_EMSGSIZE),
+        cmocka_unit_test(wrong_record_version_is_EINVAL),
+        cmocka_unit_test(end_of_stream_reads_zero),
+        cmocka_unit_test(tls13_key_update_stops_rx_until_new_keys),
+    };
+    return cmocka_run_group_tests_name(api->name, tests, NULL, NULL);
+}
