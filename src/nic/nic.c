@@ -730,8 +730,17 @@ static int rtx_run(tlsnic_nic *nic, struct txflow *f, int64_t off, uint8_t *p, s
     for (uint32_t guard = 0; n > 0; guard++) {
         if (guard > 65536)
             return -EIO;
-        struct rec_desc *d = nic->cfg.checkpoints_off ? NULL : rd_find(f, off);
         size_t used = 0;
+        if (f->synced && !f->begun && off >= f->rec_start && off < f->exp) {
+            /* The start of the record in progress: header bytes the device saw but could
+             * not parse yet. Headers pass as the host wrote them. */
+            used = (size_t)(f->exp - off) < n ? (size_t)(f->exp - off) : n;
+            off += (int64_t)used;
+            p += used;
+            n -= used;
+            continue;
+        }
+        struct rec_desc *d = nic->cfg.checkpoints_off ? NULL : rd_find(f, off);
         if (d) {
             uint32_t a = (uint32_t)(off - d->start);
             uint32_t b = d->len - a < n ? d->len : a + (uint32_t)n;
