@@ -118,7 +118,7 @@ wait_for "$work/recv.err" listening 10
 started=$(date -u +%s)
 echo "tlsnic bench: TLS $version $suite_c, records $sizes, $mb MB x $rounds rounds; sender CPU $sender_cpu, tlsnicd CPU $daemon_cpu" >&2
 echo "--- scenarios, alternating (no loss)" >&2
-sender --scenarios tcp,ssl,sw,dev,null,evp --sizes "$sizes" --mb "$mb" --rounds "$rounds" \
+sender --scenarios tcp,ssl,sw,dev,devlazy,null,evp --sizes "$sizes" --mb "$mb" --rounds "$rounds" \
   --label phase=main --label loss=0 --label resync=ckpt || echo "bench.sh: some samples failed (see results)" >&2
 
 for loss in $loss_rates; do
@@ -128,8 +128,8 @@ for loss in $loss_rates; do
     [ "$resync" = store ] && args+=(--no-checkpoints)
     start_daemon "${args[@]}"
     scen=dev
-    [ "$resync" = ckpt ] && scen=tcp,sw,dev
-    sender --scenarios "$scen" --sizes "$loss_sizes" --mb "$mb" --rounds 1 \
+    [ "$resync" = ckpt ] && scen=tcp,sw,dev,devlazy
+    sender --scenarios "$scen" --sizes "$loss_sizes" --mb "$mb" --rounds 1 --io-timeout 10 \
       --label phase=loss --label loss="$loss" --label resync="$resync" ||
       echo "bench.sh: some samples failed (see results)" >&2
   done

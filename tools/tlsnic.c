@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h> /* execv */
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -337,7 +338,20 @@ static void usage(FILE *to)
             "           <linux/tls.h> form, records sealed by tlsnic read by libssl and\n"
             "           records written by libssl opened by tlsnic, SHA-256 checked.\n"
             "           Exit status 0 if every combination passed.\n"
+            "  bench    the paper's evaluation through tlsnicd (root): scripts/bench.sh,\n"
+            "           options passed on (--quick, --cipher, --version, ...; see --help)\n"
             "  help     this text (also -h, --help)\n");
+}
+
+/* `tlsnic bench`: the evaluation is a script (namespaces, daemon, pinning); run it. */
+static int cmd_bench(char **argv)
+{
+    argv[0] = (char *)TLSNIC_SOURCE_DIR "/scripts/bench.sh";
+    if (setenv("TLSNIC_BUILD_DIR", TLSNIC_BUILD_DIR, 0) != 0)
+        return 1;
+    execv(argv[0], argv);
+    fprintf(stderr, "tlsnic bench: %s: %s\n", argv[0], strerror(errno));
+    return 1;
 }
 
 int main(int argc, char **argv)
@@ -350,6 +364,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "demo") == 0 && argc == 2)
         return cmd_demo();
+    if (strcmp(argv[1], "bench") == 0)
+        return cmd_bench(argv + 1);
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "--help") == 0) {
         usage(stdout);

@@ -15,7 +15,7 @@
  *   bench_eval send --addr A --port P [--scenarios tcp,ssl,sw,dev,null,evp]
  *       [--sizes 1457,4096,16384] [--mb N] [--rounds N] [--version 1.2|1.3]
  *       [--cipher aes128|aes256|chacha] [--ctl PATH] [--daemon-pid PID]
- *       [--json FILE] [--label K=V]... [--progress]
+ *       [--json FILE] [--label K=V]... [--progress] [--io-timeout S]
  *       In the host namespace. Runs rounds x sizes x scenarios, one connection each, the
  *       scenario order rotated every round so that drift hits all alike:
  *         tcp   write(2) of plaintext;
@@ -27,13 +27,18 @@
  *               device that does nothing (no crypto anywhere; tlsnicd only forwards);
  *         evp   no network: raw EVP AEAD sealing of the same bytes in the same record
  *               sizes, in this process (what the device's crypto is judged against).
+ *         devlazy  diagnostic: dev, but the daemon's flow flags (src/ktls asks for them
+ *               before every record, a control-channel round trip each) are asked at most
+ *               once per millisecond, through a caching wrapper of the daemon's device:
+ *               what device mode costs once that round trip is off the per-record path.
  *       Each sample is one JSON object per line appended to --json: wall time from the first
  *       write to the receiver's EOF, the sender's user and system CPU (getrusage), tlsnicd's
  *       CPU over the same interval (/proc/PID/stat and schedstat), TCP_INFO retransmissions,
  *       and the deltas of tlsnicd's device counters. --label adds fixed fields (loss, resync
  *       configuration) to every sample.
  *
- * Every run is bounded: socket timeouts of 30 s, and alarm() over the whole program.
+ * Every run is bounded: socket timeouts (--io-timeout, 30 s), and alarm() over the whole
+ * program (--timeout).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -64,7 +69,8 @@
 #define PORT_NULL 1
 #define PORT_TLS 2
 #define N_PORTS 3
-#define IO_TIMEOUT_S 30
+#define IO_TIMEOUT_S_DEFAULT 30
+#define LAZY_FLAGS_NS 1000000L
 #define PATTERN_PERIOD 251 /* content byte at stream offset o is o % 251 */
 #define MAX_REC 16384
 #define TAG_LEN 16
@@ -73,8 +79,9 @@
 #define STATS_CAP 16384
 #define FLUSH_MAX_TRIES 5000
 
-enum scenario { S_TCP, S_SSL, S_SW, S_DEV, S_NULL, S_EVP, N_SCENARIOS };
-static const char *const scenario_names[N_SCENARIOS] = {"tcp", "ssl", "sw", "dev", "null", "evp"};
+enum scenario { S_TCP, S_SSL, S_SW, S_DEV, S_NULL, S_EVP, S_DEVLAZY, N_SCENARIOS };
+static const char *const scenario_names[N_SCENARIOS] = {"tcp", "ssl", "sw", "dev", "null", "evp",
+                                                        "devlazy"};
 
 /* Device counters whose deltas each sample carries (names as tlsnicd stats prints them). */
 static const char *const dev_counters[] = {
@@ -100,9 +107,11 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+static long io_timeout_s = IO_TIMEOUT_S_DEFAULT;
+
 static int set_timeouts(int fd)
 {
-    struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
+    struct timeval tv = {.tv_sec = io_timeout_s};
     if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
         return -errno;
@@ -511,6 +520,55 @@ static size_t null_crypto_info(int version, uint16_t cipher, union tlsnic_crypto
 
 static struct tlsnic_dev *daemon_dev;
 
+/* devlazy: the daemon's device, with flow_flags answered from a cache refreshed at most
+ * every LAZY_FLAGS_NS (one bench flow at a time, so one cache entry). */
+static struct {
+    int64_t asked_ns;
+    uint32_t flags;
+} lazy_cache;
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int lazy_add(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                    enum tlsnic_dir dir, const void *ci, size_t len, uint32_t seq,
+                    const struct tlsnic_rec_store *store)
+{
+    lazy_cache.asked_ns = 0;
+    return daemon_dev->ops->add(daemon_dev, sockfd, flow, dir, ci, len, seq, store);
+}
+static int lazy_del(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                    enum tlsnic_dir dir)
+{
+    return daemon_dev->ops->del(daemon_dev, sockfd, flow, dir);
+}
+static int lazy_resync(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                       enum tlsnic_dir dir, uint32_t seq, uint64_t rec_seq)
+{
+    return daemon_dev->ops->resync(daemon_dev, sockfd, flow, dir, seq, rec_seq);
+}
+static int lazy_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *flow,
+                      enum tlsnic_dir dir, uint32_t *flags)
+{
+    int64_t now = mono_ns();
+    if (lazy_cache.asked_ns == 0 || now - lazy_cache.asked_ns >= LAZY_FLAGS_NS) {
+        int rc = daemon_dev->ops->flow_flags(daemon_dev, flow, dir, &lazy_cache.flags);
+        if (rc < 0)
+            return rc;
+        lazy_cache.asked_ns = now;
+    }
+    *flags = lazy_cache.flags;
+    return 0;
+}
+static const struct tlsnic_dev_ops lazy_ops = {
+    .name = "tlsnicd-lazy-flags", .add = lazy_add, .del = lazy_del, .resync = lazy_resync,
+    .flow_flags = lazy_flags};
+static struct tlsnic_dev lazy_dev = {.ops = &lazy_ops};
+
 /* Connects and sets the scenario up; returns the fd (and *ssl for TLS), or -errno. */
 static int connect_scenario(const struct send_opts *o, SSL_CTX *cctx, enum scenario sc, SSL **ssl,
                             char *mode, size_t mode_cap)
@@ -530,7 +588,8 @@ static int connect_scenario(const struct send_opts *o, SSL_CTX *cctx, enum scena
     }
     freeaddrinfo(ai);
     snprintf(mode, mode_cap, "%s", sc == S_TCP ? "plain" : sc == S_SSL ? "libssl" : "?");
-    if (sc == S_SSL || sc == S_SW || sc == S_DEV) {
+    int is_dev = sc == S_DEV || sc == S_DEVLAZY;
+    if (sc == S_SSL || sc == S_SW || is_dev) {
         *ssl = SSL_new(cctx);
         if (*ssl == NULL || !SSL_set_fd(*ssl, fd) || SSL_connect(*ssl) != 1) {
             ERR_print_errors_fp(stderr);
@@ -540,14 +599,17 @@ static int connect_scenario(const struct send_opts *o, SSL_CTX *cctx, enum scena
             return -EPROTO;
         }
     }
-    if (sc == S_SW || sc == S_DEV || sc == S_NULL) {
+    if (sc == S_SW || is_dev || sc == S_NULL) {
         union tlsnic_crypto_info ci;
         size_t len = 0;
         if (sc == S_NULL)
             len = null_crypto_info(o->version, o->cipher, &ci);
         else if ((rc = tlsnic_keyexport(*ssl, 1, &ci, &len)) < 0)
             goto fail;
-        tlsnic_set_device(sc == S_SW ? NULL : sc == S_NULL ? &null_dev : daemon_dev);
+        tlsnic_set_device(sc == S_SW     ? NULL
+                          : sc == S_NULL ? &null_dev
+                          : sc == S_DEV  ? daemon_dev
+                                         : &lazy_dev);
         if (tlsnic_setsockopt(fd, SOL_TCP, TCP_ULP, "tls", 4) < 0 ||
             tlsnic_setsockopt(fd, SOL_TLS, TLS_TX, &ci, (socklen_t)len) < 0) {
             rc = -errno;
@@ -778,7 +840,7 @@ static int do_send(const struct send_opts *o, const int *scs, int n_sc, const si
         return 1;
     }
     for (int i = 0; i < n_sc; i++) {
-        if (scs[i] == S_DEV && daemon_dev == NULL) {
+        if ((scs[i] == S_DEV || scs[i] == S_DEVLAZY) && daemon_dev == NULL) {
             int rc = o->ctl ? tlsnic_ctl_client_open(o->ctl, 2000, &daemon_dev) : -ENOENT;
             if (rc < 0) {
                 fprintf(stderr, "bench_eval: dev needs tlsnicd's control socket (--ctl): %s\n",
@@ -827,7 +889,8 @@ static void usage(void)
             "       bench_eval send --addr A --port P [--scenarios tcp,ssl,sw,dev,null,evp]\n"
             "                  [--sizes 1457,4096,16384] [--mb N] [--rounds N] [--version 1.2|1.3]\n"
             "                  [--cipher aes128|aes256|chacha] [--ctl PATH] [--daemon-pid PID]\n"
-            "                  [--json FILE] [--label K=V]... [--progress] [--timeout S]\n");
+            "                  [--json FILE] [--label K=V]... [--progress] [--timeout S]\n"
+            "                  [--io-timeout S]\n");
 }
 
 int main(int argc, char **argv)
@@ -878,6 +941,8 @@ int main(int argc, char **argv)
             max_conns = atol(v);
         else if (!strcmp(a, "--timeout") && v)
             timeout_s = atol(v);
+        else if (!strcmp(a, "--io-timeout") && v)
+            io_timeout_s = atol(v);
         else if (!strcmp(a, "--scenarios") && v) {
             n_sc = parse_list(v, scenario_names, N_SCENARIOS, scs, N_SCENARIOS);
         } else if (!strcmp(a, "--sizes") && v) {
@@ -901,7 +966,7 @@ int main(int argc, char **argv)
         i += takes;
     }
     if (n_sc <= 0 || n_sizes <= 0 || rounds < 1 || rounds > 1000 || !(mb > 0 && mb <= 100000) ||
-        o.port <= 0 || o.port > 65530 || timeout_s < 1) {
+        o.port <= 0 || o.port > 65530 || timeout_s < 1 || io_timeout_s < 1) {
         usage();
         return 2;
     }
