@@ -2,13 +2,13 @@
  * bench_eval: the sender and the receiver of `tlsnic bench` (scripts/bench.sh runs them in
  * the namespaces it makes, with tlsnicd between them).
  *
- *   bench_eval recv --addr A --port P [--verify] [--version 1.2|1.3] [--max-conns N]
+ *   bench_eval recv --addr A --port P [--verify] [--version 1.2|1.3] [--cipher C] [--max-conns N]
  *       In the peer namespace. Listens on P (plain TCP), P+1 (NULL records), P+2 (TLS:
  *       a real OpenSSL handshake first, with a self-signed P-256 certificate made at
  *       start). Serves one connection at a time until SIGTERM or N connections. Without
  *       --verify it discards what arrives (it does not decrypt, as in the paper, so it is
  *       not the bottleneck); with --verify it checks every byte: plain content on P, NULL
- *       records parsed on P+1 (--version says their layout), SSL_read on P+2 (so the
+ *       records parsed on P+1 (--version, --cipher say their layout), SSL_read on P+2 (so the
  *       bytes of ssl, sw and dev are proven valid TLS by a stack tlsnic did not write).
  *       Prints one line per connection: "conn KIND bytes N ok 1|0".
  *
@@ -257,13 +257,15 @@ static int recv_plain_verify(int fd, uint64_t *bytes)
     }
 }
 
-/* NULL records: header | (TLS 1.2: 8-byte explicit nonce) | content | (1.3: inner type) | tag room. */
-static int recv_null_verify(int fd, int version, uint64_t *bytes)
+/* NULL records: header | (TLS 1.2 AES-GCM: 8-byte explicit nonce) | content | (1.3: inner
+ * type) | tag room. */
+static int recv_null_verify(int fd, int version, uint16_t cipher, uint64_t *bytes)
 {
     static uint8_t buf[2 * (5 + 8 + MAX_REC + 1 + TAG_LEN)];
     size_t have = 0;
     int ok = 1;
-    size_t pre = version == TLS1_3_VERSION ? 0 : 8, post = (version == TLS1_3_VERSION) + TAG_LEN;
+    size_t pre = version == TLS1_3_VERSION || cipher == TLS_CIPHER_CHACHA20_POLY1305 ? 0 : 8;
+    size_t post = (version == TLS1_3_VERSION) + TAG_LEN;
     for (;;) {
         ssize_t n = read(fd, buf + have, sizeof(buf) - have);
         if (n < 0 && errno == EINTR)
@@ -331,7 +333,8 @@ static int recv_tls(SSL_CTX *ctx, int fd, int verify, uint64_t *bytes)
     return rc;
 }
 
-static int do_recv(const char *addr, int port, int verify, int version, long max_conns)
+static int do_recv(const char *addr, int port, int verify, int version, uint16_t cipher,
+                   long max_conns)
 {
     static const char *const kinds[N_PORTS] = {"tcp", "null", "tls"};
     SSL_CTX *ctx = server_ctx_new();
@@ -376,7 +379,7 @@ static int do_recv(const char *addr, int port, int verify, int version, long max
                 else if (k == PORT_TCP)
                     rc = recv_plain_verify(fd, &bytes);
                 else
-                    rc = recv_null_verify(fd, version, &bytes);
+                    rc = recv_null_verify(fd, version, cipher, &bytes);
             }
             close(fd);
             served++;
@@ -885,7 +888,8 @@ static int do_send(const struct send_opts *o, const int *scs, int n_sc, const si
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: bench_eval recv --addr A --port P [--verify] [--version 1.2|1.3] [--max-conns N]\n"
+            "usage: bench_eval recv --addr A --port P [--verify] [--version 1.2|1.3] [--cipher C]\n"
+            "                  [--max-conns N]\n"
             "       bench_eval send --addr A --port P [--scenarios tcp,ssl,sw,dev,null,evp]\n"
             "                  [--sizes 1457,4096,16384] [--mb N] [--rounds N] [--version 1.2|1.3]\n"
             "                  [--cipher aes128|aes256|chacha] [--ctl PATH] [--daemon-pid PID]\n"
@@ -983,6 +987,6 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     alarm((unsigned)timeout_s); /* the whole program is bounded */
     if (!is_send)
-        return do_recv(o.addr, o.port, verify, o.version, max_conns);
+        return do_recv(o.addr, o.port, verify, o.version, o.cipher, max_conns);
     return do_send(&o, scs, n_sc, sizes, n_sizes, (uint64_t)(mb * 1e6), rounds);
 }

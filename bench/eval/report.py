@@ -251,11 +251,11 @@ def main():
     for png, datf, ylabel, title in (
             ("host_cpu.png", host_dat, "sender CPU s/GB (user+sys)", "Host CPU per GB sent"),
             ("throughput.png", thr_dat, "Mbit/s", "Throughput through tlsnicd")):
-        plot = (f"set terminal pngcairo size 720,360 font ',9'\n"
+        plot = (f"set terminal pngcairo size 900,360 font ',9'\n"
                 f"set output '{os.path.join(out_dir, png)}'\n"
                 f"set title '{title} ({meta['suite']})'\nset ylabel '{ylabel}'\nset xlabel 'record size (bytes)'\n"
                 "set style data histograms\nset style histogram clustered gap 1\n"
-                "set style fill solid 0.8 border -1\nset key top left\nset yrange [0:*]\nset grid ytics\n"
+                "set style fill solid 0.8 border -1\nset termoption noenhanced\nset key outside right top\nset yrange [0:*]\nset grid ytics\n"
                 f"plot for [i=2:{n + 1}] '{datf}' using i:xtic(1) title columnheader(i)\n")
         r = subprocess.run(["gnuplot"], input=plot, text=True, capture_output=True)
         if r.returncode != 0:
