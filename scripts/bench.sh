@@ -14,7 +14,11 @@
 #
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--cipher aes128|aes256|chacha]
 #                         [--version 1.2|1.3] [--sizes 1457,4096,16384] [--mb N] [--rounds N]
-#                         [--loss "0 0.005 0.02"] [--loss-sizes 16384] [--build DIR]
+#                         [--loss "0 0.005 0.02"] [--loss-sizes 16384] [--rate MBIT|0]
+#                         [--paced-mb N] [--build DIR]
+# --rate: a second phase runs the network scenarios again, all paced to MBIT Mbit/s
+# (default 150, below what the slowest scenario reaches; 0 skips it), so host CPU per byte
+# is compared at equal throughput.
 # Root only. Everything it made is removed on exit (trap), also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +26,7 @@ root=$(pwd)
 cmdline="tlsnic bench $*"
 
 quick=0 out="" cipher=aes128 version=1.2 sizes=1457,4096,16384 mb="" rounds="" loss_rates=""
-loss_sizes="" build=${TLSNIC_BUILD_DIR:-$root/build}
+loss_sizes="" rate=150 paced_mb="" build=${TLSNIC_BUILD_DIR:-$root/build}
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -34,16 +38,20 @@ while [ $# -gt 0 ]; do
     --rounds) rounds=$2; shift ;;
     --loss) loss_rates=$2; shift ;;
     --loss-sizes) loss_sizes=$2; shift ;;
+    --rate) rate=$2; shift ;;
+    --paced-mb) paced_mb=$2; shift ;;
     --build) build=$2; shift ;;
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
 if [ "$quick" = 1 ]; then
   mb=${mb:-16} rounds=${rounds:-1} loss_rates=${loss_rates:-"0.02"} loss_sizes=${loss_sizes:-16384}
+  paced_mb=${paced_mb:-$((mb / 2 > 0 ? mb / 2 : 1))}
 else
   mb=${mb:-200} rounds=${rounds:-5} loss_rates=${loss_rates:-"0 0.005 0.02"} loss_sizes=${loss_sizes:-"1457,16384"}
+  paced_mb=${paced_mb:-40}
 fi
 out=${out:-$build/bench-results}
 case "$cipher" in aes128) suite_c="AES-128-GCM" ;; aes256) suite_c="AES-256-GCM" ;; chacha) suite_c="ChaCha20-Poly1305" ;;
@@ -120,6 +128,13 @@ echo "tlsnic bench: TLS $version $suite_c, records $sizes, $mb MB x $rounds roun
 echo "--- scenarios, alternating (no loss)" >&2
 sender --scenarios tcp,ssl,sw,dev,devlazy,null,evp --sizes "$sizes" --mb "$mb" --rounds "$rounds" \
   --label phase=main --label loss=0 --label resync=ckpt || echo "bench.sh: some samples failed (see results)" >&2
+
+if [ "$rate" != 0 ]; then
+  echo "--- scenarios, alternating, all paced to $rate Mbit/s" >&2
+  sender --scenarios tcp,ssl,sw,dev,devlazy,null --sizes "$sizes" --mb "$paced_mb" --rounds "$rounds" \
+    --rate "$rate" --label phase=paced --label rate="$rate" --label loss=0 --label resync=ckpt \
+    || echo "bench.sh: some samples failed (see results)" >&2
+fi
 
 for loss in $loss_rates; do
   for resync in ckpt store; do

@@ -15,7 +15,7 @@
  *   bench_eval send --addr A --port P [--scenarios tcp,ssl,sw,dev,null,evp]
  *       [--sizes 1457,4096,16384] [--mb N] [--rounds N] [--version 1.2|1.3]
  *       [--cipher aes128|aes256|chacha] [--ctl PATH] [--daemon-pid PID]
- *       [--json FILE] [--label K=V]... [--progress] [--io-timeout S]
+ *       [--json FILE] [--label K=V]... [--progress] [--io-timeout S] [--rate MBIT]
  *       In the host namespace. Runs rounds x sizes x scenarios, one connection each, the
  *       scenario order rotated every round so that drift hits all alike:
  *         tcp   write(2) of plaintext;
@@ -35,7 +35,8 @@
  *       write to the receiver's EOF, the sender's user and system CPU (getrusage), tlsnicd's
  *       CPU over the same interval (/proc/PID/stat and schedstat), TCP_INFO retransmissions,
  *       and the deltas of tlsnicd's device counters. --label adds fixed fields (loss, resync
- *       configuration) to every sample.
+ *       configuration) to every sample. --rate paces every connection to MBIT Mbit/s
+ *       (SO_MAX_PACING_RATE), so that all scenarios run at one throughput.
  *
  * Every run is bounded: socket timeouts (--io-timeout, 30 s), and alarm() over the whole
  * program (--timeout).
@@ -403,6 +404,7 @@ struct send_opts {
     const char *ctl;
     int daemon_pid;
     const char *json;
+    double rate_mbit; /* > 0: SO_MAX_PACING_RATE on every connection */
     const char *labels[MAX_LABELS];
     int n_labels;
     int progress;
@@ -590,6 +592,15 @@ static int connect_scenario(const struct send_opts *o, SSL_CTX *cctx, enum scena
         return rc;
     }
     freeaddrinfo(ai);
+    if (o->rate_mbit > 0) {
+        /* TCP's own pacing (no fq needed since Linux 4.13): every scenario at one rate. */
+        unsigned long long rate = (unsigned long long)(o->rate_mbit * 1e6 / 8);
+        if (setsockopt(fd, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof(rate)) < 0) {
+            rc = -errno;
+            close(fd);
+            return rc;
+        }
+    }
     snprintf(mode, mode_cap, "%s", sc == S_TCP ? "plain" : sc == S_SSL ? "libssl" : "?");
     int is_dev = sc == S_DEV || sc == S_DEVLAZY;
     if (sc == S_SSL || sc == S_SW || is_dev) {
@@ -894,7 +905,7 @@ static void usage(void)
             "                  [--sizes 1457,4096,16384] [--mb N] [--rounds N] [--version 1.2|1.3]\n"
             "                  [--cipher aes128|aes256|chacha] [--ctl PATH] [--daemon-pid PID]\n"
             "                  [--json FILE] [--label K=V]... [--progress] [--timeout S]\n"
-            "                  [--io-timeout S]\n");
+            "                  [--io-timeout S] [--rate MBIT]\n");
 }
 
 int main(int argc, char **argv)
@@ -945,6 +956,8 @@ int main(int argc, char **argv)
             max_conns = atol(v);
         else if (!strcmp(a, "--timeout") && v)
             timeout_s = atol(v);
+        else if (!strcmp(a, "--rate") && v)
+            o.rate_mbit = atof(v);
         else if (!strcmp(a, "--io-timeout") && v)
             io_timeout_s = atol(v);
         else if (!strcmp(a, "--scenarios") && v) {

@@ -71,39 +71,23 @@ def ratio_med(samples, rec, fn_num, fn_den):
     return med(vals)
 
 
-def main():
-    src, out_dir = sys.argv[1], sys.argv[2]
-    with open(src) as f:
-        doc = json.load(f)
-    meta, samples = doc["meta"], doc["samples"]
-    main_s = [s for s in samples if s.get("phase") == "main" and s["ok"]]
-    failed = [s for s in samples if not s["ok"]]
-    sizes = sorted({s["rec"] for s in main_s})
-    scen_present = [x for x in SCEN_ORDER if any(s["scenario"] == x for s in main_s)]
+def phase_section(w, verdict, samples, phase, title):
+    """Table and targets of one phase (main: as fast as it goes; paced: at one rate)."""
+    ph = [s for s in samples if s.get("phase") == phase and s["ok"]]
+    sizes = sorted({s["rec"] for s in ph})
+    scen_present = [x for x in SCEN_ORDER if any(s["scenario"] == x for s in ph)]
 
     def per_round(scen, rec, fn):
-        return by_round(main_s, scen, rec, fn)
+        return by_round(ph, scen, rec, fn)
 
-    lines = []
-    w = lines.append
-    w(f"Machine: {meta['cpu']}, {meta['nproc']} cores, Linux {meta['kernel']}. "
-      f"{meta['suite']}, {meta['mb']} MB per sample, {meta['rounds']} alternating rounds, "
-      f"median shown. Sender pinned to CPU {meta['sender_cpu']}, tlsnicd to CPU {meta['daemon_cpu']}; "
-      f"the receiver discards (does not decrypt). {meta['when']}.")
+    w(f"### {title}")
     w("")
-    w(f"Command: `{meta['command']}`")
-    w("")
-    if meta.get("note"):
-        w(meta["note"])
-        w("")
-
-    # Table 1: like the paper's, per record size.
     w("| record | scenario | Mbit/s | host user s/GB | host sys s/GB | host s/GB | tlsnicd s/GB | host / TCP | host / software |")
     w("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     summary = {}
     for rec in sizes:
         for sc in scen_present:
-            ss = [s for s in main_s if s["scenario"] == sc and s["rec"] == rec]
+            ss = [s for s in ph if s["scenario"] == sc and s["rec"] == rec]
             if not ss:
                 continue
             host = med([host_s_per_gb(s) for s in ss])
@@ -114,30 +98,21 @@ def main():
             h_sc = per_round(sc, rec, host_s_per_gb)
             h_tcp = per_round("tcp", rec, host_s_per_gb)
             h_sw = per_round("sw", rec, host_s_per_gb)
-            vs_tcp = ratio_med(main_s, rec, h_sc.get, h_tcp.get)
-            vs_sw = ratio_med(main_s, rec, h_sc.get, h_sw.get)
+            vs_tcp = ratio_med(ph, rec, h_sc.get, h_tcp.get)
+            vs_sw = ratio_med(ph, rec, h_sc.get, h_sw.get)
             summary[(sc, rec)] = dict(host=host, user=user, sys=sys_, mbps=thr, dev=dcpu,
                                       vs_tcp=vs_tcp, vs_sw=vs_sw)
             w(f"| {rec} | {SCEN_LABEL[sc]} | {thr:.0f} | {user:.3f} | {sys_:.3f} | {host:.3f} | "
               f"{fmt(dcpu)} | {fmt(vs_tcp, 2)} | {fmt(vs_sw, 2)} |")
     w("")
-
-    # Targets.
     w("| target | record | measured | met? |")
     w("|---|---:|---:|---|")
-    verdicts = []
-
-    def verdict(name, rec, val, ok, shown=None):
-        mark = "n/a" if val is None else ("met" if ok else "**missed**")
-        verdicts.append(dict(target=name, rec=rec, value=val, met=None if val is None else bool(ok)))
-        w(f"| {name} | {rec} | {shown if shown is not None else fmt(val, 2)} | {mark} |")
-
     offl = [x for x in OFFLOAD if x in scen_present]
     for od in offl:
         tag = "" if od == "dev" else " [diagnostic: flags polled <= 1/ms]"
         for rec in sizes:
             v = summary.get((od, rec), {}).get("vs_tcp")
-            verdict(f"host CPU offload / TCP <= {TARGET_HOST_VS_TCP}{tag}", rec, v,
+            verdict(phase, f"host CPU offload / TCP <= {TARGET_HOST_VS_TCP}{tag}", rec, v,
                     v is not None and v <= TARGET_HOST_VS_TCP)
         for rec in sizes:
             h_dev = per_round(od, rec, host_s_per_gb)
@@ -146,7 +121,7 @@ def main():
             vals = [(h_sw[r] - h_dev[r]) / (h_sw[r] - h_tcp[r]) for r in h_dev
                     if r in h_sw and r in h_tcp and h_sw[r] != h_tcp[r]]
             v = med(vals)
-            verdict(f"(software - offload) / (software - TCP) >= {TARGET_REMOVED}{tag}", rec, v,
+            verdict(phase, f"(software - offload) / (software - TCP) >= {TARGET_REMOVED}{tag}", rec, v,
                     v is not None and v >= TARGET_REMOVED)
         for rec in sizes:
             v = summary.get((od, rec), {}).get("vs_sw")
@@ -155,9 +130,9 @@ def main():
     for rec in sizes:
         h_sw = per_round("sw", rec, host_s_per_gb)
         h_ssl = per_round("ssl", rec, host_s_per_gb)
-        v = ratio_med(main_s, rec, h_sw.get, h_ssl.get)
-        verdict("host CPU software / OpenSSL <= 1", rec, v, v is not None and v <= 1.0)
-    evp = [s for s in samples if s["scenario"] == "evp" and s.get("phase") == "main" and s["ok"]]
+        v = ratio_med(ph, rec, h_sw.get, h_ssl.get)
+        verdict(phase, "host CPU software / OpenSSL <= 1", rec, v, v is not None and v <= 1.0)
+    evp = [s for s in samples if s["scenario"] == "evp" and s["ok"]]
     for od in offl:
         tag = "" if od == "dev" else " [diagnostic]"
         for rec in sizes:
@@ -167,9 +142,47 @@ def main():
             crypto = med([d_dev[r] - d_null[r] for r in d_dev if r in d_null])
             v = crypto / e if crypto is not None and e else None
             shown = None if v is None else f"{v:.2f} ({crypto:.3f} vs EVP {e:.3f} s/GB)"
-            verdict(f"device crypto CPU (tlsnicd offload - NULL) / raw EVP <= {TARGET_DEV_VS_EVP}{tag}",
+            verdict(phase, f"device crypto CPU (tlsnicd offload - NULL) / raw EVP <= {TARGET_DEV_VS_EVP}{tag}",
                     rec, v, v is not None and v <= TARGET_DEV_VS_EVP, shown)
     w("")
+    return summary, sizes, scen_present
+
+
+def main():
+    src, out_dir = sys.argv[1], sys.argv[2]
+    with open(src) as f:
+        doc = json.load(f)
+    meta, samples = doc["meta"], doc["samples"]
+    failed = [s for s in samples if not s["ok"]]
+
+    lines = []
+    w = lines.append
+    w(f"Machine: {meta['cpu']}, {meta['nproc']} cores, Linux {meta['kernel']}. "
+      f"{meta['suite']}, {meta['mb']} MB per sample, {meta['rounds']} alternating rounds, "
+      f"median shown (ratios: median of the per-round ratios). Sender pinned to CPU {meta['sender_cpu']}, "
+      f"tlsnicd to CPU {meta['daemon_cpu']}; the receiver discards (does not decrypt). {meta['when']}.")
+    w("")
+    w(f"Command: `{meta['command']}`")
+    w("")
+    if meta.get("note"):
+        w(meta["note"])
+        w("")
+    verdicts = []
+
+    def verdict(phase, name, rec, val, ok, shown=None):
+        mark = "n/a" if val is None else ("met" if ok else "**missed**")
+        verdicts.append(dict(phase=phase, target=name, rec=rec, value=val,
+                             met=None if val is None else bool(ok)))
+        w(f"| {name} | {rec} | {shown if shown is not None else fmt(val, 2)} | {mark} |")
+
+    summary, sizes, scen_present = phase_section(
+        w, verdict, samples, "main", "As fast as it goes (like the paper's tables)")
+    if any(s.get("phase") == "paced" for s in samples):
+        rate = next(s.get("rate") for s in samples if s.get("phase") == "paced")
+        phase_section(w, verdict, samples, "paced",
+                      f"Every scenario paced to {rate} Mbit/s (SO_MAX_PACING_RATE): host cost per "
+                      "byte at equal throughput, so a slower device does not change the sender's "
+                      "batching")
 
     # Loss.
     loss_s = [s for s in samples if s.get("phase") == "loss"]
@@ -214,7 +227,7 @@ def main():
                 store = [x for x in loss_rows if x["scenario"] == "dev" and x["loss"] == 0.02
                          and x["resync"] == "store" and x["rec"] == row["rec"]]
                 sv = fmt(store[0]["resync_per_retrans"], 2) if store else "n/a"
-                verdicts.append(dict(target=f"checkpoint resync bytes / retransmitted byte at 2% loss <= {TARGET_CKPT_RESYNC}",
+                verdicts.append(dict(phase="loss", target=f"checkpoint resync bytes / retransmitted byte at 2% loss <= {TARGET_CKPT_RESYNC}",
                                      rec=row["rec"], value=row["resync_per_retrans"],
                                      met=None if verdict_line == "n/a" else verdict_line == "met"))
                 w(f"Target: at 2% loss, checkpoint resync reads <= {TARGET_CKPT_RESYNC} bytes per "
