@@ -50,8 +50,8 @@ if [ "$quick" = 1 ]; then
   mb=${mb:-16} rounds=${rounds:-1} loss_rates=${loss_rates:-"0.02"} loss_sizes=${loss_sizes:-16384}
   paced_mb=${paced_mb:-$((mb / 2 > 0 ? mb / 2 : 1))}
 else
-  mb=${mb:-200} rounds=${rounds:-5} loss_rates=${loss_rates:-"0 0.005 0.02"} loss_sizes=${loss_sizes:-"1457,16384"}
-  paced_mb=${paced_mb:-40}
+  mb=${mb:-150} rounds=${rounds:-4} loss_rates=${loss_rates:-"0 0.005 0.02"} loss_sizes=${loss_sizes:-"1457,16384"}
+  paced_mb=${paced_mb:-30}
 fi
 out=${out:-$build/bench-results}
 case "$cipher" in aes128) suite_c="AES-128-GCM" ;; aes256) suite_c="AES-256-GCM" ;; chacha) suite_c="ChaCha20-Poly1305" ;;
