@@ -193,6 +193,9 @@ def main():
           "(tx_tls_ooo_crypto_bytes: own + record-prefix bytes) / bytes the sender's TCP "
           "retransmitted (TCP_INFO tcpi_bytes_retrans); prefix = tx_tls_resync_bytes / retransmitted.")
         w("")
+        w("A sample that is not ok stalled: the device dropped retransmissions it could not "
+          "resync (no-sync drops), TCP retransmitted them forever, the sender timed out.")
+        w("")
         w("| loss | resync from | scenario | record | Mbit/s | retransmitted MB | ooo packets | resync bytes / retransmitted byte | prefix bytes / retransmitted byte | no-sync drops | ok |")
         w("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
         keys = sorted({(float(s["loss"]), s["resync"], s["scenario"], s["rec"]) for s in loss_s},
@@ -202,14 +205,19 @@ def main():
                   and s["scenario"] == sc and s["rec"] == rec]
             ok = [s for s in ss if s["ok"]]
             thr = med([mbps(s) for s in ok])
-            rt = sum(s["retrans_bytes"] for s in ok)
-            dev = [s.get("dev", {}) for s in ok]
+            # Counters of failed samples too: a stalled flow shows why (no-sync drops).
+            rt = sum(s["retrans_bytes"] for s in ss)
+            dev = [s.get("dev", {}) for s in ss]
             crypto = sum(d.get("tx_tls_ooo_crypto_bytes", 0) for d in dev)
             prefix = sum(d.get("tx_tls_resync_bytes", 0) for d in dev)
             ooo = sum(d.get("tx_tls_ooo", 0) for d in dev)
             drops = sum(d.get("tx_tls_drop_no_sync_data", 0) for d in dev)
-            per = crypto / rt if sc in OFFLOAD and rt else None
-            pre = prefix / rt if sc in OFFLOAD and rt else None
+            # Ratios only from samples that finished (a stalled one retransmits in vain).
+            rt_ok = sum(s["retrans_bytes"] for s in ok)
+            crypto_ok = sum(s.get("dev", {}).get("tx_tls_ooo_crypto_bytes", 0) for s in ok)
+            prefix_ok = sum(s.get("dev", {}).get("tx_tls_resync_bytes", 0) for s in ok)
+            per = crypto_ok / rt_ok if sc in OFFLOAD and rt_ok else None
+            pre = prefix_ok / rt_ok if sc in OFFLOAD and rt_ok else None
             loss_rows.append(dict(loss=loss, resync=rs, scenario=sc, rec=rec, mbps=thr,
                                   retrans_bytes=rt, resync_per_retrans=per,
                                   prefix_per_retrans=pre, drops=drops,
