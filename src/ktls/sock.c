@@ -103,6 +103,7 @@ static const char *const stat_names[TLSNIC_STAT_COUNT] = {
     [TLSNIC_STAT_RX_REKEY_RECEIVED] = "TlsRxRekeyReceived",
     [TLSNIC_STAT_TX_RECORDS] = "TlsnicTxRecords",
     [TLSNIC_STAT_RX_RECORDS] = "TlsnicRxRecords",
+    [TLSNIC_STAT_TX_DEVICE_READD] = "TlsnicTxDeviceReadd",
 };
 
 void tlsnic_stat_add(enum tlsnic_stat which, int64_t delta)
@@ -298,6 +299,7 @@ const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason)
     case TLSNIC_SW_REASON_NOT_A_FLOW: return "not an IP flow";
     case TLSNIC_SW_REASON_RX_NOT_OFFERED: return "RX not offered to devices";
     case TLSNIC_SW_REASON_NO_TCP_SEQ: return "TCP sequence number unreadable (CAP_NET_ADMIN)";
+    case TLSNIC_SW_REASON_DEVICE_UNREACHABLE: return "device unreachable (no daemon)";
     }
     return "unknown";
 }
