@@ -223,6 +223,13 @@ enum tlsnic_stat {
     TLSNIC_STAT_RX_RECORDS,      /* TlsnicRxRecords: records received and accepted */
     TLSNIC_STAT_TX_DEVICE_READD, /* TlsnicTxDeviceReadd: contexts added again after the
                                     device restarted (tlsnic_device_readd) */
+    /* What the host CPU did not have to encrypt, in record bytes as on the wire: */
+    TLSNIC_STAT_TX_DEVICE_RECORDS, /* TlsnicTxDeviceRecords: records framed for the device */
+    TLSNIC_STAT_TX_DEVICE_BYTES, /* TlsnicTxDeviceBytes: their bytes (the device encrypts) */
+    TLSNIC_STAT_TX_SW_BYTES,     /* TlsnicTxSwBytes: record bytes tlsnic sealed on the host */
+    TLSNIC_STAT_TX_PRE_KEY_BYTES,/* TlsnicTxPreKeyBytes: bytes the sockets had sent before
+                                    TLS_TX (the handshake, which the TLS library encrypted
+                                    where it had to: an upper bound of that work) */
     TLSNIC_STAT_COUNT
 };
 

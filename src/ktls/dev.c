@@ -143,7 +143,7 @@ static int flow_of(int fd, struct tlsnic_flow *f)
 }
 
 /* Stream position of the next byte the socket will take: snd_una - ISN + queued bytes. */
-static int stream_pos_now(int fd, uint64_t *pos)
+int tlsnic_stream_pos(int fd, uint64_t *pos)
 {
     uint64_t acked = 0;
     int outq = 0;
@@ -200,7 +200,7 @@ int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
     }
     union tlsnic_crypto_info ci;
     int len = tlsnic_rec_key_export(s->tx.key, &ci, sizeof(ci));
-    int rc = len < 0 ? len : stream_pos_now(fd, &d->write_pos);
+    int rc = len < 0 ? len : tlsnic_stream_pos(fd, &d->write_pos);
     if (rc < 0) {
         OPENSSL_cleanse(&ci, sizeof(ci));
         free(d);
