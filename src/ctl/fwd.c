@@ -150,7 +150,7 @@ void tlsnic_fwd_free(tlsnic_fwd *fwd)
 static void capture(struct tlsnic_fwd *fwd, struct tlsnic_pcap *pc, const uint8_t *buf,
                     size_t len)
 {
-    if (pc->file != NULL && tlsnic_pcap_write(pc, buf + VNET_LEN, len - VNET_LEN) < 0)
+    if (pc->buffer != NULL && tlsnic_pcap_write(pc, buf + VNET_LEN, len - VNET_LEN) < 0)
         fwd->stats.pcap_errors++;
 }
 

@@ -12,22 +12,28 @@
 #   faults     2 % loss, 2 % reordering, 0.5 % duplication of (super-)frames: the same,
 #              and the device served out-of-order packets (tx_tls_ooo > 0).
 #   segmented  --wire-segments with 5 % loss and 2 % reordering of single segments: the same.
+#   restart    100 MB; tlsnicd (with --state-file) is SIGKILLed once 20 MB are encrypted and
+#              restarted; it fences the flow until the sender re-adds it from the first
+#              unacknowledged record (DEVXFER_READD): every record still opens, and
+#              neither daemon's wire capture holds a canary.
 #
 # Root only (exits 77 otherwise); own namespaces; everything removed on exit.
 set -euo pipefail
 
 mode=$1 tlsnicd=$2 devxfer=$3 net_sh=$4
 bytes=$((20 * 1000 * 1000))
+[ "$mode" = restart ] && bytes=$((100 * 1000 * 1000))
 if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/net/tun ]; then
   echo "SKIP: needs root and /dev/net/tun"
   exit 77
 fi
 prefix="tlsnic-it-dev-$mode-$$"
 work=$(mktemp -d /tmp/tlsnic-it.XXXXXX)
-daemon_pid="" recv_pid=""
+daemon_pid="" recv_pid="" send_pid=""
 cleanup() {
   local rc=$?
   [ -n "$recv_pid" ] && kill "$recv_pid" 2>/dev/null || true
+  [ -n "$send_pid" ] && kill "$send_pid" 2>/dev/null || true
   [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
   [ -n "$daemon_pid" ] && wait "$daemon_pid" 2>/dev/null || true
   "$net_sh" down "$prefix" || true
@@ -49,20 +55,40 @@ counter() { awk -v k="$1" '$1 == k { print $2 }' "$2"; }
 
 "$net_sh" up "$prefix"
 args=(--host-ns "$prefix-host" --wire-ns "$prefix-peer" --ctl "$work/ctl.sock"
-  --pcap-host "$work/host.pcap" --pcap-wire "$work/wire.pcap" --ready-file "$work/ready")
+  --ready-file "$work/ready" --state-file "$work/state")
 case "$mode" in
   faults) args+=(--loss 0.02 --reorder 0.02 --dup 0.005 --seed 7) ;;
   segmented) args+=(--wire-segments --loss 0.05 --reorder 0.02 --seed 8) ;;
 esac
-"$tlsnicd" "${args[@]}" 2>"$work/daemon.log" &
-daemon_pid=$!
-wait_for "$work/ready" ready 10
+start_daemon() { # capture name
+  rm -f "$work/ready"
+  "$tlsnicd" "${args[@]}" --pcap-host "$work/host$1.pcap" --pcap-wire "$work/wire$1.pcap" \
+    2>>"$work/daemon.log" &
+  daemon_pid=$!
+  wait_for "$work/ready" ready 10
+}
+start_daemon ""
 
 ip netns exec "$prefix-peer" "$devxfer" recv 198.18.0.2 5001 120 >"$work/recv.out" 2>"$work/recv.err" &
 recv_pid=$!
 wait_for "$work/recv.err" listening 10
-ip netns exec "$prefix-host" "$devxfer" send 198.18.0.2 5001 "$bytes" "$work/ctl.sock" 120 >"$work/send.out" \
-  || fail "sender failed"
+sender_env=()
+[ "$mode" = restart ] && sender_env=(DEVXFER_READD=1)
+ip netns exec "$prefix-host" env "${sender_env[@]}" "$devxfer" send 198.18.0.2 5001 "$bytes" "$work/ctl.sock" 120 \
+  >"$work/send.out" 2>"$work/send.err" &
+send_pid=$!
+if [ "$mode" = restart ]; then
+  for ((i = 0; i < 600; i++)); do # bounded: 30 s
+    "$tlsnicd" stats --ctl "$work/ctl.sock" >"$work/stats" 2>/dev/null || true
+    [ "$(counter tx_tls_encrypted_bytes "$work/stats")" -gt 20000000 ] 2>/dev/null && break
+    sleep 0.05
+  done
+  kill -KILL "$daemon_pid"
+  wait "$daemon_pid" 2>/dev/null || true
+  echo "tlsnicd killed after $(counter tx_tls_encrypted_bytes "$work/stats") encrypted bytes; restarting"
+  start_daemon 2
+fi
+wait "$send_pid" || fail "sender failed: $(cat "$work/send.err")"
 wait "$recv_pid" || fail "receiver failed"
 recv_pid=""
 "$tlsnicd" stats --ctl "$work/ctl.sock" >"$work/stats"
@@ -82,10 +108,17 @@ read -r _ got _ got_sha _ got_records _ bad _ leftover <"$work/recv.out"
 [ "$sent_sha" = "$got_sha" ] || fail "content sha256 differs"
 
 encrypted=$(counter tx_tls_encrypted_bytes "$work/stats")
-[ "$encrypted" -ge "$bytes" ] || fail "the device encrypted $encrypted bytes of a $bytes-byte stream"
+if [ "$mode" = restart ]; then
+  cat "$work/send.err"
+  grep -q "1 offloaded TX flow(s) fenced" "$work/daemon.log" || fail "the restarted daemon fenced nothing"
+  grep -q "re-added at record" "$work/send.err" || fail "the sender never re-added its flow"
+  [ "$encrypted" -gt 0 ] || fail "the restarted device encrypted nothing"
+else
+  [ "$encrypted" -ge "$bytes" ] || fail "the device encrypted $encrypted bytes of a $bytes-byte stream"
+fi
 # The canary opens every record's content: the host side must show it, the wire never.
-host_canaries=$(grep -c -a TLSNIC-CANARY-PLAINTEXT "$work/host.pcap" || true)
-wire_canaries=$(grep -c -a TLSNIC-CANARY-PLAINTEXT "$work/wire.pcap" || true)
+host_canaries=$(cat "$work"/host*.pcap | grep -c -a TLSNIC-CANARY-PLAINTEXT || true)
+wire_canaries=$(cat "$work"/wire*.pcap | grep -c -a TLSNIC-CANARY-PLAINTEXT || true)
 [ "$host_canaries" -gt 0 ] || fail "no canary in the host capture: the search would prove nothing"
 [ "$wire_canaries" = 0 ] || fail "$wire_canaries plaintext canaries crossed the wire"
 case "$mode" in
@@ -93,6 +126,16 @@ case "$mode" in
     [ "$(counter tx_tls_ooo "$work/stats")" -gt 0 ] || fail "the device saw no out-of-order packet"
     ;;
 esac
-timeout 120 tshark -r "$work/wire.pcap" -T fields -e frame.number >/dev/null 2>"$work/tshark.err" \
-  || fail "tshark cannot read the wire capture: $(cat "$work/tshark.err")"
+# Every capture reads to its end. That of a SIGKILLed daemon may end in one record cut
+# short (the kill can land inside a write); tshark reads everything before it.
+for cap in "$work"/wire*.pcap "$work"/host*.pcap; do
+  if ! timeout 120 tshark -r "$cap" -T fields -e frame.number >"$work/frames" 2>"$work/tshark.err"; then
+    case "$mode:$(basename "$cap")" in
+      restart:wire.pcap | restart:host.pcap)
+        grep -q "cut short in the middle of a packet" "$work/tshark.err" && [ -s "$work/frames" ] \
+          || fail "tshark cannot read $(basename "$cap"): $(cat "$work/tshark.err")" ;;
+      *) fail "tshark cannot read $(basename "$cap"): $(cat "$work/tshark.err")" ;;
+    esac
+  fi
+done
 echo "PASS: device $mode: $records records encrypted by the device ($encrypted bytes), opened by EVP, no plaintext on the wire"

@@ -14,6 +14,11 @@
  *       explicit nonce, AAD = sequence || header), prints "received BYTES sha256 HEX
  *       records N bad M".
  *
+ * With DEVXFER_READD=1, a watcher thread notices the daemon going away (SIGKILL) and,
+ * once a daemon listens again, re-adds the flow from the first record the peer has not
+ * fully acknowledged (its TCP sequence and record number), with the same store, as the
+ * host socket layer must after a device restart; it prints "re-added at record K".
+ *
  * Every record's content starts with TLSNIC-CANARY-PLAINTEXT, so a capture of the wire
  * can be searched for plaintext. The run is bounded by alarm(TIMEOUT_S) (default 120).
  */
@@ -24,6 +29,8 @@
 #include <netinet/in.h>
 #include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_acked, TCP_REPAIR */
 #include <openssl/evp.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +110,54 @@ static uint64_t bytes_acked(int fd)
     return ti.tcpi_bytes_acked;
 }
 
+struct readder {
+    struct tlsnic_dev *dev;
+    int sockfd;
+    uint32_t isn;
+    const struct tlsnic_rec_store *store;
+    volatile int done;
+};
+
+static int add_flow(struct tlsnic_dev *dev, int s, uint32_t start_seq, uint64_t rec_seq,
+                    const struct tlsnic_rec_store *store)
+{
+    struct tls12_crypto_info_aes_gcm_128 ci = {.info = {.version = TLS_1_2_VERSION,
+                                                        .cipher_type = TLS_CIPHER_AES_GCM_128}};
+    memcpy(ci.key, test_key, sizeof(ci.key));
+    memcpy(ci.salt, test_salt, sizeof(ci.salt));
+    for (int i = 0; i < 8; i++) /* big-endian, as the kernel's crypto_info carries it */
+        ci.rec_seq[i] = (uint8_t)(rec_seq >> (56 - 8 * i));
+    return dev->ops->add(dev, s, NULL, TLSNIC_DIR_TX, &ci, sizeof(ci), start_seq, store);
+}
+
+static void *readd_watch(void *arg)
+{
+    struct readder *r = arg;
+    while (!r->done) {
+        struct pollfd pfd = {.fd = tlsnic_ctl_client_fd(r->dev), .events = POLLIN};
+        if (poll(&pfd, 1, 20) <= 0)
+            continue;
+        fprintf(stderr, "devxfer: tlsnicd went away\n");
+        int err = -1;
+        uint64_t k = 0;
+        for (int tries = 0; tries < 400 && err != 0 && !r->done; tries++) { /* <= 20 s */
+            err = tlsnic_ctl_client_reconnect(r->dev);
+            if (err == 0) {
+                /* The first record not fully acknowledged: TCP resends from inside it. */
+                k = bytes_acked(r->sockfd) / REC_LEN;
+                err = add_flow(r->dev, r->sockfd, r->isn + (uint32_t)(k * REC_LEN), k, r->store);
+            }
+            if (err != 0)
+                usleep(50000);
+        }
+        if (err == 0)
+            fprintf(stderr, "devxfer: re-added at record %llu\n", (unsigned long long)k);
+        else
+            fprintf(stderr, "devxfer: could not re-add: %s\n", strerror(err < 0 ? -err : EIO));
+    }
+    return NULL;
+}
+
 static int do_send(const char *addr, const char *port, unsigned long long bytes, const char *ctl)
 {
     struct addrinfo *ai;
@@ -146,19 +201,23 @@ static int do_send(const char *addr, const char *port, unsigned long long bytes,
     size_t stream_len;
     const uint8_t *stream = tlsnic_simhost_stream(host, &stream_len);
 
-    struct tlsnic_dev *dev;
+    struct tlsnic_dev *dev = NULL;
     err = tlsnic_ctl_client_open(ctl, 0, &dev);
-    struct tls12_crypto_info_aes_gcm_128 ci = {.info = {.version = TLS_1_2_VERSION,
-                                                        .cipher_type = TLS_CIPHER_AES_GCM_128}};
-    memcpy(ci.key, test_key, sizeof(ci.key));
-    memcpy(ci.salt, test_salt, sizeof(ci.salt));
     if (err == 0)
-        err = dev->ops->add(dev, s, NULL, TLSNIC_DIR_TX, &ci, sizeof(ci), isn,
-                            tlsnic_shm_writer_store(store));
+        err = add_flow(dev, s, isn, 0, tlsnic_shm_writer_store(store));
     if (err < 0) {
         fprintf(stderr, "devxfer: offload: %s (%s)\n", strerror(-err),
-                err == -ECONNREFUSED || err == -ENOENT ? "no daemon" : tlsnic_ctl_client_last_error(dev));
+                dev == NULL ? "no daemon" : tlsnic_ctl_client_last_error(dev));
         return 1;
+    }
+    static struct readder readder;
+    pthread_t watcher;
+    int watching = getenv("DEVXFER_READD") != NULL;
+    if (watching) {
+        readder = (struct readder){.dev = dev, .sockfd = s, .isn = isn,
+                                   .store = tlsnic_shm_writer_store(store)};
+        if (pthread_create(&watcher, NULL, readd_watch, &readder) != 0)
+            return 1;
     }
 
     /* Records go into the store before their bytes go to the socket; out on ACK. */
@@ -193,6 +252,10 @@ static int do_send(const char *addr, const char *port, unsigned long long bytes,
     char sink[4096];
     while (read(s, sink, sizeof(sink)) > 0)
         ;
+    if (watching) {
+        readder.done = 1;
+        pthread_join(watcher, NULL);
+    }
     dev->ops->del(dev, s, NULL, TLSNIC_DIR_TX);
     tlsnic_ctl_client_close(dev);
     uint8_t digest[32];

@@ -311,6 +311,29 @@ static void test_retransmission_without_checkpoints_resyncs_from_host_store(void
     }
 }
 
+static void test_retransmission_ending_inside_an_unparsed_header_uses_checkpoints(void **s)
+{
+    for (int c = 0; c < 6; c++) {
+        struct fx x;
+        fx_init(&x, &tg_combos[c], NULL, AF_INET);
+        const size_t sizes[] = {1000};
+        fx_write(&x, sizes, 1, 2);
+        size_t len;
+        (void)tlsnic_simhost_stream(x.h, &len);
+        size_t cut = len / 2 + 3; /* 3 bytes into the second record's header */
+        assert_int_equal(fx_send(&x, 0, cut), TLSNIC_MODIFIED);
+        uint8_t *first = malloc(cut);
+        memcpy(first, x.wire, cut);
+        tlsnic_simhost_store_disable(x.h, 1);
+        assert_int_equal(fx_send(&x, 0, cut), TLSNIC_MODIFIED);
+        assert_memory_equal(first, x.wire, cut);
+        assert_int_equal(fx_send(&x, cut, len - cut), TLSNIC_MODIFIED);
+        fx_assert_opens(&x);
+        free(first);
+        fx_fini(&x);
+    }
+}
+
 static void test_retransmission_with_no_checkpoint_and_no_store_is_dropped(void **state)
 {
     struct tlsnic_nic_config cfg;
@@ -402,6 +425,24 @@ static void test_retransmission_straddling_original_segments_is_doubt_with_integ
     assert_int_equal(tlsnic_nic_flow_set_integrity(x.nic, &x.fl, TLSNIC_DIR_TX, 0), 0);
     assert_int_equal(fx_send(&x, 500, 1000), TLSNIC_MODIFIED);
     fx_assert_opens(&x);
+    fx_fini(&x);
+}
+
+static void test_integrity_turned_on_mid_flow_covers_only_later_bytes(void **state)
+{
+    struct fx x;
+    fx_init(&x, &tg_combos[2], NULL, AF_INET);
+    const size_t sizes[] = {4000};
+    fx_write(&x, sizes, 1, 2);
+    assert_int_equal(fx_send(&x, 0, 1000), TLSNIC_MODIFIED);
+    assert_int_equal(tlsnic_nic_flow_set_integrity(x.nic, &x.fl, TLSNIC_DIR_TX, 1), 0);
+    assert_int_equal(fx_send(&x, 1000, 1000), TLSNIC_MODIFIED);
+    assert_int_equal(fx_send(&x, 0, 1000), TLSNIC_DROP); /* sent before: no digest */
+    assert_int_equal(fx_send(&x, 1000, 1000), TLSNIC_MODIFIED);
+    size_t len;
+    tlsnic_simhost_stream(x.h, &len)[1500] ^= 4;
+    assert_int_equal(fx_send(&x, 1000, 1000), TLSNIC_DROP);
+    assert_int_equal(fx_flags(&x), TLSNIC_FLOW_F_NO_SYNC | TLSNIC_FLOW_F_INTEGRITY);
     fx_fini(&x);
 }
 
@@ -590,11 +631,13 @@ int main(void)
         cmocka_unit_test(test_bytes_before_start_pass_untouched),
         cmocka_unit_test(test_retransmission_from_checkpoint_is_identical_and_costs_its_length),
         cmocka_unit_test(test_retransmission_without_checkpoints_resyncs_from_host_store),
+        cmocka_unit_test(test_retransmission_ending_inside_an_unparsed_header_uses_checkpoints),
         cmocka_unit_test(test_retransmission_with_no_checkpoint_and_no_store_is_dropped),
         cmocka_unit_test(test_gap_resyncs_from_host_store_and_late_bytes_fill_in),
         cmocka_unit_test(test_gap_without_host_store_is_dropped),
         cmocka_unit_test(test_changed_plaintext_on_retransmission_is_dropped_and_flagged),
         cmocka_unit_test(test_retransmission_straddling_original_segments_is_doubt_with_integrity),
+        cmocka_unit_test(test_integrity_turned_on_mid_flow_covers_only_later_bytes),
         cmocka_unit_test(test_ack_releases_checkpoints),
         cmocka_unit_test(test_acknowledged_bytes_are_not_resent_under_integrity),
         cmocka_unit_test(test_ack_beyond_what_device_sent_is_ignored),

@@ -377,9 +377,10 @@ static void test_checkpoints_disabled_resyncs_from_host_store(void **state)
 static void test_checkpoints_serve_retransmissions_without_host_store(void **state)
 {
     struct run r = {.combo = &tg_combos[0], .sizes = paper_sizes, .nsizes = 10,
-                    .nrecords = 20};
+                    .nrecords = 40};
     r.wcfg.seed = seed_base() + 450;
-    r.wcfg.loss_pm = 50;
+    r.wcfg.window = 16384;
+    r.wcfg.loss_pm = 100; /* ~100 segments: P(no loss at all) < 1e-4 */
     r.wcfg.spurious_pm = 300;
     run_setup(&r);
     tlsnic_simhost_store_disable(r.h, 1);
