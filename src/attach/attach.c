@@ -236,6 +236,19 @@ static const struct tlsnic_dev_store_ops shm_ops = {
 
 /* ---- setup ------------------------------------------------------------------------------ */
 
+/*
+ * A forked child (nginx workers, ...) has no watcher thread and must not share the parent's
+ * control connection (replies would go to whichever process reads first): it forgets the
+ * connection, leaving the fd to the parent (CLOEXEC closes it at exec), and connects on its
+ * own at its first offer. The client struct is left behind: its lock may have been held
+ * by a thread that does not exist in the child.
+ */
+static void forget_connection_in_child(void)
+{
+    atomic_store(&the_attach.client, NULL);
+    pthread_mutex_init(&the_attach.lock, NULL);
+}
+
 int tlsnic_attach_daemon(const char *path)
 {
     if (path == NULL)
@@ -262,6 +275,7 @@ int tlsnic_attach_daemon(const char *path)
     a->debug = getenv("TLSNIC_ATTACH_DEBUG") != NULL;
     a->dev.ops = &attach_ops;
     a->dev.priv = a;
+    pthread_atfork(NULL, NULL, forget_connection_in_child);
     tlsnic_set_device_store(&shm_ops, a);
     tlsnic_set_device(&a->dev);
     return 0;
