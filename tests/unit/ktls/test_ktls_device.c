@@ -680,6 +680,33 @@ static void readd_leaves_contexts_of_other_devices_alone(void **state)
     assert_int_equal(fake.adds, adds0);
 }
 
+static void refused_readd_aborts_the_connection_at_its_next_send(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_int_equal(tlsnic_send(c.fd, "before", 6, 0), 6);
+    fake.add_rc = -ENOSPC;
+    assert_int_equal(tlsnic_device_readd(&fake.dev), -ENOSPC);
+    fake.add_rc = 0;
+    errno = 0;
+    assert_int_equal(tlsnic_send(c.fd, "after", 5, 0), -1);
+    assert_int_equal(errno, ECONNABORTED);
+    conn_free(&c);
+}
+
+static void readd_that_finds_the_device_gone_again_keeps_the_connection(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128);
+    fake.add_rc = -ENODEV; /* the daemon died again: the next restart re-adds */
+    assert_int_equal(tlsnic_device_readd(&fake.dev), -ENODEV);
+    fake.add_rc = 0;
+    assert_int_equal(tlsnic_send(c.fd, "still", 5, 0), 5);
+    conn_free(&c);
+}
+
 int main(void)
 {
     if (geteuid() != 0) {
@@ -701,6 +728,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(readd_starts_at_the_first_unacknowledged_record, setup_mirror, teardown_mirror),
         cmocka_unit_test_setup_teardown(readd_with_everything_acknowledged_starts_at_the_next_record, setup_mirror, teardown_mirror),
         cmocka_unit_test_setup_teardown(readd_leaves_contexts_of_other_devices_alone, setup_mirror, teardown_mirror),
+        cmocka_unit_test_setup_teardown(refused_readd_aborts_the_connection_at_its_next_send, setup, teardown),
+        cmocka_unit_test_setup_teardown(readd_that_finds_the_device_gone_again_keeps_the_connection, setup, teardown),
     };
     return cmocka_run_group_tests_name("ktls_device", tests, NULL, NULL);
 }
