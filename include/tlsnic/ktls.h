@@ -187,7 +187,10 @@ void tlsnic_set_device_store(const struct tlsnic_dev_store_ops *ops, void *ctx);
  * with the same record store, so the device can encrypt whatever TCP retransmits.
  * Does not take the sockets' TX locks (a sender may be blocked in the kernel waiting for
  * the very ACKs that only flow once the device is back). Returns how many contexts were
- * added, or the first add's negative errno (the others are still tried).
+ * added, or the first add's negative errno (the others are still tried). A context whose
+ * add is refused (any error but -ENODEV / -ETIMEDOUT, which mean "gone again: try at the
+ * next restart") can never be encrypted again: its connection is aborted at the next send
+ * (ECONNABORTED), as when the device reports TLSNIC_FLOW_F_GONE.
  */
 int tlsnic_device_readd(struct tlsnic_dev *dev);
 
@@ -223,6 +226,13 @@ enum tlsnic_stat {
     TLSNIC_STAT_RX_RECORDS,      /* TlsnicRxRecords: records received and accepted */
     TLSNIC_STAT_TX_DEVICE_READD, /* TlsnicTxDeviceReadd: contexts added again after the
                                     device restarted (tlsnic_device_readd) */
+    /* What the host CPU did not have to encrypt, in record bytes as on the wire: */
+    TLSNIC_STAT_TX_DEVICE_RECORDS, /* TlsnicTxDeviceRecords: records framed for the device */
+    TLSNIC_STAT_TX_DEVICE_BYTES, /* TlsnicTxDeviceBytes: their bytes (the device encrypts) */
+    TLSNIC_STAT_TX_SW_BYTES,     /* TlsnicTxSwBytes: record bytes tlsnic sealed on the host */
+    TLSNIC_STAT_TX_PRE_KEY_BYTES,/* TlsnicTxPreKeyBytes: bytes the sockets had sent before
+                                    TLS_TX (the handshake, which the TLS library encrypted
+                                    where it had to: an upper bound of that work) */
     TLSNIC_STAT_COUNT
 };
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -19,7 +20,8 @@
 struct attach {
     struct tlsnic_dev dev;
     pthread_mutex_t lock;                 /* connecting, starting the watcher */
-    _Atomic(struct tlsnic_dev *) client;  /* set once, never freed (process lifetime) */
+    _Atomic(struct tlsnic_dev *) client;  /* set at the first connection and never freed
+                                             (process lifetime); a forked child forgets it */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     uint32_t slots;
     int debug;
@@ -29,13 +31,17 @@ struct attach {
 static struct attach the_attach;
 static atomic_int attached;
 
-static void note(const struct attach *a, const char *fmt, const char *what, long v)
+__attribute__((format(printf, 2, 3))) static void note(const struct attach *a, const char *fmt,
+                                                       ...)
 {
-    if (a->debug) {
-        fprintf(stderr, "tlsnic-attach: ");
-        fprintf(stderr, fmt, what, v);
-        fputc('\n', stderr);
-    }
+    if (!a->debug)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "tlsnic-attach: %s\n", line);
 }
 
 /* True when the control connection has ended (EOF / hangup); a pending reply is not an end. */
@@ -81,7 +87,8 @@ static int reconnect_and_readd(struct attach *a)
             readding = 0;
             if (n > 0)
                 atomic_fetch_add(&a->readded, (unsigned long)n);
-            note(a, "%s %ld", "daemon back; contexts re-added (or -errno):", n);
+            note(a, "daemon back at %s: %d context(s) re-added%s", a->path, n < 0 ? 0 : n,
+                 n < 0 ? " (some refused)" : "");
         }
     }
     pthread_mutex_unlock(&a->lock);
@@ -111,7 +118,7 @@ static void *watch_daemon(void *arg)
                 continue;
             }
         }
-        note(a, "%s %ld", "daemon gone; reconnecting every (ms)", TLSNIC_ATTACH_RETRY_MS);
+        note(a, "daemon gone; reconnecting to %s every %d ms", a->path, TLSNIC_ATTACH_RETRY_MS);
         while (reconnect_and_readd(a) < 0)
             poll(NULL, 0, TLSNIC_ATTACH_RETRY_MS);
     }
@@ -140,10 +147,11 @@ static int client_get(struct attach *a, struct tlsnic_dev **out)
             int terr = pthread_create(&t, &attr, watch_daemon, a);
             pthread_attr_destroy(&attr);
             if (terr != 0)
-                note(a, "%s %ld", "no watcher thread (no restart survival), errno", terr);
-            note(a, "%s %ld", "connected to the daemon", 0);
+                note(a, "no watcher thread (%s): a daemon restart will not be survived",
+                     strerror(terr));
+            note(a, "connected to the daemon at %s", a->path);
         } else {
-            note(a, "%s %ld", "no daemon at the control socket, errno", -err);
+            note(a, "no daemon at %s (%s): software", a->path, strerror(-err));
         }
     }
     pthread_mutex_unlock(&a->lock);
@@ -236,6 +244,19 @@ static const struct tlsnic_dev_store_ops shm_ops = {
 
 /* ---- setup ------------------------------------------------------------------------------ */
 
+/*
+ * A forked child (nginx workers, ...) has no watcher thread and must not share the parent's
+ * control connection (replies would go to whichever process reads first): it forgets the
+ * connection, leaving the fd to the parent (CLOEXEC closes it at exec), and connects on its
+ * own at its first offer. The client struct is left behind: its lock may have been held
+ * by a thread that does not exist in the child.
+ */
+static void forget_connection_in_child(void)
+{
+    atomic_store(&the_attach.client, NULL);
+    pthread_mutex_init(&the_attach.lock, NULL);
+}
+
 int tlsnic_attach_daemon(const char *path)
 {
     if (path == NULL)
@@ -262,6 +283,7 @@ int tlsnic_attach_daemon(const char *path)
     a->debug = getenv("TLSNIC_ATTACH_DEBUG") != NULL;
     a->dev.ops = &attach_ops;
     a->dev.priv = a;
+    pthread_atfork(NULL, NULL, forget_connection_in_child);
     tlsnic_set_device_store(&shm_ops, a);
     tlsnic_set_device(&a->dev);
     return 0;

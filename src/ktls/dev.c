@@ -37,6 +37,7 @@ struct tlsnic_dev_tx {
     const struct tlsnic_dev_store_ops *mirror_ops;
     void *mirror;
     struct tlsnic_dev_tx *reg_prev, *reg_next; /* every context, for tlsnic_device_readd */
+    atomic_int lost; /* a re-add was refused: the device will never encrypt this flow again */
     pthread_mutex_t lock; /* the list, write_pos, next_seq: read by the device's thread
                              and by tlsnic_device_readd */
     struct retained *head, *tail;
@@ -143,7 +144,7 @@ static int flow_of(int fd, struct tlsnic_flow *f)
 }
 
 /* Stream position of the next byte the socket will take: snd_una - ISN + queued bytes. */
-static int stream_pos_now(int fd, uint64_t *pos)
+int tlsnic_stream_pos(int fd, uint64_t *pos)
 {
     uint64_t acked = 0;
     int outq = 0;
@@ -200,7 +201,7 @@ int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
     }
     union tlsnic_crypto_info ci;
     int len = tlsnic_rec_key_export(s->tx.key, &ci, sizeof(ci));
-    int rc = len < 0 ? len : stream_pos_now(fd, &d->write_pos);
+    int rc = len < 0 ? len : tlsnic_stream_pos(fd, &d->write_pos);
     if (rc < 0) {
         OPENSSL_cleanse(&ci, sizeof(ci));
         free(d);
@@ -326,6 +327,10 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
     struct tlsnic_tx *tx = &s->tx;
     struct tlsnic_dev_tx *d = tx->dev;
     uint32_t flags = 0;
+    if (atomic_load(&d->lost)) {
+        shutdown(fd, SHUT_RDWR);
+        return -ECONNABORTED;
+    }
     if (d->dev->ops->flow_flags &&
         d->dev->ops->flow_flags(d->dev, &d->flow, TLSNIC_DIR_TX, &flags) == 0 &&
         (flags & (TLSNIC_FLOW_F_INTEGRITY | TLSNIC_FLOW_F_GONE))) {
@@ -427,6 +432,10 @@ int tlsnic_device_readd(struct tlsnic_dev *dev)
         int rc = readd_one(d);
         if (rc < 0 && first_err == 0)
             first_err = rc;
+        /* Refused (not merely gone again): the records framed for the device can never be
+           sent encrypted; the connection is aborted at its next send, as for F_GONE. */
+        if (rc < 0 && rc != -ENODEV && rc != -ETIMEDOUT)
+            atomic_store(&d->lost, 1);
         if (rc == 0) {
             added++;
             tlsnic_stat_add(TLSNIC_STAT_TX_DEVICE_READD, 1);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -166,14 +167,53 @@ static void restarted_daemon_gets_the_flow_again_and_meanwhile_new_sockets_stay_
 
     daemon_start(&d);
     int i;
-    for (i = 0; i < 300 && tlsnic_flowtable_count(d.table) == 0; i++)
-        usleep(10000); /* bounded: 3 s; the watcher retries every TLSNIC_ATTACH_RETRY_MS */
+    /* bounded: 3 s; the watcher retries every TLSNIC_ATTACH_RETRY_MS, and counts the
+       re-add once the daemon's reply is in */
+    for (i = 0; i < 300 && (tlsnic_flowtable_count(d.table) == 0 ||
+                            tlsnic_stat_get(TLSNIC_STAT_TX_DEVICE_READD) == readd0); i++)
+        usleep(10000);
     assert_int_equal(tlsnic_flowtable_count(d.table), 1); /* c, not the software socket */
     assert_int_equal(tlsnic_stat_get(TLSNIC_STAT_TX_DEVICE_READD), readd0 + 1);
     assert_int_equal(tx_mode(&c).mode, TLSNIC_MODE_DEVICE);
     conn_close(&during);
     conn_close(&c);
     assert_int_equal(tlsnic_flowtable_count(d.table), 0);
+    daemon_stop(&d);
+}
+
+static uint64_t ctl_connections(const struct daemon *d)
+{
+    char text[4096];
+    assert_true(tlsnic_ctl_server_stats_format(d->server, text, sizeof(text)) > 0);
+    const char *p = strstr(text, "ctl_connections ");
+    assert_non_null(p);
+    return strtoull(p + strlen("ctl_connections "), NULL, 10);
+}
+
+static void forked_child_offloads_over_its_own_connection(void **state)
+{
+    (void)state;
+    struct daemon d;
+    daemon_start(&d);
+    struct conn c;
+    conn_tls_tx(&c); /* the parent is connected */
+    assert_int_equal(tx_mode(&c).mode, TLSNIC_MODE_DEVICE);
+    const uint64_t connections = ctl_connections(&d);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        struct conn cc;
+        conn_tls_tx(&cc);
+        _exit(tx_mode(&cc).mode == TLSNIC_MODE_DEVICE ? 0 : 1);
+    }
+    int status = -1;
+    for (int i = 0; i < 500 && waitpid(child, &status, WNOHANG) == 0; i++)
+        usleep(10000); /* bounded: 5 s */
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* A connection of its own: sharing the parent's would mix up the replies. */
+    assert_int_equal(ctl_connections(&d), connections + 1);
+    conn_close(&c);
     daemon_stop(&d);
 }
 
@@ -198,6 +238,7 @@ int main(void)
         cmocka_unit_test(no_daemon_listening_leaves_tx_in_software_as_unreachable),
         cmocka_unit_test(listening_daemon_takes_tx_with_a_shared_memory_store),
         cmocka_unit_test(restarted_daemon_gets_the_flow_again_and_meanwhile_new_sockets_stay_software),
+        cmocka_unit_test(forked_child_offloads_over_its_own_connection),
         cmocka_unit_test(attaching_twice_is_EALREADY),
     };
     int rc = cmocka_run_group_tests_name("attach", tests, NULL, NULL);

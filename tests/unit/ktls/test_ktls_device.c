@@ -453,6 +453,30 @@ static void tx_rekey_in_device_mode_is_EOPNOTSUPP(void **state)
     conn_free(&c);
 }
 
+static void reading_the_tcp_sequence_number_keeps_so_reuseaddr(void **state)
+{
+    (void)state;
+    /* Leaving TCP_REPAIR clears sk_reuse: a server could then not bind its port again
+       while the connection sits in TIME_WAIT. */
+    int fds[2], one = 1, reuse = 0;
+    socklen_t len = sizeof(reuse);
+    assert_int_equal(tcp_pair(fds), 0);
+    assert_int_equal(setsockopt(fds[0], SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+    struct tls12_crypto_info_aes_gcm_128 ci;
+    memset(&ci, 0x11, sizeof(ci));
+    ci.info.version = TLS_1_2_VERSION;
+    ci.info.cipher_type = TLS_CIPHER_AES_GCM_128;
+    assert_int_equal(tlsnic_setsockopt(fds[0], SOL_TCP, TCP_ULP, "tls", 4), 0);
+    assert_int_equal(tlsnic_setsockopt(fds[0], SOL_TLS, TLS_TX, &ci, sizeof(ci)), 0);
+    struct tlsnic_mode_info m;
+    assert_int_equal(tlsnic_get_mode(fds[0], TLSNIC_DIR_TX, &m), 0);
+    assert_int_equal(m.mode, TLSNIC_MODE_DEVICE);
+    assert_int_equal(getsockopt(fds[0], SOL_SOCKET, SO_REUSEADDR, &reuse, &len), 0);
+    assert_int_equal(reuse, 1);
+    tlsnic_close(fds[0]);
+    close(fds[1]);
+}
+
 /* ---- a record store the device can map (tlsnic_set_device_store) ---------------------- */
 
 #define MIRROR_MAX 256
@@ -656,6 +680,33 @@ static void readd_leaves_contexts_of_other_devices_alone(void **state)
     assert_int_equal(fake.adds, adds0);
 }
 
+static void refused_readd_aborts_the_connection_at_its_next_send(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_int_equal(tlsnic_send(c.fd, "before", 6, 0), 6);
+    fake.add_rc = -ENOSPC;
+    assert_int_equal(tlsnic_device_readd(&fake.dev), -ENOSPC);
+    fake.add_rc = 0;
+    errno = 0;
+    assert_int_equal(tlsnic_send(c.fd, "after", 5, 0), -1);
+    assert_int_equal(errno, ECONNABORTED);
+    conn_free(&c);
+}
+
+static void readd_that_finds_the_device_gone_again_keeps_the_connection(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128);
+    fake.add_rc = -ENODEV; /* the daemon died again: the next restart re-adds */
+    assert_int_equal(tlsnic_device_readd(&fake.dev), -ENODEV);
+    fake.add_rc = 0;
+    assert_int_equal(tlsnic_send(c.fd, "still", 5, 0), 5);
+    conn_free(&c);
+}
+
 int main(void)
 {
     if (geteuid() != 0) {
@@ -672,10 +723,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(integrity_failure_aborts_the_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(getsockopt_tls_tx_follows_the_framed_records, setup, teardown),
         cmocka_unit_test_setup_teardown(tx_rekey_in_device_mode_is_EOPNOTSUPP, setup, teardown),
+        cmocka_unit_test_setup_teardown(reading_the_tcp_sequence_number_keeps_so_reuseaddr, setup, teardown),
         cmocka_unit_test_setup_teardown(device_gets_the_mappable_store_and_it_gets_every_record, setup_mirror, teardown_mirror),
         cmocka_unit_test_setup_teardown(readd_starts_at_the_first_unacknowledged_record, setup_mirror, teardown_mirror),
         cmocka_unit_test_setup_teardown(readd_with_everything_acknowledged_starts_at_the_next_record, setup_mirror, teardown_mirror),
         cmocka_unit_test_setup_teardown(readd_leaves_contexts_of_other_devices_alone, setup_mirror, teardown_mirror),
+        cmocka_unit_test_setup_teardown(refused_readd_aborts_the_connection_at_its_next_send, setup, teardown),
+        cmocka_unit_test_setup_teardown(readd_that_finds_the_device_gone_again_keeps_the_connection, setup, teardown),
     };
     return cmocka_run_group_tests_name("ktls_device", tests, NULL, NULL);
 }
