@@ -544,7 +544,20 @@ static void usage(FILE *to)
             "           device counters from tlsnicd (default $TLSNIC_CTL or\n"
             "           " TLSNIC_ATTACH_DEFAULT_CTL "), host counters from FILE (default\n"
             "           $TLSNIC_STATS_FILE, written by programs under the preload library)\n"
+            "  bench    the paper's evaluation through tlsnicd (root): scripts/bench.sh,\n"
+            "           options passed on (--quick, --cipher, --version, ...; see --help)\n"
             "  help     this text (also -h, --help)\n");
+}
+
+/* `tlsnic bench`: the evaluation is a script (namespaces, daemon, pinning); run it. */
+static int cmd_bench(char **argv)
+{
+    argv[0] = (char *)TLSNIC_SOURCE_DIR "/scripts/bench.sh";
+    if (setenv("TLSNIC_BUILD_DIR", TLSNIC_BUILD_DIR, 0) != 0)
+        return 1;
+    execv(argv[0], argv);
+    fprintf(stderr, "tlsnic bench: %s: %s\n", argv[0], strerror(errno));
+    return 1;
 }
 
 int main(int argc, char **argv)
@@ -574,6 +587,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "stats") == 0)
         return cmd_stats(argc, argv);
+    if (strcmp(argv[1], "bench") == 0)
+        return cmd_bench(argv + 1);
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "--help") == 0) {
         usage(stdout);

@@ -5,7 +5,7 @@
  *           [--pcap-host FILE] [--pcap-wire FILE]
  *           [--loss RATE] [--reorder RATE] [--dup RATE] [--seed N] [--fault-dir both|tx|rx]
  *           [--ready-file FILE] [--stats-file FILE] [--state-file FILE] [--wire-segments]
- *           [--device nic|table]
+ *           [--device nic|table] [--no-checkpoints]
  *           [--test-hook xor|xor-fullcsum|xor-stalecsum]
  *   tlsnicd stats --ctl PATH          prints the running daemon's counters
  *
@@ -15,6 +15,9 @@
  * --device: nic (default) runs the device model (src/nic) on every frame and behind the
  * control channel; table keeps only the flow table (control channel, no crypto: for
  * tests of the data path with flows whose payload is not TLS).
+ *
+ * --no-checkpoints makes the device resync retransmissions from the host record store only
+ * (the paper's way), never from its own checkpoints: for measuring what checkpoints save.
  *
  * --wire-segments makes the wire carry MSS-sized segments (software TSO where frames reach
  * the wire), so faults hit single segments and the wire capture shows real segments.
@@ -64,6 +67,7 @@ struct options {
     int xor_hook;      /* 0 none, 1 partial checksums, 2 full checksums, 3 stale */
     int wire_segments;
     int device_table;  /* 1: --device table */
+    int no_checkpoints; /* 1: --no-checkpoints */
 };
 
 static int parse_rate(const char *text, uint32_t *ppm)
@@ -84,7 +88,7 @@ static void usage(void)
             "               [--pcap-host FILE] [--pcap-wire FILE] [--loss R] [--reorder R]\n"
             "               [--dup R] [--seed N] [--fault-dir both|tx|rx] [--ready-file F]\n"
             "               [--stats-file F] [--state-file F] [--wire-segments]\n"
-            "               [--device nic|table]\n"
+            "               [--device nic|table] [--no-checkpoints]\n"
             "               [--test-hook xor|xor-fullcsum|xor-stalecsum]\n"
             "       tlsnicd stats --ctl PATH\n");
 }
@@ -101,6 +105,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"ready-file", required_argument, NULL, 'R'}, {"stats-file", required_argument, NULL, 'S'},
         {"test-hook", required_argument, NULL, 'T'}, {"state-file", required_argument, NULL, 'F'},
         {"wire-segments", no_argument, NULL, 'G'}, {"device", required_argument, NULL, 'D'},
+        {"no-checkpoints", no_argument, NULL, 'C'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -121,6 +126,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'S': o->stats_file = optarg; break;
         case 'F': o->state_file = optarg; break;
         case 'G': o->wire_segments = 1; break;
+        case 'C': o->no_checkpoints = 1; break;
         case 'D':
             if (strcmp(optarg, "nic") == 0)
                 o->device_table = 0;
@@ -274,7 +280,10 @@ static int run(const struct options *o)
      * channel is served by the flow table alone. */
     tlsnic_nic *nic = NULL;
     if (!o->xor_hook && !o->device_table) {
-        int nerr = tlsnic_nic_new(&nic, NULL);
+        struct tlsnic_nic_config ncfg;
+        tlsnic_nic_config_default(&ncfg);
+        ncfg.checkpoints_off = (uint8_t)o->no_checkpoints;
+        int nerr = tlsnic_nic_new(&nic, &ncfg);
         if (nerr < 0) {
             fprintf(stderr, "tlsnicd: device: %s\n", strerror(-nerr));
             close(wire_fd);

@@ -1,0 +1,1005 @@
+/*
+ * bench_eval: the sender and the receiver of `tlsnic bench` (scripts/bench.sh runs them in
+ * the namespaces it makes, with tlsnicd between them).
+ *
+ *   bench_eval recv --addr A --port P [--verify] [--version 1.2|1.3] [--cipher C] [--max-conns N]
+ *       In the peer namespace. Listens on P (plain TCP), P+1 (NULL records), P+2 (TLS:
+ *       a real OpenSSL handshake first, with a self-signed P-256 certificate made at
+ *       start). Serves one connection at a time until SIGTERM or N connections. Without
+ *       --verify it discards what arrives (it does not decrypt, as in the paper, so it is
+ *       not the bottleneck); with --verify it checks every byte: plain content on P, NULL
+ *       records parsed on P+1 (--version, --cipher say their layout), SSL_read on P+2 (so the
+ *       bytes of ssl, sw and dev are proven valid TLS by a stack tlsnic did not write).
+ *       Prints one line per connection: "conn KIND bytes N ok 1|0".
+ *
+ *   bench_eval send --addr A --port P [--scenarios tcp,ssl,sw,dev,null,evp]
+ *       [--sizes 1457,4096,16384] [--mb N] [--rounds N] [--version 1.2|1.3]
+ *       [--cipher aes128|aes256|chacha] [--ctl PATH] [--daemon-pid PID]
+ *       [--json FILE] [--label K=V]... [--progress] [--io-timeout S] [--rate MBIT]
+ *       In the host namespace. Runs rounds x sizes x scenarios, one connection each, the
+ *       scenario order rotated every round so that drift hits all alike:
+ *         tcp   write(2) of plaintext;
+ *         ssl   SSL_write after a real handshake with the receiver (libssl's record layer);
+ *         sw    tlsnic software mode (tlsnic_send; keys exported from the same handshake);
+ *         dev   tlsnic device mode: the daemon at --ctl encrypts inline (tlsnic_set_device
+ *               with the control-channel client; the socket's mode is checked);
+ *         null  the NULL-cipher floor: records framed by tlsnic's device-mode path for a
+ *               device that does nothing (no crypto anywhere; tlsnicd only forwards);
+ *         evp   no network: raw EVP AEAD sealing of the same bytes in the same record
+ *               sizes, in this process (what the device's crypto is judged against).
+ *         devlazy  diagnostic: dev, but the daemon's flow flags (src/ktls asks for them
+ *               before every record, a control-channel round trip each) are asked at most
+ *               once per millisecond, through a caching wrapper of the daemon's device:
+ *               what device mode costs once that round trip is off the per-record path.
+ *       Each sample is one JSON object per line appended to --json: wall time from the first
+ *       write to the receiver's EOF, the sender's user and system CPU (getrusage), tlsnicd's
+ *       CPU over the same interval (/proc/PID/stat and schedstat), TCP_INFO retransmissions,
+ *       and the deltas of tlsnicd's device counters. --label adds fixed fields (loss, resync
+ *       configuration) to every sample. --rate paces every connection to MBIT Mbit/s
+ *       (SO_MAX_PACING_RATE), so that all scenarios run at one throughput.
+ *
+ * Every run is bounded: socket timeouts (--io-timeout, 30 s), and alarm() over the whole
+ * program (--timeout).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "eval.h"
+#include "tlsnic/ctl.h"
+#include "tlsnic/keyexport.h"
+#include "tlsnic/ktls.h"
+
+#define PORT_TCP 0
+#define PORT_NULL 1
+#define PORT_TLS 2
+#define N_PORTS 3
+#define IO_TIMEOUT_S_DEFAULT 30
+#define LAZY_FLAGS_NS 1000000L
+#define PATTERN_PERIOD 251 /* content byte at stream offset o is o % 251 */
+#define MAX_REC 16384
+#define TAG_LEN 16
+#define MAX_SIZES 8
+#define MAX_LABELS 8
+#define STATS_CAP 16384
+#define FLUSH_MAX_TRIES 5000
+
+enum scenario { S_TCP, S_SSL, S_SW, S_DEV, S_NULL, S_EVP, S_DEVLAZY, N_SCENARIOS };
+static const char *const scenario_names[N_SCENARIOS] = {"tcp", "ssl", "sw", "dev", "null", "evp",
+                                                        "devlazy"};
+
+/* Device counters whose deltas each sample carries (names as tlsnicd stats prints them). */
+static const char *const dev_counters[] = {
+    "tx_tls_encrypted_bytes", "tx_tls_encrypted_packets", "tx_tls_ooo",
+    "tx_tls_ooo_ckpt", "tx_tls_ooo_crypto_bytes", "tx_tls_resync_bytes",
+    "tx_tls_dump_packets", "tx_tls_dump_bytes", "tx_tls_drop_no_sync_data",
+    "tx_tls_drop_bad_frame",
+};
+#define N_DEV_COUNTERS (sizeof(dev_counters) / sizeof(dev_counters[0]))
+
+static uint8_t pattern[MAX_REC + PATTERN_PERIOD];
+
+static void pattern_init(void)
+{
+    for (size_t i = 0; i < sizeof(pattern); i++)
+        pattern[i] = (uint8_t)(i % PATTERN_PERIOD);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static long io_timeout_s = IO_TIMEOUT_S_DEFAULT;
+
+static int set_timeouts(int fd)
+{
+    struct timeval tv = {.tv_sec = io_timeout_s};
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+        return -errno;
+    return 0;
+}
+
+static int resolve(const char *addr, int port, int passive, struct addrinfo **out)
+{
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | (passive ? AI_PASSIVE : 0)};
+    int rc = getaddrinfo(addr, portstr, &hints, out);
+    if (rc != 0) {
+        fprintf(stderr, "bench_eval: %s:%d: %s\n", addr, port, gai_strerror(rc));
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* TLS contexts.                                                                              */
+
+static const char *suite_name(int version, uint16_t cipher)
+{
+    static const char *const names[2][3] = {
+        {"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+         "ECDHE-ECDSA-CHACHA20-POLY1305"},
+        {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"},
+    };
+    int c = cipher == TLS_CIPHER_AES_GCM_128 ? 0 : cipher == TLS_CIPHER_AES_GCM_256 ? 1 : 2;
+    return names[version == TLS1_3_VERSION][c];
+}
+
+/* The receiver's context: any of the offloadable suites, TLS 1.2 or 1.3, no tickets. */
+static SSL_CTX *server_ctx_new(void)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *cert = X509_new();
+    X509_NAME *name = X509_NAME_new();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    int ok = key != NULL && cert != NULL && name != NULL && ctx != NULL &&
+             X509_set_version(cert, X509_VERSION_3) &&
+             ASN1_INTEGER_set(X509_get_serialNumber(cert), 1) &&
+             X509_gmtime_adj(X509_getm_notBefore(cert), -60) &&
+             X509_gmtime_adj(X509_getm_notAfter(cert), 86400) &&
+             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                        (const unsigned char *)"tlsnic-bench", -1, -1, 0) &&
+             X509_set_subject_name(cert, name) && X509_set_issuer_name(cert, name) &&
+             X509_set_pubkey(cert, key) && X509_sign(cert, key, EVP_sha256()) > 0 &&
+             SSL_CTX_use_certificate(ctx, cert) && SSL_CTX_use_PrivateKey(ctx, key) &&
+             SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) &&
+             SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) &&
+             SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-"
+                                          "SHA384:ECDHE-ECDSA-CHACHA20-POLY1305") &&
+             SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                           "TLS_CHACHA20_POLY1305_SHA256") &&
+             SSL_CTX_set_num_tickets(ctx, 0);
+    X509_NAME_free(name);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    if (!ok) {
+        ERR_print_errors_fp(stderr);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    /* The sender ends with a TCP FIN, not close_notify (kTLS senders may do the same). */
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    return ctx;
+}
+
+/* The sender's context: exactly one version and suite; keys exportable for tlsnic. */
+static SSL_CTX *client_ctx_new(int version, uint16_t cipher)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    const char *suite = suite_name(version, cipher);
+    if (ctx == NULL || !SSL_CTX_set_min_proto_version(ctx, version) ||
+        !SSL_CTX_set_max_proto_version(ctx, version) ||
+        !(version == TLS1_3_VERSION ? SSL_CTX_set_ciphersuites(ctx, suite)
+                                    : SSL_CTX_set_cipher_list(ctx, suite)) ||
+        tlsnic_keyexport_enable(ctx) < 0) {
+        ERR_print_errors_fp(stderr);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    /* The receiver's certificate is made up at its start: the handshake is real (ECDHE,
+     * Finished), the identity is not what is measured. */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    return ctx;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Receiver.                                                                                  */
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* Checks n content bytes at stream offset *off against the pattern. */
+static int pattern_ok(const uint8_t *p, size_t n, uint64_t *off)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (uint8_t)((*off + i) % PATTERN_PERIOD))
+            return 0;
+    *off += n;
+    return 1;
+}
+
+static int recv_discard(int fd, uint64_t *bytes)
+{
+    static uint8_t buf[1 << 18];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return 0;
+        *bytes += (uint64_t)n;
+    }
+}
+
+static int recv_plain_verify(int fd, uint64_t *bytes)
+{
+    static uint8_t buf[1 << 16];
+    int ok = 1;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return ok ? 0 : -EBADMSG;
+        uint64_t at = *bytes;
+        ok &= pattern_ok(buf, (size_t)n, &at);
+        *bytes = at;
+    }
+}
+
+/* NULL records: header | (TLS 1.2 AES-GCM: 8-byte explicit nonce) | content | (1.3: inner
+ * type) | tag room. */
+static int recv_null_verify(int fd, int version, uint16_t cipher, uint64_t *bytes)
+{
+    static uint8_t buf[2 * (5 + 8 + MAX_REC + 1 + TAG_LEN)];
+    size_t have = 0;
+    int ok = 1;
+    size_t pre = version == TLS1_3_VERSION || cipher == TLS_CIPHER_CHACHA20_POLY1305 ? 0 : 8;
+    size_t post = (version == TLS1_3_VERSION) + TAG_LEN;
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof(buf) - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        have += (size_t)n;
+        size_t at = 0;
+        while (have - at >= 5) {
+            size_t len = (size_t)buf[at + 3] << 8 | buf[at + 4];
+            if (buf[at] != 23 || buf[at + 1] != 3 || buf[at + 2] != 3 || len < pre + post ||
+                len > pre + MAX_REC + post)
+                return -EBADMSG; /* not a record: the stream cannot be parsed on */
+            if (have - at < 5 + len)
+                break;
+            const uint8_t *content = buf + at + 5 + pre;
+            size_t clen = len - pre - post;
+            uint64_t off = *bytes;
+            ok &= pattern_ok(content, clen, &off);
+            if (version == TLS1_3_VERSION)
+                ok &= content[clen] == 23;
+            *bytes = off;
+            at += 5 + len;
+        }
+        memmove(buf, buf + at, have - at);
+        have -= at;
+        if (n == 0)
+            return ok && have == 0 ? 0 : -EBADMSG;
+    }
+}
+
+static int recv_tls(SSL_CTX *ctx, int fd, int verify, uint64_t *bytes)
+{
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == NULL || !SSL_set_fd(ssl, fd) || SSL_accept(ssl) != 1) {
+        ERR_print_errors_fp(stderr);
+        SSL_free(ssl);
+        return -EPROTO;
+    }
+    int rc = 0;
+    if (!verify) {
+        rc = recv_discard(fd, bytes);
+    } else {
+        static uint8_t buf[MAX_REC];
+        int ok = 1;
+        for (;;) {
+            int n = SSL_read(ssl, buf, sizeof(buf));
+            if (n <= 0) {
+                int e = SSL_get_error(ssl, n);
+                if (e != SSL_ERROR_ZERO_RETURN) {
+                    /* With SSL_OP_IGNORE_UNEXPECTED_EOF a bare FIN is ZERO_RETURN; anything
+                     * else (bad tag, bad record) is a failure. */
+                    ERR_print_errors_fp(stderr);
+                    ok = 0;
+                }
+                break;
+            }
+            uint64_t off = *bytes;
+            ok &= pattern_ok(buf, (size_t)n, &off);
+            *bytes = off;
+        }
+        rc = ok ? 0 : -EBADMSG;
+    }
+    SSL_free(ssl);
+    return rc;
+}
+
+static int do_recv(const char *addr, int port, int verify, int version, uint16_t cipher,
+                   long max_conns)
+{
+    static const char *const kinds[N_PORTS] = {"tcp", "null", "tls"};
+    SSL_CTX *ctx = server_ctx_new();
+    if (ctx == NULL)
+        return 1;
+    struct pollfd pfd[N_PORTS];
+    for (int k = 0; k < N_PORTS; k++) {
+        struct addrinfo *ai;
+        if (resolve(addr, port + k, 1, &ai) < 0)
+            return 1;
+        int ls = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int one = 1;
+        if (ls < 0 || setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+            bind(ls, ai->ai_addr, ai->ai_addrlen) < 0 || listen(ls, 4) < 0) {
+            perror("bench_eval recv: listen");
+            return 1;
+        }
+        freeaddrinfo(ai);
+        pfd[k] = (struct pollfd){.fd = ls, .events = POLLIN};
+    }
+    fprintf(stderr, "listening\n");
+    int failed = 0;
+    for (long served = 0; !stop_requested && (max_conns <= 0 || served < max_conns);) {
+        int r = poll(pfd, N_PORTS, 500);
+        if (r < 0 && errno != EINTR) {
+            perror("bench_eval recv: poll");
+            return 1;
+        }
+        for (int k = 0; k < N_PORTS && r > 0; k++) {
+            if (!(pfd[k].revents & POLLIN))
+                continue;
+            int fd = accept4(pfd[k].fd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd < 0)
+                continue;
+            uint64_t bytes = 0;
+            int rc = set_timeouts(fd);
+            if (rc == 0) {
+                if (k == PORT_TLS)
+                    rc = recv_tls(ctx, fd, verify, &bytes);
+                else if (!verify)
+                    rc = recv_discard(fd, &bytes);
+                else if (k == PORT_TCP)
+                    rc = recv_plain_verify(fd, &bytes);
+                else
+                    rc = recv_null_verify(fd, version, cipher, &bytes);
+            }
+            close(fd);
+            served++;
+            failed |= rc < 0;
+            printf("conn %s bytes %" PRIu64 " ok %d\n", kinds[k], bytes, rc == 0);
+            fflush(stdout);
+        }
+    }
+    SSL_CTX_free(ctx);
+    return failed;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sender.                                                                                    */
+
+struct send_opts {
+    const char *addr;
+    int port;
+    int version;
+    uint16_t cipher;
+    const char *ctl;
+    int daemon_pid;
+    const char *json;
+    double rate_mbit; /* > 0: SO_MAX_PACING_RATE on every connection */
+    const char *labels[MAX_LABELS];
+    int n_labels;
+    int progress;
+};
+
+struct sample {
+    enum scenario sc;
+    size_t rec;
+    uint64_t bytes;
+    double wall_s, user_s, sys_s;
+    double dev_cpu_s, dev_user_s, dev_sys_s;
+    struct eval_retrans rt;
+    int64_t dev_delta[N_DEV_COUNTERS];
+    int have_dev_counters;
+    char mode[64];
+    int ok;
+};
+
+/* tlsnicd's CPU: user and system ticks (/proc/PID/stat), total ns (schedstat, finer). */
+struct daemon_cpu {
+    double user_s, sys_s, total_s;
+};
+
+static int daemon_cpu_read(int pid, struct daemon_cpu *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (pid <= 0)
+        return -ENOENT;
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return -errno;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* comm may hold spaces */
+    unsigned long long ut = 0, st = 0;
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+                            &st) != 2)
+        return -EINVAL;
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    out->user_s = (double)ut / hz;
+    out->sys_s = (double)st / hz;
+    snprintf(path, sizeof(path), "/proc/%d/schedstat", pid);
+    f = fopen(path, "re");
+    unsigned long long ns = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%llu", &ns) == 1)
+            out->total_s = (double)ns * 1e-9;
+        fclose(f);
+    }
+    if (out->total_s == 0)
+        out->total_s = out->user_s + out->sys_s;
+    return 0;
+}
+
+static int dev_counters_read(const char *ctl, uint64_t *vals)
+{
+    static char text[STATS_CAP];
+    if (ctl == NULL)
+        return -ENOENT;
+    int n = tlsnic_ctl_query_stats(ctl, text, sizeof(text));
+    if (n < 0)
+        return n;
+    for (size_t i = 0; i < N_DEV_COUNTERS; i++) {
+        vals[i] = 0;
+        size_t kl = strlen(dev_counters[i]);
+        for (const char *line = text; line != NULL && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+            if (strncmp(line, dev_counters[i], kl) == 0 && line[kl] == ' ') {
+                vals[i] = strtoull(line + kl + 1, NULL, 10);
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The device for the NULL floor: accepts every flow and does nothing with it. */
+static int null_add(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                    enum tlsnic_dir dir, const void *ci, size_t len, uint32_t seq,
+                    const struct tlsnic_rec_store *store)
+{
+    return 0;
+}
+static int null_del(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                    enum tlsnic_dir dir)
+{
+    return 0;
+}
+static int null_resync(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                       enum tlsnic_dir dir, uint32_t seq, uint64_t rec_seq)
+{
+    return 0;
+}
+static int null_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *flow,
+                      enum tlsnic_dir dir, uint32_t *flags)
+{
+    *flags = 0;
+    return 0;
+}
+static const struct tlsnic_dev_ops null_ops = {
+    .name = "null", .add = null_add, .del = null_del, .resync = null_resync, .flow_flags = null_flags};
+static struct tlsnic_dev null_dev = {.ops = &null_ops};
+
+/* Made-up keys of the configured suite, for the NULL floor (nothing is encrypted). */
+static size_t null_crypto_info(int version, uint16_t cipher, union tlsnic_crypto_info *ci)
+{
+    memset(ci, 0, sizeof(*ci));
+    ci->info.version = version == TLS1_3_VERSION ? TLS_1_3_VERSION : TLS_1_2_VERSION;
+    ci->info.cipher_type = cipher;
+    switch (cipher) {
+    case TLS_CIPHER_AES_GCM_256: return sizeof(ci->aes_gcm_256);
+    case TLS_CIPHER_CHACHA20_POLY1305: return sizeof(ci->chacha20_poly1305);
+    default: return sizeof(ci->aes_gcm_128);
+    }
+}
+
+static struct tlsnic_dev *daemon_dev;
+
+/* devlazy: the daemon's device, with flow_flags answered from a cache refreshed at most
+ * every LAZY_FLAGS_NS (one bench flow at a time, so one cache entry). */
+static struct {
+    int64_t asked_ns;
+    uint32_t flags;
+} lazy_cache;
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int lazy_add(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                    enum tlsnic_dir dir, const void *ci, size_t len, uint32_t seq,
+                    const struct tlsnic_rec_store *store)
+{
+    lazy_cache.asked_ns = 0;
+    return daemon_dev->ops->add(daemon_dev, sockfd, flow, dir, ci, len, seq, store);
+}
+static int lazy_del(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                    enum tlsnic_dir dir)
+{
+    return daemon_dev->ops->del(daemon_dev, sockfd, flow, dir);
+}
+static int lazy_resync(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                       enum tlsnic_dir dir, uint32_t seq, uint64_t rec_seq)
+{
+    return daemon_dev->ops->resync(daemon_dev, sockfd, flow, dir, seq, rec_seq);
+}
+static int lazy_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *flow,
+                      enum tlsnic_dir dir, uint32_t *flags)
+{
+    int64_t now = mono_ns();
+    if (lazy_cache.asked_ns == 0 || now - lazy_cache.asked_ns >= LAZY_FLAGS_NS) {
+        int rc = daemon_dev->ops->flow_flags(daemon_dev, flow, dir, &lazy_cache.flags);
+        if (rc < 0)
+            return rc;
+        lazy_cache.asked_ns = now;
+    }
+    *flags = lazy_cache.flags;
+    return 0;
+}
+static const struct tlsnic_dev_ops lazy_ops = {
+    .name = "tlsnicd-lazy-flags", .add = lazy_add, .del = lazy_del, .resync = lazy_resync,
+    .flow_flags = lazy_flags};
+static struct tlsnic_dev lazy_dev = {.ops = &lazy_ops};
+
+/* Connects and sets the scenario up; returns the fd (and *ssl for TLS), or -errno. */
+static int connect_scenario(const struct send_opts *o, SSL_CTX *cctx, enum scenario sc, SSL **ssl,
+                            char *mode, size_t mode_cap)
+{
+    int port = o->port + (sc == S_TCP ? PORT_TCP : sc == S_NULL ? PORT_NULL : PORT_TLS);
+    struct addrinfo *ai;
+    int rc = resolve(o->addr, port, 0, &ai);
+    if (rc < 0)
+        return rc;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || set_timeouts(fd) < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        rc = -errno;
+        freeaddrinfo(ai);
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    freeaddrinfo(ai);
+    if (o->rate_mbit > 0) {
+        /* TCP's own pacing (no fq needed since Linux 4.13): every scenario at one rate. */
+        unsigned long long rate = (unsigned long long)(o->rate_mbit * 1e6 / 8);
+        if (setsockopt(fd, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof(rate)) < 0) {
+            rc = -errno;
+            close(fd);
+            return rc;
+        }
+    }
+    snprintf(mode, mode_cap, "%s", sc == S_TCP ? "plain" : sc == S_SSL ? "libssl" : "?");
+    int is_dev = sc == S_DEV || sc == S_DEVLAZY;
+    if (sc == S_SSL || sc == S_SW || is_dev) {
+        *ssl = SSL_new(cctx);
+        if (*ssl == NULL || !SSL_set_fd(*ssl, fd) || SSL_connect(*ssl) != 1) {
+            ERR_print_errors_fp(stderr);
+            SSL_free(*ssl);
+            *ssl = NULL;
+            close(fd);
+            return -EPROTO;
+        }
+    }
+    if (sc == S_SW || is_dev || sc == S_NULL) {
+        union tlsnic_crypto_info ci;
+        size_t len = 0;
+        if (sc == S_NULL)
+            len = null_crypto_info(o->version, o->cipher, &ci);
+        else if ((rc = tlsnic_keyexport(*ssl, 1, &ci, &len)) < 0)
+            goto fail;
+        tlsnic_set_device(sc == S_SW     ? NULL
+                          : sc == S_NULL ? &null_dev
+                          : sc == S_DEV  ? daemon_dev
+                                         : &lazy_dev);
+        if (tlsnic_setsockopt(fd, SOL_TCP, TCP_ULP, "tls", 4) < 0 ||
+            tlsnic_setsockopt(fd, SOL_TLS, TLS_TX, &ci, (socklen_t)len) < 0) {
+            rc = -errno;
+            goto fail;
+        }
+        tlsnic_set_device(NULL);
+        struct tlsnic_mode_info mi;
+        if (tlsnic_get_mode(fd, TLSNIC_DIR_TX, &mi) < 0) {
+            rc = -errno;
+            goto fail;
+        }
+        snprintf(mode, mode_cap, "%s%s%s", tlsnic_mode_name(mi.mode),
+                 mi.mode == TLSNIC_MODE_SW ? ":" : "",
+                 mi.mode == TLSNIC_MODE_SW ? tlsnic_sw_reason_name(mi.reason) : "");
+        enum tlsnic_mode want = sc == S_SW ? TLSNIC_MODE_SW : TLSNIC_MODE_DEVICE;
+        if (mi.mode != want) {
+            fprintf(stderr, "bench_eval: %s: socket is in mode %s, not %s\n", scenario_names[sc],
+                    mode, tlsnic_mode_name(want));
+            rc = -EOPNOTSUPP;
+            goto fail;
+        }
+    }
+    return fd;
+fail:
+    tlsnic_set_device(NULL);
+    SSL_free(*ssl);
+    *ssl = NULL;
+    if (tlsnic_is_tls(fd))
+        tlsnic_close(fd);
+    else
+        close(fd);
+    return rc < 0 ? rc : -EPROTO;
+}
+
+/* Writes all of buf[0..len) in one record / one write call's worth. */
+static int send_chunk(enum scenario sc, int fd, SSL *ssl, const uint8_t *buf, size_t len)
+{
+    size_t done = 0;
+    for (int tries = 0; done < len && tries < 1000; tries++) {
+        ssize_t n;
+        if (sc == S_TCP)
+            n = write(fd, buf + done, len - done);
+        else if (sc == S_SSL)
+            n = SSL_write(ssl, buf + done, (int)(len - done));
+        else
+            n = tlsnic_send(fd, buf + done, len - done, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        done += (size_t)n;
+    }
+    return done == len ? 0 : -EIO;
+}
+
+static double tv_s(struct timeval tv)
+{
+    return (double)tv.tv_sec + (double)tv.tv_usec * 1e-6;
+}
+
+/* One network sample: connect, send bytes in records of rec, wait for the receiver's EOF. */
+static int run_net(const struct send_opts *o, SSL_CTX *cctx, struct sample *s)
+{
+    SSL *ssl = NULL;
+    int fd = connect_scenario(o, cctx, s->sc, &ssl, s->mode, sizeof(s->mode));
+    if (fd < 0) {
+        fprintf(stderr, "bench_eval: %s setup: %s\n", scenario_names[s->sc], strerror(-fd));
+        return fd;
+    }
+    uint64_t c0[N_DEV_COUNTERS], c1[N_DEV_COUNTERS];
+    s->have_dev_counters = dev_counters_read(o->ctl, c0) == 0;
+    struct daemon_cpu d0, d1;
+    int have_daemon = daemon_cpu_read(o->daemon_pid, &d0) == 0;
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    double t0 = now_s();
+    int rc = 0;
+    uint64_t sent = 0;
+    while (sent < s->bytes && rc == 0) {
+        size_t len = s->bytes - sent < s->rec ? (size_t)(s->bytes - sent) : s->rec;
+        rc = send_chunk(s->sc, fd, ssl, pattern + sent % PATTERN_PERIOD, len);
+        sent += len;
+    }
+    if (rc == 0 && tlsnic_is_tls(fd)) {
+        int tries = 0;
+        while (tlsnic_flush(fd) != 0 && tries++ < FLUSH_MAX_TRIES)
+            usleep(1000);
+    }
+    /* All bytes are delivered when the receiver, having read to our FIN, closes. */
+    if (rc == 0 && shutdown(fd, SHUT_WR) < 0)
+        rc = -errno;
+    while (rc == 0) {
+        uint8_t sink[512];
+        ssize_t n = read(fd, sink, sizeof(sink));
+        if (n == 0)
+            break;
+        if (n < 0 && errno != EINTR)
+            rc = -errno;
+    }
+    double t1 = now_s();
+    getrusage(RUSAGE_SELF, &r1);
+    if (have_daemon && daemon_cpu_read(o->daemon_pid, &d1) == 0) {
+        s->dev_user_s = d1.user_s - d0.user_s;
+        s->dev_sys_s = d1.sys_s - d0.sys_s;
+        s->dev_cpu_s = d1.total_s - d0.total_s;
+    }
+    eval_tcp_retrans(fd, &s->rt);
+    if (s->have_dev_counters && dev_counters_read(o->ctl, c1) == 0) {
+        for (size_t i = 0; i < N_DEV_COUNTERS; i++)
+            s->dev_delta[i] = (int64_t)(c1[i] - c0[i]);
+    } else {
+        s->have_dev_counters = 0;
+    }
+    s->wall_s = t1 - t0;
+    s->user_s = tv_s(r1.ru_utime) - tv_s(r0.ru_utime);
+    s->sys_s = tv_s(r1.ru_stime) - tv_s(r0.ru_stime);
+    s->ok = rc == 0;
+    if (rc < 0)
+        fprintf(stderr, "bench_eval: %s rec %zu: %s\n", scenario_names[s->sc], s->rec, strerror(-rc));
+    SSL_free(ssl); /* no close_notify: the receiver has gone already */
+    if (tlsnic_is_tls(fd))
+        tlsnic_close(fd);
+    else
+        close(fd);
+    return rc;
+}
+
+static const EVP_CIPHER *evp_cipher(uint16_t cipher)
+{
+    return cipher == TLS_CIPHER_AES_GCM_256       ? EVP_aes_256_gcm()
+           : cipher == TLS_CIPHER_CHACHA20_POLY1305 ? EVP_chacha20_poly1305()
+                                                    : EVP_aes_128_gcm();
+}
+
+/* Raw EVP AEAD: seal the same bytes in records of rec (new nonce, 13-byte AAD, tag each). */
+static int run_evp(const struct send_opts *o, struct sample *s)
+{
+    static uint8_t out[MAX_REC + TAG_LEN];
+    uint8_t key[32] = {1}, nonce[12] = {2}, aad[13] = {23, 3, 3}, tag[TAG_LEN];
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    if (c == NULL || EVP_EncryptInit_ex(c, evp_cipher(o->cipher), NULL, key, NULL) != 1)
+        return -ENOMEM;
+    snprintf(s->mode, sizeof(s->mode), "%s", EVP_CIPHER_get0_name(evp_cipher(o->cipher)));
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    double t0 = now_s();
+    int ok = 1;
+    for (uint64_t done = 0, i = 0; done < s->bytes && ok; i++) {
+        size_t len = s->bytes - done < s->rec ? (size_t)(s->bytes - done) : s->rec;
+        memcpy(nonce + 4, &i, sizeof(i));
+        int n = 0;
+        ok = EVP_EncryptInit_ex(c, NULL, NULL, NULL, nonce) == 1 &&
+             EVP_EncryptUpdate(c, NULL, &n, aad, sizeof(aad)) == 1 &&
+             EVP_EncryptUpdate(c, out, &n, pattern + done % PATTERN_PERIOD, (int)len) == 1 &&
+             EVP_EncryptFinal_ex(c, out + n, &n) == 1 &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, tag) == 1;
+        done += len;
+    }
+    double t1 = now_s();
+    getrusage(RUSAGE_SELF, &r1);
+    EVP_CIPHER_CTX_free(c);
+    s->wall_s = t1 - t0;
+    s->user_s = tv_s(r1.ru_utime) - tv_s(r0.ru_utime);
+    s->sys_s = tv_s(r1.ru_stime) - tv_s(r0.ru_stime);
+    s->ok = ok;
+    return ok ? 0 : -EIO;
+}
+
+static const char *cipher_label(uint16_t cipher)
+{
+    return cipher == TLS_CIPHER_AES_GCM_256       ? "aes256gcm"
+           : cipher == TLS_CIPHER_CHACHA20_POLY1305 ? "chacha20poly1305"
+                                                    : "aes128gcm";
+}
+
+static void json_sample(FILE *f, const struct send_opts *o, const struct sample *s, int round)
+{
+    fprintf(f, "{\"scenario\":\"%s\",\"round\":%d,\"rec\":%zu,\"bytes\":%" PRIu64
+               ",\"version\":\"%s\",\"cipher\":\"%s\",\"mode\":\"%s\",\"ok\":%s",
+            scenario_names[s->sc], round, s->rec, s->bytes,
+            o->version == TLS1_3_VERSION ? "1.3" : "1.2", cipher_label(o->cipher), s->mode,
+            s->ok ? "true" : "false");
+    for (int i = 0; i < o->n_labels; i++) {
+        const char *eq = strchr(o->labels[i], '=');
+        fprintf(f, ",\"%.*s\":\"%s\"", (int)(eq - o->labels[i]), o->labels[i], eq + 1);
+    }
+    fprintf(f, ",\"wall_s\":%.6f,\"user_s\":%.6f,\"sys_s\":%.6f,\"dev_cpu_s\":%.6f,"
+               "\"dev_user_s\":%.4f,\"dev_sys_s\":%.4f,\"retrans_bytes\":%" PRIu64
+               ",\"retrans_segs\":%u,\"mss\":%u",
+            s->wall_s, s->user_s, s->sys_s, s->dev_cpu_s, s->dev_user_s, s->dev_sys_s,
+            s->rt.bytes_retrans, s->rt.total_retrans, s->rt.snd_mss);
+    if (s->have_dev_counters) {
+        fprintf(f, ",\"dev\":{");
+        for (size_t i = 0; i < N_DEV_COUNTERS; i++)
+            fprintf(f, "%s\"%s\":%" PRId64, i ? "," : "", dev_counters[i], s->dev_delta[i]);
+        fprintf(f, "}");
+    }
+    fprintf(f, "}\n");
+    fflush(f);
+}
+
+static int parse_list(const char *text, const char *const *names, int n_names, int *out, int cap)
+{
+    int n = 0;
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", text);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int found = -1;
+        for (int i = 0; i < n_names; i++)
+            if (strcmp(tok, names[i]) == 0)
+                found = i;
+        if (found < 0 || n >= cap)
+            return -EINVAL;
+        out[n++] = found;
+    }
+    return n;
+}
+
+static int do_send(const struct send_opts *o, const int *scs, int n_sc, const size_t *sizes,
+                   int n_sizes, uint64_t bytes, int rounds)
+{
+    SSL_CTX *cctx = client_ctx_new(o->version, o->cipher);
+    if (cctx == NULL)
+        return 1;
+    FILE *json = o->json ? fopen(o->json, "ae") : stdout;
+    if (json == NULL) {
+        perror(o->json);
+        return 1;
+    }
+    for (int i = 0; i < n_sc; i++) {
+        if ((scs[i] == S_DEV || scs[i] == S_DEVLAZY) && daemon_dev == NULL) {
+            int rc = o->ctl ? tlsnic_ctl_client_open(o->ctl, 2000, &daemon_dev) : -ENOENT;
+            if (rc < 0) {
+                fprintf(stderr, "bench_eval: dev needs tlsnicd's control socket (--ctl): %s\n",
+                        strerror(-rc));
+                return 1;
+            }
+        }
+    }
+    int total = rounds * n_sizes * n_sc, done = 0, failed = 0;
+    int tty = isatty(STDERR_FILENO);
+    for (int r = 0; r < rounds; r++) {
+        for (int z = 0; z < n_sizes; z++) {
+            for (int k = 0; k < n_sc; k++) {
+                /* Rotate the order each round and size: no scenario always goes first. */
+                struct sample s = {.sc = (enum scenario)scs[(k + r + z) % n_sc], .rec = sizes[z],
+                                   .bytes = bytes};
+                int rc = s.sc == S_EVP ? run_evp(o, &s) : run_net(o, cctx, &s);
+                failed |= rc < 0;
+                json_sample(json, o, &s, r);
+                done++;
+                if (o->progress) {
+                    double host = (s.user_s + s.sys_s) / ((double)s.bytes / 1e9);
+                    fprintf(stderr, "%s[%3d/%3d] round %d rec %5zu %-4s %7.0f Mbit/s  host %.3f s/GB  tlsnicd %.3f s/GB%s%s",
+                            tty ? "\r" : "", done, total, r + 1, s.rec, scenario_names[s.sc],
+                            s.sc == S_EVP ? 0.0 : (double)s.bytes * 8 / s.wall_s / 1e6, host,
+                            s.dev_cpu_s / ((double)s.bytes / 1e9), s.ok ? "" : "  FAILED",
+                            tty ? "   " : "\n");
+                }
+            }
+        }
+    }
+    if (o->progress && tty)
+        fputc('\n', stderr);
+    if (json != stdout)
+        fclose(json);
+    if (daemon_dev != NULL)
+        tlsnic_ctl_client_close(daemon_dev);
+    SSL_CTX_free(cctx);
+    return failed;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: bench_eval recv --addr A --port P [--verify] [--version 1.2|1.3] [--cipher C]\n"
+            "                  [--max-conns N]\n"
+            "       bench_eval send --addr A --port P [--scenarios tcp,ssl,sw,dev,null,evp]\n"
+            "                  [--sizes 1457,4096,16384] [--mb N] [--rounds N] [--version 1.2|1.3]\n"
+            "                  [--cipher aes128|aes256|chacha] [--ctl PATH] [--daemon-pid PID]\n"
+            "                  [--json FILE] [--label K=V]... [--progress] [--timeout S]\n"
+            "                  [--io-timeout S] [--rate MBIT]\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage();
+        return 2;
+    }
+    int is_send = strcmp(argv[1], "send") == 0;
+    if (!is_send && strcmp(argv[1], "recv") != 0) {
+        usage();
+        return 2;
+    }
+    struct send_opts o = {.addr = "198.18.0.2", .port = 5201, .version = TLS1_2_VERSION,
+                          .cipher = TLS_CIPHER_AES_GCM_128};
+    int scs[N_SCENARIOS] = {S_TCP, S_SSL, S_SW, S_DEV, S_NULL};
+    int n_sc = 5;
+    size_t sizes[MAX_SIZES] = {1457, 4096, 16384};
+    int n_sizes = 3, rounds = 3, verify = 0;
+    long max_conns = 0, timeout_s = 3600;
+    double mb = 200;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1;
+        if (!strcmp(a, "--addr") && v)
+            o.addr = v;
+        else if (!strcmp(a, "--port") && v)
+            o.port = atoi(v);
+        else if (!strcmp(a, "--version") && v)
+            o.version = !strcmp(v, "1.3") ? TLS1_3_VERSION : TLS1_2_VERSION;
+        else if (!strcmp(a, "--cipher") && v)
+            o.cipher = !strcmp(v, "aes256") ? TLS_CIPHER_AES_GCM_256
+                       : !strcmp(v, "chacha") ? TLS_CIPHER_CHACHA20_POLY1305
+                                              : TLS_CIPHER_AES_GCM_128;
+        else if (!strcmp(a, "--ctl") && v)
+            o.ctl = v;
+        else if (!strcmp(a, "--daemon-pid") && v)
+            o.daemon_pid = atoi(v);
+        else if (!strcmp(a, "--json") && v)
+            o.json = v;
+        else if (!strcmp(a, "--label") && v && strchr(v, '=') && o.n_labels < MAX_LABELS)
+            o.labels[o.n_labels++] = v;
+        else if (!strcmp(a, "--mb") && v)
+            mb = atof(v);
+        else if (!strcmp(a, "--rounds") && v)
+            rounds = atoi(v);
+        else if (!strcmp(a, "--max-conns") && v)
+            max_conns = atol(v);
+        else if (!strcmp(a, "--timeout") && v)
+            timeout_s = atol(v);
+        else if (!strcmp(a, "--rate") && v)
+            o.rate_mbit = atof(v);
+        else if (!strcmp(a, "--io-timeout") && v)
+            io_timeout_s = atol(v);
+        else if (!strcmp(a, "--scenarios") && v) {
+            n_sc = parse_list(v, scenario_names, N_SCENARIOS, scs, N_SCENARIOS);
+        } else if (!strcmp(a, "--sizes") && v) {
+            n_sizes = 0;
+            char buf[128];
+            snprintf(buf, sizeof(buf), "%s", v);
+            for (char *save = NULL, *t = strtok_r(buf, ",", &save); t && n_sizes < MAX_SIZES;
+                 t = strtok_r(NULL, ",", &save))
+                sizes[n_sizes++] = (size_t)atol(t);
+        } else {
+            takes = 0;
+            if (!strcmp(a, "--verify"))
+                verify = 1;
+            else if (!strcmp(a, "--progress"))
+                o.progress = 1;
+            else {
+                usage();
+                return 2;
+            }
+        }
+        i += takes;
+    }
+    if (n_sc <= 0 || n_sizes <= 0 || rounds < 1 || rounds > 1000 || !(mb > 0 && mb <= 100000) ||
+        o.port <= 0 || o.port > 65530 || timeout_s < 1 || io_timeout_s < 1) {
+        usage();
+        return 2;
+    }
+    for (int i = 0; i < n_sizes; i++)
+        if (sizes[i] < 1 || sizes[i] > MAX_REC) {
+            fprintf(stderr, "bench_eval: record size %zu not in 1..%d\n", sizes[i], MAX_REC);
+            return 2;
+        }
+    pattern_init();
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_stop};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    alarm((unsigned)timeout_s); /* the whole program is bounded */
+    if (!is_send)
+        return do_recv(o.addr, o.port, verify, o.version, o.cipher, max_conns);
+    return do_send(&o, scs, n_sc, sizes, n_sizes, (uint64_t)(mb * 1e6), rounds);
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# A tiny `tlsnic bench` (2 MB samples, one round, 2% loss only): the outputs exist and are
+# well formed. No timing is judged here: a smoke run's numbers mean nothing.
+#
+#   smoke.sh BUILD_DIR        root only (77 otherwise, as bench.sh)
+set -euo pipefail
+build=$1
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/net/tun ]; then
+  echo "SKIP: needs root and /dev/net/tun"
+  exit 77
+fi
+out=$(mktemp -d /tmp/tlsnic-bench-smoke.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+TLSNIC_BUILD_DIR=$build "$root/scripts/bench.sh" --quick --mb 2 --sizes 1457,16384 \
+  --loss 0.02 --loss-sizes 16384 --out "$out" >"$out/stdout" 2>"$out/stderr" \
+  || { cat "$out/stderr"; fail "bench.sh failed"; }
+for f in results.json samples.jsonl summary.json results.md host_cpu.png throughput.png; do
+  [ -s "$out/$f" ] || fail "$f missing or empty"
+done
+for png in host_cpu.png throughput.png; do
+  [ "$(head -c 8 "$out/$png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "$png is not a PNG"
+done
+jq -e '.meta.nproc >= 1 and (.meta.command | startswith("tlsnic bench")) and (.samples | length) > 0' \
+  "$out/results.json" >/dev/null || fail "results.json: no machine or no samples"
+for sc in tcp ssl sw dev devlazy null evp; do
+  jq -e --arg sc "$sc" '[.samples[] | select(.phase == "main" and .scenario == $sc and .ok)] | length == 2' \
+    "$out/results.json" >/dev/null || fail "results.json: not 2 good main samples of $sc"
+done
+jq -e '[.samples[] | select(.phase == "loss")] | length > 0' "$out/results.json" >/dev/null \
+  || fail "results.json: no loss samples"
+jq -e '(.verdicts | length) > 0 and all(.verdicts[]; has("target") and has("met"))' "$out/summary.json" \
+  >/dev/null || fail "summary.json: no verdicts"
+grep -q '^| record | scenario | Mbit/s' "$out/results.md" || fail "results.md: no main table"
+grep -q '^| target | record | measured | met? |' "$out/results.md" || fail "results.md: no targets table"
+grep -q '^| loss | resync from' "$out/results.md" || fail "results.md: no loss table"
+grep -q 'progress\|\[ *[0-9]*/ *[0-9]*\]' "$out/stderr" || fail "no progress display"
+echo "PASS: bench outputs well formed ($(jq '.samples | length' "$out/results.json") samples)"
