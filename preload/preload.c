@@ -10,7 +10,15 @@
  * Environment:
  *   TLSNIC_STATS_FILE=path  tlsnic's counters (/proc/net/tls_stat form) are written there
  *                           whenever a tlsnic socket is closed and at exit.
- *   TLSNIC_PRELOAD_DEBUG=1  one line on stderr per tlsnic socket event.
+ *   TLSNIC_PRELOAD_DEBUG=1  one line on stderr per tlsnic socket event (TLS_TX with the
+ *                           mode it got and, in software, why).
+ *   TLSNIC_CTL=path         tlsnicd's control socket (default /run/tlsnicd.sock, "off" =
+ *                           never): TX goes to the daemon's device when it is reachable and
+ *                           accepts the flow, else stays in software (tlsnic/attach.h).
+ *   SSLKEYLOGFILE=path      the program's TLS secrets are appended there in the NSS key log
+ *                           format (for Wireshark/tshark), unless the program set its own
+ *                           key log callback: SSL_new is wrapped to install one on the
+ *                           SSL_CTX (libssl looked up at run time; no link dependency).
  *
  * tlsnic itself reaches the kernel through the real libc functions (dlsym RTLD_NEXT), set
  * as its system-call table in the constructor, so a wrapped call never re-enters itself.
@@ -33,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tlsnic/attach.h"
 #include "tlsnic/ktls.h"
 
 #define EXPORT __attribute__((visibility("default")))
@@ -68,6 +77,7 @@ static struct {
 
 static int debug;
 static const char *stats_file;
+static const char *keylog_file;
 
 #define RESOLVE(name)                                                                        \
     do {                                                                                     \
@@ -149,6 +159,12 @@ __attribute__((constructor)) static void preload_init(void)
     tlsnic_set_sys_ops(&ops);
     debug = getenv("TLSNIC_PRELOAD_DEBUG") != NULL;
     stats_file = getenv("TLSNIC_STATS_FILE");
+    keylog_file = getenv("SSLKEYLOGFILE");
+    if (keylog_file && !keylog_file[0])
+        keylog_file = NULL;
+    int err = tlsnic_attach_daemon(NULL);
+    if (err < 0 && debug)
+        fprintf(stderr, "tlsnic-preload: no daemon attach: %s\n", strerror(-err));
 }
 
 __attribute__((destructor)) static void preload_fini(void)
@@ -171,7 +187,15 @@ EXPORT int setsockopt(int fd, int level, int optname, const void *optval, sockle
     if ((level == SOL_TCP && optname == TCP_ULP) || level == SOL_TLS) {
         int saved, rc = tlsnic_setsockopt(fd, level, optname, optval, optlen);
         saved = errno;
-        if (level == SOL_TLS) {
+        if (level == SOL_TLS && (optname == TLS_TX || optname == TLS_RX) && rc == 0 && debug) {
+            struct tlsnic_mode_info m;
+            if (tlsnic_get_mode(fd, optname == TLS_TX ? TLSNIC_DIR_TX : TLSNIC_DIR_RX, &m) == 0)
+                fprintf(stderr, "tlsnic-preload: setsockopt %s fd=%d -> 0 mode %s%s%s (%d)\n",
+                        optname == TLS_TX ? "TLS_TX" : "TLS_RX", fd, tlsnic_mode_name(m.mode),
+                        m.mode == TLSNIC_MODE_SW ? ", reason: " : "",
+                        m.mode == TLSNIC_MODE_SW ? tlsnic_sw_reason_name(m.reason) : "",
+                        m.dev_errno);
+        } else if (level == SOL_TLS) {
             note(optname == TLS_TX ? "setsockopt TLS_TX" : optname == TLS_RX ? "setsockopt TLS_RX"
                                                                              : "setsockopt SOL_TLS",
                  fd, rc);
@@ -435,4 +459,46 @@ EXPORT int dup3(int oldfd, int newfd, int flags)
     if (fd >= 0)
         tlsnic_fd_dup(oldfd, fd);
     return fd;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* SSLKEYLOGFILE: libssl's keylog callback, installed on the SSL_CTX of every SSL_new.        */
+
+static void keylog_line(const void *ssl, const char *line)
+{
+    (void)ssl;
+    char buf[1024];
+    size_t n = strlen(line);
+    if (!keylog_file || n + 1 > sizeof(buf))
+        return;
+    memcpy(buf, line, n);
+    buf[n++] = '\n';
+    int fd = open(keylog_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    (void)!real.write(fd, buf, n); /* one write: lines of several threads do not mix */
+    real.close(fd);
+}
+
+/* libssl's SSL_new (SSL_CTX * -> SSL *), declared here: the library does not include libssl. */
+EXPORT void *SSL_new(void *ctx);
+EXPORT void *SSL_new(void *ctx)
+{
+    static void *(*real_ssl_new)(void *);
+    if (!real_ssl_new)
+        real_ssl_new = (void *(*)(void *))dlsym(RTLD_NEXT, "SSL_new");
+    if (!real_ssl_new) {
+        errno = ENOSYS;
+        return NULL;
+    }
+    if (keylog_file && ctx) {
+        typedef void (*keylog_cb)(const void *, const char *);
+        keylog_cb (*get)(const void *) =
+            (keylog_cb(*)(const void *))dlsym(RTLD_DEFAULT, "SSL_CTX_get_keylog_callback");
+        void (*set)(void *, keylog_cb) =
+            (void (*)(void *, keylog_cb))dlsym(RTLD_DEFAULT, "SSL_CTX_set_keylog_callback");
+        if (get && set && get(ctx) == NULL)
+            set(ctx, keylog_line);
+    }
+    return real_ssl_new(ctx);
 }

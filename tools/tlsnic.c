@@ -1,21 +1,30 @@
 /*
  * tlsnic: the command-line face of the project.
  *
- *   tlsnic demo   For each protocol version x cipher tlsnic offloads, libssl does a real
+ *   tlsnic demo   As root (network namespaces, TUN): the device demo, scripts/demo-device.sh:
+ *                 tlsnicd between two namespaces, an unmodified `openssl s_server -WWW
+ *                 -sendfile` under the preload library in device mode, curl and openssl
+ *                 s_client downloading a file in the peer namespace, sha256, the device's
+ *                 counters and the share of TLS bytes the host CPU did not encrypt.
+ *                 Otherwise (or with --inprocess) the in-process demo, in two parts.
+ *                 (1) For each protocol version x cipher tlsnic offloads, libssl does a real
  *                 handshake with itself over a socketpair, the client's traffic keys are
  *                 exported into the <linux/tls.h> form, and from then on the client's
  *                 records are sealed and opened by tlsnic while the server stays libssl.
  *                 The data crosses in both directions and its SHA-256 is checked on
  *                 both ends; the client ends with a tlsnic-sealed close_notify.
+ *                 (2) The device model on the simulated wire with loss and reordering,
+ *                 read back by libssl (demo_simwire.c).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h> /* execv */
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -23,8 +32,11 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include "demo_simwire.h"
 #include "fd_io.h"
 #include "tls_pair.h"
+#include "tlsnic/attach.h"
+#include "tlsnic/ctl.h"
 #include "tlsnic/keyexport.h"
 #include "tlsnic/record.h"
 
@@ -321,7 +333,189 @@ static int cmd_demo(void)
         }
     }
     printf("\n%zu of %zu combinations passed.\n", N_COMBOS - (size_t)failures, N_COMBOS);
-    return failures == 0 ? 0 : 1;
+    int wire_rc = tlsnic_demo_simwire();
+    return failures == 0 && wire_rc == 0 ? 0 : 1;
+}
+
+/* ---- tlsnic stats ------------------------------------------------------------------------ */
+
+#define STATS_CAP 16384
+
+/* The value of counter name in "name value" lines (0 if absent). */
+static uint64_t stat_value(const char *text, const char *name)
+{
+    size_t nl = strlen(name);
+    for (const char *line = text; line && *line;) {
+        if (strncmp(line, name, nl) == 0 && (line[nl] == ' ' || line[nl] == '\t'))
+            return strtoull(line + nl, NULL, 10);
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    return 0;
+}
+
+static int read_text_file(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -errno;
+    size_t n = fread(buf, 1, cap - 1, f);
+    int err = ferror(f) ? -EIO : 0;
+    fclose(f);
+    buf[n] = '\0';
+    return err < 0 ? err : (int)n;
+}
+
+/* The counters `--brief` keeps: the TLS ones of the device and of the host. */
+static int is_tls_counter(const char *name, size_t len)
+{
+    return (len > 7 && (strncmp(name, "tx_tls_", 7) == 0 || strncmp(name, "rx_tls_", 7) == 0)) ||
+           (len > 3 && strncmp(name, "Tls", 3) == 0);
+}
+
+/* Prints the lines whose value is not 0 (all with show_all), indented. */
+static void print_counters(const char *text, int show_all, int brief)
+{
+    for (const char *line = text; line && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        const char *sp = memchr(line, ' ', len);
+        const char *tab = memchr(line, '\t', len);
+        const char *sep = sp && (!tab || sp < tab) ? sp : tab;
+        if (sep) {
+            uint64_t v = strtoull(sep, NULL, 10);
+            if ((v != 0 || show_all) && (!brief || is_tls_counter(line, (size_t)(sep - line))))
+                printf("    %-32.*s %" PRIu64 "\n", (int)(sep - line), line, v);
+        }
+        line = end ? end + 1 : NULL;
+    }
+}
+
+static void print_mb(uint64_t bytes)
+{
+    if (bytes >= 1000000)
+        printf("%.1f MB", (double)bytes / 1e6);
+    else if (bytes >= 1000)
+        printf("%.1f KB", (double)bytes / 1e3);
+    else
+        printf("%" PRIu64 " bytes", bytes);
+}
+
+/*
+ * tlsnic stats [--ctl PATH] [--host FILE] [--all|--brief]: the device's counters from tlsnicd and
+ * the host's from a counters file (what the preload library writes to TLSNIC_STATS_FILE),
+ * then what share of the TLS record bytes the host sent the device encrypted.
+ */
+static int cmd_stats(int argc, char **argv)
+{
+    const char *ctl = getenv("TLSNIC_CTL"), *host = getenv("TLSNIC_STATS_FILE");
+    int show_all = 0, brief = 0;
+    if (!ctl || !ctl[0])
+        ctl = TLSNIC_ATTACH_DEFAULT_CTL;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--ctl") == 0 && i + 1 < argc)
+            ctl = argv[++i];
+        else if (strcmp(argv[i], "--host") == 0 && i + 1 < argc)
+            host = argv[++i];
+        else if (strcmp(argv[i], "--all") == 0)
+            show_all = 1;
+        else if (strcmp(argv[i], "--brief") == 0)
+            brief = 1;
+        else {
+            fprintf(stderr, "tlsnic stats: unknown argument %s\n", argv[i]);
+            return 2;
+        }
+    }
+    static char dev_text[STATS_CAP], host_text[STATS_CAP];
+    int dev_len = tlsnic_ctl_query_stats(ctl, dev_text, sizeof(dev_text));
+    if (dev_len >= 0) {
+        printf("device (tlsnicd at %s):\n", ctl);
+        print_counters(dev_text, show_all, brief);
+    } else {
+        printf("device: no tlsnicd at %s (%s)\n", ctl, strerror(-dev_len));
+        dev_text[0] = '\0';
+    }
+    int host_len = host ? read_text_file(host, host_text, sizeof(host_text)) : -ENOENT;
+    if (host_len >= 0) {
+        printf("host (%s):\n", host);
+        print_counters(host_text, show_all, brief);
+    } else if (host) {
+        printf("host: no counters in %s (%s)\n", host, strerror(-host_len));
+        host_text[0] = '\0';
+    } else {
+        printf("host: no counters file (--host FILE, or TLSNIC_STATS_FILE: where programs under\n"
+               "      libtlsnic-preload.so write theirs)\n");
+        host_text[0] = '\0';
+    }
+    if (host_len >= 0) {
+        uint64_t dev_bytes = stat_value(host_text, "TlsnicTxDeviceBytes");
+        uint64_t sw_bytes = stat_value(host_text, "TlsnicTxSwBytes");
+        uint64_t pre = stat_value(host_text, "TlsnicTxPreKeyBytes");
+        uint64_t total = dev_bytes + sw_bytes + pre;
+        if (total > 0) {
+            printf("summary: of ");
+            print_mb(total);
+            printf(" of TLS the host sent, the device encrypted ");
+            print_mb(dev_bytes);
+            printf(" in %" PRIu64 " records: %.3f %% the host CPU did not encrypt\n"
+                   "         (host: ",
+                   stat_value(host_text, "TlsnicTxDeviceRecords"),
+                   100.0 * (double)dev_bytes / (double)total);
+            print_mb(sw_bytes);
+            printf(" sealed in software, at most ");
+            print_mb(pre);
+            printf(" of handshake before kTLS)\n");
+        }
+    }
+    if (dev_len >= 0 && dev_text[0]) {
+        printf("device work: %" PRIu64 " packets encrypted inline, %" PRIu64
+               " out of order (%" PRIu64 " from checkpoints), %" PRIu64
+               " resync bytes, %" PRIu64 " records read back from the host store\n",
+               stat_value(dev_text, "tx_tls_encrypted_packets"), stat_value(dev_text, "tx_tls_ooo"),
+               stat_value(dev_text, "tx_tls_ooo_ckpt"), stat_value(dev_text, "tx_tls_resync_bytes"),
+               stat_value(dev_text, "tx_tls_dump_packets"));
+    }
+    return dev_len >= 0 || host_len >= 0 ? 0 : 1;
+}
+
+/* ---- tlsnic demo (device) -------------------------------------------------------------------- */
+
+/*
+ * The device demo needs root, /dev/net/tun and the demo script with the binaries it drives;
+ * 1 if they are all there. why says what is missing otherwise.
+ */
+static int device_demo_possible(const char **why)
+{
+    if (geteuid() != 0) {
+        *why = "not running as root (network namespaces and TUN devices need it)";
+        return 0;
+    }
+    if (access("/dev/net/tun", R_OK | W_OK) != 0) {
+        *why = "no /dev/net/tun";
+        return 0;
+    }
+    if (access(TLSNIC_DEMO_SCRIPT, X_OK) != 0 || access(TLSNIC_TLSNICD_PATH, X_OK) != 0 ||
+        access(TLSNIC_PRELOAD_PATH, R_OK) != 0) {
+        *why = "the demo script or tlsnicd / libtlsnic-preload.so is not built";
+        return 0;
+    }
+    return 1;
+}
+
+static int cmd_demo_device(const char *self)
+{
+    char self_path[4096];
+    ssize_t n = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
+    if (n > 0)
+        self_path[n] = '\0';
+    else
+        snprintf(self_path, sizeof(self_path), "%s", self);
+    fflush(stdout);
+    execl(TLSNIC_DEMO_SCRIPT, TLSNIC_DEMO_SCRIPT, TLSNIC_TLSNICD_PATH, TLSNIC_PRELOAD_PATH,
+          TLSNIC_NET_SH_PATH, self_path, (char *)NULL);
+    fprintf(stderr, "tlsnic demo: %s: %s\n", TLSNIC_DEMO_SCRIPT, strerror(errno));
+    return 1;
 }
 
 static void usage(FILE *to)
@@ -333,11 +527,23 @@ static void usage(FILE *to)
             "records, the device encrypts and decrypts them as TCP segments pass.\n"
             "\n"
             "commands:\n"
-            "  demo     for TLS 1.2 and 1.3 with AES-128-GCM, AES-256-GCM and\n"
-            "           ChaCha20-Poly1305: a real libssl handshake, keys exported to the\n"
-            "           <linux/tls.h> form, records sealed by tlsnic read by libssl and\n"
-            "           records written by libssl opened by tlsnic, SHA-256 checked.\n"
-            "           Exit status 0 if every combination passed.\n"
+            "  demo     as root: tlsnicd (the device) between two network namespaces,\n"
+            "           `openssl s_server -WWW -sendfile` under libtlsnic-preload.so in\n"
+            "           device mode, curl and openssl s_client download a file through it;\n"
+            "           sha256, device counters, share of TLS bytes the host did not\n"
+            "           encrypt; everything torn down at the end.\n"
+            "  demo --device     only that (exit 77 where it cannot run)\n"
+            "  demo --inprocess  (also the fallback without root) for TLS 1.2 and 1.3 with\n"
+            "           AES-128-GCM, AES-256-GCM and ChaCha20-Poly1305: a real libssl\n"
+            "           handshake, keys exported to the <linux/tls.h> form, records sealed\n"
+            "           by tlsnic read by libssl and records written by libssl opened by\n"
+            "           tlsnic, SHA-256 checked; then the device model encrypting 4 MB\n"
+            "           on the simulated wire (1 %% loss, 1 %% reordering), read by libssl.\n"
+            "           Exit status 0 if everything passed.\n"
+            "  stats [--ctl PATH] [--host FILE] [--all | --brief (TLS counters only)]\n"
+            "           device counters from tlsnicd (default $TLSNIC_CTL or\n"
+            "           " TLSNIC_ATTACH_DEFAULT_CTL "), host counters from FILE (default\n"
+            "           $TLSNIC_STATS_FILE, written by programs under the preload library)\n"
             "  bench    the paper's evaluation through tlsnicd (root): scripts/bench.sh,\n"
             "           options passed on (--quick, --cipher, --version, ...; see --help)\n"
             "  help     this text (also -h, --help)\n");
@@ -362,8 +568,25 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (strcmp(argv[1], "demo") == 0 && argc == 2)
-        return cmd_demo();
+    if (strcmp(argv[1], "demo") == 0 && argc <= 3) {
+        const char *opt = argc == 3 ? argv[2] : "";
+        const char *why = NULL;
+        if (strcmp(opt, "--inprocess") == 0 || strcmp(opt, "--quick") == 0)
+            return cmd_demo();
+        if (strcmp(opt, "--device") == 0 || opt[0] == '\0') {
+            if (device_demo_possible(&why))
+                return cmd_demo_device(argv[0]);
+            if (opt[0] != '\0') {
+                printf("tlsnic demo --device: cannot run: %s\n", why);
+                return 77;
+            }
+            printf("tlsnic demo: %s:\nrunning the in-process demo instead (the device demo "
+                   "needs root: sudo tlsnic demo).\n\n", why);
+            return cmd_demo();
+        }
+    }
+    if (strcmp(argv[1], "stats") == 0)
+        return cmd_stats(argc, argv);
     if (strcmp(argv[1], "bench") == 0)
         return cmd_bench(argv + 1);
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "-h") == 0 ||

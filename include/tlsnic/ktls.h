@@ -120,6 +120,8 @@ enum tlsnic_sw_reason {
                                            does not offer RX to a device */
     TLSNIC_SW_REASON_NO_TCP_SEQ,        /* the socket's TCP sequence number could not be
                                            read (TCP_REPAIR needs CAP_NET_ADMIN) */
+    TLSNIC_SW_REASON_DEVICE_UNREACHABLE, /* -ENOENT / -ECONNREFUSED: no daemon listens at
+                                           the control socket's path */
 };
 
 struct tlsnic_mode_info {
@@ -158,6 +160,41 @@ const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason);
 void tlsnic_set_device(struct tlsnic_dev *dev);
 
 /*
+ * Where device mode keeps records for a device that cannot read this process's memory.
+ * By default the record store handed to the device in add is tlsnic's own list (host
+ * memory: fine for an in-process device). A device in another process (tlsnicd) needs the
+ * records in memory it can map: with store ops set, tlsnic opens one store per offloaded
+ * direction, puts every framed record into it too, releases there what the peer has
+ * acknowledged, and hands the device view(store) instead of its own list. ops and ctx
+ * must stay valid for the life of every socket set up while they were set; NULL restores
+ * the default. put may fail with -ENOSPC while the store is full of unacknowledged records:
+ * tlsnic then waits (bounded, 5 s) for acknowledgements.
+ */
+struct tlsnic_dev_store_ops {
+    int (*open)(void *ctx, void **store);
+    int (*put)(void *store, uint32_t tcp_seq, uint64_t rec_seq, const uint8_t *rec,
+               uint32_t len);
+    void (*release)(void *store, uint32_t acked_seq); /* every record ending at or before */
+    const struct tlsnic_rec_store *(*view)(void *store);
+    void (*close)(void *store);
+};
+void tlsnic_set_device_store(const struct tlsnic_dev_store_ops *ops, void *ctx);
+
+/*
+ * After the device lost its contexts and came back (a restarted tlsnicd): adds every
+ * device-mode TX context of this process that uses dev again, each from its first record
+ * not yet fully acknowledged (its TCP sequence number, record sequence number and nonce),
+ * with the same record store, so the device can encrypt whatever TCP retransmits.
+ * Does not take the sockets' TX locks (a sender may be blocked in the kernel waiting for
+ * the very ACKs that only flow once the device is back). Returns how many contexts were
+ * added, or the first add's negative errno (the others are still tried). A context whose
+ * add is refused (any error but -ENODEV / -ETIMEDOUT, which mean "gone again: try at the
+ * next restart") can never be encrypted again: its connection is aborted at the next send
+ * (ECONNABORTED), as when the device reports TLSNIC_FLOW_F_GONE.
+ */
+int tlsnic_device_readd(struct tlsnic_dev *dev);
+
+/*
  * Device mode: releases the records the peer has acknowledged, then reports what the
  * record store still holds for fd's TX. Returns 0, or -1 / EBADF (not a tlsnic socket),
  * EINVAL (TX not in device mode).
@@ -187,6 +224,15 @@ enum tlsnic_stat {
     TLSNIC_STAT_RX_REKEY_RECEIVED, /* TlsRxRekeyReceived */
     TLSNIC_STAT_TX_RECORDS,      /* TlsnicTxRecords: records sent (tlsnic's own) */
     TLSNIC_STAT_RX_RECORDS,      /* TlsnicRxRecords: records received and accepted */
+    TLSNIC_STAT_TX_DEVICE_READD, /* TlsnicTxDeviceReadd: contexts added again after the
+                                    device restarted (tlsnic_device_readd) */
+    /* What the host CPU did not have to encrypt, in record bytes as on the wire: */
+    TLSNIC_STAT_TX_DEVICE_RECORDS, /* TlsnicTxDeviceRecords: records framed for the device */
+    TLSNIC_STAT_TX_DEVICE_BYTES, /* TlsnicTxDeviceBytes: their bytes (the device encrypts) */
+    TLSNIC_STAT_TX_SW_BYTES,     /* TlsnicTxSwBytes: record bytes tlsnic sealed on the host */
+    TLSNIC_STAT_TX_PRE_KEY_BYTES,/* TlsnicTxPreKeyBytes: bytes the sockets had sent before
+                                    TLS_TX (the handshake, which the TLS library encrypted
+                                    where it had to: an upper bound of that work) */
     TLSNIC_STAT_COUNT
 };
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "ktls_int.h"
 #include "tcpinfo.h"
@@ -31,7 +32,14 @@ struct tlsnic_dev_tx {
     int fd;
     struct tlsnic_flow flow;
     struct tlsnic_rec_store store;
-    pthread_mutex_t lock; /* the list: the device may read it from its own thread */
+    const tlsnic_rec_key *key;   /* borrowed: the socket's TX key (device mode never rekeys) */
+    /* A store the device can map (tlsnic_set_device_store), or NULL: then `store`. */
+    const struct tlsnic_dev_store_ops *mirror_ops;
+    void *mirror;
+    struct tlsnic_dev_tx *reg_prev, *reg_next; /* every context, for tlsnic_device_readd */
+    atomic_int lost; /* a re-add was refused: the device will never encrypt this flow again */
+    pthread_mutex_t lock; /* the list, write_pos, next_seq: read by the device's thread
+                             and by tlsnic_device_readd */
     struct retained *head, *tail;
     size_t bytes, count;
     uint64_t start_pos;   /* stream position at TLS_TX ... */
@@ -71,6 +79,42 @@ static int store_get_record(void *priv, uint32_t tcp_seq, struct tlsnic_rec_ref 
 
 static const struct tlsnic_rec_store_ops store_ops = {.get_record = store_get_record};
 
+/* The device-mode contexts of this process: what tlsnic_device_readd walks. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tlsnic_dev_tx *registry;
+
+static _Atomic(const struct tlsnic_dev_store_ops *) mirror_ops_set;
+static _Atomic(void *) mirror_ctx_set;
+
+void tlsnic_set_device_store(const struct tlsnic_dev_store_ops *ops, void *ctx)
+{
+    atomic_store(&mirror_ctx_set, ctx);
+    atomic_store(&mirror_ops_set, ops);
+}
+
+static void registry_add(struct tlsnic_dev_tx *d)
+{
+    pthread_mutex_lock(&registry_lock);
+    d->reg_prev = NULL;
+    d->reg_next = registry;
+    if (registry)
+        registry->reg_prev = d;
+    registry = d;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_remove(struct tlsnic_dev_tx *d)
+{
+    pthread_mutex_lock(&registry_lock);
+    if (d->reg_prev)
+        d->reg_prev->reg_next = d->reg_next;
+    else
+        registry = d->reg_next;
+    if (d->reg_next)
+        d->reg_next->reg_prev = d->reg_prev;
+    pthread_mutex_unlock(&registry_lock);
+}
+
 static int flow_of(int fd, struct tlsnic_flow *f)
 {
     struct sockaddr_storage l, r;
@@ -100,7 +144,7 @@ static int flow_of(int fd, struct tlsnic_flow *f)
 }
 
 /* Stream position of the next byte the socket will take: snd_una - ISN + queued bytes. */
-static int stream_pos_now(int fd, uint64_t *pos)
+int tlsnic_stream_pos(int fd, uint64_t *pos)
 {
     uint64_t acked = 0;
     int outq = 0;
@@ -157,7 +201,7 @@ int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
     }
     union tlsnic_crypto_info ci;
     int len = tlsnic_rec_key_export(s->tx.key, &ci, sizeof(ci));
-    int rc = len < 0 ? len : stream_pos_now(fd, &d->write_pos);
+    int rc = len < 0 ? len : tlsnic_stream_pos(fd, &d->write_pos);
     if (rc < 0) {
         OPENSSL_cleanse(&ci, sizeof(ci));
         free(d);
@@ -171,12 +215,25 @@ int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
     d->start_pos = d->sent_pos = d->write_pos;
     d->version = ci.info.version;
     d->nonce_len = tlsnic_rec_key_explicit_nonce_len(s->tx.key);
+    d->key = s->tx.key;
     load_seq(&ci, &d->initial_seq, &d->initial_explicit);
     d->next_seq = d->initial_seq;
     pthread_mutex_init(&d->lock, NULL);
-    rc = dev->ops->add(dev, fd, &flow, TLSNIC_DIR_TX, &ci, (size_t)len, d->start_seq, &d->store);
+    const struct tlsnic_rec_store *store = &d->store;
+    d->mirror_ops = atomic_load(&mirror_ops_set);
+    if (d->mirror_ops) {
+        rc = d->mirror_ops->open(atomic_load(&mirror_ctx_set), &d->mirror);
+        if (rc < 0)
+            d->mirror_ops = NULL;
+        else
+            store = d->mirror_ops->view(d->mirror);
+    }
+    if (rc == 0)
+        rc = dev->ops->add(dev, fd, &flow, TLSNIC_DIR_TX, &ci, (size_t)len, d->start_seq, store);
     OPENSSL_cleanse(&ci, sizeof(ci));
     if (rc < 0) {
+        if (d->mirror_ops)
+            d->mirror_ops->close(d->mirror);
         pthread_mutex_destroy(&d->lock);
         free(d);
         m->dev_errno = rc;
@@ -184,10 +241,13 @@ int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
         case -ENOSPC: m->reason = TLSNIC_SW_REASON_TABLE_FULL; break;
         case -EOPNOTSUPP: m->reason = TLSNIC_SW_REASON_CIPHER_NOT_OFFLOADED; break;
         case -ENODEV: m->reason = TLSNIC_SW_REASON_DEVICE_GONE; break;
+        case -ENOENT:
+        case -ECONNREFUSED: m->reason = TLSNIC_SW_REASON_DEVICE_UNREACHABLE; break;
         default: m->reason = TLSNIC_SW_REASON_DEVICE_REFUSED; break;
         }
         return 0;
     }
+    registry_add(d);
     s->tx.dev = d;
     m->mode = TLSNIC_MODE_DEVICE;
     m->reason = TLSNIC_SW_REASON_NONE;
@@ -215,6 +275,8 @@ void tlsnic_dev_tx_reclaim(struct tlsnic_sock *s, int fd)
         free(r);
     }
     pthread_mutex_unlock(&d->lock);
+    if (d->mirror_ops)
+        d->mirror_ops->release(d->mirror, seq_of(d, acked));
 }
 
 static void put_be64(uint8_t *p, uint64_t v);
@@ -233,6 +295,28 @@ static void put_be64(uint8_t *p, uint64_t v)
     }
 }
 
+#define MIRROR_FULL_WAIT_MS 5000
+
+/*
+ * Puts the record into the device-readable store. A full store holds only records the
+ * peer has not acknowledged yet: wait for ACKs (bounded) rather than send a record the
+ * device could not resync from.
+ */
+static int mirror_put(struct tlsnic_sock *s, int fd, const uint8_t *rec, uint32_t len)
+{
+    struct tlsnic_dev_tx *d = s->tx.dev;
+    struct timespec nap = {.tv_sec = 0, .tv_nsec = 1000000};
+    for (int waited_ms = 0;; waited_ms++) {
+        int rc = d->mirror_ops->put(d->mirror, seq_of(d, d->write_pos), d->next_seq, rec, len);
+        if (rc != -ENOSPC)
+            return rc;
+        if (waited_ms >= MIRROR_FULL_WAIT_MS)
+            return -ENOBUFS;
+        nanosleep(&nap, NULL);
+        tlsnic_dev_tx_reclaim(s, fd);
+    }
+}
+
 /*
  * Frames the open record (content at buf + hdr_room, or at `content` if not NULL) for the
  * device, retains a copy and leaves it in buf for writing. 0, or a negative errno.
@@ -243,6 +327,10 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
     struct tlsnic_tx *tx = &s->tx;
     struct tlsnic_dev_tx *d = tx->dev;
     uint32_t flags = 0;
+    if (atomic_load(&d->lost)) {
+        shutdown(fd, SHUT_RDWR);
+        return -ECONNABORTED;
+    }
     if (d->dev->ops->flow_flags &&
         d->dev->ops->flow_flags(d->dev, &d->flow, TLSNIC_DIR_TX, &flags) == 0 &&
         (flags & (TLSNIC_FLOW_F_INTEGRITY | TLSNIC_FLOW_F_GONE))) {
@@ -271,9 +359,11 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
         c[n] = type;
     memset(c + body, 0, TLSNIC_REC_TAG_LEN);
 
+    if (d->mirror_ops)
+        TLSNIC_GUARD(mirror_put(s, fd, b, (uint32_t)len));
     struct retained *r = malloc(sizeof(*r) + len);
     if (!r)
-        return -ENOMEM;
+        return -ENOMEM; /* the mirror's copy is released with the next ACK past it */
     r->next = NULL;
     r->pos = d->write_pos;
     r->rec_seq = d->next_seq;
@@ -287,25 +377,72 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
     d->tail = r;
     d->bytes += len;
     d->count++;
-    pthread_mutex_unlock(&d->lock);
     d->write_pos += len;
     d->next_seq++;
+    pthread_mutex_unlock(&d->lock);
     *out_len = len;
     return 0;
 }
 
 /* getsockopt(TLS_TX) in device mode: the sequence numbers are the ones tlsnic framed. */
-void tlsnic_dev_tx_patch_info(const struct tlsnic_sock *s, union tlsnic_crypto_info *ci)
+static void set_seq(const struct tlsnic_dev_tx *d, union tlsnic_crypto_info *ci, uint64_t seq)
 {
-    const struct tlsnic_dev_tx *d = s->tx.dev;
     uint8_t *rs = ci->info.cipher_type == TLS_CIPHER_AES_GCM_128   ? ci->aes_gcm_128.rec_seq
                   : ci->info.cipher_type == TLS_CIPHER_AES_GCM_256 ? ci->aes_gcm_256.rec_seq
                                                                    : ci->chacha20_poly1305.rec_seq;
-    put_be64(rs, d->next_seq);
+    put_be64(rs, seq);
     if (ci->info.cipher_type == TLS_CIPHER_AES_GCM_128 && d->nonce_len)
-        put_be64(ci->aes_gcm_128.iv, d->initial_explicit + (d->next_seq - d->initial_seq));
+        put_be64(ci->aes_gcm_128.iv, d->initial_explicit + (seq - d->initial_seq));
     else if (ci->info.cipher_type == TLS_CIPHER_AES_GCM_256 && d->nonce_len)
-        put_be64(ci->aes_gcm_256.iv, d->initial_explicit + (d->next_seq - d->initial_seq));
+        put_be64(ci->aes_gcm_256.iv, d->initial_explicit + (seq - d->initial_seq));
+}
+
+void tlsnic_dev_tx_patch_info(const struct tlsnic_sock *s, union tlsnic_crypto_info *ci)
+{
+    set_seq(s->tx.dev, ci, s->tx.dev->next_seq);
+}
+
+/* One context again, from its first unacknowledged record (or the next one, if none). */
+static int readd_one(struct tlsnic_dev_tx *d)
+{
+    union tlsnic_crypto_info ci;
+    int len = tlsnic_rec_key_export(d->key, &ci, sizeof(ci));
+    if (len < 0)
+        return len;
+    pthread_mutex_lock(&d->lock);
+    uint64_t pos = d->head ? d->head->pos : d->write_pos;
+    uint64_t rec_seq = d->head ? d->head->rec_seq : d->next_seq;
+    pthread_mutex_unlock(&d->lock);
+    set_seq(d, &ci, rec_seq);
+    const struct tlsnic_rec_store *store =
+        d->mirror_ops ? d->mirror_ops->view(d->mirror) : &d->store;
+    int rc = d->dev->ops->add(d->dev, d->fd, &d->flow, TLSNIC_DIR_TX, &ci, (size_t)len,
+                              seq_of(d, pos), store);
+    OPENSSL_cleanse(&ci, sizeof(ci));
+    return rc;
+}
+
+int tlsnic_device_readd(struct tlsnic_dev *dev)
+{
+    int added = 0, first_err = 0;
+    pthread_mutex_lock(&registry_lock);
+    for (struct tlsnic_dev_tx *d = registry; d; d = d->reg_next) {
+        if (d->dev != dev)
+            continue;
+        int rc = readd_one(d);
+        if (rc < 0 && first_err == 0)
+            first_err = rc;
+        /* Refused (not merely gone again): the records framed for the device can never be
+           sent encrypted; the connection is aborted at its next send, as for F_GONE. */
+        if (rc < 0 && rc != -ENODEV && rc != -ETIMEDOUT)
+            atomic_store(&d->lost, 1);
+        if (rc == 0) {
+            added++;
+            tlsnic_stat_add(TLSNIC_STAT_TX_DEVICE_READD, 1);
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return first_err < 0 ? first_err : added;
 }
 
 void tlsnic_dev_tx_free(struct tlsnic_sock *s)
@@ -313,7 +450,10 @@ void tlsnic_dev_tx_free(struct tlsnic_sock *s)
     struct tlsnic_dev_tx *d = s->tx.dev;
     if (!d)
         return;
+    registry_remove(d); /* first: a re-add must not resurrect what is being deleted */
     d->dev->ops->del(d->dev, d->fd, &d->flow, TLSNIC_DIR_TX);
+    if (d->mirror_ops)
+        d->mirror_ops->close(d->mirror);
     for (struct retained *r = d->head; r;) {
         struct retained *next = r->next;
         OPENSSL_cleanse(r->bytes, r->len);

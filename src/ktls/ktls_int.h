@@ -91,6 +91,8 @@ void tlsnic_tx_forget_pending(struct tlsnic_sock *s);
 extern atomic_int tlsnic_tx_pending_sockets;
 
 /* dev.c (device mode, TX) */
+/* Stream position (bytes since the ISN, the SYN counted) of the next byte fd will send. */
+int tlsnic_stream_pos(int fd, uint64_t *pos);
 int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
                         struct tlsnic_mode_info *m);
 int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8_t *content,

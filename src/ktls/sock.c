@@ -103,6 +103,11 @@ static const char *const stat_names[TLSNIC_STAT_COUNT] = {
     [TLSNIC_STAT_RX_REKEY_RECEIVED] = "TlsRxRekeyReceived",
     [TLSNIC_STAT_TX_RECORDS] = "TlsnicTxRecords",
     [TLSNIC_STAT_RX_RECORDS] = "TlsnicRxRecords",
+    [TLSNIC_STAT_TX_DEVICE_READD] = "TlsnicTxDeviceReadd",
+    [TLSNIC_STAT_TX_DEVICE_RECORDS] = "TlsnicTxDeviceRecords",
+    [TLSNIC_STAT_TX_DEVICE_BYTES] = "TlsnicTxDeviceBytes",
+    [TLSNIC_STAT_TX_SW_BYTES] = "TlsnicTxSwBytes",
+    [TLSNIC_STAT_TX_PRE_KEY_BYTES] = "TlsnicTxPreKeyBytes",
 };
 
 void tlsnic_stat_add(enum tlsnic_stat which, int64_t delta)
@@ -298,6 +303,7 @@ const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason)
     case TLSNIC_SW_REASON_NOT_A_FLOW: return "not an IP flow";
     case TLSNIC_SW_REASON_RX_NOT_OFFERED: return "RX not offered to devices";
     case TLSNIC_SW_REASON_NO_TCP_SEQ: return "TCP sequence number unreadable (CAP_NET_ADMIN)";
+    case TLSNIC_SW_REASON_DEVICE_UNREACHABLE: return "device unreachable (no daemon)";
     }
     return "unknown";
 }
@@ -428,6 +434,9 @@ static int conf_set(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir, const vo
                 return -ENOMEM;
             }
             s->tx.key = key;
+            uint64_t pre = 0;
+            if (tlsnic_stream_pos(fd, &pre) == 0 && pre > 0)
+                tlsnic_stat_add(TLSNIC_STAT_TX_PRE_KEY_BYTES, (int64_t)(pre - 1)); /* - SYN */
             s->tx.mode = choose_mode(s, fd, dir);
             mode_stat(dir, s->tx.mode.mode, 1);
             tlsnic_stat_add(s->tx.mode.mode == TLSNIC_MODE_DEVICE ? TLSNIC_STAT_TX_DEVICE

@@ -30,8 +30,15 @@ int tlsnic_tcp_send_seq(int fd, tlsnic_setsockopt_fn setsockopt_fn,
                         tlsnic_getsockopt_fn getsockopt_fn, uint32_t *seq)
 {
     /* Repair mode holds the socket still for the two calls; CRIU reads live connections
-       the same way. Leaving it without a window probe changes nothing on the wire. */
+       the same way. Leaving it without a window probe changes nothing on the wire.
+       Leaving it also clears the socket's SO_REUSEADDR (sk_reuse = SK_NO_REUSE): a server
+       whose accepted socket lost it could not bind its port again while that connection
+       sits in TIME_WAIT, so it is put back. */
     int on = TCP_REPAIR_ON, off = TCP_REPAIR_OFF_NO_WP, queue = TCP_SEND_QUEUE;
+    int reuse = 0;
+    socklen_t reuse_len = sizeof(reuse);
+    if (getsockopt_fn(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, &reuse_len) < 0)
+        return -1;
     if (setsockopt_fn(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) < 0)
         return -1;
     socklen_t len = sizeof(*seq);
@@ -40,6 +47,8 @@ int tlsnic_tcp_send_seq(int fd, tlsnic_setsockopt_fn setsockopt_fn,
         rc = getsockopt_fn(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, seq, &len);
     int saved = errno;
     (void)setsockopt_fn(fd, IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off));
+    if (reuse && setsockopt_fn(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse)) < 0 && rc == 0)
+        return -1;
     errno = saved;
     return rc < 0 ? -1 : 0;
 }

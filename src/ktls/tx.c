@@ -61,6 +61,17 @@ int tlsnic_tx_flush_locked(struct tlsnic_sock *s, int fd, int flags)
     return 0;
 }
 
+static void count_record(const struct tlsnic_tx *tx, size_t wire_len)
+{
+    tlsnic_stat_add(TLSNIC_STAT_TX_RECORDS, 1);
+    if (tx->dev) {
+        tlsnic_stat_add(TLSNIC_STAT_TX_DEVICE_RECORDS, 1);
+        tlsnic_stat_add(TLSNIC_STAT_TX_DEVICE_BYTES, (int64_t)wire_len);
+    } else {
+        tlsnic_stat_add(TLSNIC_STAT_TX_SW_BYTES, (int64_t)wire_len);
+    }
+}
+
 /* Seals the open record and writes it: 0, -EAGAIN (sealed, partly pending), -errno. */
 int tlsnic_tx_push_locked(struct tlsnic_sock *s, int fd, int flags)
 {
@@ -77,7 +88,7 @@ int tlsnic_tx_push_locked(struct tlsnic_sock *s, int fd, int flags)
         tx->err = rc; /* nonce space exhausted, device abort: the stream is dead */
         return rc;
     }
-    tlsnic_stat_add(TLSNIC_STAT_TX_RECORDS, 1);
+    count_record(tx, out_len);
     tx->out_off = 0;
     tx->out_len = out_len;
     return tlsnic_tx_flush_locked(s, fd, flags);
@@ -99,7 +110,7 @@ static int seal_direct(struct tlsnic_sock *s, int fd, uint8_t type, const uint8_
         tx->err = rc;
         return rc;
     }
-    tlsnic_stat_add(TLSNIC_STAT_TX_RECORDS, 1);
+    count_record(tx, out_len);
     tx->out_off = 0;
     tx->out_len = out_len;
     return tlsnic_tx_flush_locked(s, fd, flags);

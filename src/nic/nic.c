@@ -214,9 +214,12 @@ static void flow_free(struct txflow *f)
     tlsnic_rec_keystream_cleanup(&f->ks);
     EVP_MAC_CTX_free(f->mac);
     tlsnic_rec_key_free(f->rkey);
-    size_t sz = sizeof(*f) + (size_t)f->rd_cap * sizeof(struct rec_desc) +
-                (size_t)f->ir_cap * sizeof(struct int_range);
-    OPENSSL_cleanse(f, sz); /* tags, headers, record state */
+    if (f->ir) {
+        OPENSSL_cleanse(f->ir, (size_t)f->ir_cap * sizeof(struct int_range));
+        free(f->ir);
+    }
+    size_t sz = sizeof(*f) + (size_t)f->rd_cap * sizeof(struct rec_desc);
+    OPENSSL_cleanse(f, sz); /* tags, headers, record state, digest key */
     free(f);
 }
 
@@ -224,13 +227,10 @@ static int flow_alloc(tlsnic_nic *nic, struct txflow **out, const void *crypto_i
                       size_t info_len)
 {
     size_t rd_sz = (size_t)nic->cfg.rec_checkpoints * sizeof(struct rec_desc);
-    size_t ir_sz = (size_t)nic->cfg.int_ranges * sizeof(struct int_range);
-    struct txflow *f = calloc(1, sizeof(*f) + rd_sz + ir_sz);
+    struct txflow *f = calloc(1, sizeof(*f) + rd_sz);
     TLSNIC_ENSURE(f, ENOMEM);
     f->rd = (struct rec_desc *)(f + 1);
     f->rd_cap = nic->cfg.rec_checkpoints;
-    f->ir = (struct int_range *)((uint8_t *)f->rd + rd_sz);
-    f->ir_cap = nic->cfg.int_ranges;
     int rc = tlsnic_rec_key_new(&f->rkey, crypto_info, info_len);
     if (rc == 0)
         rc = tlsnic_rec_stream_init(&f->cur);
@@ -251,6 +251,8 @@ static int flow_alloc(tlsnic_nic *nic, struct txflow **out, const void *crypto_i
     *out = f;
     return 0;
 }
+
+static int integrity_on(tlsnic_nic *nic, struct txflow *f);
 
 /* Starts a record at stream offset `start` with sequence number rec_seq (state only). */
 static void rec_reset(struct txflow *f, int64_t start, uint64_t rec_seq)
@@ -283,7 +285,14 @@ int tlsnic_nic_add(tlsnic_nic *nic, const struct tlsnic_flow *flow, enum tlsnic_
         f->store = *store;
     f->start_seq = start_tcp_seq;
     f->synced = 1;
-    f->integrity = nic->cfg.integrity;
+    if (nic->cfg.integrity) {
+        int rc = integrity_on(nic, f);
+        if (rc < 0) {
+            flow_free(f);
+            return rc;
+        }
+        f->integrity = 1;
+    }
     rec_reset(f, 0, tlsnic_rec_key_next_seq(f->rkey));
 
     uint32_t idx = nic->free_head;
@@ -333,13 +342,28 @@ int tlsnic_nic_flow_flags(tlsnic_nic *nic, const struct tlsnic_flow *flow,
     return 0;
 }
 
+/* Allocates the digest ring on first use (control path); what was sent before has no
+ * digest and can never be checked. */
+static int integrity_on(tlsnic_nic *nic, struct txflow *f)
+{
+    if (!f->ir) {
+        f->ir = calloc(nic->cfg.int_ranges, sizeof(struct int_range));
+        TLSNIC_ENSURE(f->ir, ENOMEM);
+        f->ir_cap = nic->cfg.int_ranges;
+    }
+    f->ir_head = 0;
+    f->ir_cnt = 0;
+    f->int_floor = f->hi;
+    return 0;
+}
+
 int tlsnic_nic_flow_set_integrity(tlsnic_nic *nic, const struct tlsnic_flow *flow,
                                   enum tlsnic_dir dir, int on)
 {
     struct txflow *f = find_flow(nic, flow, dir);
     TLSNIC_ENSURE(f, ENOENT);
     if (on && !f->integrity)
-        f->int_floor = f->hi; /* what was sent before has no digest: cannot be checked */
+        TLSNIC_TRY(integrity_on(nic, f));
     f->integrity = on ? 1 : 0;
     return 0;
 }

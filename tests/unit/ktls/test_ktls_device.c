@@ -223,6 +223,8 @@ static void refusing_device_leaves_software_with_the_reason(void **state)
         {-EOPNOTSUPP, TLSNIC_SW_REASON_CIPHER_NOT_OFFLOADED},
         {-ENODEV, TLSNIC_SW_REASON_DEVICE_GONE},
         {-EIO, TLSNIC_SW_REASON_DEVICE_REFUSED},
+        {-ECONNREFUSED, TLSNIC_SW_REASON_DEVICE_UNREACHABLE},
+        {-ENOENT, TLSNIC_SW_REASON_DEVICE_UNREACHABLE},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fake.add_rc = cases[i].rc;
@@ -451,6 +453,260 @@ static void tx_rekey_in_device_mode_is_EOPNOTSUPP(void **state)
     conn_free(&c);
 }
 
+static void reading_the_tcp_sequence_number_keeps_so_reuseaddr(void **state)
+{
+    (void)state;
+    /* Leaving TCP_REPAIR clears sk_reuse: a server could then not bind its port again
+       while the connection sits in TIME_WAIT. */
+    int fds[2], one = 1, reuse = 0;
+    socklen_t len = sizeof(reuse);
+    assert_int_equal(tcp_pair(fds), 0);
+    assert_int_equal(setsockopt(fds[0], SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+    struct tls12_crypto_info_aes_gcm_128 ci;
+    memset(&ci, 0x11, sizeof(ci));
+    ci.info.version = TLS_1_2_VERSION;
+    ci.info.cipher_type = TLS_CIPHER_AES_GCM_128;
+    assert_int_equal(tlsnic_setsockopt(fds[0], SOL_TCP, TCP_ULP, "tls", 4), 0);
+    assert_int_equal(tlsnic_setsockopt(fds[0], SOL_TLS, TLS_TX, &ci, sizeof(ci)), 0);
+    struct tlsnic_mode_info m;
+    assert_int_equal(tlsnic_get_mode(fds[0], TLSNIC_DIR_TX, &m), 0);
+    assert_int_equal(m.mode, TLSNIC_MODE_DEVICE);
+    assert_int_equal(getsockopt(fds[0], SOL_SOCKET, SO_REUSEADDR, &reuse, &len), 0);
+    assert_int_equal(reuse, 1);
+    tlsnic_close(fds[0]);
+    close(fds[1]);
+}
+
+/* ---- a record store the device can map (tlsnic_set_device_store) ---------------------- */
+
+#define MIRROR_MAX 256
+struct mirror {
+    struct tlsnic_rec_store view;
+    int opens, closes, releases;
+    size_t n;
+    uint32_t last_acked;
+    struct {
+        uint32_t tcp_seq, len;
+        uint64_t rec_seq;
+        uint8_t bytes[TLSNIC_REC_MAX_WIRE_LEN];
+    } recs[MIRROR_MAX];
+};
+
+static struct mirror *mirror;
+
+static int mirror_open(void *ctx, void **store)
+{
+    struct mirror *m = ctx;
+    m->opens++;
+    *store = m;
+    return 0;
+}
+
+static int mirror_put(void *store, uint32_t tcp_seq, uint64_t rec_seq, const uint8_t *rec,
+                      uint32_t len)
+{
+    struct mirror *m = store;
+    if (m->n == MIRROR_MAX)
+        return -ENOSPC;
+    m->recs[m->n].tcp_seq = tcp_seq;
+    m->recs[m->n].len = len;
+    m->recs[m->n].rec_seq = rec_seq;
+    memcpy(m->recs[m->n].bytes, rec, len);
+    m->n++;
+    return 0;
+}
+
+static void mirror_release(void *store, uint32_t acked_seq)
+{
+    struct mirror *m = store;
+    m->releases++;
+    m->last_acked = acked_seq;
+}
+
+static const struct tlsnic_rec_store *mirror_view(void *store)
+{
+    return &((struct mirror *)store)->view;
+}
+
+static void mirror_close(void *store)
+{
+    ((struct mirror *)store)->closes++;
+}
+
+static const struct tlsnic_dev_store_ops mirror_ops = {
+    .open = mirror_open, .put = mirror_put, .release = mirror_release, .view = mirror_view,
+    .close = mirror_close,
+};
+
+static int setup_mirror(void **state)
+{
+    setup(state);
+    mirror = calloc(1, sizeof(*mirror));
+    assert_non_null(mirror);
+    tlsnic_set_device_store(&mirror_ops, mirror);
+    return 0;
+}
+
+static int teardown_mirror(void **state)
+{
+    tlsnic_set_device_store(NULL, NULL);
+    free(mirror);
+    mirror = NULL;
+    return teardown(state);
+}
+
+static void device_gets_the_mappable_store_and_it_gets_every_record(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_int_equal(mirror->opens, 1);
+    assert_ptr_equal(fake.store, &mirror->view);
+    const size_t sizes[3] = {10, 16384, 1};
+    static uint8_t data[16384];
+    memset(data, 0x61, sizeof(data));
+    uint32_t seq = fake.start;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(tlsnic_send(c.fd, data, sizes[i], 0), (ssize_t)sizes[i]);
+        static uint8_t frame[TLSNIC_REC_MAX_WIRE_LEN];
+        size_t len = read_frame(c.peer, frame, sizeof(frame));
+        assert_int_equal(mirror->n, (size_t)i + 1);
+        assert_int_equal(mirror->recs[i].tcp_seq, seq);
+        assert_int_equal(mirror->recs[i].rec_seq, 5 + (uint64_t)i);
+        assert_int_equal(mirror->recs[i].len, len);
+        assert_memory_equal(mirror->recs[i].bytes, frame, len);
+        seq += (uint32_t)len;
+    }
+    /* Once the peer has acknowledged everything, the store hears of it. */
+    size_t bytes = 1, records = 1;
+    for (int i = 0; i < 200 && records > 0; i++) {
+        assert_int_equal(tlsnic_tx_retained(c.fd, &bytes, &records), 0);
+        if (records > 0)
+            usleep(10000);
+    }
+    assert_int_equal(records, 0);
+    assert_true(mirror->releases > 0);
+    assert_int_equal(mirror->last_acked, seq);
+    conn_free(&c);
+    assert_int_equal(mirror->closes, 1);
+}
+
+/* Reads the big-endian 64-bit field at p. */
+static uint64_t be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void readd_starts_at_the_first_unacknowledged_record(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    /* A peer that reads nothing, with small buffers: records pile up unacknowledged. */
+    int small = 16384;
+    setsockopt(c.peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    setsockopt(c.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    static uint8_t data[4000];
+    memset(data, 0x62, sizeof(data));
+    int i;
+    for (i = 0; i < 1000; i++)
+        if (tlsnic_send(c.fd, data, sizeof(data), MSG_DONTWAIT) < 0)
+            break;
+    assert_int_equal(errno, EAGAIN);
+    size_t bytes, records;
+    assert_int_equal(tlsnic_tx_retained(c.fd, &bytes, &records), 0);
+    assert_true(records > 1);
+    const int adds0 = fake.adds;
+
+    assert_int_equal(tlsnic_device_readd(&fake.dev), 1);
+    assert_int_equal(fake.adds, adds0 + 1);
+    assert_int_equal(fake.sockfd, c.fd);
+    assert_ptr_equal(fake.store, &mirror->view);
+    /* It starts at the record that holds the next byte the peer waits for, with that
+       record's sequence number, explicit nonce and the same key. */
+    size_t first = 0;
+    while (first < mirror->n && mirror->recs[first].tcp_seq != fake.start)
+        first++;
+    assert_true(first < mirror->n);
+    uint32_t rcv_nxt = peer_rcv_nxt(c.peer);
+    assert_true((uint32_t)(rcv_nxt - fake.start) < mirror->recs[first].len);
+    uint64_t rec_seq = be64(fake.ci.aes_gcm_128.rec_seq);
+    assert_int_equal(mirror->recs[first].rec_seq, rec_seq);
+    assert_int_equal(be64(fake.ci.aes_gcm_128.iv), be64(c.ci.aes_gcm_128.iv) + (rec_seq - 5));
+    assert_memory_equal(fake.ci.aes_gcm_128.key, c.ci.aes_gcm_128.key,
+                        sizeof(c.ci.aes_gcm_128.key));
+    assert_int_equal(records, mirror->n - first);
+    conn_free(&c);
+}
+
+static void readd_with_everything_acknowledged_starts_at_the_next_record(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_256);
+    assert_int_equal(tlsnic_send(c.fd, "ab", 2, 0), 2);
+    assert_int_equal(tlsnic_send(c.fd, "cd", 2, 0), 2);
+    uint8_t frame[256];
+    read_frame(c.peer, frame, sizeof(frame));
+    read_frame(c.peer, frame, sizeof(frame));
+    size_t bytes = 1, records = 1;
+    for (int i = 0; i < 200 && records > 0; i++) {
+        assert_int_equal(tlsnic_tx_retained(c.fd, &bytes, &records), 0);
+        if (records > 0)
+            usleep(10000);
+    }
+    assert_int_equal(records, 0);
+    assert_int_equal(tlsnic_device_readd(&fake.dev), 1);
+    assert_int_equal(fake.start, peer_rcv_nxt(c.peer));
+    assert_int_equal(be64(fake.ci.aes_gcm_256.rec_seq), be64(c.ci.aes_gcm_256.rec_seq) + 2);
+    conn_free(&c);
+}
+
+static void readd_leaves_contexts_of_other_devices_alone(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    struct tlsnic_dev other = {.ops = &fake_ops, .priv = &fake};
+    const int adds0 = fake.adds;
+    assert_int_equal(tlsnic_device_readd(&other), 0);
+    assert_int_equal(fake.adds, adds0);
+    conn_free(&c);
+    /* and a closed socket is not re-added */
+    assert_int_equal(tlsnic_device_readd(&fake.dev), 0);
+    assert_int_equal(fake.adds, adds0);
+}
+
+static void refused_readd_aborts_the_connection_at_its_next_send(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_int_equal(tlsnic_send(c.fd, "before", 6, 0), 6);
+    fake.add_rc = -ENOSPC;
+    assert_int_equal(tlsnic_device_readd(&fake.dev), -ENOSPC);
+    fake.add_rc = 0;
+    errno = 0;
+    assert_int_equal(tlsnic_send(c.fd, "after", 5, 0), -1);
+    assert_int_equal(errno, ECONNABORTED);
+    conn_free(&c);
+}
+
+static void readd_that_finds_the_device_gone_again_keeps_the_connection(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128);
+    fake.add_rc = -ENODEV; /* the daemon died again: the next restart re-adds */
+    assert_int_equal(tlsnic_device_readd(&fake.dev), -ENODEV);
+    fake.add_rc = 0;
+    assert_int_equal(tlsnic_send(c.fd, "still", 5, 0), 5);
+    conn_free(&c);
+}
+
 int main(void)
 {
     if (geteuid() != 0) {
@@ -467,6 +723,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(integrity_failure_aborts_the_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(getsockopt_tls_tx_follows_the_framed_records, setup, teardown),
         cmocka_unit_test_setup_teardown(tx_rekey_in_device_mode_is_EOPNOTSUPP, setup, teardown),
+        cmocka_unit_test_setup_teardown(reading_the_tcp_sequence_number_keeps_so_reuseaddr, setup, teardown),
+        cmocka_unit_test_setup_teardown(device_gets_the_mappable_store_and_it_gets_every_record, setup_mirror, teardown_mirror),
+        cmocka_unit_test_setup_teardown(readd_starts_at_the_first_unacknowledged_record, setup_mirror, teardown_mirror),
+        cmocka_unit_test_setup_teardown(readd_with_everything_acknowledged_starts_at_the_next_record, setup_mirror, teardown_mirror),
+        cmocka_unit_test_setup_teardown(readd_leaves_contexts_of_other_devices_alone, setup_mirror, teardown_mirror),
+        cmocka_unit_test_setup_teardown(refused_readd_aborts_the_connection_at_its_next_send, setup, teardown),
+        cmocka_unit_test_setup_teardown(readd_that_finds_the_device_gone_again_keeps_the_connection, setup, teardown),
     };
     return cmocka_run_group_tests_name("ktls_device", tests, NULL, NULL);
 }

@@ -428,6 +428,24 @@ static void test_retransmission_straddling_original_segments_is_doubt_with_integ
     fx_fini(&x);
 }
 
+static void test_integrity_turned_on_mid_flow_covers_only_later_bytes(void **state)
+{
+    struct fx x;
+    fx_init(&x, &tg_combos[2], NULL, AF_INET);
+    const size_t sizes[] = {4000};
+    fx_write(&x, sizes, 1, 2);
+    assert_int_equal(fx_send(&x, 0, 1000), TLSNIC_MODIFIED);
+    assert_int_equal(tlsnic_nic_flow_set_integrity(x.nic, &x.fl, TLSNIC_DIR_TX, 1), 0);
+    assert_int_equal(fx_send(&x, 1000, 1000), TLSNIC_MODIFIED);
+    assert_int_equal(fx_send(&x, 0, 1000), TLSNIC_DROP); /* sent before: no digest */
+    assert_int_equal(fx_send(&x, 1000, 1000), TLSNIC_MODIFIED);
+    size_t len;
+    tlsnic_simhost_stream(x.h, &len)[1500] ^= 4;
+    assert_int_equal(fx_send(&x, 1000, 1000), TLSNIC_DROP);
+    assert_int_equal(fx_flags(&x), TLSNIC_FLOW_F_NO_SYNC | TLSNIC_FLOW_F_INTEGRITY);
+    fx_fini(&x);
+}
+
 static void test_ack_releases_checkpoints(void **state)
 {
     struct tlsnic_nic_config cfg;
@@ -619,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_gap_without_host_store_is_dropped),
         cmocka_unit_test(test_changed_plaintext_on_retransmission_is_dropped_and_flagged),
         cmocka_unit_test(test_retransmission_straddling_original_segments_is_doubt_with_integrity),
+        cmocka_unit_test(test_integrity_turned_on_mid_flow_covers_only_later_bytes),
         cmocka_unit_test(test_ack_releases_checkpoints),
         cmocka_unit_test(test_acknowledged_bytes_are_not_resent_under_integrity),
         cmocka_unit_test(test_ack_beyond_what_device_sent_is_ignored),

@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# End to end: an unmodified `openssl s_server -WWW -sendfile` (KTLS on in its OpenSSL
+# config) runs under libtlsnic-preload.so in the host namespace; the preload library finds
+# tlsnicd at TLSNIC_CTL and puts TX in device mode by itself (records framed in the clear,
+# kept in shared memory, encrypted by the device model inside tlsnicd). Unmodified peers in
+# the peer namespace download a file through tlsnicd.
+#
+#   host_device_e2e.sh MODE TLSNICD PRELOAD_SO NET_SH
+#
+#   peers    TLS 1.3 and 1.2 x AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305 x curl,
+#            openssl s_client, gnutls-cli: every download sha256-exact; per download the
+#            host counted one TlsTxDevice and no TlsTxSw, and the device encrypted about
+#            the file's size (tx_tls_encrypted_bytes between size and size + 5 %).
+#   loss     1 % loss + 1 % reordering, then 5 % loss + 2 % reordering of wire frames:
+#            byte-exact, out-of-order packets and resync work counted by the device.
+#   capture  wire and host captures and the server's SSLKEYLOGFILE (written by the preload
+#            library): no plaintext canary of the file on the wire (the host capture has
+#            them), and tshark with the key log decrypts the wire capture: the decrypted
+#            stream of each download (TLS 1.3 curl, TLS 1.2 s_client) is the file.
+#   restart  tlsnicd (--state-file) is SIGKILLed mid-download and started again: the host
+#            side re-adds its context (TlsnicTxDeviceReadd), the download is byte-exact,
+#            and a capture at the peer's interface holds no plaintext canary.
+#
+# Root only (exits 77 otherwise); own namespaces (unique prefix); removed on exit.
+set -euo pipefail
+
+mode=$1 tlsnicd=$(readlink -f "$2") preload=$(readlink -f "$3") net_sh=$(readlink -f "$4")
+size=$((20 * 1000 * 1000))
+if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/net/tun ]; then
+  echo "SKIP: needs root and /dev/net/tun"
+  exit 77
+fi
+for tool in openssl curl gnutls-cli sha256sum basenc ip ss timeout tshark dumpcap; do
+  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
+done
+prefix="tlsnic-it-e2e-$mode-$$"
+work=$(mktemp -d /tmp/tlsnic-e2e.XXXXXX)
+host="$prefix-host" peer="$prefix-peer"
+server_ip=198.18.0.1 port=4433
+daemon_pid="" server_pid="" capture_pid=""
+cleanup() {
+  local rc=$?
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  [ -n "$capture_pid" ] && kill "$capture_pid" 2>/dev/null || true
+  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  "$net_sh" down "$prefix" >/dev/null || true
+  if [ "$rc" -ne 0 ]; then
+    echo "--- daemon log (tail)"; tail -n 20 "$work"/daemon*.log 2>/dev/null || true
+    echo "--- server log (tail)"; grep -v '^tlsnic-preload: \(read\|write\|send\|recv\|poll\)' "$work/server.err" 2>/dev/null | tail -n 20 || true
+  fi
+  if [ -n "${TLSNIC_E2E_KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+wait_for() { # FILE PATTERN SECONDS, bounded
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "timed out waiting for '$2' in $1"
+}
+counter() { awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' "$2" 2>/dev/null || echo 0; }
+delta() { echo $(( $(counter "$1" after) - $(counter "$1" before) )); } # device counter over one download
+
+cd "$work"
+"$net_sh" up "$prefix" >/dev/null
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem \
+  -out cert.pem -subj /CN=tlsnic-e2e -days 2 2>/dev/null
+# 20 MB: 1 MB blocks of random bytes, each ending in plaintext canaries that must never
+# be seen on the wire.
+for b in $(seq 1 $((size / 1000000))); do
+  head -c $((1000000 - 64 * 32)) /dev/urandom
+  for i in $(seq 1 64); do printf 'TLSNIC-CANARY-PLAINTEXT-%03d-%03d\n' "$b" "$i"; done
+done > file.bin
+[ "$(stat -c %s file.bin)" = "$size" ] || fail "file is $(stat -c %s file.bin) bytes, not $size"
+want=$(sha256sum < file.bin | cut -d' ' -f1)
+# gnutls-cli reads about 1.2 MB/s here even from a plain OpenSSL server over loopback (it
+# waits in select between records): it fetches a 2 MB prefix of the same file.
+small_size=2000000
+head -c "$small_size" file.bin > small.bin
+want_small=$(sha256sum < small.bin | cut -d' ' -f1)
+cat > openssl.cnf <<'CNF'
+openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_module
+[ssl_module]
+system_default = tls_system_default
+[tls_system_default]
+Options = KTLS
+CNF
+
+daemon_n=0
+start_daemon() { # extra tlsnicd options
+  daemon_n=$((daemon_n + 1))
+  rm -f ready
+  "$tlsnicd" --host-ns "$host" --wire-ns "$peer" --ctl "$work/ctl.sock" --ready-file "$work/ready" \
+    "$@" 2>"$work/daemon$daemon_n.log" &
+  daemon_pid=$!
+  wait_for ready ready 10
+}
+stop_daemon() {
+  kill -TERM "$daemon_pid"
+  wait "$daemon_pid" || fail "tlsnicd exited with an error"
+  daemon_pid=""
+}
+device_stats() { "$tlsnicd" stats --ctl "$work/ctl.sock" > "$1" || fail "tlsnicd stats"; }
+
+start_server() { # s_server options (version, ciphers)
+  rm -f stats
+  port=$((port + 1)) # a fresh port: the last server's closed connections may still hold the old one
+  ip netns exec "$host" env OPENSSL_CONF="$work/openssl.cnf" TLSNIC_CTL="$work/ctl.sock" \
+    TLSNIC_STATS_FILE="$work/stats" TLSNIC_PRELOAD_DEBUG=1 SSLKEYLOGFILE="$work/keylog" \
+    LD_PRELOAD="$preload" timeout 300 openssl s_server -accept "$server_ip:$port" \
+    -cert cert.pem -key key.pem -WWW -sendfile "$@" >server.out 2>>server.err &
+  server_pid=$!
+  local i
+  for ((i = 0; i < 100; i++)); do
+    ip netns exec "$host" ss -ltn | grep -q ":$port " && return 0
+    sleep 0.05
+  done
+  fail "s_server does not listen: $(ip netns exec "$host" ss -ltnp; ps -ef | grep '[s]_server' | head -5)"
+}
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+# The host counters as of the last closed tlsnic socket (written at close): wait until the
+# server has closed download number $1.
+wait_host_closed() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [ "$(counter TlsTxDevice stats)" -ge "$1" ] || [ "$(counter TlsTxSw stats)" -ge 1 ] || { sleep 0.05; continue; }
+    [ "$(counter TlsCurrTxDevice stats)" = 0 ] && [ "$(counter TlsCurrTxSw stats)" = 0 ] && return 0
+    sleep 0.05
+  done
+}
+
+# s_server -WWW answers with exactly this header block before the file's bytes.
+http_header=$'HTTP/1.0 200 ok\r\nContent-type: text/plain\r\n\r\n'
+body_of() { # strips that header from $1 into $2 (an empty $2 if it is not there)
+  if head -c ${#http_header} "$1" 2>/dev/null | cmp -s - <(printf '%s' "$http_header"); then
+    tail -c +$((${#http_header} + 1)) "$1" > "$2"
+  else
+    : > "$2"
+  fi
+}
+
+fetch() { # CLIENT OUT [curl options]: downloads file.bin (gnutls-cli: small.bin) into OUT
+  local client=$1 out=$2
+  shift 2
+  rm -f "$out" raw.out
+  case "$client" in
+    curl)
+      ip netns exec "$peer" curl -sk --max-time 120 "$@" "https://$server_ip:$port/file.bin" -o "$out" || true ;;
+    s_client)
+      printf 'GET /file.bin HTTP/1.0\r\n\r\n' | ip netns exec "$peer" timeout 120 openssl s_client \
+        -connect "$server_ip:$port" -quiet -ign_eof >raw.out 2>s_client.err || true
+      body_of raw.out "$out" ;;
+    gnutls-cli)
+      # gnutls-cli stops reading when its stdin ends: keep stdin open (bounded) until the
+      # whole response is in.
+      ( printf 'GET /small.bin HTTP/1.0\r\n\r\n'
+        for _ in $(seq 1 1200); do
+          [ "$(stat -c %s raw.out 2>/dev/null || echo 0)" -ge $((small_size + ${#http_header})) ] && break
+          sleep 0.1
+        done ) | ip netns exec "$peer" timeout 130 gnutls-cli --insecure -p "$port" "$server_ip" \
+          --logfile=gnutls.log >raw.out 2>gnutls.err || true
+      body_of raw.out "$out" ;;
+  esac
+}
+
+got_sha() { sha256sum < "$1" | cut -d' ' -f1; }
+
+case "$mode" in
+peers)
+  start_daemon
+  n=0 fails=0
+  for version in tls1_3 tls1_2; do
+    for cipher in AES128 AES256 CHACHA20; do
+      case "$version-$cipher" in
+        tls1_3-AES128) opts=(-tls1_3 -ciphersuites TLS_AES_128_GCM_SHA256) ;;
+        tls1_3-AES256) opts=(-tls1_3 -ciphersuites TLS_AES_256_GCM_SHA384) ;;
+        tls1_3-CHACHA20) opts=(-tls1_3 -ciphersuites TLS_CHACHA20_POLY1305_SHA256) ;;
+        tls1_2-AES128) opts=(-tls1_2 -cipher ECDHE-ECDSA-AES128-GCM-SHA256) ;;
+        tls1_2-AES256) opts=(-tls1_2 -cipher ECDHE-ECDSA-AES256-GCM-SHA384) ;;
+        tls1_2-CHACHA20) opts=(-tls1_2 -cipher ECDHE-ECDSA-CHACHA20-POLY1305) ;;
+      esac
+      start_server "${opts[@]}"
+      served=0
+      for client in curl s_client gnutls-cli; do
+        n=$((n + 1)) served=$((served + 1))
+        device_stats before
+        fetch "$client" got.bin
+        wait_host_closed "$served"
+        device_stats after
+        enc=$(( $(counter tx_tls_encrypted_bytes after) - $(counter tx_tls_encrypted_bytes before) ))
+        dev=$(counter TlsTxDevice stats) sw=$(counter TlsTxSw stats)
+        got=$(got_sha got.bin)
+        label="$version $cipher $client"
+        w=$want s=$size
+        [ "$client" = gnutls-cli ] && w=$want_small s=$small_size
+        if [ "$got" = "$w" ] && [ "$dev" = "$served" ] && [ "$sw" = 0 ] \
+          && [ "$enc" -ge "$s" ] && [ "$enc" -le $((s + s / 20)) ]; then
+          echo "PASS $label: sha256 ok ($s bytes), TlsTxDevice=$dev TlsTxSw=$sw, device encrypted $enc bytes"
+        else
+          echo "FAIL $label: sha256 $got (want $w), TlsTxDevice=$dev (want $served) TlsTxSw=$sw, device encrypted $enc bytes of $s"
+          fails=$((fails + 1))
+        fi
+      done
+      stop_server
+    done
+  done
+  stop_daemon
+  [ "$fails" = 0 ] || fail "$fails of $n downloads"
+  echo "PASS: $n downloads in device mode through tlsnicd"
+  ;;
+loss)
+  fails=0
+  for faults in "--loss 0.01 --reorder 0.01 --seed 11" "--loss 0.05 --reorder 0.02 --seed 12"; do
+    # shellcheck disable=SC2086
+    start_daemon $faults
+    for run in "curl -tls1_3" "s_client -tls1_2"; do
+      read -r client version <<<"$run"
+      start_server "$version"
+      device_stats before
+      fetch "$client" got.bin
+      wait_host_closed 1
+      stop_server
+      device_stats after
+      got=$(got_sha got.bin)
+      ooo=$(delta tx_tls_ooo) ckpt=$(delta tx_tls_ooo_ckpt)
+      resync=$(delta tx_tls_resync_bytes) dump=$(delta tx_tls_dump_packets)
+      label="$faults, $client ${version#-}"
+      if [ "$got" = "$want" ] && [ "$(counter TlsTxDevice stats)" = 1 ] && [ "$ooo" -gt 0 ] \
+        && [ $((ckpt + resync + dump)) -gt 0 ]; then
+        echo "PASS $label: sha256 ok; device: tx_tls_ooo=$ooo tx_tls_ooo_ckpt=$ckpt tx_tls_resync_bytes=$resync tx_tls_dump_packets=$dump (frames lost $(delta to_wire_fault_lost), reordered $(delta to_wire_fault_reordered))"
+      else
+        echo "FAIL $label: sha256 $got (want $want), TlsTxDevice=$(counter TlsTxDevice stats), tx_tls_ooo=$ooo ckpt=$ckpt resync_bytes=$resync dump=$dump"
+        fails=$((fails + 1))
+      fi
+    done
+    stop_daemon
+  done
+  [ "$fails" = 0 ] || fail "$fails downloads under loss"
+  ;;
+capture)
+  start_daemon --pcap-host "$work/host.pcap" --pcap-wire "$work/wire.pcap"
+  start_server -tls1_3
+  fetch curl got13.bin
+  wait_host_closed 1
+  stop_server
+  start_server -tls1_2
+  fetch s_client got12.bin
+  wait_host_closed 1
+  stop_server
+  stop_daemon # flushes the captures
+  [ "$(got_sha got13.bin)" = "$want" ] && [ "$(got_sha got12.bin)" = "$want" ] || fail "download not byte-exact"
+  [ "$(stat -c %s wire.pcap)" -ge $((2 * size)) ] || fail "the wire capture holds less than the two downloads"
+  host_canaries=$(grep -c -a TLSNIC-CANARY-PLAINTEXT host.pcap || true)
+  wire_canaries=$(grep -c -a TLSNIC-CANARY-PLAINTEXT wire.pcap || true)
+  [ "$host_canaries" -gt 0 ] || fail "no canary in the host capture: the search would prove nothing"
+  [ "$wire_canaries" = 0 ] || fail "$wire_canaries plaintext canaries crossed the wire"
+  [ "$(grep -c CLIENT_TRAFFIC_SECRET_0 keylog)" -ge 1 ] && [ "$(grep -c '^CLIENT_RANDOM' keylog)" -ge 1 ] \
+    || fail "the key log lacks the TLS 1.3 or TLS 1.2 secrets: $(cut -c1-30 keylog | tr '\n' ' ')"
+  # tshark decrypts the whole of both downloads out of the wire capture with the key log:
+  # the server's decrypted byte stream of each TCP connection is the response, byte-exact.
+  for stream in 0 1; do
+    timeout 300 tshark -r wire.pcap -o "tls.keylog_file:$work/keylog" -q -z "follow,tls,raw,$stream" \
+      >follow.txt 2>tshark.err || fail "tshark: $(cat tshark.err)"
+    # One direction's lines are indented with a tab; the response is the one starting "HTTP/1.0".
+    if grep -qE '^485454502f312e30' follow.txt; then
+      grep -E '^[0-9a-f]+$' follow.txt
+    else
+      grep -E $'^\t[0-9a-f]+$' follow.txt | tr -d '\t'
+    fi | tr -d '\n' | tr a-f A-F | basenc --base16 -d > decrypted.raw
+    body_of decrypted.raw decrypted.bin
+    [ "$(got_sha decrypted.bin)" = "$want" ] \
+      || fail "tshark's decryption of TCP stream $stream is not the file ($(stat -c %s decrypted.raw) bytes decrypted)"
+  done
+  echo "PASS: wire capture ($(stat -c %s wire.pcap) bytes) without canaries (host capture: $host_canaries), both downloads decrypted byte-exact by tshark with the host's key log"
+  ;;
+restart)
+  state="$work/tlsnicd.state"
+  ip netns exec "$peer" dumpcap -q -i tlsnic-p -w "$work/peer.pcapng" 2>capture.err &
+  capture_pid=$!
+  fails=0
+  for version in -tls1_3 -tls1_2; do
+    client=curl
+    start_daemon --state-file "$state" --pcap-wire "$work/wire-a.pcap"
+    start_server "$version"
+    # 20 MB at 10 MB/s: the daemon dies 0.5 s into a 2 s download
+    fetch curl got.bin --limit-rate 10M &
+    fetch_pid=$!
+    sleep 0.5
+    kill -KILL "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=""
+    sleep 0.3
+    start_daemon --state-file "$state" --pcap-wire "$work/wire-b.pcap"
+    wait "$fetch_pid" || true
+    wait_host_closed 1
+    stop_server
+    device_stats after
+    stop_daemon
+    got=$(got_sha got.bin)
+    readd=$(counter TlsnicTxDeviceReadd stats)
+    fenced=$(counter to_wire_fence_drops after)
+    label="SIGKILL mid-download, $client ${version#-}"
+    if [ "$got" = "$want" ] && [ "$readd" -ge 1 ]; then
+      echo "PASS $label: sha256 ok, TlsnicTxDeviceReadd=$readd, to_wire_fence_drops=$fenced, device encrypted $(counter tx_tls_encrypted_bytes after) bytes after the restart"
+    else
+      echo "FAIL $label: sha256 $got (want $want), TlsnicTxDeviceReadd=$readd"
+      fails=$((fails + 1))
+    fi
+    cat wire-a.pcap wire-b.pcap >> wire-all.pcap 2>/dev/null || true
+  done
+  sleep 0.5
+  kill "$capture_pid"; wait "$capture_pid" 2>/dev/null || true; capture_pid=""
+  [ "$fails" = 0 ] || fail "$fails downloads across a restart"
+  [ "$(stat -c %s peer.pcapng)" -ge "$size" ] || fail "the peer capture is too small to prove anything"
+  peer_canaries=$(grep -c -a TLSNIC-CANARY-PLAINTEXT peer.pcapng || true)
+  wire_canaries=$(grep -c -a TLSNIC-CANARY-PLAINTEXT wire-all.pcap || true)
+  [ "$peer_canaries" = 0 ] && [ "$wire_canaries" = 0 ] \
+    || fail "plaintext crossed the wire: $peer_canaries canaries at the peer, $wire_canaries in the daemons' wire captures"
+  echo "PASS: no plaintext at the peer across the restarts ($(stat -c %s peer.pcapng) bytes captured)"
+  ;;
+*)
+  fail "unknown mode $mode"
+  ;;
+esac
