@@ -22,7 +22,8 @@
  *         ssl   SSL_write after a real handshake with the receiver (libssl's record layer);
  *         sw    tlsnic software mode (tlsnic_send; keys exported from the same handshake);
  *         dev   tlsnic device mode: the daemon at --ctl encrypts inline (tlsnic_set_device
- *               with the control-channel client; the socket's mode is checked);
+ *               with the control-channel client, records kept in a shared-memory store the
+ *               daemon maps, as src/attach does; the socket's mode is checked);
  *         null  the NULL-cipher floor: records framed by tlsnic's device-mode path for a
  *               device that does nothing (no crypto anywhere; tlsnicd only forwards);
  *         evp   no network: raw EVP AEAD sealing of the same bytes in the same record
@@ -65,6 +66,7 @@
 #include "tlsnic/ctl.h"
 #include "tlsnic/keyexport.h"
 #include "tlsnic/ktls.h"
+#include "tlsnic/shmstore.h"
 
 #define PORT_TCP 0
 #define PORT_NULL 1
@@ -525,6 +527,38 @@ static size_t null_crypto_info(int version, uint16_t cipher, union tlsnic_crypto
 
 static struct tlsnic_dev *daemon_dev;
 
+/*
+ * The record store of device-mode sockets (dev, devlazy, null): shared memory the daemon
+ * maps read-only, as src/attach gives the daemon (tlsnic_set_device_store), so tlsnicd can
+ * resync from the host store when its checkpoints cannot serve. Same slot count as attach.
+ */
+#define STORE_SLOTS 1024u
+
+static int store_open(void *ctx, void **store)
+{
+    return tlsnic_shm_writer_new((tlsnic_shm_writer **)store, STORE_SLOTS, 0);
+}
+static int store_put(void *store, uint32_t tcp_seq, uint64_t rec_seq, const uint8_t *rec,
+                     uint32_t len)
+{
+    return tlsnic_shm_writer_put(store, tcp_seq, rec_seq, rec, len);
+}
+static void store_release(void *store, uint32_t acked_seq)
+{
+    tlsnic_shm_writer_release(store, acked_seq);
+}
+static const struct tlsnic_rec_store *store_view(void *store)
+{
+    return tlsnic_shm_writer_store(store);
+}
+static void store_close(void *store)
+{
+    tlsnic_shm_writer_free(store);
+}
+static const struct tlsnic_dev_store_ops shm_store_ops = {
+    .open = store_open, .put = store_put, .release = store_release, .view = store_view,
+    .close = store_close};
+
 /* devlazy: the daemon's device, with flow_flags answered from a cache refreshed at most
  * every LAZY_FLAGS_NS (one bench flow at a time, so one cache entry). */
 static struct {
@@ -863,6 +897,7 @@ static int do_send(const struct send_opts *o, const int *scs, int n_sc, const si
             }
         }
     }
+    tlsnic_set_device_store(&shm_store_ops, NULL);
     int total = rounds * n_sizes * n_sc, done = 0, failed = 0;
     int tty = isatty(STDERR_FILENO);
     for (int r = 0; r < rounds; r++) {
