@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Puts a `tlsnic bench` output folder into the README's Results section and bench/results/.
+
+Usage: readme_results.py OUT_DIR   (from the repository root)
+Replaces what lies between the bench-results markers of README.md with OUT_DIR/results.md
+(chart links pointing at bench/results/) and copies results.md, results.json and the PNGs
+to bench/results/.
+"""
+import os
+import shutil
+import sys
+
+START, END = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs("bench/results", exist_ok=True)
+    for f in ("results.md", "results.json", "host_cpu.png", "throughput.png"):
+        shutil.copy(os.path.join(out, f), os.path.join("bench/results", f))
+    with open(os.path.join(out, "results.md")) as f:
+        md = f.read().replace("](host_cpu.png)", "](bench/results/host_cpu.png)")
+        md = md.replace("](throughput.png)", "](bench/results/throughput.png)")
+    md = md.replace("### ", "#### ")
+    with open("README.md") as f:
+        readme = f.read()
+    a, b = readme.index(START) + len(START), readme.index(END)
+    with open("README.md", "w") as f:
+        f.write(readme[:a] + "\n" + md.strip() + "\n" + readme[b:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
