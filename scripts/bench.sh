@@ -10,7 +10,7 @@
 # the host record store only) and device mode runs again. Writes, into the output folder:
 #   samples.jsonl / results.json   every sample (results.json adds the machine)
 #   results.md                     the tables, targets met / missed
-#   host_cpu.png, throughput.png   gnuplot charts
+#   host_cpu.png, throughput.png   gnuplot charts (host_cpu_paced.png: the paced phase)
 #
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--cipher aes128|aes256|chacha]
 #                         [--version 1.2|1.3] [--sizes 1457,4096,16384] [--mb N] [--rounds N]
@@ -164,4 +164,4 @@ jq -s --arg cpu "${cpu_model:-unknown}" --arg nproc "$ncpu" --arg kernel "$(unam
 cp "$work/samples.jsonl" "$out/samples.jsonl"
 python3 "$root/bench/eval/report.py" "$out/results.json" "$out"
 cat "$out/results.md"
-echo "tlsnic bench: $(($(date -u +%s) - started)) s; results in $out (results.md, results.json, host_cpu.png, throughput.png)" >&2
+echo "tlsnic bench: $(($(date -u +%s) - started)) s; results in $out (results.md, results.json, *.png)" >&2

@@ -16,11 +16,12 @@ START, END = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
 def main():
     out = sys.argv[1]
     os.makedirs("bench/results", exist_ok=True)
-    for f in ("results.md", "results.json", "host_cpu.png", "throughput.png"):
+    for f in ("results.md", "results.json", "host_cpu.png", "throughput.png", "host_cpu_paced.png"):
         shutil.copy(os.path.join(out, f), os.path.join("bench/results", f))
     with open(os.path.join(out, "results.md")) as f:
         md = f.read().replace("](host_cpu.png)", "](bench/results/host_cpu.png)")
         md = md.replace("](throughput.png)", "](bench/results/throughput.png)")
+    md = md.replace("](host_cpu_paced.png)", "](bench/results/host_cpu_paced.png)")
     md = md.replace("### ", "#### ")
     with open("README.md") as f:
         readme = f.read()

@@ -177,9 +177,10 @@ def main():
 
     summary, sizes, scen_present = phase_section(
         w, verdict, samples, "main", "As fast as it goes (like the paper's tables)")
+    paced = None
     if any(s.get("phase") == "paced" for s in samples):
         rate = next(s.get("rate") for s in samples if s.get("phase") == "paced")
-        phase_section(w, verdict, samples, "paced",
+        paced = phase_section(w, verdict, samples, "paced",
                       f"Every scenario paced to {rate} Mbit/s (SO_MAX_PACING_RATE): host cost per "
                       "byte at equal throughput, so a slower device does not change the sender's "
                       "batching")
@@ -246,7 +247,8 @@ def main():
         w(f"{len(failed)} sample(s) failed: " + ", ".join(
             sorted({f"{s['scenario']}/{s['rec']}/{s.get('phase')}" for s in failed})) + ".")
         w("")
-    w("![host CPU per GB](host_cpu.png) ![throughput](throughput.png)")
+    w("![host CPU per GB](host_cpu.png) ![throughput](throughput.png)"
+      + (" ![host CPU per GB, paced](host_cpu_paced.png)" if paced else ""))
 
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
@@ -257,7 +259,7 @@ def main():
                   f, indent=1)
 
     # Charts: clustered bars, one cluster per record size, one bar per scenario.
-    def dat(name, key):
+    def dat(name, key, summary=summary, scen_present=scen_present, sizes=sizes):
         path = os.path.join(out_dir, name)
         with open(path, "w") as f:
             f.write("rec " + " ".join(f'"{SCEN_LABEL[s]}"' for s in scen_present) + "\n")
@@ -268,15 +270,21 @@ def main():
 
     host_dat = dat("host_cpu.dat", "host")
     thr_dat = dat("throughput.dat", "mbps")
-    n = len(scen_present)
-    for png, datf, ylabel, title in (
-            ("host_cpu.png", host_dat, "sender CPU s/GB (user+sys)", "Host CPU per GB sent"),
-            ("throughput.png", thr_dat, "Mbit/s", "Throughput through tlsnicd")):
-        plot = (f"set terminal pngcairo size 900,360 font ',9'\n"
+    charts = [("host_cpu.png", host_dat, "sender CPU s/GB (user+sys)", "Host CPU per GB sent",
+               len(scen_present)),
+              ("throughput.png", thr_dat, "Mbit/s", "Throughput through tlsnicd", len(scen_present))]
+    if paced:
+        p_summary, p_sizes, p_scen = paced
+        charts.append(("host_cpu_paced.png",
+                       dat("host_cpu_paced.dat", "host", p_summary, p_scen, p_sizes),
+                       "sender CPU s/GB (user+sys)", f"Host CPU per GB sent, all paced to {rate} Mbit/s",
+                       len(p_scen)))
+    for png, datf, ylabel, title, n in charts:
+        plot = (f"set terminal pngcairo size 820,420 font ',9'\n"
                 f"set output '{os.path.join(out_dir, png)}'\n"
                 f"set title '{title} ({meta['suite']})'\nset ylabel '{ylabel}'\nset xlabel 'record size (bytes)'\n"
                 "set style data histograms\nset style histogram clustered gap 1\n"
-                "set style fill solid 0.8 border -1\nset termoption noenhanced\nset key outside right top\nset yrange [0:*]\nset grid ytics\n"
+                "set style fill solid 0.8 border -1\nset termoption noenhanced\nset key outside below horizontal maxrows 2\nset yrange [0:*]\nset grid ytics\n"
                 f"plot for [i=2:{n + 1}] '{datf}' using i:xtic(1) title columnheader(i)\n")
         r = subprocess.run(["gnuplot"], input=plot, text=True, capture_output=True)
         if r.returncode != 0:

@@ -16,10 +16,10 @@ fail() { echo "FAIL: $*"; exit 1; }
 TLSNIC_BUILD_DIR=$build "$root/scripts/bench.sh" --quick --mb 2 --sizes 1457,16384 \
   --loss 0.02 --loss-sizes 16384 --out "$out" >"$out/stdout" 2>"$out/stderr" \
   || { cat "$out/stderr"; fail "bench.sh failed"; }
-for f in results.json samples.jsonl summary.json results.md host_cpu.png throughput.png; do
+for f in results.json samples.jsonl summary.json results.md host_cpu.png throughput.png host_cpu_paced.png; do
   [ -s "$out/$f" ] || fail "$f missing or empty"
 done
-for png in host_cpu.png throughput.png; do
+for png in host_cpu.png throughput.png host_cpu_paced.png; do
   [ "$(head -c 8 "$out/$png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "$png is not a PNG"
 done
 jq -e '.meta.nproc >= 1 and (.meta.command | startswith("tlsnic bench")) and (.samples | length) > 0' \
