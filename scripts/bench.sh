@@ -23,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-cmdline="tlsnic bench $*"
+cmdline="tlsnic bench${*:+ $*}"
 
 quick=0 out="" cipher=aes128 version=1.2 sizes=1457,4096,16384 mb="" rounds="" loss_rates=""
 loss_sizes="" rate=150 paced_mb="" build=${TLSNIC_BUILD_DIR:-$root/build}
