@@ -472,15 +472,18 @@ static int dev_counters_read(const char *ctl, uint64_t *vals)
     int n = tlsnic_ctl_query_stats(ctl, text, sizeof(text));
     if (n < 0)
         return n;
-    for (size_t i = 0; i < N_DEV_COUNTERS; i++) {
-        vals[i] = 0;
-        size_t kl = strlen(dev_counters[i]);
-        for (const char *line = text; line != NULL && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-            if (strncmp(line, dev_counters[i], kl) == 0 && line[kl] == ' ') {
+    memset(vals, 0, N_DEV_COUNTERS * sizeof(*vals));
+    /* "name value" lines; at most one pass over the text (bounded by its length). */
+    for (const char *line = text; *line != '\0';) {
+        for (size_t i = 0; i < N_DEV_COUNTERS; i++) {
+            size_t kl = strlen(dev_counters[i]);
+            if (strncmp(line, dev_counters[i], kl) == 0 && line[kl] == ' ')
                 vals[i] = strtoull(line + kl + 1, NULL, 10);
-                break;
-            }
         }
+        const char *nl = strchr(line, '\n');
+        if (nl == NULL)
+            break;
+        line = nl + 1;
     }
     return 0;
 }
