@@ -30,6 +30,9 @@ for sc in tcp ssl sw dev devlazy null evp; do
 done
 jq -e '[.samples[] | select(.phase == "loss")] | length > 0' "$out/results.json" >/dev/null \
   || fail "results.json: no loss samples"
+# The device's counters are read around every sample: the offload ones saw encryption.
+jq -e '[.samples[] | select(.scenario == "dev" and .ok) | .dev.tx_tls_encrypted_bytes > .bytes] | all' \
+  "$out/results.json" >/dev/null || fail "results.json: a dev sample without device counters"
 jq -e '(.verdicts | length) > 0 and all(.verdicts[]; has("target") and has("met"))' "$out/summary.json" \
   >/dev/null || fail "summary.json: no verdicts"
 grep -q '^| record | scenario | Mbit/s' "$out/results.md" || fail "results.md: no main table"
