@@ -412,7 +412,7 @@ static int conf_set(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir, const vo
     }
 
     tlsnic_rec_key *key = NULL;
-    TLSNIC_GUARD(tlsnic_rec_key_new(&key, optval, optlen));
+    TLSNIC_TRY(tlsnic_rec_key_new(&key, optval, optlen));
 
     if (tx) {
         if (update) {
