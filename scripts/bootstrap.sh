@@ -6,7 +6,7 @@ packages=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libssl-dev libcmocka-dev
   openssl gnutls-bin curl
-  libgnutls28-dev iproute2 tshark gnuplot-nox
+  libgnutls28-dev iproute2 tshark gnuplot-nox python3 util-linux jq
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -360,7 +360,7 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
     memset(c + body, 0, TLSNIC_REC_TAG_LEN);
 
     if (d->mirror_ops)
-        TLSNIC_GUARD(mirror_put(s, fd, b, (uint32_t)len));
+        TLSNIC_TRY(mirror_put(s, fd, b, (uint32_t)len));
     struct retained *r = malloc(sizeof(*r) + len);
     if (!r)
         return -ENOMEM; /* the mirror's copy is released with the next ACK past it */

@@ -9,23 +9,10 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "tlsnic/check.h"
 #include "tlsnic/devops.h"
 #include "tlsnic/ktls.h"
 #include "tlsnic/record.h"
-
-/* One check, one line: returns the negative errno of a failed call. */
-#define TLSNIC_GUARD(expr)                                                                   \
-    do {                                                                                     \
-        int guard_rc_ = (expr);                                                              \
-        if (guard_rc_ < 0)                                                                   \
-            return guard_rc_;                                                                \
-    } while (0)
-
-#define TLSNIC_ENSURE(cond, err)                                                             \
-    do {                                                                                     \
-        if (!(cond))                                                                         \
-            return -(err);                                                                   \
-    } while (0)
 
 /* Largest record tlsnic accepts on RX: TLS 1.3 allows 2^14 + 256 bytes of ciphertext. */
 #define TLSNIC_RX_BUF_LEN (TLSNIC_REC_HDR_LEN + TLSNIC_REC_MAX_PLAINTEXT + 256 + 8)

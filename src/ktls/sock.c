@@ -21,39 +21,17 @@
 /* ------------------------------------------------------------------------------------------ */
 /* System calls                                                                               */
 
-static const struct tlsnic_sys_ops libc_ops = {
-    .sendmsg = sendmsg,
-    .recvmsg = recvmsg,
-    .recv = recv,
-    .read = read,
-    .pread = pread,
-    .sendfile = sendfile,
-    .readv = readv,
-    .writev = writev,
-    .poll = poll,
-    .setsockopt = setsockopt,
-    .getsockopt = getsockopt,
-    .fcntl = fcntl,
-    .ioctl = ioctl,
-    .close = close,
-};
+/* libc itself; tlsnic_sys starts as this and tlsnic_set_sys_ops(NULL) goes back to it. */
+#define LIBC_SYS_OPS                                                                          \
+    {                                                                                         \
+        .sendmsg = sendmsg, .recvmsg = recvmsg, .recv = recv, .read = read, .pread = pread,   \
+        .sendfile = sendfile, .readv = readv, .writev = writev, .poll = poll,                 \
+        .setsockopt = setsockopt, .getsockopt = getsockopt, .fcntl = fcntl, .ioctl = ioctl,   \
+        .close = close,                                                                       \
+    }
 
-struct tlsnic_sys_ops tlsnic_sys = {
-    .sendmsg = sendmsg,
-    .recvmsg = recvmsg,
-    .recv = recv,
-    .read = read,
-    .pread = pread,
-    .sendfile = sendfile,
-    .readv = readv,
-    .writev = writev,
-    .poll = poll,
-    .setsockopt = setsockopt,
-    .getsockopt = getsockopt,
-    .fcntl = fcntl,
-    .ioctl = ioctl,
-    .close = close,
-};
+static const struct tlsnic_sys_ops libc_ops = LIBC_SYS_OPS;
+struct tlsnic_sys_ops tlsnic_sys = LIBC_SYS_OPS;
 
 void tlsnic_set_sys_ops(const struct tlsnic_sys_ops *ops)
 {
@@ -412,7 +390,7 @@ static int conf_set(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir, const vo
     }
 
     tlsnic_rec_key *key = NULL;
-    TLSNIC_GUARD(tlsnic_rec_key_new(&key, optval, optlen));
+    TLSNIC_TRY(tlsnic_rec_key_new(&key, optval, optlen));
 
     if (tx) {
         if (update) {

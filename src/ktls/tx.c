@@ -139,7 +139,7 @@ static int parse_cmsgs(struct tlsnic_sock *s, int fd, const struct msghdr *msg, 
         TLSNIC_ENSURE(c->cmsg_len >= CMSG_LEN(sizeof(uint8_t)), EINVAL);
         TLSNIC_ENSURE(!(flags & MSG_MORE), EINVAL);
         /* A record of another type never merges with the open one: send that first. */
-        TLSNIC_GUARD(tlsnic_tx_push_locked(s, fd, flags));
+        TLSNIC_TRY(tlsnic_tx_push_locked(s, fd, flags));
         *record_type = *CMSG_DATA(c);
     }
     return 0;
@@ -156,10 +156,10 @@ static ssize_t sendmsg_locked(struct tlsnic_sock *s, int fd, const struct msghdr
     TLSNIC_ENSURE(!(flags & ~TX_FLAGS), EOPNOTSUPP);
     if (tx->err)
         return tx->err;
-    TLSNIC_GUARD(tlsnic_tx_flush_locked(s, fd, wflags));
-    TLSNIC_GUARD(parse_cmsgs(s, fd, msg, flags, &record_type));
+    TLSNIC_TRY(tlsnic_tx_flush_locked(s, fd, wflags));
+    TLSNIC_TRY(parse_cmsgs(s, fd, msg, flags, &record_type));
     if (tx->open && tx->open_type != record_type)
-        TLSNIC_GUARD(tlsnic_tx_push_locked(s, fd, wflags));
+        TLSNIC_TRY(tlsnic_tx_push_locked(s, fd, wflags));
 
     size_t total = 0;
     for (size_t i = 0; i < msg->msg_iovlen; i++)
@@ -225,9 +225,9 @@ static ssize_t sendfile_locked(struct tlsnic_sock *s, int fd, int in_fd, off_t *
     struct tlsnic_tx *tx = &s->tx;
     if (tx->err)
         return tx->err;
-    TLSNIC_GUARD(tlsnic_tx_flush_locked(s, fd, 0));
+    TLSNIC_TRY(tlsnic_tx_flush_locked(s, fd, 0));
     if (tx->open && tx->open_type != TLSNIC_CT_APPLICATION_DATA)
-        TLSNIC_GUARD(tlsnic_tx_push_locked(s, fd, 0));
+        TLSNIC_TRY(tlsnic_tx_push_locked(s, fd, 0));
 
     size_t copied = 0;
     ssize_t rc = 0;

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "check.h"
+#include "tlsnic/check.h"
 
 #define IPPROTO_TCP_ 6
 #define V6_HBH 0

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "check.h"
+#include "tlsnic/check.h"
 #include "tlsnic/frame.h"
 #include "tlsnic/record.h"
 

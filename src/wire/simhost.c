@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../nic/check.h"
+#include "tlsnic/check.h"
 #include "tlsnic/record.h"
 #include "tlsnic/wire.h"
 

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "../nic/check.h"
+#include "tlsnic/check.h"
 #include "tlsnic/frame.h"
 #include "tlsnic/wire.h"
 

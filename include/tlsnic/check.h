@@ -1,6 +1,9 @@
-/* Small error-check macros for the device model (negative errno convention). */
-#ifndef TLSNIC_NIC_CHECK_H
-#define TLSNIC_NIC_CHECK_H
+/*
+ * The error-check macros every layer uses (negative errno convention): one line per
+ * checked call, so an error path is never forgotten.
+ */
+#ifndef TLSNIC_CHECK_H
+#define TLSNIC_CHECK_H
 
 /* Evaluates expr once; returns its value from the enclosing function if negative. */
 #define TLSNIC_TRY(expr)                                                                      \
