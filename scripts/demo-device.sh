@@ -9,14 +9,16 @@
 # `openssl s_server -WWW -sendfile` with KTLS switched on in its OpenSSL config runs under
 # libtlsnic-preload.so in the host namespace (TX in device mode: records framed in the
 # clear, encrypted by the device); curl (TLS 1.3) and openssl s_client (TLS 1.2) fetch a
-# 50 MB file from the peer namespace; sha256 checked; counters; everything torn down.
+# 50 MB file from the peer namespace; then `tlsnic serve` (the CLI's own server on the
+# tlsnic socket layer) serves it to curl too; sha256 checked; counters per device and per
+# flow; everything torn down.
 # Environment: TLSNIC_DEMO_MB (file size, default 50), TLSNIC_DEMO_LOSS / _REORDER.
 set -euo pipefail
 
 tlsnicd=$1 preload=$2 net_sh=$3 tlsnic=$4
 size_mb=${TLSNIC_DEMO_MB:-50}
 loss=${TLSNIC_DEMO_LOSS:-0.01} reorder=${TLSNIC_DEMO_REORDER:-0.01}
-steps=8
+steps=9
 prefix="tlsnic-demo-$$"
 host="$prefix-host" peer="$prefix-peer"
 server_ip=198.18.0.1
@@ -24,16 +26,17 @@ for tool in openssl curl sha256sum ip ss timeout; do
   command -v "$tool" >/dev/null || { echo "tlsnic demo: $tool is not installed (./scripts/bootstrap.sh)"; exit 77; }
 done
 work=$(mktemp -d /tmp/tlsnic-demo.XXXXXX)
-daemon_pid="" server_pid=""
+daemon_pid="" server_pid="" serve_pid=""
 cleanup() {
   local rc=$?
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null || true
   [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
   wait 2>/dev/null || true
   "$net_sh" down "$prefix" >/dev/null 2>&1 || true
   if [ "$rc" -ne 0 ]; then
     echo "tlsnic demo: FAILED (logs below)"
-    tail -n 15 "$work/daemon.log" "$work/server.err" 2>/dev/null || true
+    tail -n 15 "$work/daemon.log" "$work/server.err" "$work/serve.out" 2>/dev/null || true
   fi
   rm -rf "$work"
   exit "$rc"
@@ -51,7 +54,8 @@ rate() { awk -v b="$1" -v t0="$2" -v t1="$3" 'BEGIN { t = t1 - t0; printf "%.1f 
 cd "$work"
 
 echo "tlsnic demo: TLS offload to a network device, in the real Linux packet path"
-echo "  host namespace: unmodified openssl s_server under libtlsnic-preload.so (kTLS API -> tlsnic)"
+echo "  host namespace: unmodified openssl s_server under libtlsnic-preload.so (kTLS API -> tlsnic),"
+echo "                  and tlsnic serve (libssl handshake, then the socket handed to tlsnic)"
 echo "  tlsnicd:        the device model between the namespaces: encrypts records inline"
 echo "  peer namespace: unmodified curl and openssl s_client"
 echo
@@ -119,15 +123,36 @@ for ((i = 0; i < 100; i++)); do
   [ "$(awk '$1 == "TlsTxDevice" { print $2 }' host-stats 2>/dev/null || echo 0)" -ge 2 ] && break
   sleep 0.05
 done
-step 7 "counters (tlsnic stats):"
-echo
-"$tlsnic" stats --brief --ctl "$work/ctl.sock" --host "$work/host-stats" | sed 's/^/      /'
 [ "$(awk '$1 == "TlsTxSw" { print $2 }' host-stats)" = 0 ] || die "a connection fell back to software"
 
-step 8 "teardown ..."
+step 7 "tlsnic serve --port 4434 --file file.bin (the CLI's own server), curl --tlsv1.2 ..."
+ip netns exec "$host" env TLSNIC_CTL="$work/ctl.sock" TLSNIC_STATS_FILE="$work/serve-stats" \
+  timeout 300 "$tlsnic" serve --addr "$server_ip" --port 4434 --file "$work/file.bin" --count 1 \
+  >serve.out 2>&1 &
+serve_pid=$!
+wait_for serve.out "listening on" 10
+t0=$(now)
+ip netns exec "$peer" curl -sk --tlsv1.2 --tls-max 1.2 --max-time 120 "https://$server_ip:4434/file.bin" \
+  -o serve.bin || die "curl from tlsnic serve failed"
+t1=$(now)
+wait "$serve_pid" || die "tlsnic serve: $(tail -n 1 serve.out)"
+serve_pid=""
+got=$(sha256sum < serve.bin | cut -d' ' -f1)
+[ "$got" = "$want" ] || die "tlsnic serve: sha256 $got, want $want"
+fetched=$((fetched + 1))
+echo "$(rate "$(stat -c %s serve.bin)" "$t0" "$t1"), sha256 ok"
+grep '#1 ' serve.out | sed 's/^tlsnic serve: #1 /      server: /'
+grep -q 'TX device' serve.out || die "tlsnic serve did not use the device"
+
+step 8 "counters (tlsnic stats: the device, its flows, the s_server host):"
+echo
+"$tlsnic" stats --brief --ctl "$work/ctl.sock" --host "$work/host-stats" | sed 's/^/      /'
+echo "      tlsnic serve's own host counters: $(awk '$1 ~ /^(TlsTxDevice|TlsTxSw|TlsnicTxDeviceBytes|TlsnicTxSwBytes)$/ { printf "%s %s  ", $1, $2 }' serve-stats)"
+step 9 "teardown ..."
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 kill -TERM "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=""
 "$net_sh" down "$prefix" >/dev/null
 echo "ok"
 echo
-echo "tlsnic demo: PASS: $fetched downloads of $size_mb MB, byte-exact, encrypted by the device"
+echo "tlsnic demo: PASS: $fetched downloads of $size_mb MB (s_server under the preload library, and"
+echo "             tlsnic serve), byte-exact, encrypted by the device"

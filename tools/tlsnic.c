@@ -36,6 +36,7 @@
 
 #include "demo_simwire.h"
 #include "fd_io.h"
+#include "serve.h"
 #include "tls_pair.h"
 #include "tlsnic/attach.h"
 #include "tlsnic/ctl.h"
@@ -628,6 +629,12 @@ static void usage(FILE *to)
             "           flows and the last ended ones; a table when there are few, every\n"
             "           flow with --flows), host counters from FILE (default\n"
             "           $TLSNIC_STATS_FILE, written by programs under the preload library)\n"
+            "  serve --port P --file F [--addr A] [--tls12|--tls13] [--cipher NAME] [--count N]\n"
+            "           an HTTPS file server on the tlsnic socket layer: libssl handshake\n"
+            "           (self-signed certificate made in memory), keys exported, the socket\n"
+            "           handed to tlsnic (TCP_ULP tls, TLS_TX/TLS_RX), the file sent with\n"
+            "           tlsnic_sendfile; device mode when tlsnicd ($TLSNIC_CTL) takes the\n"
+            "           flow. One line per connection with its mode (device, or sw and why)\n"
             "  bench    the paper's evaluation through tlsnicd (root): scripts/bench.sh,\n"
             "           options passed on (--quick, --cipher, --version, ...; see --help)\n"
             "  help     this text (also -h, --help)\n");
@@ -673,6 +680,8 @@ int main(int argc, char **argv)
         return cmd_stats(argc, argv);
     if (strcmp(argv[1], "bench") == 0)
         return cmd_bench(argv + 1);
+    if (strcmp(argv[1], "serve") == 0)
+        return tlsnic_cmd_serve(argc, argv);
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "--help") == 0) {
         usage(stdout);

@@ -42,6 +42,15 @@ int tlsnic_keyexport_enable(SSL_CTX *ctx);
  */
 int tlsnic_keyexport(SSL *ssl, int tx, union tlsnic_crypto_info *out, size_t *out_len);
 
+/*
+ * The OpenSSL name of the suite that negotiates cipher_type (TLS_CIPHER_AES_GCM_128,
+ * TLS_CIPHER_AES_GCM_256, TLS_CIPHER_CHACHA20_POLY1305 of <linux/tls.h>) in tls_version
+ * (TLS1_2_VERSION, TLS1_3_VERSION): for SSL_CTX_set_ciphersuites (1.3) or, with ECDHE and
+ * an ECDSA certificate such as tlsnic_selfcert_new makes, SSL_CTX_set_cipher_list (1.2).
+ * NULL for anything tlsnic does not offload.
+ */
+const char *tlsnic_keyexport_suite_name(int tls_version, uint16_t cipher_type);
+
 #ifdef __cplusplus
 }
 #endif

@@ -432,3 +432,21 @@ int tlsnic_keyexport(SSL *ssl, int tx, union tlsnic_crypto_info *out, size_t *ou
         OPENSSL_cleanse(out, sizeof(*out));
     return rc;
 }
+
+const char *tlsnic_keyexport_suite_name(int tls_version, uint16_t cipher_type)
+{
+    if (tls_version == TLS1_3_VERSION) {
+        switch (cipher_type) {
+        case TLS_CIPHER_AES_GCM_128: return "TLS_AES_128_GCM_SHA256";
+        case TLS_CIPHER_AES_GCM_256: return "TLS_AES_256_GCM_SHA384";
+        case TLS_CIPHER_CHACHA20_POLY1305: return "TLS_CHACHA20_POLY1305_SHA256";
+        }
+    } else if (tls_version == TLS1_2_VERSION) {
+        switch (cipher_type) {
+        case TLS_CIPHER_AES_GCM_128: return "ECDHE-ECDSA-AES128-GCM-SHA256";
+        case TLS_CIPHER_AES_GCM_256: return "ECDHE-ECDSA-AES256-GCM-SHA384";
+        case TLS_CIPHER_CHACHA20_POLY1305: return "ECDHE-ECDSA-CHACHA20-POLY1305";
+        }
+    }
+    return NULL;
+}

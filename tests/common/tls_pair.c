@@ -25,62 +25,12 @@
 #include <openssl/x509.h>
 
 #include "tlsnic/keyexport.h"
+#include "tlsnic/selfcert.h"
 
 #define HANDSHAKE_MAX_ROUNDS 1000
 #define HANDSHAKE_MAX_MS 10000
 #define HANDSHAKE_POLL_MS 50
 #define CERT_DAYS 1
-
-/* The OpenSSL names of one offloadable suite, for one protocol version. */
-static const char *suite_name(int tls_version, uint16_t cipher_type)
-{
-    if (tls_version == TLS1_3_VERSION) {
-        switch (cipher_type) {
-        case TLS_CIPHER_AES_GCM_128:
-            return "TLS_AES_128_GCM_SHA256";
-        case TLS_CIPHER_AES_GCM_256:
-            return "TLS_AES_256_GCM_SHA384";
-        case TLS_CIPHER_CHACHA20_POLY1305:
-            return "TLS_CHACHA20_POLY1305_SHA256";
-        }
-    } else if (tls_version == TLS1_2_VERSION) {
-        switch (cipher_type) {
-        case TLS_CIPHER_AES_GCM_128:
-            return "ECDHE-ECDSA-AES128-GCM-SHA256";
-        case TLS_CIPHER_AES_GCM_256:
-            return "ECDHE-ECDSA-AES256-GCM-SHA384";
-        case TLS_CIPHER_CHACHA20_POLY1305:
-            return "ECDHE-ECDSA-CHACHA20-POLY1305";
-        }
-    }
-    return NULL;
-}
-
-/* A self-signed P-256 certificate for CN=tlsnic-test, valid from now for CERT_DAYS. */
-static int make_cert(EVP_PKEY **key_out, X509 **cert_out)
-{
-    EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *cert = X509_new();
-    X509_NAME *name = X509_NAME_new();
-    int ok = key != NULL && cert != NULL && name != NULL &&
-             X509_set_version(cert, X509_VERSION_3) &&
-             ASN1_INTEGER_set(X509_get_serialNumber(cert), 1) &&
-             X509_gmtime_adj(X509_getm_notBefore(cert), -60) &&
-             X509_gmtime_adj(X509_getm_notAfter(cert), 60L * 60 * 24 * CERT_DAYS) &&
-             X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                        (const unsigned char *)"tlsnic-test", -1, -1, 0) &&
-             X509_set_subject_name(cert, name) && X509_set_issuer_name(cert, name) &&
-             X509_set_pubkey(cert, key) && X509_sign(cert, key, EVP_sha256()) > 0;
-    X509_NAME_free(name);
-    if (!ok) {
-        X509_free(cert);
-        EVP_PKEY_free(key);
-        return -ENOMEM;
-    }
-    *key_out = key;
-    *cert_out = cert;
-    return 0;
-}
 
 static int restrict_ctx(SSL_CTX *ctx, int tls_version, const char *suite)
 {
@@ -97,7 +47,7 @@ static int make_ctxs(struct tls_pair *p, int tls_version, const char *suite)
 {
     EVP_PKEY *key = NULL;
     X509 *cert = NULL;
-    int rc = make_cert(&key, &cert);
+    int rc = tlsnic_selfcert_new("tlsnic-test", CERT_DAYS, &key, &cert);
     if (rc < 0)
         return rc;
 
@@ -203,7 +153,7 @@ int tls_pair_new(struct tls_pair *p, int tls_version, uint16_t cipher_type, cons
         p->client_fd = fds[1];
     }
 
-    const char *suite = suite_name(tls_version, cipher_type);
+    const char *suite = tlsnic_keyexport_suite_name(tls_version, cipher_type);
     if (suite == NULL) {
         release(p);
         return -EINVAL;
