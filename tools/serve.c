@@ -30,9 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <linux/sockios.h>
-#include <poll.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -54,7 +51,6 @@
 #define IO_TIMEOUT_S 30     /* a peer silent this long (handshake, request, a send) is dropped */
 #define REQUEST_MAX 4096    /* the request head must fit; a longer one closes the connection */
 #define LISTEN_BACKLOG 16
-#define ACK_POLL_MS 5
 #define SUITES_MAX 128
 
 struct serve_opts {
@@ -446,38 +442,6 @@ static int serve_request(int fd, const struct serve_opts *o, int file_fd, off_t 
     return rc < 0 ? conn_fail(r, "sendfile", rc) : 0;
 }
 
-/*
- * Device mode: tlsnic_close deletes the flow from the device at once, and the device
- * encrypts only offloaded flows, so whatever the kernel still holds unacknowledged would
- * leave (or be retransmitted) with its records in the clear. The kernel keeps a device
- * context until the socket is destroyed; user space cannot, so the server waits: FIN
- * queued behind the data (the peer reads to EOF), then every byte acknowledged. If the
- * peer does not acknowledge in time, the connection is reset instead (SO_LINGER 0):
- * nothing more leaves, encrypted or not.
- */
-static int wait_acknowledged(int fd, int timeout_ms)
-{
-    if (tlsnic_flush(fd) < 0 && errno != EAGAIN)
-        return -errno;
-    if (shutdown(fd, SHUT_WR) < 0)
-        return -errno;
-    double deadline = now_s() + timeout_ms / 1000.0;
-    for (;;) {
-        int outq = 0;
-        if (ioctl(fd, SIOCOUTQ, &outq) < 0)
-            return -errno;
-        if (outq == 0)
-            return 0;
-        if (now_s() >= deadline)
-            break;
-        struct pollfd none = {.fd = -1};
-        poll(&none, 1, ACK_POLL_MS);
-    }
-    struct linger reset = {.l_onoff = 1, .l_linger = 0};
-    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
-    return -ETIMEDOUT;
-}
-
 /* The host counters where the preload library would write them (TLSNIC_STATS_FILE). */
 static void write_host_stats(void)
 {
@@ -515,13 +479,8 @@ static int serve_connection(SSL_CTX *ctx, int fd, const struct serve_opts *o, in
         rc = handshake_and_hand_over(ctx, fd, &r);
     if (rc == 0)
         rc = serve_request(fd, o, file_fd, size, &r);
-    struct tlsnic_mode_info tx_mode;
-    if (rc == 0 && tlsnic_get_mode(fd, TLSNIC_DIR_TX, &tx_mode) == 0 &&
-        tx_mode.mode == TLSNIC_MODE_DEVICE) {
-        int err = wait_acknowledged(fd, IO_TIMEOUT_S * 1000);
-        if (err < 0)
-            rc = conn_fail(&r, "waiting for the peer's acknowledgements (connection reset)", err);
-    }
+    /* In device mode the close waits (bounded) until the peer acknowledged everything,
+     * before the device lets go of the flow (src/ktls/dev.c, tlsnic_dev_tx_linger). */
     if (tlsnic_close(fd) < 0 && rc == 0)
         rc = conn_fail(&r, "close", -errno);
     write_host_stats();

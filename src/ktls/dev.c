@@ -19,6 +19,8 @@
 #include "ktls_int.h"
 #include "tcpinfo.h"
 
+#define LINGER_TICK_NS 2000000 /* how often a closing device-mode socket looks for ACKs */
+
 struct retained {
     struct retained *next;
     uint64_t pos;     /* stream position (bytes since the ISN) of the first byte */
@@ -443,6 +445,39 @@ int tlsnic_device_readd(struct tlsnic_dev *dev)
     }
     pthread_mutex_unlock(&registry_lock);
     return first_err < 0 ? first_err : added;
+}
+
+/*
+ * Close in device mode, before the del: the device encrypts only flows it holds, so bytes
+ * the kernel still has unacknowledged would leave (or be retransmitted) after the del with
+ * their records in the clear (invariant 1). The kernel keeps a device context until the
+ * socket is destroyed; tlsnic cannot follow the socket past close(2), so it waits, bounded,
+ * until the peer has acknowledged everything (SIOCOUTQ 0), releasing records as ACKs come.
+ * A peer that does not acknowledge in time gets a reset instead (SO_LINGER 0): the kernel
+ * then sends nothing more of the connection, encrypted or not. Call with the TX lock held.
+ * 0, or -ETIMEDOUT (reset armed).
+ */
+int tlsnic_dev_tx_linger(struct tlsnic_sock *s, int fd, int timeout_ms)
+{
+    if (!s->tx.dev)
+        return 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        int outq = 0;
+        if (tlsnic_sys.ioctl(fd, SIOCOUTQ, &outq) < 0 || outq <= 0)
+            return 0; /* not a connection any more, or nothing left unacknowledged */
+        tlsnic_dev_tx_reclaim(s, fd);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long spent = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        if (spent >= timeout_ms)
+            break;
+        struct timespec tick = {.tv_nsec = LINGER_TICK_NS};
+        nanosleep(&tick, NULL);
+    }
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+    (void)tlsnic_sys.setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+    return -ETIMEDOUT;
 }
 
 void tlsnic_dev_tx_free(struct tlsnic_sock *s)

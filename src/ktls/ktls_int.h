@@ -87,6 +87,7 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
 void tlsnic_dev_tx_reclaim(struct tlsnic_sock *s, int fd);
 void tlsnic_dev_tx_sent(struct tlsnic_sock *s, size_t n);
 void tlsnic_dev_tx_free(struct tlsnic_sock *s);
+int tlsnic_dev_tx_linger(struct tlsnic_sock *s, int fd, int timeout_ms);
 void tlsnic_dev_tx_patch_info(const struct tlsnic_sock *s, union tlsnic_crypto_info *ci);
 
 /* rx.c */

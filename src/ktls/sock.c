@@ -202,13 +202,24 @@ static void sock_free(struct tlsnic_sock *s)
     free(s);
 }
 
+/* How long a close may wait for a peer: to take the sealed records, and (device mode) to
+ * acknowledge everything before the device lets go of the flow. */
+#define CLOSE_BUDGET_MS 5000
+
 static void sock_unref(struct tlsnic_sock *s, int fd, int drain)
 {
     if (atomic_fetch_sub(&s->fdrefs, 1) != 1)
         return;
     if (drain && fd >= 0) {
         pthread_mutex_lock(&s->tx.lock);
-        tlsnic_tx_drain_on_close(s, fd, 5000);
+        /* One budget for both: a peer that stopped reading gets no second wait. */
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        tlsnic_tx_drain_on_close(s, fd, CLOSE_BUDGET_MS);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long spent = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        /* device mode: before the del, see dev.c */
+        tlsnic_dev_tx_linger(s, fd, spent < CLOSE_BUDGET_MS ? (int)(CLOSE_BUDGET_MS - spent) : 0);
         pthread_mutex_unlock(&s->tx.lock);
     }
     sock_free(s);

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -41,6 +42,7 @@ struct fake {
     size_t ci_len;
     const struct tlsnic_rec_store *store;
     uint32_t flags;
+    int outq_at_del; /* the socket's unacknowledged bytes when the device let go */
 };
 
 static int fake_add(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
@@ -67,6 +69,9 @@ static int fake_del(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow
     struct fake *f = dev->priv;
     f->dels++;
     f->store = NULL;
+    f->outq_at_del = -1;
+    if (sockfd >= 0)
+        ioctl(sockfd, SIOCOUTQ, &f->outq_at_del);
     return 0;
 }
 
@@ -707,6 +712,83 @@ static void readd_that_finds_the_device_gone_again_keeps_the_connection(void **s
     conn_free(&c);
 }
 
+/* Fills the connection until the kernel refuses more (the peer does not read). */
+static size_t fill_until_eagain(int fd)
+{
+    static uint8_t chunk[16384];
+    size_t sent = 0;
+    for (int i = 0; i < 4096; i++) { /* bounded: 64 MB */
+        ssize_t n = tlsnic_send(fd, chunk, sizeof(chunk), MSG_DONTWAIT);
+        if (n < 0) {
+            assert_int_equal(errno, EAGAIN);
+            return sent;
+        }
+        sent += (size_t)n;
+    }
+    fail_msg("the peer's window never filled");
+    return sent;
+}
+
+struct slow_reader {
+    int fd;
+    int delay_ms;
+    size_t got;
+    int last; /* 0: EOF; -errno: how reading ended */
+};
+
+static void *slow_read(void *arg)
+{
+    struct slow_reader *r = arg;
+    static uint8_t buf[65536];
+    usleep((useconds_t)r->delay_ms * 1000);
+    for (int i = 0; i < 100000; i++) { /* bounded; each read waits at most 5 s */
+        ssize_t n = read(r->fd, buf, sizeof(buf));
+        if (n <= 0) {
+            r->last = n == 0 ? 0 : -errno;
+            return NULL;
+        }
+        r->got += (size_t)n;
+    }
+    return NULL;
+}
+
+static void close_in_device_mode_waits_for_the_peers_acks_before_the_del(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    size_t sent = fill_until_eagain(c.fd);
+    int outq = 0;
+    assert_int_equal(ioctl(c.fd, SIOCOUTQ, &outq), 0);
+    assert_true(outq > 0); /* unacknowledged bytes the device must still encrypt */
+    struct slow_reader r = {.fd = c.peer, .delay_ms = 200};
+    pthread_t reader;
+    assert_int_equal(pthread_create(&reader, NULL, slow_read, &r), 0);
+    assert_int_equal(tlsnic_close(c.fd), 0);
+    assert_int_equal(fake.dels, 1);
+    assert_int_equal(fake.outq_at_del, 0); /* the del came after the last ACK */
+    pthread_join(reader, NULL);
+    assert_int_equal(r.last, 0); /* an orderly end after everything */
+    assert_true(r.got >= sent);
+    close(c.peer);
+}
+
+static void close_in_device_mode_resets_a_peer_that_never_acknowledges(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    fill_until_eagain(c.fd);
+    assert_int_equal(tlsnic_close(c.fd), 0); /* bounded: the drain and the wait for ACKs */
+    assert_int_equal(fake.dels, 1);
+    assert_true(fake.outq_at_del > 0);
+    /* The connection was reset, not closed: nothing more is sent, in the clear or not. */
+    struct slow_reader r = {.fd = c.peer};
+    slow_read(&r);
+    assert_int_equal(r.last, -ECONNRESET);
+    close(c.peer);
+}
+
 int main(void)
 {
     if (geteuid() != 0) {
@@ -716,6 +798,8 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(accepting_device_takes_tx_and_mode_says_device, setup, teardown),
+        cmocka_unit_test_setup_teardown(close_in_device_mode_waits_for_the_peers_acks_before_the_del, setup, teardown),
+        cmocka_unit_test_setup_teardown(close_in_device_mode_resets_a_peer_that_never_acknowledges, setup, teardown),
         cmocka_unit_test_setup_teardown(refusing_device_leaves_software_with_the_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(frames_are_what_software_would_seal_once_the_device_seals_them, setup, teardown),
         cmocka_unit_test_setup_teardown(record_store_finds_the_record_of_any_sequence_number, setup, teardown),
