@@ -16,6 +16,7 @@
  *                 (2) The device model on the simulated wire with loss and reordering,
  *                 read back by libssl (demo_simwire.c).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -402,15 +404,92 @@ static void print_mb(uint64_t bytes)
         printf("%" PRIu64 " bytes", bytes);
 }
 
+/* ---- per-flow device counters ---- */
+
+/* Flows listed by default; more are summed up in one line unless --flows asks for them. */
+#define FLOWS_SHOWN_BY_DEFAULT 20
+#define FLOWS_MAX 8192
+
+static void flow_end_text(uint8_t family, const uint8_t *addr, uint16_t port, char *buf, size_t cap)
+{
+    char a[INET6_ADDRSTRLEN] = "?";
+    inet_ntop(family, addr, a, sizeof(a));
+    snprintf(buf, cap, family == AF_INET6 ? "[%s]:%u" : "%s:%u", a, port);
+}
+
+static uint64_t flow_drops(const struct tlsnic_ctl_flow_entry *e)
+{
+    return e->counters[TLSNIC_CTL_FC_tx_tls_drop_no_sync_data] +
+           e->counters[TLSNIC_CTL_FC_tx_tls_drop_integrity] +
+           e->counters[TLSNIC_CTL_FC_tx_tls_drop_bad_frame];
+}
+
 /*
- * tlsnic stats [--ctl PATH] [--host FILE] [--all|--brief]: the device's counters from tlsnicd and
+ * The device's flows as a table: one line per flow with whitespace-separated columns
+ * (host end, peer end, dir, state, pid, then counters; "-" where the device had none),
+ * so scripts can read it with awk. show_all adds every counter of each flow.
+ */
+static void print_flows(const char *ctl, int list_all, int show_all)
+{
+    struct tlsnic_ctl_flow_entry *flows = calloc(FLOWS_MAX, sizeof(*flows));
+    if (flows == NULL)
+        return;
+    uint32_t total = 0;
+    uint16_t n_counters = 0;
+    int n = tlsnic_ctl_query_flow_stats(ctl, flows, FLOWS_MAX, &total, &n_counters);
+    if (n < 0) {
+        printf("device flows: %s\n", n == -EOPNOTSUPP ? "this tlsnicd does not report them"
+                                                       : strerror(-n));
+        free(flows);
+        return;
+    }
+    int ended = 0;
+    for (int i = 0; i < n; i++)
+        ended += (flows[i].flags & TLSNIC_CTL_FLOW_ENDED) != 0;
+    printf("device flows: %d offloaded, %d ended (the last %u deleted, with their counters at the end)\n",
+           n - ended, ended, TLSNIC_CTL_ENDED_FLOWS);
+    if (n > FLOWS_SHOWN_BY_DEFAULT && !list_all) {
+        printf("    (%d flows: tlsnic stats --flows lists them)\n", n);
+        free(flows);
+        return;
+    }
+    if (n > 0)
+        printf("    %-24s %-24s %-3s %-6s %-7s %10s %14s %8s %8s %12s %6s\n", "host end", "peer end",
+               "dir", "state", "pid", "packets", "bytes", "ooo", "ckpt", "resync_bytes", "drops");
+    for (int i = 0; i < n; i++) {
+        const struct tlsnic_ctl_flow_entry *e = &flows[i];
+        char local[64], remote[64];
+        flow_end_text(e->flow.family, e->flow.local, e->flow.local_port, local, sizeof(local));
+        flow_end_text(e->flow.family, e->flow.remote, e->flow.remote_port, remote, sizeof(remote));
+        printf("    %-24s %-24s %-3s %-6s %-7" PRIu32, local, remote,
+               e->dir == TLSNIC_DIR_TX ? "tx" : "rx",
+               (e->flags & TLSNIC_CTL_FLOW_ENDED) ? "ended" : "active", e->owner_pid);
+        if (e->flags & TLSNIC_CTL_FLOW_NO_COUNTERS) {
+            printf(" %10s %14s %8s %8s %12s %6s\n", "-", "-", "-", "-", "-", "-");
+            continue;
+        }
+        printf(" %10" PRIu64 " %14" PRIu64 " %8" PRIu64 " %8" PRIu64 " %12" PRIu64 " %6" PRIu64 "\n",
+               e->counters[TLSNIC_CTL_FC_tx_tls_encrypted_packets],
+               e->counters[TLSNIC_CTL_FC_tx_tls_encrypted_bytes],
+               e->counters[TLSNIC_CTL_FC_tx_tls_ooo], e->counters[TLSNIC_CTL_FC_tx_tls_ooo_ckpt],
+               e->counters[TLSNIC_CTL_FC_tx_tls_resync_bytes], flow_drops(e));
+        for (unsigned k = 0; show_all && k < n_counters; k++)
+            printf("        %-32s %" PRIu64 "\n", tlsnic_ctl_flow_counter_name(k), e->counters[k]);
+    }
+    if ((uint32_t)n < total)
+        printf("    (%" PRIu32 " more not shown)\n", total - (uint32_t)n);
+    free(flows);
+}
+
+/*
+ * tlsnic stats [--ctl PATH] [--host FILE] [--all|--brief] [--flows]: the device's counters from tlsnicd and
  * the host's from a counters file (what the preload library writes to TLSNIC_STATS_FILE),
  * then what share of the TLS record bytes the host sent the device encrypted.
  */
 static int cmd_stats(int argc, char **argv)
 {
     const char *ctl = getenv("TLSNIC_CTL"), *host = getenv("TLSNIC_STATS_FILE");
-    int show_all = 0, brief = 0;
+    int show_all = 0, brief = 0, list_flows = 0;
     if (!ctl || !ctl[0])
         ctl = TLSNIC_ATTACH_DEFAULT_CTL;
     for (int i = 2; i < argc; i++) {
@@ -422,6 +501,8 @@ static int cmd_stats(int argc, char **argv)
             show_all = 1;
         else if (strcmp(argv[i], "--brief") == 0)
             brief = 1;
+        else if (strcmp(argv[i], "--flows") == 0)
+            list_flows = 1;
         else {
             fprintf(stderr, "tlsnic stats: unknown argument %s\n", argv[i]);
             return 2;
@@ -432,6 +513,7 @@ static int cmd_stats(int argc, char **argv)
     if (dev_len >= 0) {
         printf("device (tlsnicd at %s):\n", ctl);
         print_counters(dev_text, show_all, brief);
+        print_flows(ctl, list_flows, show_all);
     } else {
         printf("device: no tlsnicd at %s (%s)\n", ctl, strerror(-dev_len));
         dev_text[0] = '\0';
@@ -540,9 +622,11 @@ static void usage(FILE *to)
             "           tlsnic, SHA-256 checked; then the device model encrypting 4 MB\n"
             "           on the simulated wire (1 %% loss, 1 %% reordering), read by libssl.\n"
             "           Exit status 0 if everything passed.\n"
-            "  stats [--ctl PATH] [--host FILE] [--all | --brief (TLS counters only)]\n"
+            "  stats [--ctl PATH] [--host FILE] [--all | --brief (TLS counters only)] [--flows]\n"
             "           device counters from tlsnicd (default $TLSNIC_CTL or\n"
-            "           " TLSNIC_ATTACH_DEFAULT_CTL "), host counters from FILE (default\n"
+            "           " TLSNIC_ATTACH_DEFAULT_CTL "), per device and per flow (offloaded\n"
+            "           flows and the last ended ones; a table when there are few, every\n"
+            "           flow with --flows), host counters from FILE (default\n"
             "           $TLSNIC_STATS_FILE, written by programs under the preload library)\n"
             "  bench    the paper's evaluation through tlsnicd (root): scripts/bench.sh,\n"
             "           options passed on (--quick, --cipher, --version, ...; see --help)\n"

@@ -336,6 +336,8 @@ static int run(const struct options *o)
                 .dev = nic != NULL ? tlsnic_nic_dev(nic) : tlsnic_flowtable_dev(table),
                 .stats = stats_cb,
                 .stats_ctx = &src,
+                .flow_counters = nic != NULL ? tlsnic_nic_flow_counters : NULL,
+                .flow_counters_ctx = nic,
                 .log = stderr,
                 .fence = fence,
                 .state_path = o->state_file,

@@ -167,6 +167,14 @@ int tlsnic_nic_frame_hook(void *ctx, int direction, uint8_t *frame, size_t len,
 /* The device's counters as "name value\n" lines (tlsnicd's STATS). Length or -ENOBUFS. */
 int tlsnic_nic_stats_format(const tlsnic_nic *nic, char *buf, size_t cap);
 
+/*
+ * One flow's device counters in the control protocol's order (ctl.h,
+ * TLSNIC_CTL_FLOW_COUNTER_LIST); ctx is the tlsnic_nic. The flow_counters callback of the
+ * control server. 0, -ENOENT (no context for the flow), -EINVAL (cap too small).
+ */
+int tlsnic_nic_flow_counters(void *ctx, const struct tlsnic_flow *flow, enum tlsnic_dir dir,
+                             uint64_t *out, size_t cap);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Test seam: a hook that rewrites payload the way the device will, to check checksums.     */
 

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tlsnic/check.h"
 #include "tlsnic/ctl.h"
 #include "tlsnic/shmstore.h"
 
@@ -356,4 +357,57 @@ int tlsnic_ctl_query_stats(const char *path, char *buf, size_t cap)
     }
     tlsnic_ctl_client_close(dev);
     return err;
+}
+
+/* Pages asked for at most: enough for a full flow table and the ended flows. */
+#define MAX_FLOW_PAGES 1024
+
+int tlsnic_ctl_query_flow_stats(const char *path, struct tlsnic_ctl_flow_entry *out, size_t cap,
+                                uint32_t *total, uint16_t *n_counters)
+{
+    TLSNIC_ENSURE(out != NULL || cap == 0, EINVAL);
+    struct tlsnic_ctl_flow_entry *page_entries = calloc(TLSNIC_CTL_FLOW_PAGE_MAX,
+                                                        sizeof(*page_entries));
+    TLSNIC_ENSURE(page_entries != NULL, ENOMEM);
+    struct tlsnic_dev *dev;
+    int err = tlsnic_ctl_client_open(path, 0, &dev);
+    if (err < 0) {
+        free(page_entries);
+        return err;
+    }
+    struct ctl_client *cl = client_of(dev);
+    size_t filled = 0;
+    uint32_t listed = 0;
+    uint16_t carried = TLSNIC_CTL_FLOW_COUNTERS;
+    struct tlsnic_ctl_flow_page page = {0};
+    for (int pages = 0; err == 0 && pages < MAX_FLOW_PAGES; pages++) {
+        struct tlsnic_ctl_msg req = {.type = TLSNIC_CTL_FLOW_STATS, .first = (uint32_t)filled};
+        err = request(cl, &req, NULL, 0);
+        if (err == 0)
+            err = tlsnic_ctl_flow_page_decode(cl->reply.payload, cl->reply.payload_len, &page,
+                                              page_entries, TLSNIC_CTL_FLOW_PAGE_MAX);
+        if (err < 0)
+            break;
+        listed = page.total;
+        if (page.n_counters < carried)
+            carried = page.n_counters;
+        for (uint32_t i = 0; i < page.count && filled < cap; i++)
+            out[filled++] = page_entries[i];
+        /* Done when the list is read or out is full; a page that adds nothing ends it too
+         * (the list shrank under us). */
+        if (filled >= cap || filled >= page.total || page.count == 0)
+            break;
+    }
+    tlsnic_ctl_client_close(dev);
+    free(page_entries);
+    if (err < 0)
+        return err;
+    /* Counters this build does not know were dropped by keeping only the first ones. */
+    for (size_t i = 0; i < filled; i++)
+        memset(out[i].counters + carried, 0, sizeof(out[i].counters) - carried * sizeof(uint64_t));
+    if (total != NULL)
+        *total = listed;
+    if (n_counters != NULL)
+        *n_counters = carried;
+    return (int)filled;
 }

@@ -16,6 +16,10 @@
 
 #define DEFAULT_MAX_CLIENTS 32u
 #define DEFAULT_MAX_FLOWS 4096u
+/* Entries of one FLOW_STATS reply: as many as fit with every counter this build knows. */
+#define FLOW_PAGE_ROOM                                                                        \
+    ((TLSNIC_CTL_MAX_PAYLOAD - TLSNIC_CTL_FLOW_PAGE_HDR_LEN) /                              \
+     TLSNIC_CTL_FLOW_ENTRY_LEN(TLSNIC_CTL_FLOW_COUNTERS))
 #define MAX_FDS_PER_MSG 4 /* more than ADD's two is refused; room to see and close them */
 
 #ifndef SO_COOKIE
@@ -62,9 +66,13 @@ struct tlsnic_ctl_server {
     uint32_t next_serial;
     bool shutting_down;     /* the state file keeps what was offloaded when we stopped */
     struct ctl_counters counters;
+    struct tlsnic_ctl_flow_entry ended[TLSNIC_CTL_ENDED_FLOWS]; /* ring, oldest at ended_head */
+    uint32_t ended_head;
+    uint32_t n_ended;
     uint8_t rx[TLSNIC_CTL_MAX_MSG + 1];
     uint8_t tx[TLSNIC_CTL_MAX_MSG];
-    char payload[TLSNIC_CTL_MAX_MSG - TLSNIC_CTL_HDR_LEN - 8 - TLSNIC_CTL_MAX_TEXT];
+    char payload[TLSNIC_CTL_MAX_PAYLOAD];
+    struct tlsnic_ctl_flow_entry page_entries[FLOW_PAGE_ROOM];
 };
 
 /* What one request produced: status, a reason for a person, an optional payload. */
@@ -221,6 +229,36 @@ static struct owned_flow *free_flow_slot(tlsnic_ctl_server *s)
             return &s->flows[i];
     }
     return NULL;
+}
+
+/* A flow's FLOW_STATS entry with the device's counters as they are now. */
+static void flow_entry(const tlsnic_ctl_server *s, const struct owned_flow *f,
+                       struct tlsnic_ctl_flow_entry *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->flow = f->flow;
+    e->dir = (uint8_t)f->dir;
+    e->owner_pid = (uint32_t)f->owner_pid;
+    int err = s->cfg.flow_counters == NULL
+                  ? -EOPNOTSUPP
+                  : s->cfg.flow_counters(s->cfg.flow_counters_ctx, &f->flow, f->dir, e->counters,
+                                         TLSNIC_CTL_FLOW_COUNTERS);
+    if (err < 0) {
+        memset(e->counters, 0, sizeof(e->counters));
+        e->flags |= TLSNIC_CTL_FLOW_NO_COUNTERS;
+    }
+}
+
+/* Keeps the flow's last counters for FLOW_STATS: called just before the device's del. */
+static void remember_ended(tlsnic_ctl_server *s, const struct owned_flow *f)
+{
+    uint32_t at = (s->ended_head + s->n_ended) % TLSNIC_CTL_ENDED_FLOWS;
+    if (s->n_ended == TLSNIC_CTL_ENDED_FLOWS)
+        s->ended_head = (s->ended_head + 1) % TLSNIC_CTL_ENDED_FLOWS; /* the oldest goes */
+    else
+        s->n_ended++;
+    flow_entry(s, f, &s->ended[at]);
+    s->ended[at].flags |= TLSNIC_CTL_FLOW_ENDED;
 }
 
 static void forget_flow(tlsnic_ctl_server *s, struct owned_flow *f)
@@ -396,6 +434,7 @@ static void do_del(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, int n_f
     }
     if (f == NULL)
         return;
+    remember_ended(s, f);
     int err = s->cfg.dev->ops->del(s->cfg.dev, fds[0], &f->flow, f->dir);
     /* Forgotten either way: a device that no longer knows the flow has nothing to keep. */
     forget_flow(s, f);
@@ -456,6 +495,39 @@ static void do_stats(tlsnic_ctl_server *s, struct outcome *o)
     set_outcome(o, 0, "ok");
 }
 
+/*
+ * FLOW_STATS: the offloaded flows (slot order), then the ended ones (oldest first), from
+ * entry `first` on, as many as fit in one reply. The list may change between two pages;
+ * a person's view tolerates that, and the daemon keeps no state per reader.
+ */
+static void do_flow_stats(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, struct outcome *o)
+{
+    struct tlsnic_ctl_flow_entry *page_entries = s->page_entries;
+    struct tlsnic_ctl_flow_page page = {.total = s->n_flows + s->n_ended,
+                                        .n_counters = TLSNIC_CTL_FLOW_COUNTERS};
+    page.first = m->first < page.total ? m->first : page.total;
+    uint32_t index = 0;
+    for (uint32_t i = 0; i < s->max_flows && page.count < FLOW_PAGE_ROOM; i++) {
+        if (!s->flows[i].used)
+            continue;
+        if (index++ >= page.first)
+            flow_entry(s, &s->flows[i], &page_entries[page.count++]);
+    }
+    for (uint32_t i = 0; i < s->n_ended && page.count < FLOW_PAGE_ROOM; i++) {
+        if (index++ >= page.first)
+            page_entries[page.count++] = s->ended[(s->ended_head + i) % TLSNIC_CTL_ENDED_FLOWS];
+    }
+    int n = tlsnic_ctl_flow_page_encode(&page, page_entries, (uint8_t *)s->payload,
+                                        sizeof(s->payload));
+    if (n < 0) {
+        set_outcome(o, n, "flow stats: %s", strerror(-n));
+        return;
+    }
+    o->payload = s->payload;
+    o->payload_len = (size_t)n;
+    set_outcome(o, 0, "ok");
+}
+
 static void close_client(tlsnic_ctl_server *s, struct client *cl)
 {
     uint64_t reaped = s->counters.flows_reaped;
@@ -465,6 +537,8 @@ static void close_client(tlsnic_ctl_server *s, struct client *cl)
             continue;
         char text[128];
         flow_text(&f->flow, text, sizeof(text));
+        if (!s->shutting_down)
+            remember_ended(s, f);
         int err = s->cfg.dev->ops->del(s->cfg.dev, -1, &f->flow, f->dir);
         logf_(s, "pid %d gone: deleting %s %s: %s", (int)cl->cred.pid, dir_name(f->dir), text,
               err < 0 ? strerror(-err) : "ok");
@@ -541,6 +615,7 @@ static void serve_one(tlsnic_ctl_server *s, struct client *cl)
         case TLSNIC_CTL_RESYNC: do_resync(s, &m, n_fds, fds, &o); break;
         case TLSNIC_CTL_FLOW_FLAGS: do_flow_flags(s, cl, &m, &o); break;
         case TLSNIC_CTL_STATS: do_stats(s, &o); break;
+        case TLSNIC_CTL_FLOW_STATS: do_flow_stats(s, &m, &o); break;
         default: set_outcome(&o, -EOPNOTSUPP, "a reply is not a request"); break;
         }
     }
@@ -548,7 +623,7 @@ static void serve_one(tlsnic_ctl_server *s, struct client *cl)
         close(fds[i]);
     if (o.status < 0)
         s->counters.refused++;
-    if (err < 0 || m.type != TLSNIC_CTL_STATS)
+    if (err < 0 || (m.type != TLSNIC_CTL_STATS && m.type != TLSNIC_CTL_FLOW_STATS))
         logf_(s, "pid %d uid %u: request type %u: %d %s", (int)cl->cred.pid,
               (unsigned)cl->cred.uid, err < 0 ? 0u : m.type, o.status, o.text);
     send_reply(s, cl, id, &o);

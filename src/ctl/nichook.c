@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <stdio.h>
 
+#include "tlsnic/check.h"
+#include "tlsnic/ctl.h"
 #include "tlsnic/fwd.h"
 
 int tlsnic_nic_frame_hook(void *ctx, int direction, uint8_t *frame, size_t len,
@@ -58,4 +60,16 @@ int tlsnic_nic_stats_format(const tlsnic_nic *nic, char *buf, size_t cap)
         used += (size_t)n;
     }
     return (int)used;
+}
+
+int tlsnic_nic_flow_counters(void *ctx, const struct tlsnic_flow *flow, enum tlsnic_dir dir,
+                             uint64_t *out, size_t cap)
+{
+    struct tlsnic_nic_stats st;
+    TLSNIC_ENSURE(ctx != NULL && out != NULL && cap >= TLSNIC_CTL_FLOW_COUNTERS, EINVAL);
+    TLSNIC_TRY(tlsnic_nic_flow_stats(ctx, flow, dir, &st));
+#define COPY_(name) out[TLSNIC_CTL_FC_##name] = st.name;
+    TLSNIC_CTL_FLOW_COUNTER_LIST(COPY_)
+#undef COPY_
+    return 0;
 }

@@ -5,12 +5,14 @@
 # kept in shared memory, encrypted by the device model inside tlsnicd). Unmodified peers in
 # the peer namespace download a file through tlsnicd.
 #
-#   host_device_e2e.sh MODE TLSNICD PRELOAD_SO NET_SH
+#   host_device_e2e.sh MODE TLSNICD PRELOAD_SO NET_SH TLSNIC
 #
 #   peers    TLS 1.3 and 1.2 x AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305 x curl,
 #            openssl s_client, gnutls-cli: every download sha256-exact; per download the
 #            host counted one TlsTxDevice and no TlsTxSw, and the device encrypted about
-#            the file's size (tx_tls_encrypted_bytes between size and size + 5 %).
+#            the file's size (tx_tls_encrypted_bytes between size and size + 5 %), device-
+#            wide and in the download's own flow as `tlsnic stats --flows` lists it (its
+#            4-tuple, TX, ended, packets > 0, bytes between size and size + 5 %).
 #   loss     1 % loss + 1 % reordering, then 5 % loss + 2 % reordering of wire frames:
 #            byte-exact, out-of-order packets and resync work counted by the device.
 #   capture  wire and host captures and the server's SSLKEYLOGFILE (written by the preload
@@ -25,6 +27,7 @@
 set -euo pipefail
 
 mode=$1 tlsnicd=$(readlink -f "$2") preload=$(readlink -f "$3") net_sh=$(readlink -f "$4")
+tlsnic=$(readlink -f "$5")
 size=$((20 * 1000 * 1000))
 if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/net/tun ]; then
   echo "SKIP: needs root and /dev/net/tun"
@@ -108,6 +111,16 @@ stop_daemon() {
   daemon_pid=""
 }
 device_stats() { "$tlsnicd" stats --ctl "$work/ctl.sock" > "$1" || fail "tlsnicd stats"; }
+# The device's counters of the server's newest flow on $port (the download just made), from
+# `tlsnic stats --flows`: "state packets bytes" (the one still offloaded if there is one,
+# else the newest ended one; flows are listed offloaded first, then ended oldest first).
+flow_counters() {
+  "$tlsnic" stats --flows --ctl "$work/ctl.sock" > flows.txt || fail "tlsnic stats --flows"
+  awk -v me="$server_ip:$port" '$1 == me && $3 == "tx" {
+      if ($4 == "active" && !active) { active = $4 " " $6 " " $7 }
+      if ($4 == "ended") { ended = $4 " " $6 " " $7 } }
+    END { print (active ? active : (ended ? ended : "none 0 0")) }' flows.txt
+}
 
 start_server() { # s_server options (version, ciphers)
   rm -f stats
@@ -199,16 +212,20 @@ peers)
         wait_host_closed "$served"
         device_stats after
         enc=$(( $(counter tx_tls_encrypted_bytes after) - $(counter tx_tls_encrypted_bytes before) ))
+        read -r flow_state flow_packets flow_bytes <<<"$(flow_counters)"
         dev=$(counter TlsTxDevice stats) sw=$(counter TlsTxSw stats)
         got=$(got_sha got.bin)
         label="$version $cipher $client"
         w=$want s=$size
         [ "$client" = gnutls-cli ] && w=$want_small s=$small_size
         if [ "$got" = "$w" ] && [ "$dev" = "$served" ] && [ "$sw" = 0 ] \
-          && [ "$enc" -ge "$s" ] && [ "$enc" -le $((s + s / 20)) ]; then
-          echo "PASS $label: sha256 ok ($s bytes), TlsTxDevice=$dev TlsTxSw=$sw, device encrypted $enc bytes"
+          && [ "$enc" -ge "$s" ] && [ "$enc" -le $((s + s / 20)) ] \
+          && [ "$flow_state" = ended ] && [ "$flow_packets" -gt 0 ] \
+          && [ "$flow_bytes" -ge "$s" ] && [ "$flow_bytes" -le $((s + s / 20)) ]; then
+          echo "PASS $label: sha256 ok ($s bytes), TlsTxDevice=$dev TlsTxSw=$sw, device encrypted $enc bytes; the flow: $flow_packets packets, $flow_bytes bytes"
         else
-          echo "FAIL $label: sha256 $got (want $w), TlsTxDevice=$dev (want $served) TlsTxSw=$sw, device encrypted $enc bytes of $s"
+          echo "FAIL $label: sha256 $got (want $w), TlsTxDevice=$dev (want $served) TlsTxSw=$sw, device encrypted $enc bytes of $s; flow $flow_state: $flow_packets packets, $flow_bytes bytes"
+          cat flows.txt
           fails=$((fails + 1))
         fi
       done

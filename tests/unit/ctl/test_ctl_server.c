@@ -43,7 +43,21 @@ struct fixture {
     int tcp_local, tcp_remote; /* a connected TCP pair: local is the "host" socket */
     tlsnic_fence *fence;       /* stateful fixture only */
     char state_path[128];
+    int with_counters;         /* counters fixture: the device reports per-flow counters */
+    _Atomic uint64_t counter_base; /* what they are: counter k of a flow = base + k */
 };
+
+/* The counters fixture's device counters; -ENOENT for flows on port 9 (a lost context). */
+static int fake_flow_counters(void *ctx, const struct tlsnic_flow *flow, enum tlsnic_dir dir,
+                              uint64_t *out, size_t cap)
+{
+    struct fixture *f = ctx;
+    if (flow->remote_port == 9)
+        return -ENOENT;
+    for (size_t k = 0; k < cap; k++)
+        out[k] = f->counter_base + k + (dir == TLSNIC_DIR_RX ? 1000 : 0);
+    return 0;
+}
 
 static void *serve(void *arg)
 {
@@ -80,14 +94,17 @@ static void start_server(struct fixture *f)
 {
     struct tlsnic_ctl_server_config cfg = {.path = f->path, .dev = tlsnic_flowtable_dev(f->table),
                                            .fence = f->fence,
-                                           .state_path = f->fence ? f->state_path : NULL};
+                                           .state_path = f->fence ? f->state_path : NULL,
+                                           .flow_counters = f->with_counters ? fake_flow_counters : NULL,
+                                           .flow_counters_ctx = f};
     assert_int_equal(tlsnic_ctl_server_new(&f->server, &cfg), 0);
 }
 
-static int setup_common(void **state, int stateful)
+static int setup_common(void **state, int stateful, int counters)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
+    f->with_counters = counters;
     snprintf(f->dir, sizeof(f->dir), "/tmp/tlsnic-ctl-test.XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/ctl.sock", f->dir);
@@ -106,12 +123,17 @@ static int setup_common(void **state, int stateful)
 
 static int setup(void **state)
 {
-    return setup_common(state, 0);
+    return setup_common(state, 0, 0);
 }
 
 static int setup_stateful(void **state)
 {
-    return setup_common(state, 1);
+    return setup_common(state, 1, 0);
+}
+
+static int setup_counters(void **state)
+{
+    return setup_common(state, 0, 1);
 }
 
 static int teardown(void **state)
@@ -604,6 +626,150 @@ static void a_reconnected_client_can_add_again(void **state)
     assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
 }
 
+/* ---- FLOW_STATS ---- */
+
+static struct tlsnic_ctl_flow_entry listed[64];
+
+/* The daemon's flow list through the protocol; returns its length (all of it fits). */
+static int flow_list(const struct fixture *f)
+{
+    uint32_t total = 0;
+    uint16_t n_counters = 0;
+    int n = tlsnic_ctl_query_flow_stats(f->path, listed, 64, &total, &n_counters);
+    assert_true(n >= 0);
+    assert_int_equal(n, total);
+    assert_int_equal(n_counters, TLSNIC_CTL_FLOW_COUNTERS);
+    return n;
+}
+
+static void flow_stats_lists_an_offloaded_flow_with_its_4tuple_direction_owner_and_counters(void **state)
+{
+    struct fixture *f = *state;
+    f->counter_base = 500;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    assert_int_equal(flow_list(f), 1);
+    struct tlsnic_flow flow = flow_of(f->tcp_local);
+    assert_memory_equal(&listed[0].flow, &flow, sizeof(flow));
+    assert_int_equal(listed[0].dir, TLSNIC_DIR_TX);
+    assert_int_equal(listed[0].flags, 0);
+    assert_int_equal(listed[0].owner_pid, getpid());
+    for (unsigned k = 0; k < TLSNIC_CTL_FLOW_COUNTERS; k++)
+        assert_int_equal(listed[0].counters[k], 500 + k);
+}
+
+static void flow_stats_reads_the_counters_at_each_request(void **state)
+{
+    struct fixture *f = *state;
+    f->counter_base = 1;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    assert_int_equal(flow_list(f), 1);
+    assert_int_equal(listed[0].counters[TLSNIC_CTL_FC_tx_tls_encrypted_bytes], 1 + TLSNIC_CTL_FC_tx_tls_encrypted_bytes);
+    f->counter_base = 70000;
+    assert_int_equal(flow_list(f), 1);
+    assert_int_equal(listed[0].counters[TLSNIC_CTL_FC_tx_tls_encrypted_bytes], 70000 + TLSNIC_CTL_FC_tx_tls_encrypted_bytes);
+}
+
+static void flow_stats_keeps_a_deleted_flow_as_ended_with_its_counters_at_the_delete(void **state)
+{
+    struct fixture *f = *state;
+    f->counter_base = 20000000;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    assert_int_equal(f->client->ops->del(f->client, f->tcp_local, NULL, TLSNIC_DIR_TX), 0);
+    f->counter_base = 3; /* the device forgot the flow: later readings must not show */
+    assert_int_equal(flow_list(f), 1);
+    struct tlsnic_flow flow = flow_of(f->tcp_local);
+    assert_memory_equal(&listed[0].flow, &flow, sizeof(flow));
+    assert_int_equal(listed[0].flags, TLSNIC_CTL_FLOW_ENDED);
+    assert_int_equal(listed[0].counters[0], 20000000);
+}
+
+static void flow_stats_lists_offloaded_flows_before_ended_ones(void **state)
+{
+    struct fixture *f = *state;
+    int local2, remote2;
+    tcp_pair(&local2, &remote2);
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    assert_int_equal(f->client->ops->del(f->client, f->tcp_local, NULL, TLSNIC_DIR_TX), 0);
+    assert_int_equal(add(f->client, local2, TLSNIC_DIR_RX), 0);
+    assert_int_equal(flow_list(f), 2);
+    assert_int_equal(listed[0].dir, TLSNIC_DIR_RX);
+    assert_int_equal(listed[0].flags, 0);
+    assert_int_equal(listed[0].counters[0], 1000);
+    assert_int_equal(listed[1].dir, TLSNIC_DIR_TX);
+    assert_int_equal(listed[1].flags, TLSNIC_CTL_FLOW_ENDED);
+    close(local2);
+    close(remote2);
+}
+
+static void flow_stats_keeps_the_flows_of_a_closed_control_connection_as_ended(void **state)
+{
+    struct fixture *f = *state;
+    struct tlsnic_dev *second;
+    assert_int_equal(tlsnic_ctl_client_open(f->path, 2000, &second), 0);
+    f->counter_base = 42;
+    assert_int_equal(add(second, f->tcp_local, TLSNIC_DIR_TX), 0);
+    tlsnic_ctl_client_close(second);
+    int n = 0;
+    for (int i = 0; i < 200; i++) { /* bounded: 2 s until the daemon saw the close */
+        n = flow_list(f);
+        if (n == 1 && listed[0].flags == TLSNIC_CTL_FLOW_ENDED)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(n, 1);
+    assert_int_equal(listed[0].flags, TLSNIC_CTL_FLOW_ENDED);
+    assert_int_equal(listed[0].counters[0], 42);
+}
+
+static void flow_stats_remembers_only_the_last_ended_flows(void **state)
+{
+    struct fixture *f = *state;
+    for (unsigned i = 0; i < TLSNIC_CTL_ENDED_FLOWS + 3; i++) {
+        f->counter_base = i;
+        assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+        assert_int_equal(f->client->ops->del(f->client, f->tcp_local, NULL, TLSNIC_DIR_TX), 0);
+    }
+    assert_int_equal(flow_list(f), TLSNIC_CTL_ENDED_FLOWS);
+    /* Oldest first: the three oldest were dropped. */
+    for (unsigned i = 0; i < TLSNIC_CTL_ENDED_FLOWS; i++)
+        assert_int_equal(listed[i].counters[0], i + 3);
+}
+
+static void flow_stats_marks_a_flow_the_device_has_no_counters_for(void **state)
+{
+    struct fixture *f = *state; /* the plain fixture: no counter source at all */
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    assert_int_equal(flow_list(f), 1);
+    assert_int_equal(listed[0].flags, TLSNIC_CTL_FLOW_NO_COUNTERS);
+    assert_int_equal(listed[0].counters[0], 0);
+}
+
+static void flow_stats_from_past_the_end_is_an_empty_page(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    /* By hand, to see the page itself. */
+    int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strcpy(sa.sun_path, f->path);
+    assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    static uint8_t msg[TLSNIC_CTL_MAX_MSG];
+    struct tlsnic_ctl_msg req = {.type = TLSNIC_CTL_FLOW_STATS, .id = 1, .first = 5};
+    int len = tlsnic_ctl_encode(&req, msg, sizeof(msg));
+    assert_int_equal(send(s, msg, (size_t)len, 0), len);
+    ssize_t n = recv(s, msg, sizeof(msg), 0);
+    assert_true(n > 0);
+    struct tlsnic_ctl_msg reply;
+    assert_int_equal(tlsnic_ctl_decode(msg, (size_t)n, &reply), 0);
+    assert_int_equal(reply.status, 0);
+    struct tlsnic_ctl_flow_page page;
+    assert_int_equal(tlsnic_ctl_flow_page_decode(reply.payload, reply.payload_len, &page, listed, 64), 0);
+    assert_int_equal(page.total, 1);
+    assert_int_equal(page.first, 1);
+    assert_int_equal(page.count, 0);
+    close(s);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -638,6 +804,15 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(del_of_a_fenced_flow_lifts_its_fence, setup_stateful,
                                         teardown),
+#define TC(name) cmocka_unit_test_setup_teardown(name, setup_counters, teardown)
+        TC(flow_stats_lists_an_offloaded_flow_with_its_4tuple_direction_owner_and_counters),
+        TC(flow_stats_reads_the_counters_at_each_request),
+        TC(flow_stats_keeps_a_deleted_flow_as_ended_with_its_counters_at_the_delete),
+        TC(flow_stats_lists_offloaded_flows_before_ended_ones),
+        TC(flow_stats_keeps_the_flows_of_a_closed_control_connection_as_ended),
+        TC(flow_stats_remembers_only_the_last_ended_flows),
+        T(flow_stats_marks_a_flow_the_device_has_no_counters_for),
+        T(flow_stats_from_past_the_end_is_an_empty_page),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
