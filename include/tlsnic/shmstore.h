@@ -50,8 +50,10 @@ int tlsnic_shm_writer_new(tlsnic_shm_writer **out, uint32_t n_slots, uint32_t sl
 void tlsnic_shm_writer_free(tlsnic_shm_writer *w);
 
 /*
- * Retains a record of len bytes starting at TCP sequence tcp_seq. -ENOSPC when every slot
- * holds an unacknowledged record, -EMSGSIZE when len > slot_bytes or 0.
+ * Retains a record of len bytes starting at TCP sequence tcp_seq. Records are put in the
+ * order they are sent (one TX stream per store): put and release cost O(1), not a scan.
+ * -ENOSPC when every slot holds an unacknowledged record, -EMSGSIZE when len > slot_bytes
+ * or 0.
  */
 int tlsnic_shm_writer_put(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
                           const uint8_t *bytes, uint32_t len);

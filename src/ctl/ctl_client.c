@@ -17,6 +17,24 @@
 /* Replies to requests that timed out may still arrive; this many are skipped at most. */
 #define MAX_STALE_REPLIES 64
 
+/*
+ * The host socket layer asks for a flow's flags before every record; each answer is a
+ * round trip to the daemon, which cost more host CPU than the encryption the device saves.
+ * So an answer is reused for FLAGS_FRESH_NS. Acting on a flag that late is safe: the device
+ * has already dropped every packet it could not encrypt safely (changed plaintext, no
+ * resync data) and TCP only retransmits into the same drop; the flags tell the host to
+ * abort the connection.
+ */
+#define FLAGS_FRESH_NS 1000000ull
+#define FLAGS_CACHE_SLOTS 64
+
+struct flags_entry {
+    struct tlsnic_flow flow;
+    enum tlsnic_dir dir;
+    uint32_t flags;
+    uint64_t asked_ns; /* 0: empty */
+};
+
 struct ctl_client {
     struct tlsnic_dev dev; /* first: the ops get &dev */
     struct sockaddr_un addr;
@@ -27,11 +45,36 @@ struct ctl_client {
     char last_error[TLSNIC_CTL_MAX_TEXT + 1];
     uint8_t buf[TLSNIC_CTL_MAX_MSG];
     struct tlsnic_ctl_msg reply; /* points into buf; valid under lock after request() */
+    struct flags_entry flags_cache[FLAGS_CACHE_SLOTS]; /* under lock */
 };
 
 static struct ctl_client *client_of(struct tlsnic_dev *dev)
 {
     return dev->priv;
+}
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Field by field: struct tlsnic_flow has padding, which callers need not have zeroed. */
+static int flow_equal(const struct tlsnic_flow *a, const struct tlsnic_flow *b)
+{
+    return a->family == b->family && a->local_port == b->local_port &&
+           a->remote_port == b->remote_port && memcmp(a->local, b->local, sizeof(a->local)) == 0 &&
+           memcmp(a->remote, b->remote, sizeof(a->remote)) == 0;
+}
+
+static struct flags_entry *flags_slot(struct ctl_client *cl, const struct tlsnic_flow *flow,
+                                      enum tlsnic_dir dir)
+{
+    uint32_t h = (uint32_t)flow->local_port * 31u + flow->remote_port + (uint32_t)dir * 7u;
+    for (size_t i = 0; i < sizeof(flow->remote); i++)
+        h = h * 131u + flow->remote[i];
+    return &cl->flags_cache[h % FLAGS_CACHE_SLOTS];
 }
 
 static int64_t now_ms(void)
@@ -134,6 +177,8 @@ static int client_add(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_fl
     /* A shared-memory store travels with the socket; any other store stays host-local. */
     int fds[2] = {sockfd, tlsnic_shm_store_fd(store)};
     pthread_mutex_lock(&cl->lock);
+    if (flow != NULL) /* a new flow on an old 4-tuple must not see the old one's flags */
+        flags_slot(cl, flow, dir)->asked_ns = 0;
     int err = request(cl, &req, fds, fds[1] >= 0 ? 2 : 1);
     pthread_mutex_unlock(&cl->lock);
     return err;
@@ -178,7 +223,15 @@ static int client_flow_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *f
         return -EINVAL;
     struct tlsnic_ctl_msg req = {.type = TLSNIC_CTL_FLOW_FLAGS, .dir = (uint8_t)dir,
                                  .flow = *flow};
+    uint64_t now = monotonic_ns();
     pthread_mutex_lock(&cl->lock);
+    struct flags_entry *cached = flags_slot(cl, flow, dir);
+    if (cached->asked_ns != 0 && cached->dir == dir && now - cached->asked_ns < FLAGS_FRESH_NS &&
+        flow_equal(&cached->flow, flow)) {
+        *flags = cached->flags;
+        pthread_mutex_unlock(&cl->lock);
+        return 0;
+    }
     int err = request(cl, &req, NULL, 0);
     if (err == 0 && cl->reply.payload_len != 4)
         err = -EBADMSG;
@@ -186,6 +239,8 @@ static int client_flow_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *f
         const uint8_t *p = cl->reply.payload;
         *flags = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
                  (uint32_t)p[3] << 24;
+        *cached = (struct flags_entry){.flow = *flow, .dir = dir, .flags = *flags,
+                                       .asked_ns = now};
     }
     pthread_mutex_unlock(&cl->lock);
     return err;

@@ -45,7 +45,10 @@ struct tlsnic_shm_writer {
     uint32_t n_slots;
     uint32_t slot_bytes;
     size_t stride;
-    uint32_t next_free; /* where the search for a free slot starts */
+    /* Records arrive in TCP order and leave in TCP order (cumulative ACKs), so the used
+     * slots are a ring: [oldest, oldest + used). Put and release touch only its ends. */
+    uint32_t oldest;
+    uint32_t used;
 };
 
 static struct slot_hdr *w_slot(const tlsnic_shm_writer *w, uint32_t i)
@@ -61,8 +64,8 @@ static bool seq_in(uint32_t seq, uint32_t start, uint32_t len)
 static int writer_get_record(void *priv, uint32_t tcp_seq, struct tlsnic_rec_ref *out)
 {
     const tlsnic_shm_writer *w = priv;
-    for (uint32_t i = 0; i < w->n_slots; i++) {
-        const struct slot_hdr *s = w_slot(w, i);
+    for (uint32_t n = 0; n < w->used; n++) {
+        const struct slot_hdr *s = w_slot(w, (w->oldest + n) % w->n_slots);
         if (s->len != 0 && seq_in(tcp_seq, s->tcp_seq, s->len)) {
             *out = (struct tlsnic_rec_ref){.tcp_seq = s->tcp_seq, .len = s->len,
                                            .rec_seq = s->rec_seq,
@@ -145,35 +148,31 @@ int tlsnic_shm_writer_put(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_s
 {
     if (len == 0 || len > w->slot_bytes || bytes == NULL)
         return -EMSGSIZE;
-    for (uint32_t n = 0; n < w->n_slots; n++) {
-        uint32_t i = (w->next_free + n) % w->n_slots;
-        struct slot_hdr *s = w_slot(w, i);
-        if (s->len != 0)
-            continue;
-        slot_begin(s);
-        s->tcp_seq = tcp_seq;
-        s->rec_seq = rec_seq;
-        memcpy(s + 1, bytes, len);
-        s->len = len;
-        slot_end(s);
-        w->next_free = (i + 1) % w->n_slots;
-        return 0;
-    }
-    return -ENOSPC;
+    if (w->used == w->n_slots)
+        return -ENOSPC;
+    struct slot_hdr *s = w_slot(w, (w->oldest + w->used) % w->n_slots);
+    slot_begin(s);
+    s->tcp_seq = tcp_seq;
+    s->rec_seq = rec_seq;
+    memcpy(s + 1, bytes, len);
+    s->len = len;
+    slot_end(s);
+    w->used++;
+    return 0;
 }
 
 void tlsnic_shm_writer_release(tlsnic_shm_writer *w, uint32_t acked_seq)
 {
-    for (uint32_t i = 0; i < w->n_slots; i++) {
-        struct slot_hdr *s = w_slot(w, i);
-        if (s->len == 0)
-            continue;
+    while (w->used > 0) {
+        struct slot_hdr *s = w_slot(w, w->oldest);
         uint32_t end = s->tcp_seq + s->len;
-        if ((int32_t)(acked_seq - end) >= 0) {
-            slot_begin(s);
-            s->len = 0;
-            slot_end(s);
-        }
+        if ((int32_t)(acked_seq - end) < 0)
+            break;
+        slot_begin(s);
+        s->len = 0;
+        slot_end(s);
+        w->oldest = (w->oldest + 1) % w->n_slots;
+        w->used--;
     }
 }
 

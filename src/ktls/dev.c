@@ -26,7 +26,8 @@ struct retained {
     uint64_t pos;     /* stream position (bytes since the ISN) of the first byte */
     uint64_t rec_seq;
     uint32_t len;
-    uint8_t bytes[];  /* the record as framed for the device */
+    uint8_t bytes[];  /* the record as framed for the device; empty when the device reads
+                         the records from the shared store (mirror): no second copy */
 };
 
 struct tlsnic_dev_tx {
@@ -54,6 +55,13 @@ struct tlsnic_dev_tx {
     uint16_t version;
 };
 
+/* Bytes of a record the host keeps itself: all of it, unless the device has its copy in
+ * the shared store (then only the record's place and sequence number are kept). */
+static uint32_t retained_bytes(const struct tlsnic_dev_tx *d, uint32_t record_len)
+{
+    return d->mirror_ops ? 0 : record_len;
+}
+
 /* TCP sequence number of stream position pos. */
 static uint32_t seq_of(const struct tlsnic_dev_tx *d, uint64_t pos)
 {
@@ -64,6 +72,8 @@ static int store_get_record(void *priv, uint32_t tcp_seq, struct tlsnic_rec_ref 
 {
     struct tlsnic_dev_tx *d = priv;
     int rc = -ENOENT;
+    if (d->mirror_ops) /* the bytes live in the shared store, which the device was given */
+        return -ENOENT;
     pthread_mutex_lock(&d->lock);
     for (struct retained *r = d->head; r; r = r->next) {
         if ((uint32_t)(tcp_seq - seq_of(d, r->pos)) < r->len) {
@@ -273,7 +283,7 @@ void tlsnic_dev_tx_reclaim(struct tlsnic_sock *s, int fd)
             d->tail = NULL;
         d->bytes -= r->len;
         d->count--;
-        OPENSSL_cleanse(r->bytes, r->len);
+        OPENSSL_cleanse(r->bytes, retained_bytes(d, r->len));
         free(r);
     }
     pthread_mutex_unlock(&d->lock);
@@ -363,14 +373,14 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
 
     if (d->mirror_ops)
         TLSNIC_TRY(mirror_put(s, fd, b, (uint32_t)len));
-    struct retained *r = malloc(sizeof(*r) + len);
+    struct retained *r = malloc(sizeof(*r) + retained_bytes(d, (uint32_t)len));
     if (!r)
         return -ENOMEM; /* the mirror's copy is released with the next ACK past it */
     r->next = NULL;
     r->pos = d->write_pos;
     r->rec_seq = d->next_seq;
     r->len = (uint32_t)len;
-    memcpy(r->bytes, b, len);
+    memcpy(r->bytes, b, retained_bytes(d, (uint32_t)len));
     pthread_mutex_lock(&d->lock);
     if (d->tail)
         d->tail->next = r;
@@ -491,7 +501,7 @@ void tlsnic_dev_tx_free(struct tlsnic_sock *s)
         d->mirror_ops->close(d->mirror);
     for (struct retained *r = d->head; r;) {
         struct retained *next = r->next;
-        OPENSSL_cleanse(r->bytes, r->len);
+        OPENSSL_cleanse(r->bytes, retained_bytes(d, r->len));
         free(r);
         r = next;
     }
