@@ -15,10 +15,14 @@
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--cipher aes128|aes256|chacha]
 #                         [--version 1.2|1.3] [--sizes 1457,4096,16384] [--mb N] [--rounds N]
 #                         [--loss "0 0.005 0.02"] [--loss-sizes 16384] [--rate MBIT|0]
-#                         [--paced-mb N] [--build DIR]
+#                         [--paced-mb N] [--cc NAME] [--build DIR]
 # --rate: a second phase runs the network scenarios again, all paced to MBIT Mbit/s
 # (default 150, below what the slowest scenario reaches; 0 skips it), so host CPU per byte
 # is compared at equal throughput.
+# --cc: the TCP congestion control of every benchmark connection (default cubic, the
+# paper's; "" keeps the system default). BBR, a common default, paces inside TCP without an
+# fq qdisc, one high-resolution timer per packet: in a VM that timer costs the sender more
+# than the TLS work measured here, and more for small records (bench_eval.c has the profile).
 # Root only. Everything it made is removed on exit (trap), also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +30,7 @@ root=$(pwd)
 cmdline="tlsnic bench${*:+ $*}"
 
 quick=0 out="" cipher=aes128 version=1.2 sizes=1457,4096,16384 mb="" rounds="" loss_rates=""
-loss_sizes="" rate=150 paced_mb="" build=${TLSNIC_BUILD_DIR:-$root/build}
+loss_sizes="" rate=150 paced_mb="" cc=cubic build=${TLSNIC_BUILD_DIR:-$root/build}
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -40,8 +44,9 @@ while [ $# -gt 0 ]; do
     --loss-sizes) loss_sizes=$2; shift ;;
     --rate) rate=$2; shift ;;
     --paced-mb) paced_mb=$2; shift ;;
+    --cc) cc=$2; shift ;;
     --build) build=$2; shift ;;
-    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -112,7 +117,7 @@ start_daemon() { # extra tlsnicd args...
 sender() { # bench_eval send args...
   ip netns exec "$prefix-host" taskset -c "$sender_cpu" "$eval_bin" send --addr 198.18.0.2 \
     --port 5201 --version "$version" --cipher "$cipher" --ctl "$work/ctl.sock" \
-    --daemon-pid "$daemon_pid" --json "$work/samples.jsonl" --progress --timeout 3000 "$@"
+    --daemon-pid "$daemon_pid" --json "$work/samples.jsonl" --progress --timeout 3000 --cc "$cc" "$@"
 }
 
 mkdir -p "$out"
@@ -126,12 +131,12 @@ wait_for "$work/recv.err" listening 10
 started=$(date -u +%s)
 echo "tlsnic bench: TLS $version $suite_c, records $sizes, $mb MB x $rounds rounds; sender CPU $sender_cpu, tlsnicd CPU $daemon_cpu" >&2
 echo "--- scenarios, alternating (no loss)" >&2
-sender --scenarios tcp,ssl,sw,dev,devlazy,null,evp --sizes "$sizes" --mb "$mb" --rounds "$rounds" \
+sender --scenarios tcp,ssl,sw,dev,null,evp --sizes "$sizes" --mb "$mb" --rounds "$rounds" \
   --label phase=main --label loss=0 --label resync=ckpt || echo "bench.sh: some samples failed (see results)" >&2
 
 if [ "$rate" != 0 ]; then
   echo "--- scenarios, alternating, all paced to $rate Mbit/s" >&2
-  sender --scenarios tcp,ssl,sw,dev,devlazy,null --sizes "$sizes" --mb "$paced_mb" --rounds "$rounds" \
+  sender --scenarios tcp,ssl,sw,dev,null --sizes "$sizes" --mb "$paced_mb" --rounds "$rounds" \
     --rate "$rate" --label phase=paced --label rate="$rate" --label loss=0 --label resync=ckpt \
     || echo "bench.sh: some samples failed (see results)" >&2
 fi
@@ -143,7 +148,7 @@ for loss in $loss_rates; do
     [ "$resync" = store ] && args+=(--no-checkpoints)
     start_daemon "${args[@]}"
     scen=dev
-    [ "$resync" = ckpt ] && scen=tcp,sw,dev,devlazy
+    [ "$resync" = ckpt ] && scen=tcp,sw,dev
     sender --scenarios "$scen" --sizes "$loss_sizes" --mb "$mb" --rounds 1 --io-timeout 10 \
       --label phase=loss --label loss="$loss" --label resync="$resync" ||
       echo "bench.sh: some samples failed (see results)" >&2
@@ -155,11 +160,11 @@ cpu_model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 jq -s --arg cpu "${cpu_model:-unknown}" --arg nproc "$ncpu" --arg kernel "$(uname -r)" \
   --arg when "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg cmd "$cmdline" --arg suite "TLS $version $suite_c" \
   --arg mb "$mb" --arg rounds "$rounds" --arg scpu "$sender_cpu" --arg dcpu "$daemon_cpu" \
-  --arg secs "$(($(date -u +%s) - started))" --arg note "${TLSNIC_BENCH_NOTE:-}" \
+  --arg secs "$(($(date -u +%s) - started))" --arg cc "${cc:-system default}" --arg note "${TLSNIC_BENCH_NOTE:-}" \
   '{meta: {cpu: $cpu, nproc: ($nproc | tonumber), kernel: $kernel, when: $when, command: $cmd,
            suite: $suite, mb: ($mb | tonumber), rounds: ($rounds | tonumber),
            sender_cpu: ($scpu | tonumber), daemon_cpu: ($dcpu | tonumber),
-           seconds: ($secs | tonumber), note: $note},
+           seconds: ($secs | tonumber), cc: $cc, note: $note},
     samples: .}' "$work/samples.jsonl" >"$out/results.json"
 cp "$work/samples.jsonl" "$out/samples.jsonl"
 python3 "$root/bench/eval/report.py" "$out/results.json" "$out"

@@ -16,6 +16,7 @@
  *       [--sizes 1457,4096,16384] [--mb N] [--rounds N] [--version 1.2|1.3]
  *       [--cipher aes128|aes256|chacha] [--ctl PATH] [--daemon-pid PID]
  *       [--json FILE] [--label K=V]... [--progress] [--io-timeout S] [--rate MBIT]
+ *       [--cc NAME]
  *       In the host namespace. Runs rounds x sizes x scenarios, one connection each, the
  *       scenario order rotated every round so that drift hits all alike:
  *         tcp   write(2) of plaintext;
@@ -37,7 +38,13 @@
  *       CPU over the same interval (/proc/PID/stat and schedstat), TCP_INFO retransmissions,
  *       and the deltas of tlsnicd's device counters. --label adds fixed fields (loss, resync
  *       configuration) to every sample. --rate paces every connection to MBIT Mbit/s
- *       (SO_MAX_PACING_RATE), so that all scenarios run at one throughput.
+ *       (SO_MAX_PACING_RATE), so that all scenarios run at one throughput. --cc sets the
+ *       congestion control of every connection (TCP_CONGESTION before connect; root may pick
+ *       any the kernel has). Why it matters: BBR paces inside TCP when there is no fq qdisc,
+ *       arming a high-resolution timer for nearly every packet; in a VM each one is a timer
+ *       exit and an interrupt, which costs the sender more than the TLS work under test, and
+ *       more for scenarios that send smaller packets. scripts/bench.sh passes cubic (the
+ *       paper's kernel default); --cc "" keeps the system's default.
  *
  * Every run is bounded: socket timeouts (--io-timeout, 30 s), and alarm() over the whole
  * program (--timeout).
@@ -407,6 +414,7 @@ struct send_opts {
     int daemon_pid;
     const char *json;
     double rate_mbit; /* > 0: SO_MAX_PACING_RATE on every connection */
+    const char *cc;   /* TCP_CONGESTION of every connection; NULL or "": the default */
     const char *labels[MAX_LABELS];
     int n_labels;
     int progress;
@@ -546,6 +554,14 @@ static int store_put(void *store, uint32_t tcp_seq, uint64_t rec_seq, const uint
 {
     return tlsnic_shm_writer_put(store, tcp_seq, rec_seq, rec, len);
 }
+static int store_reserve(void *store, uint32_t len, uint8_t **room)
+{
+    return tlsnic_shm_writer_reserve(store, len, room);
+}
+static void store_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
+{
+    tlsnic_shm_writer_commit(store, tcp_seq, rec_seq, len);
+}
 static void store_release(void *store, uint32_t acked_seq)
 {
     tlsnic_shm_writer_release(store, acked_seq);
@@ -559,7 +575,8 @@ static void store_close(void *store)
     tlsnic_shm_writer_free(store);
 }
 static const struct tlsnic_dev_store_ops shm_store_ops = {
-    .open = store_open, .put = store_put, .release = store_release, .view = store_view,
+    .open = store_open, .put = store_put, .reserve = store_reserve, .commit = store_commit,
+    .release = store_release, .view = store_view,
     .close = store_close};
 
 /* devlazy: the daemon's device, with flow_flags answered from a cache refreshed at most
@@ -621,8 +638,15 @@ static int connect_scenario(const struct send_opts *o, SSL_CTX *cctx, enum scena
     if (rc < 0)
         return rc;
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || set_timeouts(fd) < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+    /* Before connect: a congestion control chosen later keeps what the first one set up
+     * (BBR's pacing stays on). */
+    int cc_failed = fd >= 0 && o->cc != NULL && o->cc[0] != '\0' &&
+                    setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, o->cc, (socklen_t)strlen(o->cc)) < 0;
+    if (fd < 0 || cc_failed || set_timeouts(fd) < 0 ||
+        connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
         rc = -errno;
+        if (cc_failed)
+            fprintf(stderr, "bench_eval: congestion control %s: %s\n", o->cc, strerror(-rc));
         freeaddrinfo(ai);
         if (fd >= 0)
             close(fd);
@@ -943,7 +967,7 @@ static void usage(void)
             "                  [--sizes 1457,4096,16384] [--mb N] [--rounds N] [--version 1.2|1.3]\n"
             "                  [--cipher aes128|aes256|chacha] [--ctl PATH] [--daemon-pid PID]\n"
             "                  [--json FILE] [--label K=V]... [--progress] [--timeout S]\n"
-            "                  [--io-timeout S] [--rate MBIT]\n");
+            "                  [--io-timeout S] [--rate MBIT] [--cc NAME]\n");
 }
 
 int main(int argc, char **argv)
@@ -996,6 +1020,8 @@ int main(int argc, char **argv)
             timeout_s = atol(v);
         else if (!strcmp(a, "--rate") && v)
             o.rate_mbit = atof(v);
+        else if (!strcmp(a, "--cc") && v)
+            o.cc = v;
         else if (!strcmp(a, "--io-timeout") && v)
             io_timeout_s = atol(v);
         else if (!strcmp(a, "--scenarios") && v) {

@@ -160,7 +160,8 @@ def main():
     w(f"Machine: {meta['cpu']}, {meta['nproc']} cores, Linux {meta['kernel']}. "
       f"{meta['suite']}, {meta['mb']} MB per sample, {meta['rounds']} alternating rounds, "
       f"median shown (ratios: median of the per-round ratios). Sender pinned to CPU {meta['sender_cpu']}, "
-      f"tlsnicd to CPU {meta['daemon_cpu']}; the receiver discards (does not decrypt). {meta['when']}.")
+      f"tlsnicd to CPU {meta['daemon_cpu']}; the receiver discards (does not decrypt); "
+      f"TCP congestion control {meta.get('cc', 'system default')}. {meta['when']}.")
     w("")
     w(f"Command: `{meta['command']}`")
     w("")

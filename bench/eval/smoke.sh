@@ -22,9 +22,9 @@ done
 for png in host_cpu.png throughput.png host_cpu_paced.png; do
   [ "$(head -c 8 "$out/$png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "$png is not a PNG"
 done
-jq -e '.meta.nproc >= 1 and (.meta.command | startswith("tlsnic bench")) and (.samples | length) > 0' \
+jq -e '.meta.nproc >= 1 and .meta.cc == "cubic" and (.meta.command | startswith("tlsnic bench")) and (.samples | length) > 0' \
   "$out/results.json" >/dev/null || fail "results.json: no machine or no samples"
-for sc in tcp ssl sw dev devlazy null evp; do
+for sc in tcp ssl sw dev null evp; do
   jq -e --arg sc "$sc" '[.samples[] | select(.phase == "main" and .scenario == $sc and .ok)] | length == 2' \
     "$out/results.json" >/dev/null || fail "results.json: not 2 good main samples of $sc"
 done

@@ -143,9 +143,9 @@ const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason);
  * plaintext | inner type (TLS 1.3) | 16 zero bytes of tag room, and the device encrypts it
  * on its way out. Every record stays in tlsnic's record store (struct tlsnic_rec_store,
  * handed to the device in add) until the peer has acknowledged all of it; acknowledgement
- * is read from the socket (SIOCOUTQ against the bytes tlsnic wrote), so the store holds the
- * unacknowledged window plus at most one record. Records are released on every send and
- * poll on the socket and by tlsnic_tx_retained.
+ * is read from the socket (SIOCOUTQ against the bytes tlsnic wrote) once every 16 records,
+ * on poll, when the store is full and by tlsnic_tx_retained, so the store holds the
+ * unacknowledged window plus at most 16 records.
  *
  * Sequence numbers are the socket's real TCP sequence numbers, as devops.h says: tlsnic
  * reads the next one at TLS_TX time with TCP_REPAIR / TCP_QUEUE_SEQ (the way CRIU reads live
@@ -169,11 +169,19 @@ void tlsnic_set_device(struct tlsnic_dev *dev);
  * must stay valid for the life of every socket set up while they were set; NULL restores
  * the default. put may fail with -ENOSPC while the store is full of unacknowledged records:
  * tlsnic then waits (bounded, 5 s) for acknowledgements.
+ *
+ * reserve and commit (optional, both or neither) save the copy of put: reserve returns room
+ * for a record of len bytes in the store (-ENOSPC when full, -EMSGSIZE when too long),
+ * invisible to the device until commit; tlsnic frames the record there, commits it and
+ * then writes it to the socket from that room, so the room must stay valid and unchanged
+ * until release covers the record. At most one reservation is open per store.
  */
 struct tlsnic_dev_store_ops {
     int (*open)(void *ctx, void **store);
     int (*put)(void *store, uint32_t tcp_seq, uint64_t rec_seq, const uint8_t *rec,
                uint32_t len);
+    int (*reserve)(void *store, uint32_t len, uint8_t **room);
+    void (*commit)(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len);
     void (*release)(void *store, uint32_t acked_seq); /* every record ending at or before */
     const struct tlsnic_rec_store *(*view)(void *store);
     void (*close)(void *store);

@@ -58,6 +58,17 @@ void tlsnic_shm_writer_free(tlsnic_shm_writer *w);
 int tlsnic_shm_writer_put(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
                           const uint8_t *bytes, uint32_t len);
 
+/*
+ * put in two steps, without the copy: reserve returns room for a record of len bytes in
+ * the next slot (-EMSGSIZE, -ENOSPC as put; -EBUSY if a reservation is open); the caller
+ * writes the record there and commits it (the reader cannot see the slot in between).
+ * The room stays valid, and the store leaves it alone, until release covers the record.
+ * A commit with a len larger than the slot leaves the slot free.
+ */
+int tlsnic_shm_writer_reserve(tlsnic_shm_writer *w, uint32_t len, uint8_t **room);
+void tlsnic_shm_writer_commit(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
+                              uint32_t len);
+
 /* Releases every record that ends at or before acked_seq (sequence arithmetic mod 2^32). */
 void tlsnic_shm_writer_release(tlsnic_shm_writer *w, uint32_t acked_seq);
 

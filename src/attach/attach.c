@@ -219,6 +219,16 @@ static int shm_put(void *store, uint32_t tcp_seq, uint64_t rec_seq, const uint8_
     return tlsnic_shm_writer_put(store, tcp_seq, rec_seq, rec, len);
 }
 
+static int shm_reserve(void *store, uint32_t len, uint8_t **room)
+{
+    return tlsnic_shm_writer_reserve(store, len, room);
+}
+
+static void shm_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
+{
+    tlsnic_shm_writer_commit(store, tcp_seq, rec_seq, len);
+}
+
 static void shm_release(void *store, uint32_t acked_seq)
 {
     tlsnic_shm_writer_release(store, acked_seq);
@@ -237,6 +247,8 @@ static void shm_close(void *store)
 static const struct tlsnic_dev_store_ops shm_ops = {
     .open = shm_open_store,
     .put = shm_put,
+    .reserve = shm_reserve,
+    .commit = shm_commit,
     .release = shm_release,
     .view = shm_view,
     .close = shm_close,

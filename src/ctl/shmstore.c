@@ -49,6 +49,9 @@ struct tlsnic_shm_writer {
      * slots are a ring: [oldest, oldest + used). Put and release touch only its ends. */
     uint32_t oldest;
     uint32_t used;
+    int reserved;          /* a reservation is open on slot oldest + used */
+    uint32_t touched;      /* slots ever written: [0, touched) (the ring fills from 0) */
+    uint32_t longest;      /* longest record ever written: what a wipe must cover */
 };
 
 static struct slot_hdr *w_slot(const tlsnic_shm_writer *w, uint32_t i)
@@ -122,8 +125,10 @@ void tlsnic_shm_writer_free(tlsnic_shm_writer *w)
         return;
     if (w->map != NULL) {
         /* Plaintext records: wiped before the pages go back (the daemon may still map them
-         * until its DEL; it then sees empty slots). */
-        memset(w->map + TLSNIC_SHM_HDR_LEN, 0, w->map_len - TLSNIC_SHM_HDR_LEN);
+         * until its DEL; it then sees empty slots). Only what was written: touching the
+         * rest would fault in pages that never held anything. */
+        for (uint32_t i = 0; i < w->touched; i++)
+            memset(w_slot(w, i), 0, TLSNIC_SHM_SLOT_HDR_LEN + (size_t)w->longest);
         munmap(w->map, w->map_len);
     }
     if (w->fd >= 0)
@@ -143,21 +148,54 @@ static void slot_end(struct slot_hdr *s)
     __atomic_store_n(&s->gen, s->gen + 1, __ATOMIC_RELEASE);
 }
 
+int tlsnic_shm_writer_reserve(tlsnic_shm_writer *w, uint32_t len, uint8_t **room)
+{
+    if (len == 0 || len > w->slot_bytes || room == NULL)
+        return -EMSGSIZE;
+    if (w->reserved)
+        return -EBUSY;
+    if (w->used == w->n_slots)
+        return -ENOSPC;
+    uint32_t i = (w->oldest + w->used) % w->n_slots;
+    struct slot_hdr *s = w_slot(w, i);
+    /* gen odd from here to commit: a reader that copied the slot's last record while it
+     * was released sees the change and drops its copy. */
+    slot_begin(s);
+    w->reserved = 1;
+    if (i >= w->touched)
+        w->touched = i + 1;
+    if (len > w->longest)
+        w->longest = len;
+    *room = (uint8_t *)(s + 1);
+    return 0;
+}
+
+void tlsnic_shm_writer_commit(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
+                              uint32_t len)
+{
+    if (!w->reserved)
+        return;
+    struct slot_hdr *s = w_slot(w, (w->oldest + w->used) % w->n_slots);
+    s->tcp_seq = tcp_seq;
+    s->rec_seq = rec_seq;
+    s->len = len <= w->slot_bytes ? len : 0;
+    slot_end(s);
+    w->reserved = 0;
+    if (s->len != 0)
+        w->used++;
+}
+
 int tlsnic_shm_writer_put(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
                           const uint8_t *bytes, uint32_t len)
 {
-    if (len == 0 || len > w->slot_bytes || bytes == NULL)
+    uint8_t *room = NULL;
+    if (bytes == NULL)
         return -EMSGSIZE;
-    if (w->used == w->n_slots)
-        return -ENOSPC;
-    struct slot_hdr *s = w_slot(w, (w->oldest + w->used) % w->n_slots);
-    slot_begin(s);
-    s->tcp_seq = tcp_seq;
-    s->rec_seq = rec_seq;
-    memcpy(s + 1, bytes, len);
-    s->len = len;
-    slot_end(s);
-    w->used++;
+    int rc = tlsnic_shm_writer_reserve(w, len, &room);
+    if (rc < 0)
+        return rc;
+    memcpy(room, bytes, len);
+    tlsnic_shm_writer_commit(w, tcp_seq, rec_seq, len);
     return 0;
 }
 

@@ -21,14 +21,20 @@
 
 #define LINGER_TICK_NS 2000000 /* how often a closing device-mode socket looks for ACKs */
 
+/* One record the host retains until the peer has acknowledged it. */
 struct retained {
-    struct retained *next;
     uint64_t pos;     /* stream position (bytes since the ISN) of the first byte */
     uint64_t rec_seq;
     uint32_t len;
-    uint8_t bytes[];  /* the record as framed for the device; empty when the device reads
-                         the records from the shared store (mirror): no second copy */
+    uint8_t *bytes;   /* the record as framed for the device (owned), or NULL when the
+                         device reads the records from the shared store (mirror) */
 };
+
+/* Records framed between two looks at the socket's acknowledgements: one SIOCOUTQ per
+ * RECLAIM_EVERY records instead of one per record (a system call each). The store then
+ * holds at most this many acknowledged records on top of the unacknowledged window. */
+#define RECLAIM_EVERY 16u
+#define RING_MIN_CAP 64u
 
 struct tlsnic_dev_tx {
     struct tlsnic_dev *dev;
@@ -41,10 +47,14 @@ struct tlsnic_dev_tx {
     void *mirror;
     struct tlsnic_dev_tx *reg_prev, *reg_next; /* every context, for tlsnic_device_readd */
     atomic_int lost; /* a re-add was refused: the device will never encrypt this flow again */
-    pthread_mutex_t lock; /* the list, write_pos, next_seq: read by the device's thread
+    pthread_mutex_t lock; /* the ring, write_pos, next_seq: read by the device's thread
                              and by tlsnic_device_readd */
-    struct retained *head, *tail;
+    /* Retained records in stream order: a ring of ring_cap (a power of two) descriptors,
+     * [ring_head, ring_head + count). Grows by doubling; no allocation per record. */
+    struct retained *ring;
+    size_t ring_cap, ring_head;
     size_t bytes, count;
+    unsigned framed_since_reclaim;
     uint64_t start_pos;   /* stream position at TLS_TX ... */
     uint32_t start_seq;   /* ... and its TCP sequence number */
     uint64_t write_pos;   /* position of the next record */
@@ -55,11 +65,39 @@ struct tlsnic_dev_tx {
     uint16_t version;
 };
 
-/* Bytes of a record the host keeps itself: all of it, unless the device has its copy in
- * the shared store (then only the record's place and sequence number are kept). */
-static uint32_t retained_bytes(const struct tlsnic_dev_tx *d, uint32_t record_len)
+static struct retained *ring_at(const struct tlsnic_dev_tx *d, size_t i)
 {
-    return d->mirror_ops ? 0 : record_len;
+    return &d->ring[(d->ring_head + i) & (d->ring_cap - 1)];
+}
+
+/* Room for one more descriptor. Call with d->lock held. 0 or -ENOMEM. */
+static int ring_reserve(struct tlsnic_dev_tx *d)
+{
+    if (d->count < d->ring_cap)
+        return 0;
+    size_t cap = d->ring_cap ? d->ring_cap * 2 : RING_MIN_CAP;
+    struct retained *ring = malloc(cap * sizeof(*ring));
+    if (!ring)
+        return -ENOMEM;
+    for (size_t i = 0; i < d->count; i++)
+        ring[i] = *ring_at(d, i);
+    free(d->ring);
+    d->ring = ring;
+    d->ring_cap = cap;
+    d->ring_head = 0;
+    return 0;
+}
+
+/* Drops the oldest retained record. Call with d->lock held and d->count > 0. */
+static void ring_pop(struct tlsnic_dev_tx *d)
+{
+    struct retained *r = ring_at(d, 0);
+    d->bytes -= r->len;
+    d->count--;
+    d->ring_head = (d->ring_head + 1) & (d->ring_cap - 1);
+    if (r->bytes)
+        OPENSSL_clear_free(r->bytes, r->len);
+    r->bytes = NULL;
 }
 
 /* TCP sequence number of stream position pos. */
@@ -75,7 +113,8 @@ static int store_get_record(void *priv, uint32_t tcp_seq, struct tlsnic_rec_ref 
     if (d->mirror_ops) /* the bytes live in the shared store, which the device was given */
         return -ENOENT;
     pthread_mutex_lock(&d->lock);
-    for (struct retained *r = d->head; r; r = r->next) {
+    for (size_t i = 0; i < d->count; i++) {
+        const struct retained *r = ring_at(d, i);
         if ((uint32_t)(tcp_seq - seq_of(d, r->pos)) < r->len) {
             out->tcp_seq = seq_of(d, r->pos);
             out->len = r->len;
@@ -272,20 +311,15 @@ void tlsnic_dev_tx_reclaim(struct tlsnic_sock *s, int fd)
 {
     struct tlsnic_dev_tx *d = s->tx.dev;
     int outq = 0;
-    if (!d || !d->head || tlsnic_sys.ioctl(fd, SIOCOUTQ, &outq) < 0 || outq < 0)
+    if (!d)
+        return;
+    d->framed_since_reclaim = 0;
+    if (d->count == 0 || tlsnic_sys.ioctl(fd, SIOCOUTQ, &outq) < 0 || outq < 0)
         return;
     uint64_t acked = d->sent_pos - (uint64_t)outq;
     pthread_mutex_lock(&d->lock);
-    while (d->head && d->head->pos + d->head->len <= acked) {
-        struct retained *r = d->head;
-        d->head = r->next;
-        if (!d->head)
-            d->tail = NULL;
-        d->bytes -= r->len;
-        d->count--;
-        OPENSSL_cleanse(r->bytes, retained_bytes(d, r->len));
-        free(r);
-    }
+    while (d->count > 0 && ring_at(d, 0)->pos + ring_at(d, 0)->len <= acked)
+        ring_pop(d);
     pthread_mutex_unlock(&d->lock);
     if (d->mirror_ops)
         d->mirror_ops->release(d->mirror, seq_of(d, acked));
@@ -310,31 +344,58 @@ static void put_be64(uint8_t *p, uint64_t v)
 #define MIRROR_FULL_WAIT_MS 5000
 
 /*
- * Puts the record into the device-readable store. A full store holds only records the
- * peer has not acknowledged yet: wait for ACKs (bounded) rather than send a record the
- * device could not resync from.
+ * Room for the next record in the device-readable store (reserve, so the record is framed
+ * there and sent from there: no copy), or, for a store without reserve, a put of the
+ * record framed in buf. A full store holds only records the peer has not acknowledged
+ * yet: wait for ACKs (bounded) rather than send a record the device could not resync
+ * from. 0 or a negative errno.
  */
-static int mirror_put(struct tlsnic_sock *s, int fd, const uint8_t *rec, uint32_t len)
+static int mirror_wait(struct tlsnic_sock *s, int fd, int waited_ms, int rc)
+{
+    struct timespec nap = {.tv_sec = 0, .tv_nsec = 1000000};
+    if (rc != -ENOSPC)
+        return rc;
+    if (waited_ms >= MIRROR_FULL_WAIT_MS)
+        return -ENOBUFS;
+    nanosleep(&nap, NULL);
+    tlsnic_dev_tx_reclaim(s, fd);
+    return 1; /* try again */
+}
+
+static int mirror_reserve(struct tlsnic_sock *s, int fd, uint32_t len, uint8_t **room)
 {
     struct tlsnic_dev_tx *d = s->tx.dev;
-    struct timespec nap = {.tv_sec = 0, .tv_nsec = 1000000};
     for (int waited_ms = 0;; waited_ms++) {
-        int rc = d->mirror_ops->put(d->mirror, seq_of(d, d->write_pos), d->next_seq, rec, len);
-        if (rc != -ENOSPC)
+        int rc = mirror_wait(s, fd, waited_ms, d->mirror_ops->reserve(d->mirror, len, room));
+        if (rc <= 0)
             return rc;
-        if (waited_ms >= MIRROR_FULL_WAIT_MS)
-            return -ENOBUFS;
-        nanosleep(&nap, NULL);
-        tlsnic_dev_tx_reclaim(s, fd);
     }
 }
 
+static int mirror_put(struct tlsnic_sock *s, int fd, const uint8_t *rec, uint32_t len)
+{
+    struct tlsnic_dev_tx *d = s->tx.dev;
+    for (int waited_ms = 0;; waited_ms++) {
+        int rc = d->mirror_ops->put(d->mirror, seq_of(d, d->write_pos), d->next_seq, rec, len);
+        rc = mirror_wait(s, fd, waited_ms, rc);
+        if (rc <= 0)
+            return rc;
+    }
+}
+
+static int mirror_can_reserve(const struct tlsnic_dev_tx *d)
+{
+    return d->mirror_ops && d->mirror_ops->reserve && d->mirror_ops->commit;
+}
+
 /*
- * Frames the open record (content at buf + hdr_room, or at `content` if not NULL) for the
- * device, retains a copy and leaves it in buf for writing. 0, or a negative errno.
+ * Frames a record for the device: the content is at `content`, or, if NULL, already in
+ * the open record (tx->buf + hdr_room). The record is framed in the store's room when the
+ * store can reserve (*out then points there and stays valid until the peer acknowledges
+ * the record), else in tx->buf; a copy is retained for the device. 0, or a negative errno.
  */
 int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8_t *content,
-                        size_t n, size_t *out_len)
+                        size_t n, uint8_t **out, size_t *out_len)
 {
     struct tlsnic_tx *tx = &s->tx;
     struct tlsnic_dev_tx *d = tx->dev;
@@ -351,12 +412,30 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
     }
     TLSNIC_ENSURE(n <= TLSNIC_REC_MAX_PLAINTEXT, EMSGSIZE);
     TLSNIC_ENSURE(d->next_seq != UINT64_MAX, EOVERFLOW);
-    tlsnic_dev_tx_reclaim(s, fd);
+    if (++d->framed_since_reclaim >= RECLAIM_EVERY)
+        tlsnic_dev_tx_reclaim(s, fd);
 
     int tls13 = d->version == TLS_1_3_VERSION;
     size_t body = n + (tls13 ? 1 : 0);
     size_t len = TLSNIC_REC_HDR_LEN + d->nonce_len + body + TLSNIC_REC_TAG_LEN;
+    uint8_t *retained_copy = NULL;
+    if (!d->mirror_ops) {
+        retained_copy = malloc(len); /* the in-process device reads tlsnic's own copy */
+        if (!retained_copy)
+            return -ENOMEM;
+    }
+    pthread_mutex_lock(&d->lock);
+    int rc = ring_reserve(d);
+    pthread_mutex_unlock(&d->lock);
+    if (rc < 0) {
+        free(retained_copy);
+        return rc;
+    }
+    if (!content)
+        content = tx->buf + TLSNIC_REC_HDR_LEN + d->nonce_len;
     uint8_t *b = tx->buf;
+    if (mirror_can_reserve(d))
+        TLSNIC_TRY(mirror_reserve(s, fd, (uint32_t)len, &b));
     b[0] = tls13 ? TLSNIC_CT_APPLICATION_DATA : type;
     b[1] = 3;
     b[2] = 3;
@@ -365,33 +444,27 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
     if (d->nonce_len)
         put_be64(b + TLSNIC_REC_HDR_LEN, d->initial_explicit + (d->next_seq - d->initial_seq));
     uint8_t *c = b + TLSNIC_REC_HDR_LEN + d->nonce_len;
-    if (content && content != c)
+    if (content != c)
         memcpy(c, content, n);
     if (tls13)
         c[n] = type;
     memset(c + body, 0, TLSNIC_REC_TAG_LEN);
 
-    if (d->mirror_ops)
+    if (mirror_can_reserve(d))
+        d->mirror_ops->commit(d->mirror, seq_of(d, d->write_pos), d->next_seq, (uint32_t)len);
+    else if (d->mirror_ops)
         TLSNIC_TRY(mirror_put(s, fd, b, (uint32_t)len));
-    struct retained *r = malloc(sizeof(*r) + retained_bytes(d, (uint32_t)len));
-    if (!r)
-        return -ENOMEM; /* the mirror's copy is released with the next ACK past it */
-    r->next = NULL;
-    r->pos = d->write_pos;
-    r->rec_seq = d->next_seq;
-    r->len = (uint32_t)len;
-    memcpy(r->bytes, b, retained_bytes(d, (uint32_t)len));
-    pthread_mutex_lock(&d->lock);
-    if (d->tail)
-        d->tail->next = r;
     else
-        d->head = r;
-    d->tail = r;
-    d->bytes += len;
+        memcpy(retained_copy, b, len);
+    pthread_mutex_lock(&d->lock);
     d->count++;
+    *ring_at(d, d->count - 1) = (struct retained){
+        .pos = d->write_pos, .rec_seq = d->next_seq, .len = (uint32_t)len, .bytes = retained_copy};
+    d->bytes += len;
     d->write_pos += len;
     d->next_seq++;
     pthread_mutex_unlock(&d->lock);
+    *out = b;
     *out_len = len;
     return 0;
 }
@@ -421,9 +494,16 @@ static int readd_one(struct tlsnic_dev_tx *d)
     int len = tlsnic_rec_key_export(d->key, &ci, sizeof(ci));
     if (len < 0)
         return len;
+    /* Records are released in batches: skip the ones the peer has acknowledged already. */
+    uint64_t acked = 0;
+    int have_acked = tlsnic_tcp_bytes_acked(d->fd, tlsnic_sys.getsockopt, &acked) == 0;
     pthread_mutex_lock(&d->lock);
-    uint64_t pos = d->head ? d->head->pos : d->write_pos;
-    uint64_t rec_seq = d->head ? d->head->rec_seq : d->next_seq;
+    size_t first = 0;
+    while (have_acked && first < d->count &&
+           ring_at(d, first)->pos + ring_at(d, first)->len <= acked)
+        first++;
+    uint64_t pos = first < d->count ? ring_at(d, first)->pos : d->write_pos;
+    uint64_t rec_seq = first < d->count ? ring_at(d, first)->rec_seq : d->next_seq;
     pthread_mutex_unlock(&d->lock);
     set_seq(d, &ci, rec_seq);
     const struct tlsnic_rec_store *store =
@@ -499,12 +579,9 @@ void tlsnic_dev_tx_free(struct tlsnic_sock *s)
     d->dev->ops->del(d->dev, d->fd, &d->flow, TLSNIC_DIR_TX);
     if (d->mirror_ops)
         d->mirror_ops->close(d->mirror);
-    for (struct retained *r = d->head; r;) {
-        struct retained *next = r->next;
-        OPENSSL_cleanse(r->bytes, retained_bytes(d, r->len));
-        free(r);
-        r = next;
-    }
+    while (d->count > 0)
+        ring_pop(d);
+    free(d->ring);
     pthread_mutex_destroy(&d->lock);
     free(d);
     s->tx.dev = NULL;

@@ -29,7 +29,9 @@ struct tlsnic_tx {
     size_t open_len;              /* content bytes in the open record */
     uint8_t open_type;
     uint8_t open;                 /* a record is open (MSG_MORE or not yet pushed) */
-    size_t out_off, out_len;      /* bytes of buf sealed but not yet written */
+    uint8_t *out;                 /* the sealed record: buf, or (device mode) its slot in
+                                     the record store, valid until acknowledged */
+    size_t out_off, out_len;      /* bytes of out sealed but not yet written */
     int zc_ro;                    /* TLS_TX_ZEROCOPY_RO (accepted; tlsnic always copies) */
     int err;                      /* sticky negative errno (nonce space exhausted, ...) */
     int pending_counted;          /* counted in tlsnic_tx_pending_sockets */
@@ -83,7 +85,7 @@ int tlsnic_stream_pos(int fd, uint64_t *pos);
 int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
                         struct tlsnic_mode_info *m);
 int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8_t *content,
-                        size_t n, size_t *out_len);
+                        size_t n, uint8_t **out, size_t *out_len);
 void tlsnic_dev_tx_reclaim(struct tlsnic_sock *s, int fd);
 void tlsnic_dev_tx_sent(struct tlsnic_sock *s, size_t n);
 void tlsnic_dev_tx_free(struct tlsnic_sock *s);

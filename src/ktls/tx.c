@@ -43,7 +43,7 @@ int tlsnic_tx_flush_locked(struct tlsnic_sock *s, int fd, int flags)
 {
     struct tlsnic_tx *tx = &s->tx;
     while (tx->out_off < tx->out_len) {
-        struct iovec iov = {.iov_base = tx->buf + tx->out_off, .iov_len = tx->out_len - tx->out_off};
+        struct iovec iov = {.iov_base = tx->out + tx->out_off, .iov_len = tx->out_len - tx->out_off};
         struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
         ssize_t n = tlsnic_sys.sendmsg(fd, &m, flags & (MSG_DONTWAIT | MSG_NOSIGNAL));
         if (n < 0) {
@@ -79,7 +79,8 @@ int tlsnic_tx_push_locked(struct tlsnic_sock *s, int fd, int flags)
     size_t out_len = 0;
     if (!tx->open)
         return 0;
-    int rc = tx->dev ? tlsnic_dev_tx_frame(s, fd, tx->open_type, NULL, tx->open_len, &out_len)
+    uint8_t *out = tx->buf;
+    int rc = tx->dev ? tlsnic_dev_tx_frame(s, fd, tx->open_type, NULL, tx->open_len, &out, &out_len)
                      : tlsnic_rec_seal(tx->key, tx->open_type, tx->buf + tx->hdr_room,
                                        tx->open_len, tx->buf, TLSNIC_REC_MAX_WIRE_LEN, &out_len);
     tx->open = 0;
@@ -89,6 +90,7 @@ int tlsnic_tx_push_locked(struct tlsnic_sock *s, int fd, int flags)
         return rc;
     }
     count_record(tx, out_len);
+    tx->out = out;
     tx->out_off = 0;
     tx->out_len = out_len;
     return tlsnic_tx_flush_locked(s, fd, flags);
@@ -96,14 +98,16 @@ int tlsnic_tx_push_locked(struct tlsnic_sock *s, int fd, int flags)
 
 /*
  * Fast path for a record that is complete in the caller's buffer: seal straight from it
- * into the record buffer (one pass over the bytes instead of a copy and then a pass).
+ * into the record buffer (one pass over the bytes instead of a copy and then a pass); in
+ * device mode, frame it straight into the record store's slot and send from there.
  */
 static int seal_direct(struct tlsnic_sock *s, int fd, uint8_t type, const uint8_t *p, size_t n,
                        int flags)
 {
     struct tlsnic_tx *tx = &s->tx;
     size_t out_len = 0;
-    int rc = tx->dev ? tlsnic_dev_tx_frame(s, fd, type, p, n, &out_len)
+    uint8_t *out = tx->buf;
+    int rc = tx->dev ? tlsnic_dev_tx_frame(s, fd, type, p, n, &out, &out_len)
                      : tlsnic_rec_seal(tx->key, type, p, n, tx->buf, TLSNIC_REC_MAX_WIRE_LEN,
                                        &out_len);
     if (rc < 0) {
@@ -111,6 +115,7 @@ static int seal_direct(struct tlsnic_sock *s, int fd, uint8_t type, const uint8_
         return rc;
     }
     count_record(tx, out_len);
+    tx->out = out;
     tx->out_off = 0;
     tx->out_len = out_len;
     return tlsnic_tx_flush_locked(s, fd, flags);

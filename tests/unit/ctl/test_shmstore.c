@@ -110,6 +110,57 @@ static void a_record_larger_than_a_slot_is_refused(void **state)
     assert_int_equal(tlsnic_shm_writer_put(p->w, 0, 0, big, 0), -EMSGSIZE);
 }
 
+static void a_reserved_record_is_invisible_until_committed(void **state)
+{
+    struct pair *p = *state;
+    uint8_t *room = NULL;
+    struct tlsnic_rec_ref ref;
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 300, &room), 0);
+    memset(room, 'r', 300);
+    assert_int_equal(get(p, 2000, &ref), -ENOENT);
+    tlsnic_shm_writer_commit(p->w, 2000, 9, 300);
+    assert_int_equal(get(p, 2299, &ref), 0);
+    assert_int_equal(ref.tcp_seq, 2000);
+    assert_int_equal(ref.rec_seq, 9);
+    assert_int_equal(ref.len, 300);
+    assert_memory_equal(ref.bytes, room, 300);
+}
+
+static void a_committed_room_stays_put_until_released(void **state)
+{
+    struct pair *p = *state;
+    uint8_t *first = NULL, *room = NULL;
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 100, &first), 0);
+    memset(first, 'f', 100);
+    tlsnic_shm_writer_commit(p->w, 0, 0, 100);
+    for (uint32_t i = 1; i < 4; i++) {
+        assert_int_equal(tlsnic_shm_writer_reserve(p->w, 100, &room), 0);
+        assert_ptr_not_equal(room, first);
+        memset(room, 'x', 100);
+        tlsnic_shm_writer_commit(p->w, 100 * i, i, 100);
+    }
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(first[i], 'f');
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 100, &room), -ENOSPC);
+    tlsnic_shm_writer_release(p->w, 100);
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 100, &room), 0);
+    assert_ptr_equal(room, first); /* the released slot, and only now */
+}
+
+static void reserve_refuses_a_second_reservation_and_bad_lengths(void **state)
+{
+    struct pair *p = *state;
+    uint8_t *room = NULL, *other = NULL;
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 0, &room), -EMSGSIZE);
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 1025, &room), -EMSGSIZE);
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 10, &room), 0);
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 10, &other), -EBUSY);
+    uint8_t rec[10] = {0};
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 0, 0, rec, sizeof(rec)), -EBUSY);
+    tlsnic_shm_writer_commit(p->w, 0, 0, 10);
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 10, 1, rec, sizeof(rec)), 0);
+}
+
 static void only_a_writers_store_names_a_memfd(void **state)
 {
     struct pair *p = *state;
@@ -244,6 +295,9 @@ int main(void)
         T(sequence_numbers_wrap),
         T(a_record_larger_than_a_slot_is_refused),
         T(only_a_writers_store_names_a_memfd),
+        T(a_reserved_record_is_invisible_until_committed),
+        T(a_committed_room_stays_put_until_released),
+        T(reserve_refuses_a_second_reservation_and_bad_lengths),
         cmocka_unit_test(an_unsealed_memfd_is_refused),
         cmocka_unit_test(a_header_that_does_not_fit_the_file_is_refused),
         cmocka_unit_test(a_slot_claiming_more_than_its_size_is_not_read),

@@ -362,6 +362,56 @@ static void record_store_finds_the_record_of_any_sequence_number(void **state)
     conn_free(&c);
 }
 
+static void hundreds_of_unacknowledged_records_are_all_found_then_all_released(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_256);
+    int small = 4096;
+    setsockopt(c.peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    static uint8_t data[300];
+    memset(data, 0x55, sizeof(data));
+    const size_t rec_len = TLSNIC_REC_HDR_LEN + 8 + sizeof(data) + TLSNIC_REC_TAG_LEN;
+    size_t sent = 0;
+    while (sent < 1000 && tlsnic_send(c.fd, data, sizeof(data), MSG_DONTWAIT) > 0)
+        sent++;
+    size_t bytes, records;
+    assert_int_equal(tlsnic_tx_retained(c.fd, &bytes, &records), 0);
+    /* More than one batch of releases and more than the descriptor ring's first size. */
+    assert_true(records > 100);
+    assert_int_equal(bytes, records * rec_len);
+    /* Every retained record is found by any of its sequence numbers. */
+    uint32_t first_seq = fake.start + (uint32_t)((sent - records) * rec_len);
+    for (size_t i = 0; i < records; i++) {
+        struct tlsnic_rec_ref ref;
+        uint32_t seq = first_seq + (uint32_t)(i * rec_len);
+        assert_int_equal(fake.store->ops->get_record(fake.store->priv, seq + 7, &ref), 0);
+        assert_int_equal(ref.tcp_seq, seq);
+        assert_int_equal(ref.len, rec_len);
+    }
+    /* The peer reads everything: every record goes. */
+    static uint8_t buf[65536];
+    size_t got = 0;
+    for (int step = 0; step < 20000 && got < sent * rec_len; step++) {
+        (void)tlsnic_flush(c.fd);
+        ssize_t n = recv(c.peer, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n > 0)
+            got += (size_t)n;
+        else
+            usleep(500);
+    }
+    assert_int_equal(got, sent * rec_len);
+    for (int i = 0; i < 200; i++) {
+        assert_int_equal(tlsnic_tx_retained(c.fd, &bytes, &records), 0);
+        if (records == 0)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(records, 0);
+    assert_int_equal(bytes, 0);
+    conn_free(&c);
+}
+
 static void retained_records_are_released_as_the_slow_reader_acknowledges(void **state)
 {
     (void)state;
@@ -543,6 +593,55 @@ static const struct tlsnic_dev_store_ops mirror_ops = {
     .close = mirror_close,
 };
 
+/* The same store with rooms (reserve / commit): records are framed in place. */
+static int puts_seen;
+static int room_open; /* a reservation not yet committed */
+
+static int rooms_put(void *store, uint32_t tcp_seq, uint64_t rec_seq, const uint8_t *rec,
+                     uint32_t len)
+{
+    puts_seen++;
+    return mirror_put(store, tcp_seq, rec_seq, rec, len);
+}
+
+static int rooms_reserve(void *store, uint32_t len, uint8_t **room)
+{
+    struct mirror *m = store;
+    if (m->n == MIRROR_MAX)
+        return -ENOSPC;
+    if (room_open || len > TLSNIC_REC_MAX_WIRE_LEN)
+        return room_open ? -EBUSY : -EMSGSIZE;
+    room_open = 1;
+    *room = m->recs[m->n].bytes;
+    return 0;
+}
+
+static void rooms_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
+{
+    struct mirror *m = store;
+    assert_true(room_open);
+    room_open = 0;
+    m->recs[m->n].tcp_seq = tcp_seq;
+    m->recs[m->n].len = len;
+    m->recs[m->n].rec_seq = rec_seq;
+    m->n++;
+}
+
+static const struct tlsnic_dev_store_ops rooms_ops = {
+    .open = mirror_open, .put = rooms_put, .reserve = rooms_reserve, .commit = rooms_commit,
+    .release = mirror_release, .view = mirror_view, .close = mirror_close,
+};
+
+static int setup_rooms(void **state)
+{
+    setup(state);
+    mirror = calloc(1, sizeof(*mirror));
+    assert_non_null(mirror);
+    puts_seen = room_open = 0;
+    tlsnic_set_device_store(&rooms_ops, mirror);
+    return 0;
+}
+
 static int setup_mirror(void **state)
 {
     setup(state);
@@ -594,6 +693,34 @@ static void device_gets_the_mappable_store_and_it_gets_every_record(void **state
     assert_int_equal(mirror->last_acked, seq);
     conn_free(&c);
     assert_int_equal(mirror->closes, 1);
+}
+
+static void a_store_with_rooms_gets_records_framed_in_place_and_no_copies(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_3_VERSION, TLS_CIPHER_CHACHA20_POLY1305);
+    static uint8_t data[16384];
+    memset(data, 0x63, sizeof(data));
+    /* Straight from the caller's buffer (whole records) and from the open record
+       (MSG_MORE pieces): both framed in the store's room, which is what the socket sends. */
+    assert_int_equal(tlsnic_send(c.fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
+    assert_int_equal(tlsnic_send(c.fd, data, 100, MSG_MORE), 100);
+    assert_int_equal(tlsnic_send(c.fd, data, 50, 0), 50);
+    uint32_t seq = fake.start;
+    for (size_t i = 0; i < 2; i++) {
+        static uint8_t frame[TLSNIC_REC_MAX_WIRE_LEN];
+        size_t len = read_frame(c.peer, frame, sizeof(frame));
+        assert_int_equal(mirror->recs[i].tcp_seq, seq);
+        assert_int_equal(mirror->recs[i].len, len);
+        assert_memory_equal(mirror->recs[i].bytes, frame, len);
+        seq += (uint32_t)len;
+    }
+    assert_int_equal(mirror->n, 2);
+    assert_int_equal(mirror->recs[1].len, TLSNIC_REC_HDR_LEN + 150 + 1 + TLSNIC_REC_TAG_LEN);
+    assert_int_equal(puts_seen, 0);
+    assert_false(room_open);
+    conn_free(&c);
 }
 
 /* Reads the big-endian 64-bit field at p. */
@@ -808,6 +935,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(getsockopt_tls_tx_follows_the_framed_records, setup, teardown),
         cmocka_unit_test_setup_teardown(tx_rekey_in_device_mode_is_EOPNOTSUPP, setup, teardown),
         cmocka_unit_test_setup_teardown(reading_the_tcp_sequence_number_keeps_so_reuseaddr, setup, teardown),
+        cmocka_unit_test_setup_teardown(hundreds_of_unacknowledged_records_are_all_found_then_all_released,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(a_store_with_rooms_gets_records_framed_in_place_and_no_copies,
+                                        setup_rooms, teardown_mirror),
         cmocka_unit_test_setup_teardown(device_gets_the_mappable_store_and_it_gets_every_record, setup_mirror, teardown_mirror),
         cmocka_unit_test_setup_teardown(readd_starts_at_the_first_unacknowledged_record, setup_mirror, teardown_mirror),
         cmocka_unit_test_setup_teardown(readd_with_everything_acknowledged_starts_at_the_next_record, setup_mirror, teardown_mirror),
