@@ -562,6 +562,10 @@ static void store_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32
 {
     tlsnic_shm_writer_commit(store, tcp_seq, rec_seq, len);
 }
+static uint32_t store_device_flags(void *store)
+{
+    return tlsnic_shm_writer_device_flags(store);
+}
 static void store_release(void *store, uint32_t acked_seq)
 {
     tlsnic_shm_writer_release(store, acked_seq);
@@ -576,6 +580,7 @@ static void store_close(void *store)
 }
 static const struct tlsnic_dev_store_ops shm_store_ops = {
     .open = store_open, .put = store_put, .reserve = store_reserve, .commit = store_commit,
+    .device_flags = store_device_flags,
     .release = store_release, .view = store_view,
     .close = store_close};
 

@@ -244,6 +244,13 @@ int tlsnic_ctl_server_poll_setup(tlsnic_ctl_server *s, struct pollfd *pfd, int c
 
 /* Accepts and serves what the last poll reported (one request per ready client). */
 void tlsnic_ctl_server_process(tlsnic_ctl_server *s, const struct pollfd *pfd, int n);
+/*
+ * Writes each flow's device flags into its host's record store (shmstore.h device_flags),
+ * at most once per millisecond: hosts read them there instead of asking over the channel.
+ * tlsnic_ctl_server_process calls it, so a loop that calls that after every burst of
+ * frames (tlsnicd does) keeps the flags at most ~1 ms old.
+ */
+void tlsnic_ctl_server_publish_flags(tlsnic_ctl_server *s);
 
 /* Control counters as "name value\n" lines. Returns length, or -ENOBUFS. */
 int tlsnic_ctl_server_stats_format(const tlsnic_ctl_server *s, char *buf, size_t cap);

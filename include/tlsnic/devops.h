@@ -60,6 +60,8 @@ struct tlsnic_rec_store {
                                         transmission; packet dropped; host must abort */
 #define TLSNIC_FLOW_F_NO_SYNC 0x2u   /* a packet was dropped for lack of resync data */
 #define TLSNIC_FLOW_F_GONE 0x4u      /* the device no longer holds the context */
+#define TLSNIC_FLOW_F_LIVE 0x80000000u /* only in a flags word the device writes into host
+                                          memory (a record store's): it has written it */
 
 struct tlsnic_dev;
 

@@ -175,6 +175,11 @@ void tlsnic_set_device(struct tlsnic_dev *dev);
  * invisible to the device until commit; tlsnic frames the record there, commits it and
  * then writes it to the socket from that room, so the room must stay valid and unchanged
  * until release covers the record. At most one reservation is open per store.
+ *
+ * device_flags (optional): the TLSNIC_FLOW_F_* flags the device wrote into the store, with
+ * TLSNIC_FLOW_F_LIVE once it has written any (shmstore.h). While LIVE is set, tlsnic reads the
+ * flags there before each record instead of asking the device (flow_flags: a round trip to
+ * a daemon).
  */
 struct tlsnic_dev_store_ops {
     int (*open)(void *ctx, void **store);
@@ -182,6 +187,7 @@ struct tlsnic_dev_store_ops {
                uint32_t len);
     int (*reserve)(void *store, uint32_t len, uint8_t **room);
     void (*commit)(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len);
+    uint32_t (*device_flags)(void *store);
     void (*release)(void *store, uint32_t acked_seq); /* every record ending at or before */
     const struct tlsnic_rec_store *(*view)(void *store);
     void (*close)(void *store);

@@ -9,13 +9,19 @@
  * connection closes: a host that goes away frees its share.
  *
  * Layout (native byte order: both ends are on one machine):
- *   header (64 bytes): u32 magic, u32 version, u32 n_slots, u32 slot_bytes, zeros
+ *   header (64 bytes): u32 magic, u32 version, u32 n_slots, u32 slot_bytes,
+ *                      u32 device_flags, zeros
  *   n_slots slots, each: u32 gen | u32 tcp_seq | u32 len | u32 0 | u64 rec_seq |
  *                        slot_bytes of record
  * A slot with len 0 is free. The writer makes gen odd before changing a slot and even
  * after; the reader copies a slot out and keeps the copy only if gen was even and
  * unchanged around the copy (a seqlock), so it never uses a record torn by a release.
  * The reader trusts nothing it reads there: every length is checked against the mapping.
+ *
+ * device_flags is the one word the daemon writes (the analog of a NIC writing a status
+ * word into host memory): the flow's TLSNIC_FLOW_F_* flags | TLSNIC_FLOW_F_LIVE, so the
+ * host reads them with a load instead of a control-channel round trip. The daemon maps only
+ * the header's page writable. 0 (LIVE clear) means the daemon has not published: ask it.
  *
  * Writer: one thread at a time (the host socket's lock). Reader: one thread.
  * Errors: negative errno.
@@ -33,7 +39,7 @@ extern "C" {
 #endif
 
 #define TLSNIC_SHM_MAGIC 0x544c534eu /* "TLSN" */
-#define TLSNIC_SHM_VERSION 1u
+#define TLSNIC_SHM_VERSION 2u
 #define TLSNIC_SHM_HDR_LEN 64u
 #define TLSNIC_SHM_SLOT_HDR_LEN 24u
 #define TLSNIC_SHM_MAX_SLOTS 65536u
@@ -47,7 +53,16 @@ typedef struct tlsnic_shm_writer tlsnic_shm_writer;
  * record, TLSNIC_REC_MAX_WIRE_LEN). *out owns it and its memfd.
  */
 int tlsnic_shm_writer_new(tlsnic_shm_writer **out, uint32_t n_slots, uint32_t slot_bytes);
+/*
+ * Wipes every record the store held and gives it up. Up to 8 stores per process are kept,
+ * empty, for the next tlsnic_shm_writer_new of the same size (same memfd: its pages are
+ * already there, where a fresh store faults each one in on first use); the rest are
+ * unmapped and closed. A forked child does not inherit the kept ones.
+ */
 void tlsnic_shm_writer_free(tlsnic_shm_writer *w);
+
+/* How many given-up stores this process keeps (each holds its memfd open). */
+int tlsnic_shm_writers_kept(void);
 
 /*
  * Retains a record of len bytes starting at TCP sequence tcp_seq. Records are put in the
@@ -69,6 +84,9 @@ int tlsnic_shm_writer_reserve(tlsnic_shm_writer *w, uint32_t len, uint8_t **room
 void tlsnic_shm_writer_commit(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
                               uint32_t len);
 
+/* The device_flags word: 0 until the daemon publishes, then flags | TLSNIC_FLOW_F_LIVE. */
+uint32_t tlsnic_shm_writer_device_flags(const tlsnic_shm_writer *w);
+
 /* Releases every record that ends at or before acked_seq (sequence arithmetic mod 2^32). */
 void tlsnic_shm_writer_release(tlsnic_shm_writer *w, uint32_t acked_seq);
 
@@ -89,6 +107,10 @@ typedef struct tlsnic_shm_reader tlsnic_shm_reader;
  */
 int tlsnic_shm_reader_open(tlsnic_shm_reader **out, int memfd);
 void tlsnic_shm_reader_free(tlsnic_shm_reader *r);
+
+/* Publishes the flow's flags to the host (device_flags = flags | LIVE). -EACCES if the
+ * header page could not be mapped writable (the host then keeps asking over the channel). */
+int tlsnic_shm_reader_publish_flags(tlsnic_shm_reader *r, uint32_t flags);
 
 /*
  * The store for the device. get_record copies the record into the reader's own buffer:

@@ -229,6 +229,11 @@ static void shm_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t
     tlsnic_shm_writer_commit(store, tcp_seq, rec_seq, len);
 }
 
+static uint32_t shm_device_flags(void *store)
+{
+    return tlsnic_shm_writer_device_flags(store);
+}
+
 static void shm_release(void *store, uint32_t acked_seq)
 {
     tlsnic_shm_writer_release(store, acked_seq);
@@ -249,6 +254,7 @@ static const struct tlsnic_dev_store_ops shm_ops = {
     .put = shm_put,
     .reserve = shm_reserve,
     .commit = shm_commit,
+    .device_flags = shm_device_flags,
     .release = shm_release,
     .view = shm_view,
     .close = shm_close,

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tlsnic/ctl.h"
@@ -40,6 +41,7 @@ struct owned_flow {
     uint32_t owner_serial;  /* control connection that added it */
     pid_t owner_pid;
     tlsnic_shm_reader *store; /* the host's record store, mapped read-only; may be NULL */
+    uint32_t published;       /* flags last published into the store (| LIVE once done) */
 };
 
 struct ctl_counters {
@@ -62,6 +64,7 @@ struct tlsnic_ctl_server {
     uint32_t max_clients;
     struct owned_flow *flows;
     uint32_t max_flows;
+    uint64_t published_ns; /* last tlsnic_ctl_server_publish_flags pass */
     uint32_t n_flows;
     uint32_t next_serial;
     bool shutting_down;     /* the state file keeps what was offloaded when we stopped */
@@ -83,6 +86,7 @@ struct outcome {
     size_t payload_len;
 };
 
+static void publish_flags(tlsnic_ctl_server *s, struct owned_flow *f);
 static void set_outcome(struct outcome *o, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -364,12 +368,25 @@ static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_
                                 .store = store};
     s->n_flows++;
     s->counters.adds++;
+    publish_flags(s, slot);
     /* The device holds the keys again: the flow's frames may pass to it. */
     bool lifted = dir == TLSNIC_DIR_TX && s->cfg.fence != NULL &&
                   tlsnic_fence_lift(s->cfg.fence, &flow) == 0;
     s->counters.fences_lifted += lifted;
     save_state(s);
     set_outcome(o, 0, lifted ? "added (fence lifted)" : "added");
+}
+
+/* Writes the device's flags for f into the host's store, if they changed (no-op without one). */
+static void publish_flags(tlsnic_ctl_server *s, struct owned_flow *f)
+{
+    uint32_t flags = 0;
+    if (f->store == NULL || s->cfg.dev->ops->flow_flags == NULL ||
+        s->cfg.dev->ops->flow_flags(s->cfg.dev, &f->flow, f->dir, &flags) < 0)
+        return;
+    flags |= TLSNIC_FLOW_F_LIVE;
+    if (flags != f->published && tlsnic_shm_reader_publish_flags(f->store, flags) == 0)
+        f->published = flags;
 }
 
 static struct owned_flow *find_by_cookie(tlsnic_ctl_server *s, uint64_t cookie,
@@ -768,8 +785,33 @@ int tlsnic_ctl_server_poll_setup(tlsnic_ctl_server *s, struct pollfd *pfd, int c
     return n;
 }
 
+#define PUBLISH_EVERY_NS 1000000 /* how often hosts' stores get the device's flags */
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void tlsnic_ctl_server_publish_flags(tlsnic_ctl_server *s)
+{
+    uint64_t now = mono_ns();
+    if (now - s->published_ns < PUBLISH_EVERY_NS)
+        return;
+    s->published_ns = now;
+    uint32_t seen = 0;
+    for (uint32_t i = 0; i < s->max_flows && seen < s->n_flows; i++) {
+        if (!s->flows[i].used)
+            continue;
+        seen++;
+        publish_flags(s, &s->flows[i]);
+    }
+}
+
 void tlsnic_ctl_server_process(tlsnic_ctl_server *s, const struct pollfd *pfd, int n)
 {
+    tlsnic_ctl_server_publish_flags(s);
     for (int i = 1; i < n; i++) {
         if ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0)
             continue;

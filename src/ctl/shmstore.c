@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,15 @@ struct store_hdr {
     uint32_t version;
     uint32_t n_slots;
     uint32_t slot_bytes;
+    uint32_t device_flags; /* written by the daemon only (see shmstore.h) */
 };
+
+#define FLAGS_OFFSET 16u
+
+static uint32_t *flags_word(uint8_t *map)
+{
+    return (uint32_t *)(map + FLAGS_OFFSET);
+}
 
 static size_t stride_of(uint32_t slot_bytes)
 {
@@ -81,10 +90,59 @@ static int writer_get_record(void *priv, uint32_t tcp_seq, struct tlsnic_rec_ref
 
 static const struct tlsnic_rec_store_ops writer_ops = {.get_record = writer_get_record};
 
+/*
+ * Stores of closed connections, kept for the next ones: a new store's pages are faulted
+ * in one by one as records first touch them (a store of 1024 16 KB slots: ~4000 faults,
+ * more CPU than the records themselves on a short connection). A pooled store comes back
+ * wiped and empty. Per process; a forked child forgets the pool (its mappings are shared
+ * with the parent, which may hand the same store out again).
+ */
+#define POOL_MAX 8
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static tlsnic_shm_writer *pool[POOL_MAX];
+static int pool_n;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void writer_destroy(tlsnic_shm_writer *w);
+
+static void pool_forget_in_child(void)
+{
+    for (int i = 0; i < pool_n; i++)
+        writer_destroy(pool[i]);
+    pool_n = 0;
+    pthread_mutex_init(&pool_lock, NULL);
+}
+
+static void pool_init(void)
+{
+    (void)pthread_atfork(NULL, NULL, pool_forget_in_child);
+}
+
+static tlsnic_shm_writer *pool_take(uint32_t n_slots, uint32_t slot_bytes)
+{
+    tlsnic_shm_writer *w = NULL;
+    pthread_mutex_lock(&pool_lock);
+    for (int i = 0; i < pool_n; i++) {
+        if (pool[i]->n_slots == n_slots && pool[i]->slot_bytes == slot_bytes) {
+            w = pool[i];
+            pool[i] = pool[--pool_n];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&pool_lock);
+    return w;
+}
+
 int tlsnic_shm_writer_new(tlsnic_shm_writer **out, uint32_t n_slots, uint32_t slot_bytes)
 {
     if (out == NULL || n_slots == 0 || n_slots > TLSNIC_SHM_MAX_SLOTS || slot_bytes > MAX_SLOT_BYTES)
         return -EINVAL;
+    pthread_once(&pool_once, pool_init);
+    tlsnic_shm_writer *pooled = pool_take(n_slots, slot_bytes ? slot_bytes : TLSNIC_REC_MAX_WIRE_LEN);
+    if (pooled != NULL) {
+        *out = pooled;
+        return 0;
+    }
     tlsnic_shm_writer *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return -ENOMEM;
@@ -107,7 +165,7 @@ int tlsnic_shm_writer_new(tlsnic_shm_writer **out, uint32_t n_slots, uint32_t sl
     if (err == 0 && fcntl(w->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
         err = -errno;
     if (err < 0) {
-        tlsnic_shm_writer_free(w);
+        writer_destroy(w);
         return err;
     }
     struct store_hdr h = {.magic = TLSNIC_SHM_MAGIC, .version = TLSNIC_SHM_VERSION,
@@ -119,21 +177,54 @@ int tlsnic_shm_writer_new(tlsnic_shm_writer **out, uint32_t n_slots, uint32_t sl
     return 0;
 }
 
+/* Plaintext records: wiped before the pages go back or to the next connection (the
+ * daemon may still map them until its DEL; it then sees empty slots). Only what was
+ * written: touching the rest would fault in pages that never held anything. */
+static void writer_wipe(tlsnic_shm_writer *w)
+{
+    for (uint32_t i = 0; i < w->touched; i++)
+        memset(w_slot(w, i), 0, TLSNIC_SHM_SLOT_HDR_LEN + (size_t)w->longest);
+    w->oldest = w->used = w->touched = w->longest = 0;
+    w->reserved = 0;
+    /* The next flow's device has not said anything yet. */
+    __atomic_store_n(flags_word(w->map), 0, __ATOMIC_RELEASE);
+}
+
+uint32_t tlsnic_shm_writer_device_flags(const tlsnic_shm_writer *w)
+{
+    return __atomic_load_n(flags_word(w->map), __ATOMIC_ACQUIRE);
+}
+
+static void writer_destroy(tlsnic_shm_writer *w)
+{
+    if (w->map != NULL)
+        munmap(w->map, w->map_len);
+    if (w->fd >= 0)
+        close(w->fd);
+    free(w);
+}
+
+int tlsnic_shm_writers_kept(void)
+{
+    pthread_mutex_lock(&pool_lock);
+    int n = pool_n;
+    pthread_mutex_unlock(&pool_lock);
+    return n;
+}
+
 void tlsnic_shm_writer_free(tlsnic_shm_writer *w)
 {
     if (w == NULL)
         return;
-    if (w->map != NULL) {
-        /* Plaintext records: wiped before the pages go back (the daemon may still map them
-         * until its DEL; it then sees empty slots). Only what was written: touching the
-         * rest would fault in pages that never held anything. */
-        for (uint32_t i = 0; i < w->touched; i++)
-            memset(w_slot(w, i), 0, TLSNIC_SHM_SLOT_HDR_LEN + (size_t)w->longest);
-        munmap(w->map, w->map_len);
-    }
-    if (w->fd >= 0)
-        close(w->fd);
-    free(w);
+    if (w->map != NULL)
+        writer_wipe(w);
+    pthread_mutex_lock(&pool_lock);
+    int pooled = w->map != NULL && pool_n < POOL_MAX;
+    if (pooled)
+        pool[pool_n++] = w;
+    pthread_mutex_unlock(&pool_lock);
+    if (!pooled)
+        writer_destroy(w);
 }
 
 /* Seqlock writer: gen odd while the slot changes. */
@@ -232,6 +323,8 @@ struct tlsnic_shm_reader {
     struct tlsnic_rec_store store;
     const uint8_t *map;
     size_t map_len;
+    uint8_t *flags_page; /* the header's page, mapped writable: device_flags; may be NULL */
+    size_t flags_page_len;
     uint32_t n_slots;
     uint32_t slot_bytes;
     size_t stride;
@@ -312,6 +405,13 @@ int tlsnic_shm_reader_open(tlsnic_shm_reader **out, int memfd)
     }
     r->map = map;
     r->map_len = size;
+    /* Only the header's page is writable here: the records stay out of the daemon's reach. */
+    long page = sysconf(_SC_PAGESIZE);
+    r->flags_page_len = page > 0 ? (size_t)page : 4096;
+    if (r->flags_page_len > size)
+        r->flags_page_len = size;
+    void *fp = mmap(NULL, r->flags_page_len, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    r->flags_page = fp == MAP_FAILED ? NULL : fp;
     r->n_slots = h.n_slots;
     r->slot_bytes = h.slot_bytes;
     r->stride = stride_of(h.slot_bytes);
@@ -326,11 +426,21 @@ void tlsnic_shm_reader_free(tlsnic_shm_reader *r)
     if (r == NULL)
         return;
     munmap((void *)r->map, r->map_len);
+    if (r->flags_page != NULL)
+        munmap(r->flags_page, r->flags_page_len);
     if (r->copy != NULL) {
         memset(r->copy, 0, r->slot_bytes); /* a plaintext record */
         free(r->copy);
     }
     free(r);
+}
+
+int tlsnic_shm_reader_publish_flags(tlsnic_shm_reader *r, uint32_t flags)
+{
+    if (r->flags_page == NULL)
+        return -EACCES;
+    __atomic_store_n(flags_word(r->flags_page), flags | TLSNIC_FLOW_F_LIVE, __ATOMIC_RELEASE);
+    return 0;
 }
 
 const struct tlsnic_rec_store *tlsnic_shm_reader_store(tlsnic_shm_reader *r)

@@ -383,6 +383,22 @@ static int mirror_put(struct tlsnic_sock *s, int fd, const uint8_t *rec, uint32_
     }
 }
 
+/* The flags the device raised for the flow: from the store if the device writes them there
+ * (a load), else asked (flow_flags). 0, or a negative errno (then nothing is known). */
+static int device_flags(const struct tlsnic_dev_tx *d, uint32_t *flags)
+{
+    if (d->mirror_ops && d->mirror_ops->device_flags) {
+        uint32_t published = d->mirror_ops->device_flags(d->mirror);
+        if (published & TLSNIC_FLOW_F_LIVE) {
+            *flags = published & ~TLSNIC_FLOW_F_LIVE;
+            return 0;
+        }
+    }
+    if (!d->dev->ops->flow_flags)
+        return -EOPNOTSUPP;
+    return d->dev->ops->flow_flags(d->dev, &d->flow, TLSNIC_DIR_TX, flags);
+}
+
 static int mirror_can_reserve(const struct tlsnic_dev_tx *d)
 {
     return d->mirror_ops && d->mirror_ops->reserve && d->mirror_ops->commit;
@@ -404,9 +420,7 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
         shutdown(fd, SHUT_RDWR);
         return -ECONNABORTED;
     }
-    if (d->dev->ops->flow_flags &&
-        d->dev->ops->flow_flags(d->dev, &d->flow, TLSNIC_DIR_TX, &flags) == 0 &&
-        (flags & (TLSNIC_FLOW_F_INTEGRITY | TLSNIC_FLOW_F_GONE))) {
+    if (device_flags(d, &flags) == 0 && (flags & (TLSNIC_FLOW_F_INTEGRITY | TLSNIC_FLOW_F_GONE))) {
         shutdown(fd, SHUT_RDWR);
         return -ECONNABORTED;
     }

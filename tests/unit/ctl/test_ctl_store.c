@@ -34,6 +34,7 @@ struct spy {
     int got_store;
     struct tlsnic_rec_ref first; /* bytes copied below */
     uint8_t first_bytes[64];
+    _Atomic uint32_t flags; /* what flow_flags reports */
 };
 
 static int spy_add(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
@@ -64,7 +65,8 @@ static int spy_resync(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_fl
 static int spy_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *flow, enum tlsnic_dir dir,
                      uint32_t *flags)
 {
-    *flags = 0;
+    struct spy *s = dev->priv;
+    *flags = s->flags;
     return 0;
 }
 
@@ -224,6 +226,25 @@ static void the_device_reads_the_hosts_records_through_the_store(void **state)
     assert_memory_equal(f->spy.first_bytes, rec, 64);
 }
 
+static void the_devices_flags_reach_the_hosts_store_without_a_request(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(tlsnic_shm_writer_device_flags(f->w), 0); /* nothing published yet */
+    struct tls12_crypto_info_aes_gcm_128 ci = good_info();
+    assert_int_equal(f->client->ops->add(f->client, f->tcp_local, NULL, TLSNIC_DIR_TX, &ci,
+                                         sizeof(ci), 5100, tlsnic_shm_writer_store(f->w)),
+                     0);
+    /* Published with the add: live, nothing raised. */
+    assert_int_equal(tlsnic_shm_writer_device_flags(f->w), TLSNIC_FLOW_F_LIVE);
+    f->spy.flags = TLSNIC_FLOW_F_INTEGRITY;
+    uint32_t seen = 0;
+    for (int i = 0; i < 300 && !(seen & TLSNIC_FLOW_F_INTEGRITY); i++) {
+        usleep(10000);
+        seen = tlsnic_shm_writer_device_flags(f->w);
+    }
+    assert_int_equal(seen, TLSNIC_FLOW_F_LIVE | TLSNIC_FLOW_F_INTEGRITY);
+}
+
 static void a_store_that_is_not_a_sealed_memfd_is_refused(void **state)
 {
     struct fixture *f = *state;
@@ -281,6 +302,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(the_device_reads_the_hosts_records_through_the_store),
+        T(the_devices_flags_reach_the_hosts_store_without_a_request),
         T(a_store_that_is_not_a_sealed_memfd_is_refused),
         T(three_fds_are_refused),
         T(a_host_that_goes_away_frees_its_share),

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -161,6 +162,56 @@ static void reserve_refuses_a_second_reservation_and_bad_lengths(void **state)
     assert_int_equal(tlsnic_shm_writer_put(p->w, 10, 1, rec, sizeof(rec)), 0);
 }
 
+static void a_store_given_up_comes_back_wiped_and_empty(void **state)
+{
+    (void)state;
+    tlsnic_shm_writer *w = NULL, *again = NULL;
+    assert_int_equal(tlsnic_shm_writer_new(&w, 3, 512), 0);
+    uint8_t rec[400];
+    memset(rec, 'p', sizeof(rec));
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(tlsnic_shm_writer_put(w, 400 * i, i, rec, sizeof(rec)), 0);
+    int fd = tlsnic_shm_store_fd(tlsnic_shm_writer_store(w));
+    tlsnic_shm_writer_free(w);
+    assert_int_equal(tlsnic_shm_writer_new(&again, 3, 512), 0);
+    int fd_again = tlsnic_shm_store_fd(tlsnic_shm_writer_store(again));
+    tlsnic_shm_reader *r = NULL;
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd_again), 0);
+    struct tlsnic_rec_ref ref;
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    for (uint32_t seq = 0; seq < 1200; seq += 100)
+        assert_int_equal(st->ops->get_record(st->priv, seq, &ref), -ENOENT);
+    assert_int_equal(fd_again, fd); /* the same store, kept: no page to fault in again */
+    /* No byte of the old plaintext is left in it. */
+    struct stat sb;
+    assert_int_equal(fstat(fd_again, &sb), 0);
+    uint8_t *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd_again, 0);
+    assert_true(map != MAP_FAILED);
+    for (off_t i = 0; i < sb.st_size; i++)
+        assert_int_not_equal(map[i], 'p');
+    munmap(map, (size_t)sb.st_size);
+    /* Empty: all three slots take records again. */
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(tlsnic_shm_writer_put(again, 5000 + 400 * i, i, rec, sizeof(rec)), 0);
+    assert_int_equal(tlsnic_shm_writer_put(again, 9000, 9, rec, sizeof(rec)), -ENOSPC);
+    tlsnic_shm_reader_free(r);
+    tlsnic_shm_writer_free(again);
+}
+
+static void flags_the_reader_publishes_are_what_the_writer_reads(void **state)
+{
+    struct pair *p = *state;
+    assert_int_equal(tlsnic_shm_writer_device_flags(p->w), 0);
+    assert_int_equal(tlsnic_shm_reader_publish_flags(p->r, TLSNIC_FLOW_F_NO_SYNC), 0);
+    assert_int_equal(tlsnic_shm_writer_device_flags(p->w), TLSNIC_FLOW_F_LIVE | TLSNIC_FLOW_F_NO_SYNC);
+    /* Given up and taken again, the store forgets them: the next flow starts unpublished. */
+    int fd = tlsnic_shm_store_fd(tlsnic_shm_writer_store(p->w));
+    tlsnic_shm_writer_free(p->w);
+    assert_int_equal(tlsnic_shm_writer_new(&p->w, 4, 1024), 0);
+    assert_int_equal(tlsnic_shm_store_fd(tlsnic_shm_writer_store(p->w)), fd);
+    assert_int_equal(tlsnic_shm_writer_device_flags(p->w), 0);
+}
+
 static void only_a_writers_store_names_a_memfd(void **state)
 {
     struct pair *p = *state;
@@ -295,9 +346,11 @@ int main(void)
         T(sequence_numbers_wrap),
         T(a_record_larger_than_a_slot_is_refused),
         T(only_a_writers_store_names_a_memfd),
+        T(flags_the_reader_publishes_are_what_the_writer_reads),
         T(a_reserved_record_is_invisible_until_committed),
         T(a_committed_room_stays_put_until_released),
         T(reserve_refuses_a_second_reservation_and_bad_lengths),
+        cmocka_unit_test(a_store_given_up_comes_back_wiped_and_empty),
         cmocka_unit_test(an_unsealed_memfd_is_refused),
         cmocka_unit_test(a_header_that_does_not_fit_the_file_is_refused),
         cmocka_unit_test(a_slot_claiming_more_than_its_size_is_not_read),

@@ -627,9 +627,18 @@ static void rooms_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32
     m->n++;
 }
 
+static uint32_t store_flags; /* what the device "wrote" into the store */
+
+static uint32_t rooms_device_flags(void *store)
+{
+    (void)store;
+    return store_flags;
+}
+
 static const struct tlsnic_dev_store_ops rooms_ops = {
     .open = mirror_open, .put = rooms_put, .reserve = rooms_reserve, .commit = rooms_commit,
     .release = mirror_release, .view = mirror_view, .close = mirror_close,
+    .device_flags = rooms_device_flags,
 };
 
 static int setup_rooms(void **state)
@@ -638,6 +647,7 @@ static int setup_rooms(void **state)
     mirror = calloc(1, sizeof(*mirror));
     assert_non_null(mirror);
     puts_seen = room_open = 0;
+    store_flags = 0;
     tlsnic_set_device_store(&rooms_ops, mirror);
     return 0;
 }
@@ -720,6 +730,39 @@ static void a_store_with_rooms_gets_records_framed_in_place_and_no_copies(void *
     assert_int_equal(mirror->recs[1].len, TLSNIC_REC_HDR_LEN + 150 + 1 + TLSNIC_REC_TAG_LEN);
     assert_int_equal(puts_seen, 0);
     assert_false(room_open);
+    conn_free(&c);
+}
+
+static void flags_the_device_wrote_into_the_store_abort_without_asking_it(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_int_equal(tlsnic_send(c.fd, "x", 1, 0), 1);
+    /* The store says live and clean; the device, asked, would say integrity: the store
+       is what counts while it is live. */
+    store_flags = TLSNIC_FLOW_F_LIVE;
+    fake.flags = TLSNIC_FLOW_F_INTEGRITY;
+    assert_int_equal(tlsnic_send(c.fd, "y", 1, 0), 1);
+    store_flags = TLSNIC_FLOW_F_LIVE | TLSNIC_FLOW_F_INTEGRITY;
+    fake.flags = 0;
+    assert_int_equal(tlsnic_send(c.fd, "z", 1, 0), -1);
+    assert_int_equal(errno, ECONNABORTED);
+    conn_free(&c);
+}
+
+static void a_store_the_device_never_wrote_flags_into_leaves_the_asking_to_the_device(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_int_equal(tlsnic_send(c.fd, "x", 1, 0), 1);
+    store_flags = TLSNIC_FLOW_F_INTEGRITY; /* not LIVE: not the device's word */
+    fake.flags = 0;
+    assert_int_equal(tlsnic_send(c.fd, "y", 1, 0), 1);
+    fake.flags = TLSNIC_FLOW_F_GONE;
+    assert_int_equal(tlsnic_send(c.fd, "z", 1, 0), -1);
+    assert_int_equal(errno, ECONNABORTED);
     conn_free(&c);
 }
 
@@ -937,6 +980,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(reading_the_tcp_sequence_number_keeps_so_reuseaddr, setup, teardown),
         cmocka_unit_test_setup_teardown(hundreds_of_unacknowledged_records_are_all_found_then_all_released,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(flags_the_device_wrote_into_the_store_abort_without_asking_it,
+                                        setup_rooms, teardown_mirror),
+        cmocka_unit_test_setup_teardown(a_store_the_device_never_wrote_flags_into_leaves_the_asking_to_the_device,
+                                        setup_rooms, teardown_mirror),
         cmocka_unit_test_setup_teardown(a_store_with_rooms_gets_records_framed_in_place_and_no_copies,
                                         setup_rooms, teardown_mirror),
         cmocka_unit_test_setup_teardown(device_gets_the_mappable_store_and_it_gets_every_record, setup_mirror, teardown_mirror),
