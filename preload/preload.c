@@ -142,6 +142,7 @@ __attribute__((constructor)) static void preload_init(void)
     resolve_all();
     const struct tlsnic_sys_ops ops = {
         .sendmsg = real.sendmsg,
+        .send = real.send,
         .recvmsg = real.recvmsg,
         .recv = real.recv,
         .read = real.read,

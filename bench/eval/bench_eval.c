@@ -98,7 +98,7 @@ static const char *const dev_counters[] = {
     "tx_tls_encrypted_bytes", "tx_tls_encrypted_packets", "tx_tls_ooo",
     "tx_tls_ooo_ckpt", "tx_tls_ooo_crypto_bytes", "tx_tls_resync_bytes",
     "tx_tls_dump_packets", "tx_tls_dump_bytes", "tx_tls_drop_no_sync_data",
-    "tx_tls_drop_bad_frame",
+    "tx_tls_drop_bad_frame", "to_wire_hook_ns", "to_host_hook_ns",
 };
 #define N_DEV_COUNTERS (sizeof(dev_counters) / sizeof(dev_counters[0]))
 

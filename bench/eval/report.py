@@ -38,6 +38,15 @@ def host_s_per_gb(s):
     return (s["user_s"] + s["sys_s"]) / gb(s)
 
 
+def model_s_per_gb(s):
+    """Time tlsnicd spent inside the device model (its frame hook), s/GB: the device's own
+    work, without the emulation's TUN reads and writes. None without the counters."""
+    d = s.get("dev") or {}
+    if "to_wire_hook_ns" not in d:
+        return None
+    return (d["to_wire_hook_ns"] + d.get("to_host_hook_ns", 0)) / 1e9 / gb(s)
+
+
 def mbps(s):
     return s["bytes"] * 8 / s["wall_s"] / 1e6 if s["wall_s"] > 0 else 0.0
 
@@ -82,8 +91,8 @@ def phase_section(w, verdict, samples, phase, title):
 
     w(f"### {title}")
     w("")
-    w("| record | scenario | Mbit/s | host user s/GB | host sys s/GB | host s/GB | tlsnicd s/GB | host / TCP | host / software |")
-    w("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    w("| record | scenario | Mbit/s | host user s/GB | host sys s/GB | host s/GB | tlsnicd s/GB | device model s/GB | host / TCP | host / software |")
+    w("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     summary = {}
     for rec in sizes:
         for sc in scen_present:
@@ -95,15 +104,16 @@ def phase_section(w, verdict, samples, phase, title):
             sys_ = med([s["sys_s"] / gb(s) for s in ss])
             thr = med([mbps(s) for s in ss])
             dcpu = med([s["dev_cpu_s"] / gb(s) for s in ss])
+            model = med([model_s_per_gb(s) for s in ss])
             h_sc = per_round(sc, rec, host_s_per_gb)
             h_tcp = per_round("tcp", rec, host_s_per_gb)
             h_sw = per_round("sw", rec, host_s_per_gb)
             vs_tcp = ratio_med(ph, rec, h_sc.get, h_tcp.get)
             vs_sw = ratio_med(ph, rec, h_sc.get, h_sw.get)
             summary[(sc, rec)] = dict(host=host, user=user, sys=sys_, mbps=thr, dev=dcpu,
-                                      vs_tcp=vs_tcp, vs_sw=vs_sw)
+                                      model=model, vs_tcp=vs_tcp, vs_sw=vs_sw)
             w(f"| {rec} | {SCEN_LABEL[sc]} | {thr:.0f} | {user:.3f} | {sys_:.3f} | {host:.3f} | "
-              f"{fmt(dcpu)} | {fmt(vs_tcp, 2)} | {fmt(vs_sw, 2)} |")
+              f"{fmt(dcpu)} | {fmt(model)} | {fmt(vs_tcp, 2)} | {fmt(vs_sw, 2)} |")
     w("")
     w("| target | record | measured | met? |")
     w("|---|---:|---:|---|")
@@ -137,13 +147,19 @@ def phase_section(w, verdict, samples, phase, title):
         tag = "" if od == "dev" else " [diagnostic]"
         for rec in sizes:
             e = med([(s["user_s"] + s["sys_s"]) / gb(s) for s in evp if s["rec"] == rec])
+            model = summary.get((od, rec), {}).get("model")
+            v = model / e if model is not None and e else None
+            shown = None if v is None else f"{v:.2f} ({model:.3f} vs EVP {e:.3f} s/GB)"
+            verdict(phase, f"device CPU (device model, in tlsnicd) / raw EVP <= {TARGET_DEV_VS_EVP}{tag}",
+                    rec, v, v is not None and v <= TARGET_DEV_VS_EVP, shown)
+        for rec in sizes:
+            e = med([(s["user_s"] + s["sys_s"]) / gb(s) for s in evp if s["rec"] == rec])
             d_dev = per_round(od, rec, lambda s: s["dev_cpu_s"] / gb(s))
             d_null = per_round("null", rec, lambda s: s["dev_cpu_s"] / gb(s))
             crypto = med([d_dev[r] - d_null[r] for r in d_dev if r in d_null])
             v = crypto / e if crypto is not None and e else None
-            shown = None if v is None else f"{v:.2f} ({crypto:.3f} vs EVP {e:.3f} s/GB)"
-            verdict(phase, f"device crypto CPU (tlsnicd offload - NULL) / raw EVP <= {TARGET_DEV_VS_EVP}{tag}",
-                    rec, v, v is not None and v <= TARGET_DEV_VS_EVP, shown)
+            shown = "n/a" if v is None else f"{v:.2f} ({crypto:.3f} vs EVP {e:.3f} s/GB)"
+            w(f"| all of tlsnicd, emulation included: (offload - NULL) / raw EVP{tag} | {rec} | {shown} | reported |")
     w("")
     return summary, sizes, scen_present
 

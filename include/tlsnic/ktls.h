@@ -263,6 +263,9 @@ int tlsnic_stats_format(char *buf, size_t cap);
 
 struct tlsnic_sys_ops {
     ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+    /* Optional: records go out with send (no msghdr for the kernel to copy in) when set,
+     * else with sendmsg. */
+    ssize_t (*send)(int fd, const void *buf, size_t len, int flags);
     ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
     ssize_t (*recv)(int fd, void *buf, size_t len, int flags);
     ssize_t (*read)(int fd, void *buf, size_t len);

@@ -158,8 +158,10 @@ static int run_hook(struct tlsnic_fwd *fwd, struct fwd_side *s, uint8_t *buf, si
 {
     if (fwd->cfg.on_frame == NULL)
         return TLSNIC_FRAME_PASS;
+    uint64_t t0 = now_ns();
     int v = fwd->cfg.on_frame(fwd->cfg.hook_ctx, (int)s->dir, buf + VNET_LEN, len - VNET_LEN,
                               (struct virtio_net_hdr *)buf);
+    s->st->hook_ns += now_ns() - t0;
     if (v == TLSNIC_FRAME_PASS)
         return v;
     if (v < 0)
@@ -396,6 +398,7 @@ int tlsnic_fwd_stats_format(const struct tlsnic_fwd_stats *st, char *buf, size_t
             {"fault_lost", s->fault_lost},
             {"fault_dup", s->fault_dup},     {"fault_reordered", s->fault_reordered},
             {"bad_frames", s->bad_frames},   {"write_errors", s->write_errors},
+            {"hook_ns", s->hook_ns},
         };
         for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
             int n = snprintf(buf + used, cap - used, "%s_%s %llu\n", dir_name[d], rows[i].name,

@@ -24,7 +24,8 @@
 /* libc itself; tlsnic_sys starts as this and tlsnic_set_sys_ops(NULL) goes back to it. */
 #define LIBC_SYS_OPS                                                                          \
     {                                                                                         \
-        .sendmsg = sendmsg, .recvmsg = recvmsg, .recv = recv, .read = read, .pread = pread,   \
+        .sendmsg = sendmsg, .send = send, .recvmsg = recvmsg, .recv = recv, .read = read,     \
+        .pread = pread,                                                                       \
         .sendfile = sendfile, .readv = readv, .writev = writev, .poll = poll,                 \
         .setsockopt = setsockopt, .getsockopt = getsockopt, .fcntl = fcntl, .ioctl = ioctl,   \
         .close = close,                                                                       \

@@ -45,7 +45,9 @@ int tlsnic_tx_flush_locked(struct tlsnic_sock *s, int fd, int flags)
     while (tx->out_off < tx->out_len) {
         struct iovec iov = {.iov_base = tx->out + tx->out_off, .iov_len = tx->out_len - tx->out_off};
         struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-        ssize_t n = tlsnic_sys.sendmsg(fd, &m, flags & (MSG_DONTWAIT | MSG_NOSIGNAL));
+        int send_flags = flags & (MSG_DONTWAIT | MSG_NOSIGNAL);
+        ssize_t n = tlsnic_sys.send ? tlsnic_sys.send(fd, iov.iov_base, iov.iov_len, send_flags)
+                                    : tlsnic_sys.sendmsg(fd, &m, send_flags);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
