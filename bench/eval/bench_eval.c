@@ -825,6 +825,9 @@ static const EVP_CIPHER *evp_cipher(uint16_t cipher)
 }
 
 /* Raw EVP AEAD: seal the same bytes in records of rec (new nonce, 13-byte AAD, tag each). */
+#define EVP_MIN_S 0.3
+#define EVP_MAX_PASSES 64
+
 static int run_evp(const struct send_opts *o, struct sample *s)
 {
     static uint8_t out[MAX_REC + TAG_LEN];
@@ -837,18 +840,26 @@ static int run_evp(const struct send_opts *o, struct sample *s)
     getrusage(RUSAGE_SELF, &r0);
     double t0 = now_s();
     int ok = 1;
-    for (uint64_t done = 0, i = 0; done < s->bytes && ok; i++) {
-        size_t len = s->bytes - done < s->rec ? (size_t)(s->bytes - done) : s->rec;
-        memcpy(nonce + 4, &i, sizeof(i));
-        int n = 0;
-        ok = EVP_EncryptInit_ex(c, NULL, NULL, NULL, nonce) == 1 &&
-             EVP_EncryptUpdate(c, NULL, &n, aad, sizeof(aad)) == 1 &&
-             EVP_EncryptUpdate(c, out, &n, pattern + done % PATTERN_PERIOD, (int)len) == 1 &&
-             EVP_EncryptFinal_ex(c, out + n, &n) == 1 &&
-             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, tag) == 1;
-        done += len;
+    /* Whole passes over the sample's bytes until EVP_MIN_S have gone by (a pass over
+     * 150 MB takes ~30 ms here: too short to time against the machine's noise). */
+    uint64_t total = 0, i = 0;
+    double t1 = t0;
+    for (int pass = 0; ok && pass < EVP_MAX_PASSES && (pass == 0 || t1 - t0 < EVP_MIN_S); pass++) {
+        for (uint64_t done = 0; done < s->bytes && ok; i++) {
+            size_t len = s->bytes - done < s->rec ? (size_t)(s->bytes - done) : s->rec;
+            memcpy(nonce + 4, &i, sizeof(i));
+            int n = 0;
+            ok = EVP_EncryptInit_ex(c, NULL, NULL, NULL, nonce) == 1 &&
+                 EVP_EncryptUpdate(c, NULL, &n, aad, sizeof(aad)) == 1 &&
+                 EVP_EncryptUpdate(c, out, &n, pattern + done % PATTERN_PERIOD, (int)len) == 1 &&
+                 EVP_EncryptFinal_ex(c, out + n, &n) == 1 &&
+                 EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, tag) == 1;
+            done += len;
+        }
+        total += s->bytes;
+        t1 = now_s();
     }
-    double t1 = now_s();
+    s->bytes = total;
     getrusage(RUSAGE_SELF, &r1);
     EVP_CIPHER_CTX_free(c);
     s->wall_s = t1 - t0;
