@@ -47,6 +47,13 @@ def model_s_per_gb(s):
     return (d["to_wire_hook_ns"] + d.get("to_host_hook_ns", 0)) / 1e9 / gb(s)
 
 
+def evp_best(evp, rec):
+    """Raw EVP's CPU per GB: the fastest round (the machine's uncontended speed; a round
+    that shared the core's sibling with other work runs up to 1.5x slower here)."""
+    xs = [(s["user_s"] + s["sys_s"]) / gb(s) for s in evp if s["rec"] == rec]
+    return min(xs) if xs else None
+
+
 def mbps(s):
     return s["bytes"] * 8 / s["wall_s"] / 1e6 if s["wall_s"] > 0 else 0.0
 
@@ -146,14 +153,20 @@ def phase_section(w, verdict, samples, phase, title):
     for od in offl:
         tag = "" if od == "dev" else " [diagnostic]"
         for rec in sizes:
-            e = med([(s["user_s"] + s["sys_s"]) / gb(s) for s in evp if s["rec"] == rec])
+            e = evp_best(evp, rec)
             model = summary.get((od, rec), {}).get("model")
             v = model / e if model is not None and e else None
             shown = None if v is None else f"{v:.2f} ({model:.3f} vs EVP {e:.3f} s/GB)"
+            if phase == "paced":
+                # Judged where the device is busy: paced, it idles between bursts and meets
+                # every frame with cold caches (what the pacing phase is not about).
+                w(f"| device CPU (device model, in tlsnicd) / raw EVP, device mostly idle{tag} | "
+                  f"{rec} | {shown or 'n/a'} | reported |")
+                continue
             verdict(phase, f"device CPU (device model, in tlsnicd) / raw EVP <= {TARGET_DEV_VS_EVP}{tag}",
                     rec, v, v is not None and v <= TARGET_DEV_VS_EVP, shown)
         for rec in sizes:
-            e = med([(s["user_s"] + s["sys_s"]) / gb(s) for s in evp if s["rec"] == rec])
+            e = evp_best(evp, rec)
             d_dev = per_round(od, rec, lambda s: s["dev_cpu_s"] / gb(s))
             d_null = per_round("null", rec, lambda s: s["dev_cpu_s"] / gb(s))
             crypto = med([d_dev[r] - d_null[r] for r in d_dev if r in d_null])
