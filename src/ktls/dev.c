@@ -341,23 +341,32 @@ static void put_be64(uint8_t *p, uint64_t v)
     }
 }
 
-#define MIRROR_FULL_WAIT_MS 5000
+#define MIRROR_FULL_WAIT_NS 5000000000ll
+#define MIRROR_NAP_MIN_NS 50000   /* ACKs come back within a round trip: look again soon, */
+#define MIRROR_NAP_MAX_NS 1000000 /* then less often for a peer that is slow to ACK */
 
 /*
- * Room for the next record in the device-readable store (reserve, so the record is framed
- * there and sent from there: no copy), or, for a store without reserve, a put of the
- * record framed in buf. A full store holds only records the peer has not acknowledged
- * yet: wait for ACKs (bounded) rather than send a record the device could not resync
- * from. 0 or a negative errno.
+ * A full device-readable store holds only records the peer has not acknowledged yet (or
+ * acknowledged since the last look: records are released every RECLAIM_EVERY): look at
+ * the ACKs at once, then wait for more (bounded) rather than send a record the device
+ * could not resync from. rc is the store's answer; 1: try again, else what to return.
  */
-static int mirror_wait(struct tlsnic_sock *s, int fd, int waited_ms, int rc)
+static int mirror_wait(struct tlsnic_sock *s, int fd, int64_t *waited_ns, int rc)
 {
-    struct timespec nap = {.tv_sec = 0, .tv_nsec = 1000000};
     if (rc != -ENOSPC)
         return rc;
-    if (waited_ms >= MIRROR_FULL_WAIT_MS)
+    if (*waited_ns >= MIRROR_FULL_WAIT_NS)
         return -ENOBUFS;
-    nanosleep(&nap, NULL);
+    if (*waited_ns > 0 || s->tx.dev->framed_since_reclaim == 0) {
+        int64_t nap_ns = *waited_ns < MIRROR_NAP_MIN_NS ? MIRROR_NAP_MIN_NS : *waited_ns;
+        if (nap_ns > MIRROR_NAP_MAX_NS)
+            nap_ns = MIRROR_NAP_MAX_NS;
+        struct timespec nap = {.tv_sec = 0, .tv_nsec = (long)nap_ns};
+        nanosleep(&nap, NULL);
+        *waited_ns += nap_ns;
+    } else {
+        *waited_ns = 1; /* the next full store is a real one: nap from then on */
+    }
     tlsnic_dev_tx_reclaim(s, fd);
     return 1; /* try again */
 }
@@ -365,8 +374,8 @@ static int mirror_wait(struct tlsnic_sock *s, int fd, int waited_ms, int rc)
 static int mirror_reserve(struct tlsnic_sock *s, int fd, uint32_t len, uint8_t **room)
 {
     struct tlsnic_dev_tx *d = s->tx.dev;
-    for (int waited_ms = 0;; waited_ms++) {
-        int rc = mirror_wait(s, fd, waited_ms, d->mirror_ops->reserve(d->mirror, len, room));
+    for (int64_t waited_ns = 0;;) {
+        int rc = mirror_wait(s, fd, &waited_ns, d->mirror_ops->reserve(d->mirror, len, room));
         if (rc <= 0)
             return rc;
     }
@@ -375,9 +384,9 @@ static int mirror_reserve(struct tlsnic_sock *s, int fd, uint32_t len, uint8_t *
 static int mirror_put(struct tlsnic_sock *s, int fd, const uint8_t *rec, uint32_t len)
 {
     struct tlsnic_dev_tx *d = s->tx.dev;
-    for (int waited_ms = 0;; waited_ms++) {
+    for (int64_t waited_ns = 0;;) {
         int rc = d->mirror_ops->put(d->mirror, seq_of(d, d->write_pos), d->next_seq, rec, len);
-        rc = mirror_wait(s, fd, waited_ms, rc);
+        rc = mirror_wait(s, fd, &waited_ns, rc);
         if (rc <= 0)
             return rc;
     }

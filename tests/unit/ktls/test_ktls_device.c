@@ -766,6 +766,104 @@ static void a_store_the_device_never_wrote_flags_into_leaves_the_asking_to_the_d
     conn_free(&c);
 }
 
+/* A store of 4 records that frees what the peer acknowledged: full most of the time. */
+#define TINY_STORE 4
+static struct {
+    uint32_t start[TINY_STORE], len[TINY_STORE];
+    size_t oldest, used;
+    int room_open, full_answers;
+    uint8_t room[TLSNIC_REC_MAX_WIRE_LEN * TINY_STORE];
+} tiny;
+
+static int tiny_open(void *ctx, void **store)
+{
+    (void)ctx;
+    *store = &tiny;
+    return 0;
+}
+static int tiny_put(void *store, uint32_t tcp_seq, uint64_t rec_seq, const uint8_t *rec,
+                     uint32_t len)
+{
+    return -EOPNOTSUPP; /* reserve / commit only */
+}
+static int tiny_reserve(void *store, uint32_t len, uint8_t **room)
+{
+    if (tiny.used == TINY_STORE) {
+        tiny.full_answers++;
+        return -ENOSPC;
+    }
+    *room = tiny.room + ((tiny.oldest + tiny.used) % TINY_STORE) * TLSNIC_REC_MAX_WIRE_LEN;
+    tiny.room_open = 1;
+    return 0;
+}
+static void tiny_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
+{
+    size_t i = (tiny.oldest + tiny.used) % TINY_STORE;
+    tiny.start[i] = tcp_seq;
+    tiny.len[i] = len;
+    tiny.used++;
+    tiny.room_open = 0;
+}
+static void tiny_release(void *store, uint32_t acked_seq)
+{
+    while (tiny.used > 0 &&
+           (int32_t)(acked_seq - (tiny.start[tiny.oldest] + tiny.len[tiny.oldest])) >= 0) {
+        tiny.oldest = (tiny.oldest + 1) % TINY_STORE;
+        tiny.used--;
+    }
+}
+static const struct tlsnic_rec_store *tiny_view(void *store)
+{
+    return &mirror->view;
+}
+static void tiny_close(void *store)
+{
+}
+static const struct tlsnic_dev_store_ops tiny_ops = {
+    .open = tiny_open, .put = tiny_put, .reserve = tiny_reserve, .commit = tiny_commit,
+    .release = tiny_release, .view = tiny_view, .close = tiny_close,
+};
+
+static int setup_tiny(void **state)
+{
+    setup_mirror(state);
+    memset(&tiny, 0, sizeof(tiny));
+    tlsnic_set_device_store(&tiny_ops, NULL);
+    return 0;
+}
+
+static void a_full_store_waits_for_acknowledgements_and_loses_nothing(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    static uint8_t data[1000];
+    memset(data, 0x71, sizeof(data));
+    const size_t rec_len = TLSNIC_REC_HDR_LEN + 8 + sizeof(data) + TLSNIC_REC_TAG_LEN;
+    /* The peer reads everything it gets, so ACKs keep coming: 64 records through a store
+       of 4, each send waiting for room when the store is full. */
+    size_t got = 0;
+    static uint8_t buf[65536];
+    for (int i = 0; i < 64; i++) {
+        assert_int_equal(tlsnic_send(c.fd, data, sizeof(data), MSG_DONTWAIT), (ssize_t)sizeof(data));
+        ssize_t n;
+        while ((n = recv(c.peer, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+            got += (size_t)n;
+    }
+    for (int step = 0; step < 2000 && got < 64 * rec_len; step++) {
+        ssize_t n = recv(c.peer, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n > 0)
+            got += (size_t)n;
+        else
+            usleep(1000);
+    }
+    assert_int_equal(got, 64 * rec_len);
+    assert_true(tiny.full_answers > 0); /* it was full, and the sends waited */
+    assert_true(tiny.used <= TINY_STORE);
+    assert_false(tiny.room_open);
+    conn_free(&c);
+}
+
 /* Reads the big-endian 64-bit field at p. */
 static uint64_t be64(const uint8_t *p)
 {
@@ -984,6 +1082,8 @@ int main(void)
                                         setup_rooms, teardown_mirror),
         cmocka_unit_test_setup_teardown(a_store_the_device_never_wrote_flags_into_leaves_the_asking_to_the_device,
                                         setup_rooms, teardown_mirror),
+        cmocka_unit_test_setup_teardown(a_full_store_waits_for_acknowledgements_and_loses_nothing,
+                                        setup_tiny, teardown_mirror),
         cmocka_unit_test_setup_teardown(a_store_with_rooms_gets_records_framed_in_place_and_no_copies,
                                         setup_rooms, teardown_mirror),
         cmocka_unit_test_setup_teardown(device_gets_the_mappable_store_and_it_gets_every_record, setup_mirror, teardown_mirror),
