@@ -70,10 +70,10 @@
 #include <openssl/x509.h>
 
 #include "eval.h"
+#include "tlsnic/attach.h"
 #include "tlsnic/ctl.h"
 #include "tlsnic/keyexport.h"
 #include "tlsnic/ktls.h"
-#include "tlsnic/shmstore.h"
 
 #define PORT_TCP 0
 #define PORT_NULL 1
@@ -540,49 +540,10 @@ static struct tlsnic_dev *daemon_dev;
 
 /*
  * The record store of device-mode sockets (dev, devlazy, null): shared memory the daemon
- * maps read-only, as src/attach gives the daemon (tlsnic_set_device_store), so tlsnicd can
- * resync from the host store when its checkpoints cannot serve. Same slot count as attach.
+ * maps read-only, set up as src/attach does for its own device (tlsnic_attach_shm_store_ops),
+ * so tlsnicd can resync from the host store when its checkpoints cannot serve.
  */
-#define STORE_SLOTS 1024u
-
-static int store_open(void *ctx, void **store)
-{
-    return tlsnic_shm_writer_new((tlsnic_shm_writer **)store, STORE_SLOTS, 0);
-}
-static int store_put(void *store, uint32_t tcp_seq, uint64_t rec_seq, const uint8_t *rec,
-                     uint32_t len)
-{
-    return tlsnic_shm_writer_put(store, tcp_seq, rec_seq, rec, len);
-}
-static int store_reserve(void *store, uint32_t len, uint8_t **room)
-{
-    return tlsnic_shm_writer_reserve(store, len, room);
-}
-static void store_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
-{
-    tlsnic_shm_writer_commit(store, tcp_seq, rec_seq, len);
-}
-static uint32_t store_device_flags(void *store)
-{
-    return tlsnic_shm_writer_device_flags(store);
-}
-static void store_release(void *store, uint32_t acked_seq)
-{
-    tlsnic_shm_writer_release(store, acked_seq);
-}
-static const struct tlsnic_rec_store *store_view(void *store)
-{
-    return tlsnic_shm_writer_store(store);
-}
-static void store_close(void *store)
-{
-    tlsnic_shm_writer_free(store);
-}
-static const struct tlsnic_dev_store_ops shm_store_ops = {
-    .open = store_open, .put = store_put, .reserve = store_reserve, .commit = store_commit,
-    .device_flags = store_device_flags,
-    .release = store_release, .view = store_view,
-    .close = store_close};
+static uint32_t store_slots = TLSNIC_ATTACH_DEFAULT_SLOTS;
 
 /* devlazy: the daemon's device, with flow_flags answered from a cache refreshed at most
  * every LAZY_FLAGS_NS (one bench flow at a time, so one cache entry). */
@@ -940,7 +901,7 @@ static int do_send(const struct send_opts *o, const int *scs, int n_sc, const si
             }
         }
     }
-    tlsnic_set_device_store(&shm_store_ops, NULL);
+    tlsnic_set_device_store(&tlsnic_attach_shm_store_ops, &store_slots);
     int total = rounds * n_sizes * n_sc, done = 0, failed = 0;
     int tty = isatty(STDERR_FILENO);
     for (int r = 0; r < rounds; r++) {

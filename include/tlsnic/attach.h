@@ -31,6 +31,7 @@
 #define TLSNIC_ATTACH_H
 
 #include "tlsnic/devops.h"
+#include "tlsnic/ktls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,6 +50,14 @@ int tlsnic_attach_daemon(const char *path);
 
 /* The path in use ("" when not attached). */
 const char *tlsnic_attach_path(void);
+
+/*
+ * The record store tlsnic_attach_daemon sets up (tlsnic_set_device_store), for programs
+ * that pick their device themselves: a shared-memory store (shmstore.h) per offloaded
+ * direction, framed in place, with the flags tlsnicd writes there. ctx: a uint32_t that
+ * stays valid, the number of record slots of each store.
+ */
+extern const struct tlsnic_dev_store_ops tlsnic_attach_shm_store_ops;
 
 /* Contexts re-added after daemon restarts so far (also the TlsnicTxDeviceReadd counter). */
 unsigned long tlsnic_attach_restarts_seen(void);

@@ -209,8 +209,8 @@ static const struct tlsnic_dev_ops attach_ops = {
 
 static int shm_open_store(void *ctx, void **store)
 {
-    const struct attach *a = ctx;
-    return tlsnic_shm_writer_new((tlsnic_shm_writer **)store, a->slots, 0);
+    const uint32_t *n_slots = ctx;
+    return tlsnic_shm_writer_new((tlsnic_shm_writer **)store, *n_slots, 0);
 }
 
 static int shm_put(void *store, uint32_t tcp_seq, uint64_t rec_seq, const uint8_t *rec,
@@ -249,7 +249,7 @@ static void shm_close(void *store)
     tlsnic_shm_writer_free(store);
 }
 
-static const struct tlsnic_dev_store_ops shm_ops = {
+const struct tlsnic_dev_store_ops tlsnic_attach_shm_store_ops = {
     .open = shm_open_store,
     .put = shm_put,
     .reserve = shm_reserve,
@@ -302,7 +302,7 @@ int tlsnic_attach_daemon(const char *path)
     a->dev.ops = &attach_ops;
     a->dev.priv = a;
     pthread_atfork(NULL, NULL, forget_connection_in_child);
-    tlsnic_set_device_store(&shm_ops, a);
+    tlsnic_set_device_store(&tlsnic_attach_shm_store_ops, &a->slots);
     tlsnic_set_device(&a->dev);
     return 0;
 }
