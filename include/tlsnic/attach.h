@@ -21,8 +21,8 @@
  * the payload of those flows until then, so no plaintext leaves meanwhile.
  *
  * Environment: TLSNIC_CTL=path ("off": no daemon, tlsnic_attach_daemon returns 0 and
- * leaves the device unset); TLSNIC_SHM_SLOTS=n records per store (default 1024, one
- * record of up to 16 KB each: the unacknowledged window must fit); TLSNIC_ATTACH_DEBUG=1
+ * leaves the device unset); TLSNIC_SHM_SLOTS=n records per store at most (default 4096,
+ * in 8 MB: the unacknowledged window must fit, else sends wait for ACKs); TLSNIC_ATTACH_DEBUG=1
  * one line on stderr per connection event.
  *
  * Errors: negative errno.
@@ -39,7 +39,7 @@ extern "C" {
 
 #define TLSNIC_ATTACH_DEFAULT_CTL "/run/tlsnicd.sock"
 #define TLSNIC_ATTACH_RETRY_MS 20
-#define TLSNIC_ATTACH_DEFAULT_SLOTS 1024u
+#define TLSNIC_ATTACH_DEFAULT_SLOTS 4096u
 
 /*
  * Makes the daemon at path (NULL: from the environment, see above) the device of the host

@@ -9,14 +9,18 @@
  * connection closes: a host that goes away frees its share.
  *
  * Layout (native byte order: both ends are on one machine):
- *   header (64 bytes): u32 magic, u32 version, u32 n_slots, u32 slot_bytes,
- *                      u32 device_flags, zeros
- *   n_slots slots, each: u32 gen | u32 tcp_seq | u32 len | u32 0 | u64 rec_seq |
- *                        slot_bytes of record
- * A slot with len 0 is free. The writer makes gen odd before changing a slot and even
- * after; the reader copies a slot out and keeps the copy only if gen was even and
- * unchanged around the copy (a seqlock), so it never uses a record torn by a release.
- * The reader trusts nothing it reads there: every length is checked against the mapping.
+ *   header (a page of its own, 4096 bytes): u32 magic, u32 version, u32 n_desc,
+ *                      u32 data_bytes, u32 device_flags, u32 max_record, zeros
+ *   n_desc descriptors, each: u32 gen | u32 tcp_seq | u32 len | u32 off | u64 rec_seq
+ *   (padding to 64 bytes) data_bytes of records: the data ring
+ * Records are packed one after the other in the data ring (a record never wraps: one that
+ * does not fit before the end starts at 0), so a store costs what the unacknowledged
+ * window holds, whatever the record size. A descriptor with len 0 is free. The writer
+ * makes gen odd before changing a descriptor and even after, and releases a record's
+ * descriptor before its bytes can be reused; the reader copies a record out and keeps the
+ * copy only if gen was even and unchanged around the copy (a seqlock), so it never uses a
+ * record torn by a release and a reuse. The reader trusts nothing it reads there: every
+ * offset and length is checked against the ring.
  *
  * device_flags is the one word the daemon writes (the analog of a NIC writing a status
  * word into host memory): the flow's TLSNIC_FLOW_F_* flags | TLSNIC_FLOW_F_LIVE, so the
@@ -39,20 +43,24 @@ extern "C" {
 #endif
 
 #define TLSNIC_SHM_MAGIC 0x544c534eu /* "TLSN" */
-#define TLSNIC_SHM_VERSION 2u
-#define TLSNIC_SHM_HDR_LEN 64u
-#define TLSNIC_SHM_SLOT_HDR_LEN 24u
-#define TLSNIC_SHM_MAX_SLOTS 65536u
+#define TLSNIC_SHM_VERSION 3u
+#define TLSNIC_SHM_HDR_LEN 4096u
+#define TLSNIC_SHM_DESC_LEN 24u
+#define TLSNIC_SHM_MAX_RECORDS 65536u
+#define TLSNIC_SHM_DEFAULT_DATA_BYTES (8u << 20) /* twice Linux's default largest send
+                                                    buffer (tcp_wmem max, 4 MB) */
 
 /* ---- host side ---------------------------------------------------------------------- */
 
 typedef struct tlsnic_shm_writer tlsnic_shm_writer;
 
 /*
- * Creates a store of n_slots records of up to slot_bytes each (0 = the largest TLS
- * record, TLSNIC_REC_MAX_WIRE_LEN). *out owns it and its memfd.
+ * Creates a store that holds up to n_records records and data_bytes of them (0 =
+ * TLSNIC_SHM_DEFAULT_DATA_BYTES); a record may be up to the largest TLS record
+ * (TLSNIC_REC_MAX_WIRE_LEN), or data_bytes if that is less. *out owns it and its memfd.
+ * Pages are touched only as records reach them.
  */
-int tlsnic_shm_writer_new(tlsnic_shm_writer **out, uint32_t n_slots, uint32_t slot_bytes);
+int tlsnic_shm_writer_new(tlsnic_shm_writer **out, uint32_t n_records, uint32_t data_bytes);
 /*
  * Wipes every record the store held and gives it up. Up to 8 stores per process are kept,
  * empty, for the next tlsnic_shm_writer_new of the same size (same memfd: its pages are
@@ -67,18 +75,18 @@ int tlsnic_shm_writers_kept(void);
 /*
  * Retains a record of len bytes starting at TCP sequence tcp_seq. Records are put in the
  * order they are sent (one TX stream per store): put and release cost O(1), not a scan.
- * -ENOSPC when every slot holds an unacknowledged record, -EMSGSIZE when len > slot_bytes
- * or 0.
+ * -ENOSPC when n_records records or data_bytes of them are held unacknowledged,
+ * -EMSGSIZE when len is 0 or more than a record may be.
  */
 int tlsnic_shm_writer_put(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
                           const uint8_t *bytes, uint32_t len);
 
 /*
  * put in two steps, without the copy: reserve returns room for a record of len bytes in
- * the next slot (-EMSGSIZE, -ENOSPC as put; -EBUSY if a reservation is open); the caller
- * writes the record there and commits it (the reader cannot see the slot in between).
+ * the data ring (-EMSGSIZE, -ENOSPC as put; -EBUSY if a reservation is open); the caller
+ * writes the record there and commits it (the reader cannot see it in between).
  * The room stays valid, and the store leaves it alone, until release covers the record.
- * A commit with a len larger than the slot leaves the slot free.
+ * A commit with a len other than a record may have (0, too long) keeps the record out.
  */
 int tlsnic_shm_writer_reserve(tlsnic_shm_writer *w, uint32_t len, uint8_t **room);
 void tlsnic_shm_writer_commit(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,

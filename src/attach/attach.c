@@ -295,7 +295,7 @@ int tlsnic_attach_daemon(const char *path)
     const char *slots = getenv("TLSNIC_SHM_SLOTS");
     if (slots != NULL) {
         unsigned long n = strtoul(slots, NULL, 10);
-        if (n >= 16 && n <= TLSNIC_SHM_MAX_SLOTS)
+        if (n >= 16 && n <= TLSNIC_SHM_MAX_RECORDS)
             a->slots = (uint32_t)n;
     }
     a->debug = getenv("TLSNIC_ATTACH_DEBUG") != NULL;

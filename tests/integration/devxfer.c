@@ -180,7 +180,7 @@ static int do_send(const char *addr, const char *port, unsigned long long bytes,
     tlsnic_shm_writer *store;
     if (tlsnic_simhost_new(&host, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128, 0, isn,
                            n_records * REC_LEN) < 0 ||
-        tlsnic_shm_writer_new(&store, STORE_SLOTS, REC_LEN) < 0) {
+        tlsnic_shm_writer_new(&store, STORE_SLOTS, 0) < 0) {
         fprintf(stderr, "devxfer: out of memory\n");
         return 1;
     }

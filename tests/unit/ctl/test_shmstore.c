@@ -74,7 +74,7 @@ static void the_record_containing_a_sequence_is_found(void **state)
     assert_int_equal(get(p, 999, &ref), -ENOENT);
 }
 
-static void released_records_are_gone_and_their_slots_reused(void **state)
+static void released_records_are_gone_and_their_room_reused(void **state)
 {
     struct pair *p = *state;
     uint8_t rec[50] = {0};
@@ -103,7 +103,7 @@ static void sequence_numbers_wrap(void **state)
     assert_int_equal(get(p, 0x10, &ref), -ENOENT);
 }
 
-static void a_record_larger_than_a_slot_is_refused(void **state)
+static void a_record_longer_than_the_store_allows_is_refused(void **state)
 {
     struct pair *p = *state;
     static uint8_t big[1025];
@@ -130,22 +130,26 @@ static void a_reserved_record_is_invisible_until_committed(void **state)
 static void a_committed_room_stays_put_until_released(void **state)
 {
     struct pair *p = *state;
-    uint8_t *first = NULL, *room = NULL;
-    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 100, &first), 0);
-    memset(first, 'f', 100);
-    tlsnic_shm_writer_commit(p->w, 0, 0, 100);
-    for (uint32_t i = 1; i < 4; i++) {
-        assert_int_equal(tlsnic_shm_writer_reserve(p->w, 100, &room), 0);
-        assert_ptr_not_equal(room, first);
-        memset(room, 'x', 100);
-        tlsnic_shm_writer_commit(p->w, 100 * i, i, 100);
+    uint8_t *room[4], *again = NULL;
+    /* 4 records of 250 bytes fill the 4 descriptors and [0, 1000) of the 1024-byte ring. */
+    for (uint32_t i = 0; i < 4; i++) {
+        assert_int_equal(tlsnic_shm_writer_reserve(p->w, 250, &room[i]), 0);
+        memset(room[i], 'a' + (int)i, 250);
+        tlsnic_shm_writer_commit(p->w, 250 * i, i, 250);
     }
-    for (int i = 0; i < 100; i++)
-        assert_int_equal(first[i], 'f');
-    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 100, &room), -ENOSPC);
-    tlsnic_shm_writer_release(p->w, 100);
-    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 100, &room), 0);
-    assert_ptr_equal(room, first); /* the released slot, and only now */
+    for (uint32_t i = 1; i < 4; i++)
+        assert_ptr_equal(room[i], room[i - 1] + 250);
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 10, &again), -ENOSPC);
+    for (uint32_t i = 0; i < 4; i++)
+        for (int b = 0; b < 250; b++)
+            assert_int_equal(room[i][b], 'a' + (int)i);
+    /* The first acknowledged: its bytes, and only they, are the next room. */
+    tlsnic_shm_writer_release(p->w, 250);
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 200, &again), 0);
+    assert_ptr_equal(again, room[0]);
+    for (uint32_t i = 1; i < 4; i++)
+        for (int b = 0; b < 250; b++)
+            assert_int_equal(room[i][b], 'a' + (int)i);
 }
 
 static void reserve_refuses_a_second_reservation_and_bad_lengths(void **state)
@@ -166,14 +170,14 @@ static void a_store_given_up_comes_back_wiped_and_empty(void **state)
 {
     (void)state;
     tlsnic_shm_writer *w = NULL, *again = NULL;
-    assert_int_equal(tlsnic_shm_writer_new(&w, 3, 512), 0);
+    assert_int_equal(tlsnic_shm_writer_new(&w, 3, 1200), 0);
     uint8_t rec[400];
     memset(rec, 'p', sizeof(rec));
     for (uint32_t i = 0; i < 3; i++)
         assert_int_equal(tlsnic_shm_writer_put(w, 400 * i, i, rec, sizeof(rec)), 0);
     int fd = tlsnic_shm_store_fd(tlsnic_shm_writer_store(w));
     tlsnic_shm_writer_free(w);
-    assert_int_equal(tlsnic_shm_writer_new(&again, 3, 512), 0);
+    assert_int_equal(tlsnic_shm_writer_new(&again, 3, 1200), 0);
     int fd_again = tlsnic_shm_store_fd(tlsnic_shm_writer_store(again));
     tlsnic_shm_reader *r = NULL;
     assert_int_equal(tlsnic_shm_reader_open(&r, fd_again), 0);
@@ -250,37 +254,121 @@ static int crafted_store(const void *hdr, size_t hdr_len, size_t size)
 static void a_header_that_does_not_fit_the_file_is_refused(void **state)
 {
     (void)state;
-    uint32_t hdr[4] = {TLSNIC_SHM_MAGIC, TLSNIC_SHM_VERSION, 1000, 16384};
-    int fd = crafted_store(hdr, sizeof(hdr), 4096);
+    uint32_t hdr[6] = {TLSNIC_SHM_MAGIC, TLSNIC_SHM_VERSION, 1000, 16384, 0, 16384};
+    int fd = crafted_store(hdr, sizeof(hdr), 8192);
     tlsnic_shm_reader *r;
     assert_int_equal(tlsnic_shm_reader_open(&r, fd), -EBADMSG);
     close(fd);
-    uint32_t bad_magic[4] = {0x12345678, TLSNIC_SHM_VERSION, 1, 64};
-    fd = crafted_store(bad_magic, sizeof(bad_magic), 4096);
+    uint32_t bad_magic[6] = {0x12345678, TLSNIC_SHM_VERSION, 1, 64, 0, 64};
+    fd = crafted_store(bad_magic, sizeof(bad_magic), 8192);
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd), -EBADMSG);
+    close(fd);
+    /* A largest record larger than the ring cannot be. */
+    uint32_t big_record[6] = {TLSNIC_SHM_MAGIC, TLSNIC_SHM_VERSION, 1, 64, 0, 65};
+    fd = crafted_store(big_record, sizeof(big_record), 8192);
     assert_int_equal(tlsnic_shm_reader_open(&r, fd), -EBADMSG);
     close(fd);
 }
 
-static void a_slot_claiming_more_than_its_size_is_not_read(void **state)
+/* A store image of one descriptor and a 64-byte ring; returns its sealed memfd. */
+static int one_record_image(uint32_t tcp_seq, uint32_t len, uint32_t off)
+{
+    static uint8_t image[TLSNIC_SHM_HDR_LEN + 64 + 64];
+    memset(image, 0, sizeof(image));
+    uint32_t hdr[6] = {TLSNIC_SHM_MAGIC, TLSNIC_SHM_VERSION, 1, 64, 0, 64};
+    memcpy(image, hdr, sizeof(hdr));
+    uint32_t desc[4] = {0 /* gen */, tcp_seq, len, off};
+    memcpy(image + TLSNIC_SHM_HDR_LEN, desc, sizeof(desc));
+    return crafted_store(image, sizeof(image), sizeof(image));
+}
+
+static void a_descriptor_claiming_bytes_past_the_ring_is_not_read(void **state)
 {
     (void)state;
-    uint8_t image[TLSNIC_SHM_HDR_LEN + TLSNIC_SHM_SLOT_HDR_LEN + 64] = {0};
-    uint32_t hdr[4] = {TLSNIC_SHM_MAGIC, TLSNIC_SHM_VERSION, 1, 64};
-    memcpy(image, hdr, sizeof(hdr));
-    uint32_t slot[3] = {0 /* gen */, 1000 /* tcp_seq */, 1u << 30 /* len */};
-    memcpy(image + TLSNIC_SHM_HDR_LEN, slot, sizeof(slot));
-    int fd = crafted_store(image, sizeof(image), sizeof(image));
+    const uint32_t bad[][2] = {{1u << 30, 0}, {65, 0}, {10, 60}, {1, 64}, {8, 0xfffffffcu}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int fd = one_record_image(1000, bad[i][0], bad[i][1]);
+        tlsnic_shm_reader *r;
+        assert_int_equal(tlsnic_shm_reader_open(&r, fd), 0);
+        const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+        struct tlsnic_rec_ref ref;
+        assert_int_equal(st->ops->get_record(st->priv, 1000, &ref), -ENOENT);
+        tlsnic_shm_reader_free(r);
+        close(fd);
+    }
+    /* ... while one inside it is read: the image is right. */
+    int fd = one_record_image(1000, 10, 54);
     tlsnic_shm_reader *r;
     assert_int_equal(tlsnic_shm_reader_open(&r, fd), 0);
     const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
     struct tlsnic_rec_ref ref;
-    assert_int_equal(st->ops->get_record(st->priv, 1001, &ref), -ENOENT);
+    assert_int_equal(st->ops->get_record(st->priv, 1009, &ref), 0);
+    assert_int_equal(ref.len, 10);
     tlsnic_shm_reader_free(r);
     close(fd);
 }
 
+static void records_are_packed_and_wrap_to_the_start_of_the_ring(void **state)
+{
+    (void)state;
+    tlsnic_shm_writer *w;
+    assert_int_equal(tlsnic_shm_writer_new(&w, 16, 1000), 0);
+    uint8_t *room[5];
+    uint32_t seq = 0;
+    /* 3 x 300 bytes fill [0, 900); a 4th does not fit before the end nor before the
+       oldest record: the store is full by bytes with descriptors to spare. */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(tlsnic_shm_writer_reserve(w, 300, &room[i]), 0);
+        memset(room[i], 'a' + i, 300);
+        tlsnic_shm_writer_commit(w, seq, (uint64_t)i, 300);
+        seq += 300;
+    }
+    assert_ptr_equal(room[1], room[0] + 300);
+    assert_ptr_equal(room[2], room[0] + 600);
+    assert_int_equal(tlsnic_shm_writer_reserve(w, 300, &room[3]), -ENOSPC);
+    /* The oldest acknowledged: the next record starts at the ring's start. */
+    tlsnic_shm_writer_release(w, 300);
+    assert_int_equal(tlsnic_shm_writer_reserve(w, 250, &room[3]), 0);
+    assert_ptr_equal(room[3], room[0]);
+    memset(room[3], 'd', 250);
+    tlsnic_shm_writer_commit(w, seq, 3, 250);
+    seq += 250;
+    /* Between its end (250) and the oldest record (300) only 49 bytes are free. */
+    assert_int_equal(tlsnic_shm_writer_reserve(w, 50, &room[4]), -ENOSPC);
+    assert_int_equal(tlsnic_shm_writer_reserve(w, 40, &room[4]), 0);
+    assert_ptr_equal(room[4], room[0] + 250);
+    memset(room[4], 'e', 40);
+    tlsnic_shm_writer_commit(w, seq, 4, 40);
+    /* Every record still held reads back whole, by any of its sequence numbers. */
+    tlsnic_shm_reader *r;
+    assert_int_equal(tlsnic_shm_reader_open(&r, tlsnic_shm_store_fd(tlsnic_shm_writer_store(w))), 0);
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    const struct {
+        uint32_t seq, len;
+        char fill;
+    } want[] = {{300, 300, 'b'}, {600, 300, 'c'}, {900, 250, 'd'}, {1150, 40, 'e'}};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        struct tlsnic_rec_ref ref;
+        assert_int_equal(st->ops->get_record(st->priv, want[i].seq + want[i].len - 1, &ref), 0);
+        assert_int_equal(ref.tcp_seq, want[i].seq);
+        assert_int_equal(ref.len, want[i].len);
+        for (uint32_t b = 0; b < ref.len; b++)
+            assert_int_equal(ref.bytes[b], want[i].fill);
+    }
+    struct tlsnic_rec_ref gone;
+    assert_int_equal(st->ops->get_record(st->priv, 0, &gone), -ENOENT);
+    /* Everything acknowledged: the ring starts over at 0. */
+    tlsnic_shm_writer_release(w, 1190);
+    assert_int_equal(tlsnic_shm_writer_reserve(w, 1001, &room[0]), -EMSGSIZE);
+    assert_int_equal(tlsnic_shm_writer_reserve(w, 1000, &room[1]), 0);
+    assert_ptr_equal(room[1], room[3]);
+    tlsnic_shm_writer_commit(w, 2000, 9, 1000);
+    tlsnic_shm_reader_free(r);
+    tlsnic_shm_writer_free(w);
+}
+
 /*
- * A writer process rewrites one slot as fast as it can, each version filled with one
+ * A writer process rewrites one record as fast as it can, each version filled with one
  * byte value tied to its record number; every record the reader accepts must be whole.
  */
 static void the_reader_never_returns_a_torn_record(void **state)
@@ -342,9 +430,9 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(the_record_containing_a_sequence_is_found),
-        T(released_records_are_gone_and_their_slots_reused),
+        T(released_records_are_gone_and_their_room_reused),
         T(sequence_numbers_wrap),
-        T(a_record_larger_than_a_slot_is_refused),
+        T(a_record_longer_than_the_store_allows_is_refused),
         T(only_a_writers_store_names_a_memfd),
         T(flags_the_reader_publishes_are_what_the_writer_reads),
         T(a_reserved_record_is_invisible_until_committed),
@@ -353,7 +441,8 @@ int main(void)
         cmocka_unit_test(a_store_given_up_comes_back_wiped_and_empty),
         cmocka_unit_test(an_unsealed_memfd_is_refused),
         cmocka_unit_test(a_header_that_does_not_fit_the_file_is_refused),
-        cmocka_unit_test(a_slot_claiming_more_than_its_size_is_not_read),
+        cmocka_unit_test(a_descriptor_claiming_bytes_past_the_ring_is_not_read),
+        cmocka_unit_test(records_are_packed_and_wrap_to_the_start_of_the_ring),
         cmocka_unit_test(the_reader_never_returns_a_torn_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
