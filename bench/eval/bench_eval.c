@@ -29,10 +29,6 @@
  *               device that does nothing (no crypto anywhere; tlsnicd only forwards);
  *         evp   no network: raw EVP AEAD sealing of the same bytes in the same record
  *               sizes, in this process (what the device's crypto is judged against).
- *         devlazy  diagnostic: dev, but the daemon's flow flags (src/ktls asks for them
- *               before every record, a control-channel round trip each) are asked at most
- *               once per millisecond, through a caching wrapper of the daemon's device:
- *               what device mode costs once that round trip is off the per-record path.
  *       Each sample is one JSON object per line appended to --json: wall time from the first
  *       write to the receiver's EOF, the sender's user and system CPU (getrusage), tlsnicd's
  *       CPU over the same interval (/proc/PID/stat and schedstat), TCP_INFO retransmissions,
@@ -80,7 +76,6 @@
 #define PORT_TLS 2
 #define N_PORTS 3
 #define IO_TIMEOUT_S_DEFAULT 30
-#define LAZY_FLAGS_NS 1000000L
 #define PATTERN_PERIOD 251 /* content byte at stream offset o is o % 251 */
 #define MAX_REC 16384
 #define TAG_LEN 16
@@ -89,9 +84,8 @@
 #define STATS_CAP 16384
 #define FLUSH_MAX_TRIES 5000
 
-enum scenario { S_TCP, S_SSL, S_SW, S_DEV, S_NULL, S_EVP, S_DEVLAZY, N_SCENARIOS };
-static const char *const scenario_names[N_SCENARIOS] = {"tcp", "ssl", "sw", "dev", "null", "evp",
-                                                        "devlazy"};
+enum scenario { S_TCP, S_SSL, S_SW, S_DEV, S_NULL, S_EVP, N_SCENARIOS };
+static const char *const scenario_names[N_SCENARIOS] = {"tcp", "ssl", "sw", "dev", "null", "evp"};
 
 /* Device counters whose deltas each sample carries (names as tlsnicd stats prints them). */
 static const char *const dev_counters[] = {
@@ -539,60 +533,12 @@ static size_t null_crypto_info(int version, uint16_t cipher, union tlsnic_crypto
 static struct tlsnic_dev *daemon_dev;
 
 /*
- * The record store of device-mode sockets (dev, devlazy, null): shared memory the daemon
+ * The record store of device-mode sockets (dev, null): shared memory the daemon
  * maps read-only, set up as src/attach does for its own device (tlsnic_attach_shm_store_ops),
  * so tlsnicd can resync from the host store when its checkpoints cannot serve.
  */
 static uint32_t store_slots = TLSNIC_ATTACH_DEFAULT_SLOTS;
 
-/* devlazy: the daemon's device, with flow_flags answered from a cache refreshed at most
- * every LAZY_FLAGS_NS (one bench flow at a time, so one cache entry). */
-static struct {
-    int64_t asked_ns;
-    uint32_t flags;
-} lazy_cache;
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int lazy_add(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
-                    enum tlsnic_dir dir, const void *ci, size_t len, uint32_t seq,
-                    const struct tlsnic_rec_store *store)
-{
-    lazy_cache.asked_ns = 0;
-    return daemon_dev->ops->add(daemon_dev, sockfd, flow, dir, ci, len, seq, store);
-}
-static int lazy_del(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
-                    enum tlsnic_dir dir)
-{
-    return daemon_dev->ops->del(daemon_dev, sockfd, flow, dir);
-}
-static int lazy_resync(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
-                       enum tlsnic_dir dir, uint32_t seq, uint64_t rec_seq)
-{
-    return daemon_dev->ops->resync(daemon_dev, sockfd, flow, dir, seq, rec_seq);
-}
-static int lazy_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *flow,
-                      enum tlsnic_dir dir, uint32_t *flags)
-{
-    int64_t now = mono_ns();
-    if (lazy_cache.asked_ns == 0 || now - lazy_cache.asked_ns >= LAZY_FLAGS_NS) {
-        int rc = daemon_dev->ops->flow_flags(daemon_dev, flow, dir, &lazy_cache.flags);
-        if (rc < 0)
-            return rc;
-        lazy_cache.asked_ns = now;
-    }
-    *flags = lazy_cache.flags;
-    return 0;
-}
-static const struct tlsnic_dev_ops lazy_ops = {
-    .name = "tlsnicd-lazy-flags", .add = lazy_add, .del = lazy_del, .resync = lazy_resync,
-    .flow_flags = lazy_flags};
-static struct tlsnic_dev lazy_dev = {.ops = &lazy_ops};
 
 /* Connects and sets the scenario up; returns the fd (and *ssl for TLS), or -errno. */
 static int connect_scenario(const struct send_opts *o, SSL_CTX *cctx, enum scenario sc, SSL **ssl,
@@ -629,7 +575,7 @@ static int connect_scenario(const struct send_opts *o, SSL_CTX *cctx, enum scena
         }
     }
     snprintf(mode, mode_cap, "%s", sc == S_TCP ? "plain" : sc == S_SSL ? "libssl" : "?");
-    int is_dev = sc == S_DEV || sc == S_DEVLAZY;
+    int is_dev = sc == S_DEV;
     if (sc == S_SSL || sc == S_SW || is_dev) {
         *ssl = SSL_new(cctx);
         if (*ssl == NULL || !SSL_set_fd(*ssl, fd) || SSL_connect(*ssl) != 1) {
@@ -647,10 +593,7 @@ static int connect_scenario(const struct send_opts *o, SSL_CTX *cctx, enum scena
             len = null_crypto_info(o->version, o->cipher, &ci);
         else if ((rc = tlsnic_keyexport(*ssl, 1, &ci, &len)) < 0)
             goto fail;
-        tlsnic_set_device(sc == S_SW     ? NULL
-                          : sc == S_NULL ? &null_dev
-                          : sc == S_DEV  ? daemon_dev
-                                         : &lazy_dev);
+        tlsnic_set_device(sc == S_SW ? NULL : sc == S_NULL ? &null_dev : daemon_dev);
         if (tlsnic_setsockopt(fd, SOL_TCP, TCP_ULP, "tls", 4) < 0 ||
             tlsnic_setsockopt(fd, SOL_TLS, TLS_TX, &ci, (socklen_t)len) < 0) {
             rc = -errno;
@@ -892,7 +835,7 @@ static int do_send(const struct send_opts *o, const int *scs, int n_sc, const si
         return 1;
     }
     for (int i = 0; i < n_sc; i++) {
-        if ((scs[i] == S_DEV || scs[i] == S_DEVLAZY) && daemon_dev == NULL) {
+        if (scs[i] == S_DEV && daemon_dev == NULL) {
             int rc = o->ctl ? tlsnic_ctl_client_open(o->ctl, 2000, &daemon_dev) : -ENOENT;
             if (rc < 0) {
                 fprintf(stderr, "bench_eval: dev needs tlsnicd's control socket (--ctl): %s\n",

@@ -13,13 +13,12 @@ import statistics
 import subprocess
 import sys
 
-SCEN_ORDER = ["tcp", "null", "dev", "devlazy", "sw", "ssl"]
-OFFLOAD = ["dev", "devlazy"]
+SCEN_ORDER = ["tcp", "null", "dev", "sw", "ssl"]
+OFFLOAD = ["dev"]
 SCEN_LABEL = {
     "tcp": "plain TCP",
     "null": "NULL cipher (framed, no crypto)",
     "dev": "tlsnic offload (tlsnicd)",
-    "devlazy": "offload, flags polled <= 1/ms (diagnostic)",
     "sw": "tlsnic software",
     "ssl": "OpenSSL SSL_write",
     "evp": "raw EVP AEAD (no network)",
