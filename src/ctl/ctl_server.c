@@ -86,7 +86,6 @@ struct outcome {
     size_t payload_len;
 };
 
-static void publish_flags(tlsnic_ctl_server *s, struct owned_flow *f);
 static void set_outcome(struct outcome *o, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -328,6 +327,18 @@ static int request_flow(int n_fds, const int *fds, int max_fds, struct tlsnic_fl
     return flow_from_socket(fds[0], flow, cookie, o);
 }
 
+/* Writes the device's flags for f into the host's store, if they changed (no-op without one). */
+static void publish_flags(tlsnic_ctl_server *s, struct owned_flow *f)
+{
+    uint32_t flags = 0;
+    if (f->store == NULL || s->cfg.dev->ops->flow_flags == NULL ||
+        s->cfg.dev->ops->flow_flags(s->cfg.dev, &f->flow, f->dir, &flags) < 0)
+        return;
+    flags |= TLSNIC_FLOW_F_LIVE;
+    if (flags != f->published && tlsnic_shm_reader_publish_flags(f->store, flags) == 0)
+        f->published = flags;
+}
+
 static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_ctl_msg *m,
                    int n_fds, const int *fds, struct outcome *o)
 {
@@ -375,18 +386,6 @@ static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_
     s->counters.fences_lifted += lifted;
     save_state(s);
     set_outcome(o, 0, lifted ? "added (fence lifted)" : "added");
-}
-
-/* Writes the device's flags for f into the host's store, if they changed (no-op without one). */
-static void publish_flags(tlsnic_ctl_server *s, struct owned_flow *f)
-{
-    uint32_t flags = 0;
-    if (f->store == NULL || s->cfg.dev->ops->flow_flags == NULL ||
-        s->cfg.dev->ops->flow_flags(s->cfg.dev, &f->flow, f->dir, &flags) < 0)
-        return;
-    flags |= TLSNIC_FLOW_F_LIVE;
-    if (flags != f->published && tlsnic_shm_reader_publish_flags(f->store, flags) == 0)
-        f->published = flags;
 }
 
 static struct owned_flow *find_by_cookie(tlsnic_ctl_server *s, uint64_t cookie,
