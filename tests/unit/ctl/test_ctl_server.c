@@ -30,6 +30,7 @@
 
 #include <cmocka.h>
 
+#include "tcp_pair.h"
 #include "tlsnic/ctl.h"
 
 struct fixture {
@@ -74,20 +75,13 @@ static void *serve(void *arg)
     }
 }
 
-static void tcp_pair(int *local, int *remote)
+/* A connected loopback pair (tests/unit/ktls/tcp_pair.c): local is the connecting end. */
+static void connected_pair(int *local, int *remote)
 {
-    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(ls >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(ls, 1), 0);
-    assert_int_equal(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
-    *local = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_int_equal(connect(*local, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    *remote = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
-    assert_true(*remote >= 0);
-    close(ls);
+    int fds[2];
+    assert_int_equal(tcp_pair(fds), 0);
+    *local = fds[0];
+    *remote = fds[1];
 }
 
 static void start_server(struct fixture *f)
@@ -116,7 +110,7 @@ static int setup_common(void **state, int stateful, int counters)
     assert_int_equal(pipe2(f->stop_pipe, O_CLOEXEC), 0);
     assert_int_equal(pthread_create(&f->thread, NULL, serve, f), 0);
     assert_int_equal(tlsnic_ctl_client_open(f->path, 2000, &f->client), 0);
-    tcp_pair(&f->tcp_local, &f->tcp_remote);
+    connected_pair(&f->tcp_local, &f->tcp_remote);
     *state = f;
     return 0;
 }
@@ -359,7 +353,7 @@ static void del_with_another_socket_is_refused(void **state)
     struct fixture *f = *state;
     assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
     int other_local, other_remote;
-    tcp_pair(&other_local, &other_remote);
+    connected_pair(&other_local, &other_remote);
     assert_int_equal(f->client->ops->del(f->client, other_local, NULL, TLSNIC_DIR_TX), -ENOENT);
     assert_int_equal(flows_in_daemon(f), 1);
     close(other_local);
@@ -404,7 +398,7 @@ static void a_process_without_the_socket_cannot_add_or_del_its_flow(void **state
         if (tlsnic_ctl_client_open(f->path, 2000, &dev) < 0)
             _exit(10);
         int own_local, own_remote;
-        tcp_pair(&own_local, &own_remote);
+        connected_pair(&own_local, &own_remote);
         struct tls12_crypto_info_aes_gcm_128 ci = good_info();
         uint32_t flags;
         int code = 0;
@@ -535,7 +529,7 @@ static void a_full_flow_table_is_refused_with_enospc(void **state)
     struct fixture *f = *state; /* the table holds 8 */
     int locals[9], remotes[9];
     for (int i = 0; i < 9; i++)
-        tcp_pair(&locals[i], &remotes[i]);
+        connected_pair(&locals[i], &remotes[i]);
     for (int i = 0; i < 8; i++)
         assert_int_equal(add(f->client, locals[i], TLSNIC_DIR_TX), 0);
     assert_int_equal(add(f->client, locals[8], TLSNIC_DIR_TX), -ENOSPC);
@@ -687,7 +681,7 @@ static void flow_stats_lists_offloaded_flows_before_ended_ones(void **state)
 {
     struct fixture *f = *state;
     int local2, remote2;
-    tcp_pair(&local2, &remote2);
+    connected_pair(&local2, &remote2);
     assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
     assert_int_equal(f->client->ops->del(f->client, f->tcp_local, NULL, TLSNIC_DIR_TX), 0);
     assert_int_equal(add(f->client, local2, TLSNIC_DIR_RX), 0);

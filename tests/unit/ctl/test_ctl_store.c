@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "tcp_pair.h"
 #include "tlsnic/ctl.h"
 #include "tlsnic/shmstore.h"
 
@@ -98,19 +99,13 @@ static void *serve(void *arg)
     }
 }
 
-static void tcp_pair(int *local, int *remote)
+/* A connected loopback pair (tests/unit/ktls/tcp_pair.c): local is the connecting end. */
+static void connected_pair(int *local, int *remote)
 {
-    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof(sa);
-    assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(listen(ls, 1), 0);
-    assert_int_equal(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
-    *local = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_int_equal(connect(*local, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    *remote = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
-    assert_true(*remote >= 0);
-    close(ls);
+    int fds[2];
+    assert_int_equal(tcp_pair(fds), 0);
+    *local = fds[0];
+    *remote = fds[1];
 }
 
 static int setup(void **state)
@@ -126,7 +121,7 @@ static int setup(void **state)
     assert_int_equal(pipe2(f->stop_pipe, O_CLOEXEC), 0);
     assert_int_equal(pthread_create(&f->thread, NULL, serve, f), 0);
     assert_int_equal(tlsnic_ctl_client_open(f->path, 2000, &f->client), 0);
-    tcp_pair(&f->tcp_local, &f->tcp_remote);
+    connected_pair(&f->tcp_local, &f->tcp_remote);
     assert_int_equal(tlsnic_shm_writer_new(&f->w, 8, 0), 0);
     *state = f;
     return 0;
