@@ -1,5 +1,5 @@
 /*
- * The in-process half of `tlsnic demo` that needs no root: the device model (src/nic) on
+ * The in-process half of `tlsnic demo` that needs no root: the device model (src/device) on
  * the simulated wire (src/wire). For each TLS version x cipher, libssl handshakes with
  * itself; the server's traffic keys go to the device; a host frames 4 MB of records in the
  * clear (as a device-mode socket does) and keeps them until acknowledged; a TCP-like sender

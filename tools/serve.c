@@ -44,7 +44,7 @@
 #include "tlsnic/keyexport.h"
 #include "tlsnic/ktls.h"
 #include "tlsnic/record.h"
-#include "tlsnic/selfcert.h"
+#include "selfcert.h"
 
 #define CERT_CN "tlsnic-serve"
 #define CERT_DAYS 1
@@ -480,7 +480,7 @@ static int serve_connection(SSL_CTX *ctx, int fd, const struct serve_opts *o, in
     if (rc == 0)
         rc = serve_request(fd, o, file_fd, size, &r);
     /* In device mode the close waits (bounded) until the peer acknowledged everything,
-     * before the device lets go of the flow (src/ktls/dev.c, tlsnic_dev_tx_linger). */
+     * before the device lets go of the flow (src/host/dev.c, tlsnic_dev_tx_linger). */
     if (tlsnic_close(fd) < 0 && rc == 0)
         rc = conn_fail(&r, "close", -errno);
     write_host_stats();

@@ -39,7 +39,7 @@
 #include "serve.h"
 #include "tls_pair.h"
 #include "tlsnic/attach.h"
-#include "tlsnic/ctl.h"
+#include "tlsnic/ctl_chan.h"
 #include "tlsnic/keyexport.h"
 #include "tlsnic/record.h"
 

@@ -24,7 +24,7 @@
  *         sw    tlsnic software mode (tlsnic_send; keys exported from the same handshake);
  *         dev   tlsnic device mode: the daemon at --ctl encrypts inline (tlsnic_set_device
  *               with the control-channel client, records kept in a shared-memory store the
- *               daemon maps, as src/attach does; the socket's mode is checked);
+ *               daemon maps, as src/host/attach.c does; the socket's mode is checked);
  *         null  the NULL-cipher floor: records framed by tlsnic's device-mode path for a
  *               device that does nothing (no crypto anywhere; tlsnicd only forwards);
  *         evp   no network: raw EVP AEAD sealing of the same bytes in the same record
@@ -67,7 +67,7 @@
 
 #include "eval.h"
 #include "tlsnic/attach.h"
-#include "tlsnic/ctl.h"
+#include "tlsnic/ctl_client.h"
 #include "tlsnic/keyexport.h"
 #include "tlsnic/ktls.h"
 
@@ -534,7 +534,7 @@ static struct tlsnic_dev *daemon_dev;
 
 /*
  * The record store of device-mode sockets (dev, null): shared memory the daemon
- * maps read-only, set up as src/attach does for its own device (tlsnic_attach_shm_store_ops),
+ * maps read-only, set up as src/host/attach.c does for its own device (tlsnic_attach_shm_store_ops),
  * so tlsnicd can resync from the host store when its checkpoints cannot serve.
  */
 static uint32_t store_slots = TLSNIC_ATTACH_DEFAULT_SLOTS;

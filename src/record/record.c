@@ -1,5 +1,5 @@
 /*
- * TLS record protection on OpenSSL EVP. See include/tlsnic/record.h for the contract.
+ * TLS record protection on OpenSSL EVP. See tlsnic/record.h (src/record/include) for the contract.
  *
  * Nonces (RFC 5288 / RFC 7905 / RFC 8446 5.3):
  *   TLS 1.2 AES-GCM:   salt (4) || explicit nonce (8, carried in the record)

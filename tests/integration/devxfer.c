@@ -38,9 +38,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "tlsnic/ctl.h"
+#include "tlsnic/ctl_client.h"
 #include "tlsnic/record.h"
-#include "tlsnic/shmstore.h"
+#include "tlsnic/shm_writer.h"
 #include "tlsnic/wire.h"
 
 #define CONTENT_PER_RECORD 4096

@@ -23,7 +23,9 @@
 #include <cmocka.h>
 
 #include "tcp_pair.h"
-#include "tlsnic/ctl.h"
+#include "flowtable.h"
+#include "tlsnic/ctl_client.h"
+#include "tlsnic/ctl_server.h"
 #include "tlsnic/ktls.h"
 
 struct daemon {

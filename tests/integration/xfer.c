@@ -41,7 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "tlsnic/ctl.h"
+#include "tlsnic/ctl_client.h"
 
 #define CHUNK 65536
 

@@ -1,0 +1,281 @@
+/* Fences and the state file (see fence.h). */
+#include "tlsnic/fence.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tlsnic/frame.h"
+
+#define DEFAULT_MAX_FLOWS 4096u
+
+enum slot_state { SLOT_FREE = 0, SLOT_USED = 1, SLOT_GONE = 2 /* tombstone */ };
+
+struct fence_slot {
+    uint8_t state;
+    struct tlsnic_flow flow;
+};
+
+struct tlsnic_fence {
+    struct fence_slot *slots;
+    uint32_t mask;  /* capacity - 1, capacity a power of two >= 2 * max_flows */
+    uint32_t max_flows;
+    uint32_t count;
+};
+
+static bool flow_equal(const struct tlsnic_flow *a, const struct tlsnic_flow *b)
+{
+    return a->family == b->family && a->local_port == b->local_port &&
+           a->remote_port == b->remote_port && memcmp(a->local, b->local, 16) == 0 &&
+           memcmp(a->remote, b->remote, 16) == 0;
+}
+
+static uint32_t flow_hash(const struct tlsnic_flow *flow)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    const uint8_t parts[5] = {flow->family, (uint8_t)flow->local_port,
+                              (uint8_t)(flow->local_port >> 8), (uint8_t)flow->remote_port,
+                              (uint8_t)(flow->remote_port >> 8)};
+    for (size_t i = 0; i < sizeof(parts); i++)
+        h = (h ^ parts[i]) * 16777619u;
+    for (size_t i = 0; i < 16; i++)
+        h = (h ^ flow->local[i]) * 16777619u;
+    for (size_t i = 0; i < 16; i++)
+        h = (h ^ flow->remote[i]) * 16777619u;
+    return h;
+}
+
+/* The slot holding flow, or NULL. Probing is bounded by the capacity. */
+static struct fence_slot *lookup(const tlsnic_fence *f, const struct tlsnic_flow *flow)
+{
+    uint32_t i = flow_hash(flow) & f->mask;
+    for (uint32_t probes = 0; probes <= f->mask; probes++, i = (i + 1) & f->mask) {
+        struct fence_slot *s = &f->slots[i];
+        if (s->state == SLOT_FREE)
+            return NULL;
+        if (s->state == SLOT_USED && flow_equal(&s->flow, flow))
+            return s;
+    }
+    return NULL;
+}
+
+int tlsnic_fence_new(tlsnic_fence **out, uint32_t max_flows)
+{
+    if (out == NULL)
+        return -EINVAL;
+    tlsnic_fence *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return -ENOMEM;
+    f->max_flows = max_flows ? max_flows : DEFAULT_MAX_FLOWS;
+    if (f->max_flows > (1u << 24)) {
+        free(f);
+        return -EINVAL;
+    }
+    uint32_t cap = 16;
+    while (cap < 2 * f->max_flows)
+        cap <<= 1;
+    f->slots = calloc(cap, sizeof(*f->slots));
+    if (f->slots == NULL) {
+        free(f);
+        return -ENOMEM;
+    }
+    f->mask = cap - 1;
+    *out = f;
+    return 0;
+}
+
+void tlsnic_fence_free(tlsnic_fence *f)
+{
+    if (f == NULL)
+        return;
+    free(f->slots);
+    free(f);
+}
+
+int tlsnic_fence_add(tlsnic_fence *f, const struct tlsnic_flow *flow)
+{
+    if (lookup(f, flow) != NULL)
+        return 0;
+    if (f->count >= f->max_flows)
+        return -ENOSPC;
+    /* Load stays <= 1/2 counting live slots; tombstones are reused. */
+    uint32_t i = flow_hash(flow) & f->mask;
+    for (uint32_t probes = 0; probes <= f->mask; probes++, i = (i + 1) & f->mask) {
+        struct fence_slot *s = &f->slots[i];
+        if (s->state != SLOT_USED) {
+            s->state = SLOT_USED;
+            s->flow = *flow;
+            f->count++;
+            return 0;
+        }
+    }
+    return -ENOSPC;
+}
+
+int tlsnic_fence_lift(tlsnic_fence *f, const struct tlsnic_flow *flow)
+{
+    struct fence_slot *s = lookup(f, flow);
+    if (s == NULL)
+        return -ENOENT;
+    s->state = SLOT_GONE;
+    f->count--;
+    if (f->count == 0)
+        memset(f->slots, 0, sizeof(*f->slots) * ((size_t)f->mask + 1)); /* drop tombstones */
+    return 0;
+}
+
+uint32_t tlsnic_fence_count(const tlsnic_fence *f)
+{
+    return f->count;
+}
+
+void tlsnic_fence_foreach(const tlsnic_fence *f,
+                          void (*cb)(void *ctx, const struct tlsnic_flow *flow), void *ctx)
+{
+    for (uint32_t i = 0; i <= f->mask; i++) {
+        if (f->slots[i].state == SLOT_USED)
+            cb(ctx, &f->slots[i].flow);
+    }
+}
+
+int tlsnic_fence_blocks(const tlsnic_fence *f, const uint8_t *frame, size_t len)
+{
+    if (f == NULL || f->count == 0)
+        return 0;
+    struct tlsnic_frame v;
+    int kind = tlsnic_frame_parse(frame, len, &v);
+    if (kind == TLSNIC_FRAME_OTHER)
+        return 0;
+    if (kind < 0)
+        return 1; /* the device could not read it either: it may be a fenced flow's */
+    if (v.payload_len == 0)
+        return 0; /* no payload: no record bytes to leak */
+    /* Towards the wire the source is the host's end of the flow. */
+    struct tlsnic_flow flow = {.family = v.family, .local_port = v.sport, .remote_port = v.dport};
+    memcpy(flow.local, v.src, 16);
+    memcpy(flow.remote, v.dst, 16);
+    return lookup(f, &flow) != NULL;
+}
+
+int tlsnic_fence_gate(const void *ctx, const uint8_t *frame, size_t len)
+{
+    return tlsnic_fence_blocks(ctx, frame, len);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* State file.                                                                                */
+
+int tlsnic_state_save(const char *path, const struct tlsnic_flow_dir *list, size_t n)
+{
+    char tmp[PATH_MAX];
+    int len = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (len < 0 || (size_t)len >= sizeof(tmp))
+        return -ENAMETOOLONG;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    FILE *out = fdopen(fd, "w");
+    if (out == NULL) {
+        int err = -errno;
+        close(fd);
+        unlink(tmp);
+        return err;
+    }
+    int err = 0;
+    for (size_t i = 0; i < n && err == 0; i++) {
+        const struct tlsnic_flow *fl = &list[i].flow;
+        char l[INET6_ADDRSTRLEN], r[INET6_ADDRSTRLEN];
+        if (inet_ntop(fl->family, fl->local, l, sizeof(l)) == NULL ||
+            inet_ntop(fl->family, fl->remote, r, sizeof(r)) == NULL) {
+            err = -EINVAL;
+            break;
+        }
+        if (fprintf(out, "%s %d %s %u %s %u\n", list[i].dir == TLSNIC_DIR_TX ? "tx" : "rx",
+                    fl->family == AF_INET ? 4 : 6, l, fl->local_port, r, fl->remote_port) < 0)
+            err = -EIO;
+    }
+    /* fsync: after a crash the list must be the one of the last change, not an older one */
+    if (fflush(out) != 0 || fsync(fileno(out)) != 0)
+        err = err ? err : -errno;
+    if (fclose(out) != 0 && err == 0)
+        err = -errno;
+    if (err == 0 && rename(tmp, path) != 0)
+        err = -errno;
+    if (err < 0)
+        unlink(tmp);
+    return err;
+}
+
+static int parse_port(const char *text, uint16_t *port)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || v > 65535)
+        return -EBADMSG;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+static int parse_line(char *line, struct tlsnic_flow_dir *out)
+{
+    char *save = NULL;
+    char *dir = strtok_r(line, " \n", &save);
+    char *fam = strtok_r(NULL, " \n", &save);
+    char *laddr = strtok_r(NULL, " \n", &save);
+    char *lport = strtok_r(NULL, " \n", &save);
+    char *raddr = strtok_r(NULL, " \n", &save);
+    char *rport = strtok_r(NULL, " \n", &save);
+    if (rport == NULL || strtok_r(NULL, " \n", &save) != NULL)
+        return -EBADMSG;
+    memset(out, 0, sizeof(*out));
+    if (strcmp(dir, "tx") == 0)
+        out->dir = TLSNIC_DIR_TX;
+    else if (strcmp(dir, "rx") == 0)
+        out->dir = TLSNIC_DIR_RX;
+    else
+        return -EBADMSG;
+    if (strcmp(fam, "4") == 0)
+        out->flow.family = AF_INET;
+    else if (strcmp(fam, "6") == 0)
+        out->flow.family = AF_INET6;
+    else
+        return -EBADMSG;
+    if (inet_pton(out->flow.family, laddr, out->flow.local) != 1 ||
+        inet_pton(out->flow.family, raddr, out->flow.remote) != 1 ||
+        parse_port(lport, &out->flow.local_port) < 0 || parse_port(rport, &out->flow.remote_port) < 0)
+        return -EBADMSG;
+    return 0;
+}
+
+int tlsnic_state_load(const char *path, tlsnic_fence *f)
+{
+    FILE *in = fopen(path, "re");
+    if (in == NULL)
+        return errno == ENOENT ? 0 : -errno;
+    char line[256];
+    int fenced = 0, err = 0;
+    while (err == 0 && fgets(line, sizeof(line), in) != NULL) {
+        if (strchr(line, '\n') == NULL && !feof(in)) {
+            err = -EBADMSG; /* longer than any line we write */
+            break;
+        }
+        struct tlsnic_flow_dir e;
+        err = parse_line(line, &e);
+        if (err == 0 && e.dir == TLSNIC_DIR_TX) {
+            err = tlsnic_fence_add(f, &e.flow);
+            fenced += err == 0;
+        }
+    }
+    if (err == 0 && ferror(in))
+        err = -EIO;
+    fclose(in);
+    return err < 0 ? err : fenced;
+}

@@ -1,0 +1,80 @@
+/*
+ * Fences: what keeps plaintext off the wire while a device context is missing.
+ *
+ * When tlsnicd restarts (crash, SIGKILL, upgrade), the device has lost the keys of every
+ * offloaded flow, but the host stacks keep sending plaintext records, trusting the device
+ * to encrypt them. So the daemon persists the list of offloaded flows (never keys) in a
+ * state file, and at start fences every TX flow in it: a fenced flow's frames that carry
+ * TCP payload are dropped (TCP retransmits them) until the host re-adds the flow (the
+ * fence is lifted) or deletes it. Pure ACKs and every other flow pass.
+ *
+ * Per-packet cost: nothing while no fence is up; a hash lookup otherwise. No allocation
+ * after tlsnic_fence_new. Not thread-safe (the daemon's one thread owns it).
+ *
+ * State file: text, one line per offloaded flow and direction,
+ *   "tx|rx 4|6 LOCAL_ADDR LOCAL_PORT REMOTE_ADDR REMOTE_PORT"
+ * written atomically (temporary file + rename), mode 0600.
+ *
+ * Errors: negative errno.
+ */
+#ifndef TLSNIC_FENCE_H
+#define TLSNIC_FENCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tlsnic/devops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tlsnic_fence tlsnic_fence;
+
+/* max_flows 0 = 4096. *out owns the fence set. */
+int tlsnic_fence_new(tlsnic_fence **out, uint32_t max_flows);
+void tlsnic_fence_free(tlsnic_fence *f);
+
+/* Fences a TX flow (0 if it already is). -ENOSPC when max_flows are fenced. */
+int tlsnic_fence_add(tlsnic_fence *f, const struct tlsnic_flow *flow);
+
+/* Lifts the fence of a flow: 0, or -ENOENT if it had none. */
+int tlsnic_fence_lift(tlsnic_fence *f, const struct tlsnic_flow *flow);
+
+uint32_t tlsnic_fence_count(const tlsnic_fence *f);
+
+/* Calls cb for each fenced flow (order unspecified). */
+void tlsnic_fence_foreach(const tlsnic_fence *f,
+                          void (*cb)(void *ctx, const struct tlsnic_flow *flow), void *ctx);
+
+/*
+ * For a frame from the host towards the wire: 1 if it must be dropped (it carries TCP
+ * payload of a fenced flow, or claims TCP but cannot be read while a fence is up: it
+ * might be such a frame), else 0.
+ */
+int tlsnic_fence_blocks(const tlsnic_fence *f, const uint8_t *frame, size_t len);
+
+/* tlsnic_fence_blocks as the packet path's to_wire_gate (fwd.h); ctx is the fence. */
+int tlsnic_fence_gate(const void *ctx, const uint8_t *frame, size_t len);
+
+/* One entry of the state file. */
+struct tlsnic_flow_dir {
+    struct tlsnic_flow flow;
+    enum tlsnic_dir dir;
+};
+
+/* Replaces the state file with these n entries. */
+int tlsnic_state_save(const char *path, const struct tlsnic_flow_dir *list, size_t n);
+
+/*
+ * Fences every TX flow of the state file. A missing file is an empty one. Returns the
+ * number of flows fenced, or -EBADMSG (a malformed line: nothing is trusted then, but
+ * the flows fenced before it stay fenced), -ENOSPC, or another -errno of reading.
+ */
+int tlsnic_state_load(const char *path, tlsnic_fence *f);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

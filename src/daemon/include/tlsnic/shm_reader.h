@@ -1,0 +1,44 @@
+/*
+ * The daemon's end of the shared-memory record store (layout: shm_layout.h): maps a
+ * host's memfd read-only (the header page writable, for device_flags) and serves the
+ * device's get_record from it. The host's memory is input: every offset and length read
+ * there is checked. Reader: one thread. Errors: negative errno.
+ */
+#ifndef TLSNIC_SHM_READER_H
+#define TLSNIC_SHM_READER_H
+
+#include <stdint.h>
+
+#include "tlsnic/devops.h"
+#include "tlsnic/shm_layout.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+
+typedef struct tlsnic_shm_reader tlsnic_shm_reader;
+
+/*
+ * Maps the store behind memfd read-only (the fd is not kept). -EPERM if the memfd is not
+ * sealed against shrinking (the host could make the daemon fault), -EBADMSG if the
+ * header is not a store's or does not fit the file.
+ */
+int tlsnic_shm_reader_open(tlsnic_shm_reader **out, int memfd);
+void tlsnic_shm_reader_free(tlsnic_shm_reader *r);
+
+/* Publishes the flow's flags to the host (device_flags = flags | LIVE). -EACCES if the
+ * header page could not be mapped writable (the host then keeps asking over the channel). */
+int tlsnic_shm_reader_publish_flags(tlsnic_shm_reader *r, uint32_t flags);
+
+/*
+ * The store for the device. get_record copies the record into the reader's own buffer:
+ * out->bytes is valid until the next get_record on this reader or its free.
+ */
+const struct tlsnic_rec_store *tlsnic_shm_reader_store(tlsnic_shm_reader *r);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

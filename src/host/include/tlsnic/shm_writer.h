@@ -1,0 +1,76 @@
+/*
+ * The host's end of the shared-memory record store (layout: shm_layout.h): the records a
+ * device-mode socket retains until acknowledged, in a sealed memfd that tlsnicd maps.
+ * Writer: one thread at a time (the host socket's lock). Errors: negative errno.
+ */
+#ifndef TLSNIC_SHM_WRITER_H
+#define TLSNIC_SHM_WRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tlsnic/devops.h"
+#include "tlsnic/shm_layout.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+
+typedef struct tlsnic_shm_writer tlsnic_shm_writer;
+
+/*
+ * Creates a store that holds up to n_records records and data_bytes of them (0 =
+ * TLSNIC_SHM_DEFAULT_DATA_BYTES); a record may be up to the largest TLS record
+ * (TLSNIC_REC_MAX_WIRE_LEN), or data_bytes if that is less. *out owns it and its memfd.
+ * Pages are touched only as records reach them.
+ */
+int tlsnic_shm_writer_new(tlsnic_shm_writer **out, uint32_t n_records, uint32_t data_bytes);
+/*
+ * Wipes every record the store held and gives it up. Up to 8 stores per process are kept,
+ * empty, for the next tlsnic_shm_writer_new of the same size (same memfd: its pages are
+ * already there, where a fresh store faults each one in on first use); the rest are
+ * unmapped and closed. A forked child does not inherit the kept ones.
+ */
+void tlsnic_shm_writer_free(tlsnic_shm_writer *w);
+
+/* How many given-up stores this process keeps (each holds its memfd open). */
+int tlsnic_shm_writers_kept(void);
+
+/*
+ * Retains a record of len bytes starting at TCP sequence tcp_seq. Records are put in the
+ * order they are sent (one TX stream per store): put and release cost O(1), not a scan.
+ * -ENOSPC when n_records records or data_bytes of them are held unacknowledged,
+ * -EMSGSIZE when len is 0 or more than a record may be.
+ */
+int tlsnic_shm_writer_put(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
+                          const uint8_t *bytes, uint32_t len);
+
+/*
+ * put in two steps, without the copy: reserve returns room for a record of len bytes in
+ * the data ring (-EMSGSIZE, -ENOSPC as put; -EBUSY if a reservation is open); the caller
+ * writes the record there and commits it (the reader cannot see it in between).
+ * The room stays valid, and the store leaves it alone, until release covers the record.
+ * A commit with a len other than a record may have (0, too long) keeps the record out.
+ */
+int tlsnic_shm_writer_reserve(tlsnic_shm_writer *w, uint32_t len, uint8_t **room);
+void tlsnic_shm_writer_commit(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
+                              uint32_t len);
+
+/* The device_flags word: 0 until the daemon publishes, then flags | TLSNIC_FLOW_F_LIVE. */
+uint32_t tlsnic_shm_writer_device_flags(const tlsnic_shm_writer *w);
+
+/* Releases every record that ends at or before acked_seq (sequence arithmetic mod 2^32). */
+void tlsnic_shm_writer_release(tlsnic_shm_writer *w, uint32_t acked_seq);
+
+/* The store as devops sees it (serves the in-process device too). Lives with w. */
+const struct tlsnic_rec_store *tlsnic_shm_writer_store(tlsnic_shm_writer *w);
+
+/* The memfd behind a store made by tlsnic_shm_writer_store, or -1 for any other store. */
+int tlsnic_shm_store_fd(const struct tlsnic_rec_store *store);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,86 @@
+/*
+ * The host record store in shared memory: how tlsnicd reads the records a host retains
+ * (the analog of a NIC's DMA from host memory, devops.h tlsnic_rec_store).
+ *
+ * The host creates a store (a sealed memfd of fixed size), puts every record it frames
+ * for an offloaded flow and releases records as the peer acknowledges them. It hands the
+ * memfd to the daemon with the ADD request (ctl.h); the daemon maps it read-only and
+ * serves the device's get_record from it. Unmapped at DEL or when the host's control
+ * connection closes: a host that goes away frees its share.
+ *
+ * Layout (native byte order: both ends are on one machine):
+ *   header (a page of its own, 4096 bytes): u32 magic, u32 version, u32 n_desc,
+ *                      u32 data_bytes, u32 device_flags, u32 max_record, zeros
+ *   n_desc descriptors, each: u32 gen | u32 tcp_seq | u32 len | u32 off | u64 rec_seq
+ *   (padding to 64 bytes) data_bytes of records: the data ring
+ * Records are packed one after the other in the data ring (a record never wraps: one that
+ * does not fit before the end starts at 0), so a store costs what the unacknowledged
+ * window holds, whatever the record size. A descriptor with len 0 is free. The writer
+ * makes gen odd before changing a descriptor and even after, and releases a record's
+ * descriptor before its bytes can be reused; the reader copies a record out and keeps the
+ * copy only if gen was even and unchanged around the copy (a seqlock), so it never uses a
+ * record torn by a release and a reuse. The reader trusts nothing it reads there: every
+ * offset and length is checked against the ring.
+ *
+ * device_flags is the one word the daemon writes (the analog of a NIC writing a status
+ * word into host memory): the flow's TLSNIC_FLOW_F_* flags | TLSNIC_FLOW_F_LIVE, so the
+ * host reads them with a load instead of a control-channel round trip. The daemon maps only
+ * the header's page writable. 0 (LIVE clear) means the daemon has not published: ask it.
+ *
+ * The writer is the host's (shm_writer.h, src/host), the reader the daemon's
+ * (shm_reader.h, src/daemon); both compile this layout and nothing of each other.
+ */
+#ifndef TLSNIC_SHM_LAYOUT_H
+#define TLSNIC_SHM_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TLSNIC_SHM_MAGIC 0x544c534eu /* "TLSN" */
+#define TLSNIC_SHM_VERSION 3u
+#define TLSNIC_SHM_HDR_LEN 4096u
+#define TLSNIC_SHM_DESC_LEN 24u
+#define TLSNIC_SHM_MAX_RECORDS 65536u
+#define TLSNIC_SHM_DEFAULT_DATA_BYTES (8u << 20) /* twice Linux's default largest send
+                                                    buffer (tcp_wmem max, 4 MB) */
+
+#define TLSNIC_SHM_MAX_DATA_BYTES (1u << 30)
+#define TLSNIC_SHM_FLAGS_OFFSET 16u /* of device_flags in the header */
+
+/* One retained record: where its bytes are in the data ring. */
+struct tlsnic_shm_desc {
+    uint32_t gen;
+    uint32_t tcp_seq;
+    uint32_t len; /* 0: free */
+    uint32_t off; /* into the data ring */
+    uint64_t rec_seq;
+};
+
+struct tlsnic_shm_hdr {
+    uint32_t magic;
+    uint32_t version;
+    uint32_t n_desc;
+    uint32_t data_bytes;
+    uint32_t device_flags; /* written by the daemon only */
+    uint32_t max_record;
+};
+
+/* Where the data ring starts: after the descriptors, on a cache line. */
+static inline size_t tlsnic_shm_data_offset(uint32_t n_desc)
+{
+    return (TLSNIC_SHM_HDR_LEN + (size_t)n_desc * TLSNIC_SHM_DESC_LEN + 63) & ~(size_t)63;
+}
+
+/* The device_flags word of a mapped header. */
+static inline uint32_t *tlsnic_shm_flags_word(uint8_t *map)
+{
+    return (uint32_t *)(map + TLSNIC_SHM_FLAGS_OFFSET);
+}
+
+/* 1 if TCP sequence seq lies in [start, start + len) (mod 2^32). */
+static inline int tlsnic_shm_seq_in(uint32_t seq, uint32_t start, uint32_t len)
+{
+    return (uint32_t)(seq - start) < len;
+}
+
+#endif

@@ -1,0 +1,450 @@
+/*
+ * Shared-memory record store: the daemon finds the retained record that contains any TCP
+ * sequence number, never a released one, never a torn one, and refuses a store it could
+ * not map safely.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tlsnic/shm_reader.h"
+#include "tlsnic/shm_writer.h"
+
+struct pair {
+    tlsnic_shm_writer *w;
+    tlsnic_shm_reader *r;
+};
+
+static int setup(void **state)
+{
+    struct pair *p = calloc(1, sizeof(*p));
+    assert_non_null(p);
+    assert_int_equal(tlsnic_shm_writer_new(&p->w, 4, 1024), 0);
+    int fd = tlsnic_shm_store_fd(tlsnic_shm_writer_store(p->w));
+    assert_true(fd >= 0);
+    assert_int_equal(tlsnic_shm_reader_open(&p->r, fd), 0);
+    *state = p;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct pair *p = *state;
+    tlsnic_shm_reader_free(p->r);
+    tlsnic_shm_writer_free(p->w);
+    free(p);
+    return 0;
+}
+
+static int get(struct pair *p, uint32_t seq, struct tlsnic_rec_ref *ref)
+{
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(p->r);
+    return st->ops->get_record(st->priv, seq, ref);
+}
+
+static void the_record_containing_a_sequence_is_found(void **state)
+{
+    struct pair *p = *state;
+    uint8_t a[100], b[200];
+    memset(a, 'a', sizeof(a));
+    memset(b, 'b', sizeof(b));
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 1000, 7, a, sizeof(a)), 0);
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 1100, 8, b, sizeof(b)), 0);
+    struct tlsnic_rec_ref ref;
+    assert_int_equal(get(p, 1150, &ref), 0);
+    assert_int_equal(ref.tcp_seq, 1100);
+    assert_int_equal(ref.len, 200);
+    assert_int_equal(ref.rec_seq, 8);
+    assert_memory_equal(ref.bytes, b, sizeof(b));
+    assert_int_equal(get(p, 1099, &ref), 0);
+    assert_int_equal(ref.rec_seq, 7);
+    assert_int_equal(get(p, 1300, &ref), -ENOENT);
+    assert_int_equal(get(p, 999, &ref), -ENOENT);
+}
+
+static void released_records_are_gone_and_their_room_reused(void **state)
+{
+    struct pair *p = *state;
+    uint8_t rec[50] = {0};
+    for (uint32_t i = 0; i < 4; i++)
+        assert_int_equal(tlsnic_shm_writer_put(p->w, 100 * i, i, rec, sizeof(rec)), 0);
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 400, 4, rec, sizeof(rec)), -ENOSPC);
+    tlsnic_shm_writer_release(p->w, 150); /* ends at 50 and 150: released */
+    struct tlsnic_rec_ref ref;
+    assert_int_equal(get(p, 120, &ref), -ENOENT);
+    assert_int_equal(get(p, 220, &ref), 0);
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 400, 4, rec, sizeof(rec)), 0);
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 500, 5, rec, sizeof(rec)), 0);
+}
+
+static void sequence_numbers_wrap(void **state)
+{
+    struct pair *p = *state;
+    uint8_t rec[100] = {0};
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 0xffffffc0u, 1, rec, sizeof(rec)), 0);
+    struct tlsnic_rec_ref ref;
+    assert_int_equal(get(p, 0x10, &ref), 0);
+    assert_int_equal(ref.tcp_seq, 0xffffffc0u);
+    tlsnic_shm_writer_release(p->w, 0x10); /* before its end (0x24) */
+    assert_int_equal(get(p, 0x10, &ref), 0);
+    tlsnic_shm_writer_release(p->w, 0x24);
+    assert_int_equal(get(p, 0x10, &ref), -ENOENT);
+}
+
+static void a_record_longer_than_the_store_allows_is_refused(void **state)
+{
+    struct pair *p = *state;
+    static uint8_t big[1025];
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 0, 0, big, sizeof(big)), -EMSGSIZE);
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 0, 0, big, 0), -EMSGSIZE);
+}
+
+static void a_reserved_record_is_invisible_until_committed(void **state)
+{
+    struct pair *p = *state;
+    uint8_t *room = NULL;
+    struct tlsnic_rec_ref ref;
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 300, &room), 0);
+    memset(room, 'r', 300);
+    assert_int_equal(get(p, 2000, &ref), -ENOENT);
+    tlsnic_shm_writer_commit(p->w, 2000, 9, 300);
+    assert_int_equal(get(p, 2299, &ref), 0);
+    assert_int_equal(ref.tcp_seq, 2000);
+    assert_int_equal(ref.rec_seq, 9);
+    assert_int_equal(ref.len, 300);
+    assert_memory_equal(ref.bytes, room, 300);
+}
+
+static void a_committed_room_stays_put_until_released(void **state)
+{
+    struct pair *p = *state;
+    uint8_t *room[4], *again = NULL;
+    /* 4 records of 250 bytes fill the 4 descriptors and [0, 1000) of the 1024-byte ring. */
+    for (uint32_t i = 0; i < 4; i++) {
+        assert_int_equal(tlsnic_shm_writer_reserve(p->w, 250, &room[i]), 0);
+        memset(room[i], 'a' + (int)i, 250);
+        tlsnic_shm_writer_commit(p->w, 250 * i, i, 250);
+    }
+    for (uint32_t i = 1; i < 4; i++)
+        assert_ptr_equal(room[i], room[i - 1] + 250);
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 10, &again), -ENOSPC);
+    for (uint32_t i = 0; i < 4; i++)
+        for (int b = 0; b < 250; b++)
+            assert_int_equal(room[i][b], 'a' + (int)i);
+    /* The first acknowledged: its bytes, and only they, are the next room. */
+    tlsnic_shm_writer_release(p->w, 250);
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 200, &again), 0);
+    assert_ptr_equal(again, room[0]);
+    for (uint32_t i = 1; i < 4; i++)
+        for (int b = 0; b < 250; b++)
+            assert_int_equal(room[i][b], 'a' + (int)i);
+}
+
+static void reserve_refuses_a_second_reservation_and_bad_lengths(void **state)
+{
+    struct pair *p = *state;
+    uint8_t *room = NULL, *other = NULL;
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 0, &room), -EMSGSIZE);
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 1025, &room), -EMSGSIZE);
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 10, &room), 0);
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 10, &other), -EBUSY);
+    uint8_t rec[10] = {0};
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 0, 0, rec, sizeof(rec)), -EBUSY);
+    tlsnic_shm_writer_commit(p->w, 0, 0, 10);
+    assert_int_equal(tlsnic_shm_writer_put(p->w, 10, 1, rec, sizeof(rec)), 0);
+}
+
+static void a_store_given_up_comes_back_wiped_and_empty(void **state)
+{
+    (void)state;
+    tlsnic_shm_writer *w = NULL, *again = NULL;
+    assert_int_equal(tlsnic_shm_writer_new(&w, 3, 1200), 0);
+    uint8_t rec[400];
+    memset(rec, 'p', sizeof(rec));
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(tlsnic_shm_writer_put(w, 400 * i, i, rec, sizeof(rec)), 0);
+    int fd = tlsnic_shm_store_fd(tlsnic_shm_writer_store(w));
+    tlsnic_shm_writer_free(w);
+    assert_int_equal(tlsnic_shm_writer_new(&again, 3, 1200), 0);
+    int fd_again = tlsnic_shm_store_fd(tlsnic_shm_writer_store(again));
+    tlsnic_shm_reader *r = NULL;
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd_again), 0);
+    struct tlsnic_rec_ref ref;
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    for (uint32_t seq = 0; seq < 1200; seq += 100)
+        assert_int_equal(st->ops->get_record(st->priv, seq, &ref), -ENOENT);
+    assert_int_equal(fd_again, fd); /* the same store, kept: no page to fault in again */
+    /* No byte of the old plaintext is left in it. */
+    struct stat sb;
+    assert_int_equal(fstat(fd_again, &sb), 0);
+    uint8_t *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd_again, 0);
+    assert_true(map != MAP_FAILED);
+    for (off_t i = 0; i < sb.st_size; i++)
+        assert_int_not_equal(map[i], 'p');
+    munmap(map, (size_t)sb.st_size);
+    /* Empty: all three slots take records again. */
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(tlsnic_shm_writer_put(again, 5000 + 400 * i, i, rec, sizeof(rec)), 0);
+    assert_int_equal(tlsnic_shm_writer_put(again, 9000, 9, rec, sizeof(rec)), -ENOSPC);
+    tlsnic_shm_reader_free(r);
+    tlsnic_shm_writer_free(again);
+}
+
+static void flags_the_reader_publishes_are_what_the_writer_reads(void **state)
+{
+    struct pair *p = *state;
+    assert_int_equal(tlsnic_shm_writer_device_flags(p->w), 0);
+    assert_int_equal(tlsnic_shm_reader_publish_flags(p->r, TLSNIC_FLOW_F_NO_SYNC), 0);
+    assert_int_equal(tlsnic_shm_writer_device_flags(p->w), TLSNIC_FLOW_F_LIVE | TLSNIC_FLOW_F_NO_SYNC);
+    /* Given up and taken again, the store forgets them: the next flow starts unpublished. */
+    int fd = tlsnic_shm_store_fd(tlsnic_shm_writer_store(p->w));
+    tlsnic_shm_writer_free(p->w);
+    assert_int_equal(tlsnic_shm_writer_new(&p->w, 4, 1024), 0);
+    assert_int_equal(tlsnic_shm_store_fd(tlsnic_shm_writer_store(p->w)), fd);
+    assert_int_equal(tlsnic_shm_writer_device_flags(p->w), 0);
+}
+
+static void only_a_writers_store_names_a_memfd(void **state)
+{
+    struct pair *p = *state;
+    assert_true(tlsnic_shm_store_fd(tlsnic_shm_writer_store(p->w)) >= 0);
+    assert_int_equal(tlsnic_shm_store_fd(tlsnic_shm_reader_store(p->r)), -1);
+    assert_int_equal(tlsnic_shm_store_fd(NULL), -1);
+}
+
+static void an_unsealed_memfd_is_refused(void **state)
+{
+    (void)state;
+    int fd = memfd_create("unsealed", MFD_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 1 << 16), 0);
+    tlsnic_shm_reader *r;
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd), -EPERM);
+    close(fd);
+    int pp[2];
+    assert_int_equal(pipe(pp), 0);
+    assert_int_equal(tlsnic_shm_reader_open(&r, pp[0]), -EPERM);
+    close(pp[0]);
+    close(pp[1]);
+}
+
+/* A sealed memfd holding hdr (and zeros up to size). */
+static int crafted_store(const void *hdr, size_t hdr_len, size_t size)
+{
+    int fd = memfd_create("crafted", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)size), 0);
+    assert_int_equal(pwrite(fd, hdr, hdr_len, 0), (ssize_t)hdr_len);
+    assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+    return fd;
+}
+
+static void a_header_that_does_not_fit_the_file_is_refused(void **state)
+{
+    (void)state;
+    uint32_t hdr[6] = {TLSNIC_SHM_MAGIC, TLSNIC_SHM_VERSION, 1000, 16384, 0, 16384};
+    int fd = crafted_store(hdr, sizeof(hdr), 8192);
+    tlsnic_shm_reader *r;
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd), -EBADMSG);
+    close(fd);
+    uint32_t bad_magic[6] = {0x12345678, TLSNIC_SHM_VERSION, 1, 64, 0, 64};
+    fd = crafted_store(bad_magic, sizeof(bad_magic), 8192);
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd), -EBADMSG);
+    close(fd);
+    /* A largest record larger than the ring cannot be. */
+    uint32_t big_record[6] = {TLSNIC_SHM_MAGIC, TLSNIC_SHM_VERSION, 1, 64, 0, 65};
+    fd = crafted_store(big_record, sizeof(big_record), 8192);
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd), -EBADMSG);
+    close(fd);
+}
+
+/* A store image of one descriptor and a 64-byte ring; returns its sealed memfd. */
+static int one_record_image(uint32_t tcp_seq, uint32_t len, uint32_t off)
+{
+    static uint8_t image[TLSNIC_SHM_HDR_LEN + 64 + 64];
+    memset(image, 0, sizeof(image));
+    uint32_t hdr[6] = {TLSNIC_SHM_MAGIC, TLSNIC_SHM_VERSION, 1, 64, 0, 64};
+    memcpy(image, hdr, sizeof(hdr));
+    uint32_t desc[4] = {0 /* gen */, tcp_seq, len, off};
+    memcpy(image + TLSNIC_SHM_HDR_LEN, desc, sizeof(desc));
+    return crafted_store(image, sizeof(image), sizeof(image));
+}
+
+static void a_descriptor_claiming_bytes_past_the_ring_is_not_read(void **state)
+{
+    (void)state;
+    const uint32_t bad[][2] = {{1u << 30, 0}, {65, 0}, {10, 60}, {1, 64}, {8, 0xfffffffcu}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int fd = one_record_image(1000, bad[i][0], bad[i][1]);
+        tlsnic_shm_reader *r;
+        assert_int_equal(tlsnic_shm_reader_open(&r, fd), 0);
+        const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+        struct tlsnic_rec_ref ref;
+        assert_int_equal(st->ops->get_record(st->priv, 1000, &ref), -ENOENT);
+        tlsnic_shm_reader_free(r);
+        close(fd);
+    }
+    /* ... while one inside it is read: the image is right. */
+    int fd = one_record_image(1000, 10, 54);
+    tlsnic_shm_reader *r;
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd), 0);
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    struct tlsnic_rec_ref ref;
+    assert_int_equal(st->ops->get_record(st->priv, 1009, &ref), 0);
+    assert_int_equal(ref.len, 10);
+    tlsnic_shm_reader_free(r);
+    close(fd);
+}
+
+static void records_are_packed_and_wrap_to_the_start_of_the_ring(void **state)
+{
+    (void)state;
+    tlsnic_shm_writer *w;
+    assert_int_equal(tlsnic_shm_writer_new(&w, 16, 1000), 0);
+    uint8_t *room[5];
+    uint32_t seq = 0;
+    /* 3 x 300 bytes fill [0, 900); a 4th does not fit before the end nor before the
+       oldest record: the store is full by bytes with descriptors to spare. */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(tlsnic_shm_writer_reserve(w, 300, &room[i]), 0);
+        memset(room[i], 'a' + i, 300);
+        tlsnic_shm_writer_commit(w, seq, (uint64_t)i, 300);
+        seq += 300;
+    }
+    assert_ptr_equal(room[1], room[0] + 300);
+    assert_ptr_equal(room[2], room[0] + 600);
+    assert_int_equal(tlsnic_shm_writer_reserve(w, 300, &room[3]), -ENOSPC);
+    /* The oldest acknowledged: the next record starts at the ring's start. */
+    tlsnic_shm_writer_release(w, 300);
+    assert_int_equal(tlsnic_shm_writer_reserve(w, 250, &room[3]), 0);
+    assert_ptr_equal(room[3], room[0]);
+    memset(room[3], 'd', 250);
+    tlsnic_shm_writer_commit(w, seq, 3, 250);
+    seq += 250;
+    /* Between its end (250) and the oldest record (300) only 49 bytes are free. */
+    assert_int_equal(tlsnic_shm_writer_reserve(w, 50, &room[4]), -ENOSPC);
+    assert_int_equal(tlsnic_shm_writer_reserve(w, 40, &room[4]), 0);
+    assert_ptr_equal(room[4], room[0] + 250);
+    memset(room[4], 'e', 40);
+    tlsnic_shm_writer_commit(w, seq, 4, 40);
+    /* Every record still held reads back whole, by any of its sequence numbers. */
+    tlsnic_shm_reader *r;
+    assert_int_equal(tlsnic_shm_reader_open(&r, tlsnic_shm_store_fd(tlsnic_shm_writer_store(w))), 0);
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    const struct {
+        uint32_t seq, len;
+        char fill;
+    } want[] = {{300, 300, 'b'}, {600, 300, 'c'}, {900, 250, 'd'}, {1150, 40, 'e'}};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        struct tlsnic_rec_ref ref;
+        assert_int_equal(st->ops->get_record(st->priv, want[i].seq + want[i].len - 1, &ref), 0);
+        assert_int_equal(ref.tcp_seq, want[i].seq);
+        assert_int_equal(ref.len, want[i].len);
+        for (uint32_t b = 0; b < ref.len; b++)
+            assert_int_equal(ref.bytes[b], want[i].fill);
+    }
+    struct tlsnic_rec_ref gone;
+    assert_int_equal(st->ops->get_record(st->priv, 0, &gone), -ENOENT);
+    /* Everything acknowledged: the ring starts over at 0. */
+    tlsnic_shm_writer_release(w, 1190);
+    assert_int_equal(tlsnic_shm_writer_reserve(w, 1001, &room[0]), -EMSGSIZE);
+    assert_int_equal(tlsnic_shm_writer_reserve(w, 1000, &room[1]), 0);
+    assert_ptr_equal(room[1], room[3]);
+    tlsnic_shm_writer_commit(w, 2000, 9, 1000);
+    tlsnic_shm_reader_free(r);
+    tlsnic_shm_writer_free(w);
+}
+
+/*
+ * A writer process rewrites one record as fast as it can, each version filled with one
+ * byte value tied to its record number; every record the reader accepts must be whole.
+ */
+static void the_reader_never_returns_a_torn_record(void **state)
+{
+    (void)state;
+    tlsnic_shm_writer *w;
+    assert_int_equal(tlsnic_shm_writer_new(&w, 1, 4096), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        static uint8_t rec[4096];
+        for (uint64_t n = 0; n < 2000000; n++) {
+            memset(rec, (int)(n & 0xff), sizeof(rec));
+            if (tlsnic_shm_writer_put(w, 5000, n, rec, sizeof(rec)) != 0)
+                _exit(1);
+            /* Now and then the record stays a while, so the reader surely also meets whole
+             * records (put-then-release at full speed leaves it a window of a few cycles). */
+            if ((n & 63) == 0) {
+                struct timespec hold = {.tv_sec = 0, .tv_nsec = 20000};
+                nanosleep(&hold, NULL);
+            }
+            tlsnic_shm_writer_release(w, 5000 + sizeof(rec));
+        }
+        _exit(0);
+    }
+    tlsnic_shm_reader *r;
+    assert_int_equal(tlsnic_shm_reader_open(&r, tlsnic_shm_store_fd(tlsnic_shm_writer_store(w))), 0);
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    int whole = 0;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    /* Bounded: 2000 whole records or 3 seconds, whichever first. */
+    for (long i = 0; whole < 2000; i++) {
+        if ((i & 1023) == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec - start.tv_sec >= 3)
+                break;
+        }
+        struct tlsnic_rec_ref ref;
+        if (st->ops->get_record(st->priv, 5100, &ref) != 0)
+            continue;
+        assert_int_equal(ref.len, 4096);
+        uint8_t expect = (uint8_t)(ref.rec_seq & 0xff);
+        for (uint32_t b = 0; b < ref.len; b++) {
+            if (ref.bytes[b] != expect)
+                fail_msg("torn record %llu at byte %u", (unsigned long long)ref.rec_seq, b);
+        }
+        whole++;
+    }
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    assert_true(whole > 0);
+    tlsnic_shm_reader_free(r);
+    tlsnic_shm_writer_free(w);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(the_record_containing_a_sequence_is_found),
+        T(released_records_are_gone_and_their_room_reused),
+        T(sequence_numbers_wrap),
+        T(a_record_longer_than_the_store_allows_is_refused),
+        T(only_a_writers_store_names_a_memfd),
+        T(flags_the_reader_publishes_are_what_the_writer_reads),
+        T(a_reserved_record_is_invisible_until_committed),
+        T(a_committed_room_stays_put_until_released),
+        T(reserve_refuses_a_second_reservation_and_bad_lengths),
+        cmocka_unit_test(a_store_given_up_comes_back_wiped_and_empty),
+        cmocka_unit_test(an_unsealed_memfd_is_refused),
+        cmocka_unit_test(a_header_that_does_not_fit_the_file_is_refused),
+        cmocka_unit_test(a_descriptor_claiming_bytes_past_the_ring_is_not_read),
+        cmocka_unit_test(records_are_packed_and_wrap_to_the_start_of_the_ring),
+        cmocka_unit_test(the_reader_never_returns_a_torn_record),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
