@@ -22,7 +22,7 @@
  *         tcp   write(2) of plaintext;
  *         ssl   SSL_write after a real handshake with the receiver (libssl's record layer);
  *         sw    tlsnic software mode (tlsnic_send; keys exported from the same handshake);
- *         dev   tlsnic device mode: the daemon at --ctl encrypts inline (tlsnic_set_device
+ *         dev   tlsnic device mode: the daemon at --ctl encrypts inline (tlsnic_sock_set_offload
  *               with the control-channel client, records kept in a shared-memory store the
  *               daemon maps, as src/host/attach.c does; the socket's mode is checked);
  *         null  the NULL-cipher floor: records framed by tlsnic's device-mode path for a
@@ -70,6 +70,7 @@
 #include "tlsnic/ctl_client.h"
 #include "tlsnic/keyexport.h"
 #include "tlsnic/ktls.h"
+#include "tlsnic/nic.h"
 
 #define PORT_TCP 0
 #define PORT_NULL 1
@@ -490,33 +491,6 @@ static int dev_counters_read(const char *ctl, uint64_t *vals)
     return 0;
 }
 
-/* The device for the NULL floor: accepts every flow and does nothing with it. */
-static int null_add(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
-                    enum tlsnic_dir dir, const void *ci, size_t len, uint32_t seq,
-                    const struct tlsnic_rec_store *store)
-{
-    return 0;
-}
-static int null_del(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
-                    enum tlsnic_dir dir)
-{
-    return 0;
-}
-static int null_resync(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
-                       enum tlsnic_dir dir, uint32_t seq, uint64_t rec_seq)
-{
-    return 0;
-}
-static int null_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *flow,
-                      enum tlsnic_dir dir, uint32_t *flags)
-{
-    *flags = 0;
-    return 0;
-}
-static const struct tlsnic_dev_ops null_ops = {
-    .name = "null", .add = null_add, .del = null_del, .resync = null_resync, .flow_flags = null_flags};
-static struct tlsnic_dev null_dev = {.ops = &null_ops};
-
 /* Made-up keys of the configured suite, for the NULL floor (nothing is encrypted). */
 static size_t null_crypto_info(int version, uint16_t cipher, union tlsnic_crypto_info *ci)
 {
@@ -593,13 +567,16 @@ static int connect_scenario(const struct send_opts *o, SSL_CTX *cctx, enum scena
             len = null_crypto_info(o->version, o->cipher, &ci);
         else if ((rc = tlsnic_keyexport(*ssl, 1, &ci, &len)) < 0)
             goto fail;
-        tlsnic_set_device(sc == S_SW ? NULL : sc == S_NULL ? &null_dev : daemon_dev);
+        /* Each socket bound to its scenario's device, with the record store tlsnicd maps. */
+        struct tlsnic_offload off = {.dev = sc == S_NULL ? tlsnic_null_dev() : daemon_dev,
+                                     .store_ops = &tlsnic_attach_shm_store_ops,
+                                     .store_ctx = &store_slots};
         if (tlsnic_setsockopt(fd, SOL_TCP, TCP_ULP, "tls", 4) < 0 ||
+            tlsnic_sock_set_offload(fd, sc == S_SW ? NULL : &off) < 0 ||
             tlsnic_setsockopt(fd, SOL_TLS, TLS_TX, &ci, (socklen_t)len) < 0) {
             rc = -errno;
             goto fail;
         }
-        tlsnic_set_device(NULL);
         struct tlsnic_mode_info mi;
         if (tlsnic_get_mode(fd, TLSNIC_DIR_TX, &mi) < 0) {
             rc = -errno;
@@ -618,7 +595,6 @@ static int connect_scenario(const struct send_opts *o, SSL_CTX *cctx, enum scena
     }
     return fd;
 fail:
-    tlsnic_set_device(NULL);
     SSL_free(*ssl);
     *ssl = NULL;
     if (tlsnic_is_tls(fd))
@@ -844,7 +820,6 @@ static int do_send(const struct send_opts *o, const int *scs, int n_sc, const si
             }
         }
     }
-    tlsnic_set_device_store(&tlsnic_attach_shm_store_ops, &store_slots);
     int total = rounds * n_sizes * n_sc, done = 0, failed = 0;
     int tty = isatty(STDERR_FILENO);
     for (int r = 0; r < rounds; r++) {

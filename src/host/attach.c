@@ -302,8 +302,9 @@ int tlsnic_attach_daemon(const char *path)
     a->dev.ops = &attach_ops;
     a->dev.priv = a;
     pthread_atfork(NULL, NULL, forget_connection_in_child);
-    tlsnic_set_device_store(&tlsnic_attach_shm_store_ops, &a->slots);
-    tlsnic_set_device(&a->dev);
+    struct tlsnic_offload off = {.dev = &a->dev, .store_ops = &tlsnic_attach_shm_store_ops,
+                                 .store_ctx = &a->slots};
+    tlsnic_set_default_offload(&off);
     return 0;
 }
 

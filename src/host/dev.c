@@ -42,7 +42,7 @@ struct tlsnic_dev_tx {
     struct tlsnic_flow flow;
     struct tlsnic_rec_store store;
     const tlsnic_rec_key *key;   /* borrowed: the socket's TX key (device mode never rekeys) */
-    /* A store the device can map (tlsnic_set_device_store), or NULL: then `store`. */
+    /* A store the device can map (the socket's offload binding), or NULL: then `store`. */
     const struct tlsnic_dev_store_ops *mirror_ops;
     void *mirror;
     struct tlsnic_dev_tx *reg_prev, *reg_next; /* every context, for tlsnic_device_readd */
@@ -134,15 +134,6 @@ static const struct tlsnic_rec_store_ops store_ops = {.get_record = store_get_re
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tlsnic_dev_tx *registry;
 
-static _Atomic(const struct tlsnic_dev_store_ops *) mirror_ops_set;
-static _Atomic(void *) mirror_ctx_set;
-
-void tlsnic_set_device_store(const struct tlsnic_dev_store_ops *ops, void *ctx)
-{
-    atomic_store(&mirror_ctx_set, ctx);
-    atomic_store(&mirror_ops_set, ops);
-}
-
 static void registry_add(struct tlsnic_dev_tx *d)
 {
     pthread_mutex_lock(&registry_lock);
@@ -204,9 +195,9 @@ static void load_seq(const union tlsnic_crypto_info *ci, uint64_t *seq, uint64_t
     }
 }
 
-int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
-                        struct tlsnic_mode_info *m)
+int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_mode_info *m)
 {
+    struct tlsnic_dev *dev = s->offload.dev;
     struct tlsnic_flow flow;
     if (tlsnic_flow_from_socket(fd, &flow) < 0) {
         m->reason = TLSNIC_SW_REASON_NOT_A_FLOW;
@@ -243,9 +234,9 @@ int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
     d->next_seq = d->initial_seq;
     pthread_mutex_init(&d->lock, NULL);
     const struct tlsnic_rec_store *store = &d->store;
-    d->mirror_ops = atomic_load(&mirror_ops_set);
+    d->mirror_ops = s->offload.store_ops;
     if (d->mirror_ops) {
-        rc = d->mirror_ops->open(atomic_load(&mirror_ctx_set), &d->mirror);
+        rc = d->mirror_ops->open(s->offload.store_ctx, &d->mirror);
         if (rc < 0)
             d->mirror_ops = NULL;
         else

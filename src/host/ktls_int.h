@@ -58,6 +58,7 @@ struct tlsnic_rx {
 
 struct tlsnic_sock {
     atomic_int fdrefs; /* fd table slots that point here */
+    struct tlsnic_offload offload; /* where TLS_TX is offered (ktls.h); under tx.lock */
     struct tlsnic_tx tx;
     struct tlsnic_rx rx;
 };
@@ -82,8 +83,8 @@ extern atomic_int tlsnic_tx_pending_sockets;
 /* dev.c (device mode, TX) */
 /* Stream position (bytes since the ISN, the SYN counted) of the next byte fd will send. */
 int tlsnic_stream_pos(int fd, uint64_t *pos);
-int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
-                        struct tlsnic_mode_info *m);
+/* Offers TX to the socket's offload binding (s->offload.dev must be set). */
+int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_mode_info *m);
 int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8_t *content,
                         size_t n, uint8_t **out, size_t *out_len);
 void tlsnic_dev_tx_reclaim(struct tlsnic_sock *s, int fd);

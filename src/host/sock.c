@@ -264,11 +264,28 @@ int tlsnic_close(int fd)
 /* ------------------------------------------------------------------------------------------ */
 /* Mode                                                                                       */
 
-static _Atomic(struct tlsnic_dev *) the_device;
+/* The binding a socket gets at TCP_ULP (ktls.h): read once per socket, set rarely. */
+static pthread_mutex_t default_offload_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tlsnic_offload default_offload;
 
-void tlsnic_set_device(struct tlsnic_dev *dev)
+void tlsnic_set_default_offload(const struct tlsnic_offload *off)
 {
-    atomic_store(&the_device, dev);
+    pthread_mutex_lock(&default_offload_lock);
+    default_offload = off ? *off : (struct tlsnic_offload){0};
+    pthread_mutex_unlock(&default_offload_lock);
+}
+
+int tlsnic_sock_set_offload(int fd, const struct tlsnic_offload *off)
+{
+    struct tlsnic_sock *s = tlsnic_sock_get(fd);
+    if (!s)
+        return tlsnic_errno_ret(-EBADF);
+    pthread_mutex_lock(&s->tx.lock);
+    int rc = s->tx.key ? -EBUSY : 0;
+    if (rc == 0)
+        s->offload = off ? *off : (struct tlsnic_offload){0};
+    pthread_mutex_unlock(&s->tx.lock);
+    return tlsnic_errno_ret(rc);
 }
 
 const char *tlsnic_mode_name(enum tlsnic_mode mode)
@@ -315,14 +332,13 @@ int tlsnic_get_mode(int fd, enum tlsnic_dir dir, struct tlsnic_mode_info *out)
 static struct tlsnic_mode_info choose_mode(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir)
 {
     struct tlsnic_mode_info m = {.mode = TLSNIC_MODE_SW, .reason = TLSNIC_SW_REASON_NO_DEVICE};
-    struct tlsnic_dev *dev = atomic_load(&the_device);
-    if (!dev)
+    if (!s->offload.dev)
         return m;
     if (dir == TLSNIC_DIR_RX) {
         m.reason = TLSNIC_SW_REASON_RX_NOT_OFFERED;
         return m;
     }
-    int rc = tlsnic_dev_tx_offer(s, fd, dev, &m);
+    int rc = tlsnic_dev_tx_offer(s, fd, &m);
     if (rc < 0) {
         m.mode = TLSNIC_MODE_SW;
         m.reason = TLSNIC_SW_REASON_DEVICE_REFUSED;
@@ -362,6 +378,9 @@ static int ulp_tls(int fd)
     if (!s)
         return -ENOMEM;
     atomic_init(&s->fdrefs, 1);
+    pthread_mutex_lock(&default_offload_lock);
+    s->offload = default_offload;
+    pthread_mutex_unlock(&default_offload_lock);
     pthread_mutex_init(&s->tx.lock, NULL);
     pthread_mutex_init(&s->rx.lock, NULL);
     struct tlsnic_sock *expected = NULL;

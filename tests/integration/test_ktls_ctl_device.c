@@ -67,14 +67,14 @@ static int setup(void **state)
         return -1;
     if (tlsnic_ctl_client_open(d->path, 2000, &client) < 0)
         return -1;
-    tlsnic_set_device(client);
+    tlsnic_set_default_offload(&(struct tlsnic_offload){.dev = client});
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    tlsnic_set_device(NULL);
+    tlsnic_set_default_offload(NULL);
     tlsnic_ctl_client_close(client);
     daemon_.stop = 1;
     pthread_join(daemon_.thread, NULL);

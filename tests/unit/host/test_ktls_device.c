@@ -126,6 +126,14 @@ static void conn_free(struct conn *c)
     close(c->peer);
 }
 
+/* New sockets offer to the fake device, with the record store ops given (NULL: the
+ * device reads tlsnic's own list). */
+static void bind_new_sockets(const struct tlsnic_dev_store_ops *store_ops, void *store_ctx)
+{
+    struct tlsnic_offload off = {.dev = &fake.dev, .store_ops = store_ops, .store_ctx = store_ctx};
+    tlsnic_set_default_offload(&off);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -133,14 +141,14 @@ static int setup(void **state)
     memset(&fake, 0, sizeof(fake));
     fake.dev.ops = &fake_ops;
     fake.dev.priv = &fake;
-    tlsnic_set_device(&fake.dev);
+    bind_new_sockets(NULL, NULL);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    tlsnic_set_device(NULL);
+    tlsnic_set_default_offload(NULL);
     return 0;
 }
 
@@ -215,6 +223,65 @@ static void accepting_device_takes_tx_and_mode_says_device(void **state)
     conn_free(&c);
     assert_int_equal(fake.dels, 1);
     assert_int_equal(tlsnic_stat_get(TLSNIC_STAT_CURR_TX_DEVICE), cur0);
+}
+
+/* A TCP pair with TCP_ULP "tls" set on c->fd (bound to the default then), no keys yet. */
+static void conn_ulp_only(struct conn *c)
+{
+    int fds[2];
+    assert_int_equal(tcp_pair(fds), 0);
+    c->fd = fds[0];
+    c->peer = fds[1];
+    memset(&c->ci, 0, sizeof(c->ci));
+    c->ci.info.version = TLS_1_2_VERSION;
+    c->ci.info.cipher_type = TLS_CIPHER_AES_GCM_128;
+    c->ci_len = tlsnic_crypto_info_size(TLS_CIPHER_AES_GCM_128);
+    memset((uint8_t *)&c->ci + sizeof(c->ci.info), 0x3c, c->ci_len - sizeof(c->ci.info));
+    assert_int_equal(tlsnic_setsockopt(c->fd, SOL_TCP, TCP_ULP, "tls", 4), 0);
+}
+
+static void a_socket_keeps_its_device_when_the_default_changes_before_its_keys(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_ulp_only(&c);
+    tlsnic_set_default_offload(NULL); /* e.g. another connection set up without a device */
+    assert_int_equal(tlsnic_setsockopt(c.fd, SOL_TLS, TLS_TX, &c.ci, (socklen_t)c.ci_len), 0);
+    struct tlsnic_mode_info m;
+    assert_int_equal(tlsnic_get_mode(c.fd, TLSNIC_DIR_TX, &m), 0);
+    assert_int_equal(m.mode, TLSNIC_MODE_DEVICE);
+    assert_int_equal(fake.adds, 1);
+    conn_free(&c);
+    assert_int_equal(fake.dels, 1);
+}
+
+static void a_socket_bound_to_no_device_stays_in_software_whatever_the_default(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_ulp_only(&c);
+    assert_int_equal(tlsnic_sock_set_offload(c.fd, NULL), 0);
+    assert_int_equal(tlsnic_setsockopt(c.fd, SOL_TLS, TLS_TX, &c.ci, (socklen_t)c.ci_len), 0);
+    struct tlsnic_mode_info m;
+    assert_int_equal(tlsnic_get_mode(c.fd, TLSNIC_DIR_TX, &m), 0);
+    assert_int_equal(m.mode, TLSNIC_MODE_SW);
+    assert_int_equal(m.reason, TLSNIC_SW_REASON_NO_DEVICE);
+    assert_int_equal(fake.adds, 0);
+    conn_free(&c);
+}
+
+static void binding_a_socket_whose_keys_are_set_is_EBUSY(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    errno = 0;
+    assert_int_equal(tlsnic_sock_set_offload(c.fd, NULL), -1);
+    assert_int_equal(errno, EBUSY);
+    errno = 0;
+    assert_int_equal(tlsnic_sock_set_offload(c.peer, NULL), -1); /* not a tlsnic socket */
+    assert_int_equal(errno, EBADF);
+    conn_free(&c);
 }
 
 static void refusing_device_leaves_software_with_the_reason(void **state)
@@ -532,7 +599,7 @@ static void reading_the_tcp_sequence_number_keeps_so_reuseaddr(void **state)
     close(fds[1]);
 }
 
-/* ---- a record store the device can map (tlsnic_set_device_store) ---------------------- */
+/* ---- a record store the device can map (the offload binding's store ops) ------------- */
 
 #define MIRROR_MAX 256
 struct mirror {
@@ -648,7 +715,7 @@ static int setup_rooms(void **state)
     assert_non_null(mirror);
     puts_seen = room_open = 0;
     store_flags = 0;
-    tlsnic_set_device_store(&rooms_ops, mirror);
+    bind_new_sockets(&rooms_ops, mirror);
     return 0;
 }
 
@@ -657,13 +724,13 @@ static int setup_mirror(void **state)
     setup(state);
     mirror = calloc(1, sizeof(*mirror));
     assert_non_null(mirror);
-    tlsnic_set_device_store(&mirror_ops, mirror);
+    bind_new_sockets(&mirror_ops, mirror);
     return 0;
 }
 
 static int teardown_mirror(void **state)
 {
-    tlsnic_set_device_store(NULL, NULL);
+    tlsnic_set_default_offload(NULL);
     free(mirror);
     mirror = NULL;
     return teardown(state);
@@ -828,7 +895,7 @@ static int setup_tiny(void **state)
 {
     setup_mirror(state);
     memset(&tiny, 0, sizeof(tiny));
-    tlsnic_set_device_store(&tiny_ops, NULL);
+    bind_new_sockets(&tiny_ops, NULL);
     return 0;
 }
 
@@ -1068,6 +1135,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(accepting_device_takes_tx_and_mode_says_device, setup, teardown),
         cmocka_unit_test_setup_teardown(close_in_device_mode_waits_for_the_peers_acks_before_the_del, setup, teardown),
         cmocka_unit_test_setup_teardown(close_in_device_mode_resets_a_peer_that_never_acknowledges, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_socket_keeps_its_device_when_the_default_changes_before_its_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_socket_bound_to_no_device_stays_in_software_whatever_the_default, setup, teardown),
+        cmocka_unit_test_setup_teardown(binding_a_socket_whose_keys_are_set_is_EBUSY, setup, teardown),
         cmocka_unit_test_setup_teardown(refusing_device_leaves_software_with_the_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(frames_are_what_software_would_seal_once_the_device_seals_them, setup, teardown),
         cmocka_unit_test_setup_teardown(record_store_finds_the_record_of_any_sequence_number, setup, teardown),

@@ -80,6 +80,13 @@ void tlsnic_nic_free(tlsnic_nic *nic);
  */
 struct tlsnic_dev *tlsnic_nic_dev(tlsnic_nic *nic);
 
+/*
+ * The NULL device (null_dev.c): add, del and resync succeed and it touches no byte, so
+ * records leave as the host framed them. The floor under any offload, for measuring the
+ * host's own device-mode work; never for real traffic. Static: nothing to free.
+ */
+struct tlsnic_dev *tlsnic_null_dev(void);
+
 /* Same operations as the ops table, callable directly. */
 int tlsnic_nic_add(tlsnic_nic *nic, const struct tlsnic_flow *flow, enum tlsnic_dir dir,
                    const void *crypto_info, size_t info_len, uint32_t start_tcp_seq,

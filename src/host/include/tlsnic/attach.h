@@ -42,8 +42,9 @@ extern "C" {
 #define TLSNIC_ATTACH_DEFAULT_SLOTS 4096u
 
 /*
- * Makes the daemon at path (NULL: from the environment, see above) the device of the host
- * socket layer (tlsnic_set_device, tlsnic_set_device_store). Nothing is connected yet.
+ * Makes the daemon at path (NULL: from the environment, see above) the device that new
+ * sockets of the host socket layer are bound to (tlsnic_set_default_offload, with the
+ * shared-memory record store below). Nothing is connected yet.
  * 0, -EALREADY if attached already, -ENAMETOOLONG, -ENOMEM.
  */
 int tlsnic_attach_daemon(const char *path);
@@ -52,8 +53,8 @@ int tlsnic_attach_daemon(const char *path);
 const char *tlsnic_attach_path(void);
 
 /*
- * The record store tlsnic_attach_daemon sets up (tlsnic_set_device_store), for programs
- * that pick their device themselves: a shared-memory store (shmstore.h) per offloaded
+ * The record store tlsnic_attach_daemon binds sockets to, for programs that pick their
+ * device themselves (tlsnic_sock_set_offload): a shared-memory store (shm_writer.h) per offloaded
  * direction, framed in place, with the flags tlsnicd writes there. ctx: a uint32_t that
  * stays valid, the number of record slots of each store.
  */

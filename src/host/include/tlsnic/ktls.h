@@ -110,7 +110,7 @@ enum tlsnic_mode {
 
 enum tlsnic_sw_reason {
     TLSNIC_SW_REASON_NONE = 0,          /* not in software mode */
-    TLSNIC_SW_REASON_NO_DEVICE,         /* no device registered (tlsnic_set_device) */
+    TLSNIC_SW_REASON_NO_DEVICE,         /* the socket is bound to no device (tlsnic_offload) */
     TLSNIC_SW_REASON_DEVICE_REFUSED,    /* the device's add failed; dev_errno says how */
     TLSNIC_SW_REASON_TABLE_FULL,        /* the device's flow table is full (-ENOSPC) */
     TLSNIC_SW_REASON_CIPHER_NOT_OFFLOADED, /* -EOPNOTSUPP: version / cipher / direction */
@@ -136,8 +136,48 @@ const char *tlsnic_mode_name(enum tlsnic_mode mode);
 const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason);
 
 /*
- * The device used for sockets whose keys are set from now on (NULL: software only).
- * The device must stay valid until every socket that uses it is closed.
+ * Where device mode keeps records for a device that cannot read this process's memory.
+ * By default the record store handed to the device in add is tlsnic's own list (host
+ * memory: fine for an in-process device). A device in another process (tlsnicd) needs the
+ * records in memory it can map: with store ops in the socket's offload binding (below),
+ * tlsnic opens one store per offloaded direction, puts every framed record into it too,
+ * releases there what the peer has acknowledged, and hands the device view(store) instead
+ * of its own list. ops and ctx must stay valid for the life of every socket bound to
+ * them. put may fail with -ENOSPC while the store is full of unacknowledged records:
+ * tlsnic then waits (bounded, 5 s) for acknowledgements.
+ *
+ * reserve and commit (optional, both or neither) save the copy of put: reserve returns room
+ * for a record of len bytes in the store (-ENOSPC when full, -EMSGSIZE when too long),
+ * invisible to the device until commit; tlsnic frames the record there, commits it and
+ * then writes it to the socket from that room, so the room must stay valid and unchanged
+ * until release covers the record. At most one reservation is open per store.
+ *
+ * device_flags (optional): the TLSNIC_FLOW_F_* flags the device wrote into the store, with
+ * TLSNIC_FLOW_F_LIVE once it has written any (shm_layout.h). While LIVE is set, tlsnic reads the
+ * flags there before each record instead of asking the device (flow_flags: a round trip to
+ * a daemon).
+ */
+struct tlsnic_dev_store_ops {
+    int (*open)(void *ctx, void **store);
+    int (*put)(void *store, uint32_t tcp_seq, uint64_t rec_seq, const uint8_t *rec,
+               uint32_t len);
+    int (*reserve)(void *store, uint32_t len, uint8_t **room);
+    void (*commit)(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len);
+    uint32_t (*device_flags)(void *store);
+    void (*release)(void *store, uint32_t acked_seq); /* every record ending at or before */
+    const struct tlsnic_rec_store *(*view)(void *store);
+    void (*close)(void *store);
+};
+
+/*
+ * Where a socket's keys are offered: a device and, for a device that cannot read this
+ * process's memory, the record store it can map. The binding belongs to the socket: it is
+ * copied into the socket at TCP_ULP from the process default (tlsnic_set_default_offload,
+ * the analog of the route that picks a netdev; attach.h sets it to tlsnicd), may be
+ * replaced per socket before TLS_TX (tlsnic_sock_set_offload), and is what TLS_TX offers
+ * to. Changing the default later changes nothing for sockets that exist. dev NULL:
+ * software only. dev and the store ops must stay valid until every socket bound to them is
+ * closed.
  *
  * Device mode (TX). tlsnic frames each record as header | explicit nonce (TLS 1.2 GCM) |
  * plaintext | inner type (TLS 1.3) | 16 zero bytes of tag room, and the device encrypts it
@@ -157,42 +197,22 @@ const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason);
  * already framed for the device cannot be sealed again in software without reusing their
  * nonces, so there is no silent fallback mid-stream.
  */
-void tlsnic_set_device(struct tlsnic_dev *dev);
+struct tlsnic_offload {
+    struct tlsnic_dev *dev;                       /* NULL: software only */
+    const struct tlsnic_dev_store_ops *store_ops; /* NULL: the device reads tlsnic's list */
+    void *store_ctx;                              /* store_ops->open's ctx */
+};
+
+/* The binding new tlsnic sockets get at TCP_ULP (copied). NULL: software only. */
+void tlsnic_set_default_offload(const struct tlsnic_offload *off);
 
 /*
- * Where device mode keeps records for a device that cannot read this process's memory.
- * By default the record store handed to the device in add is tlsnic's own list (host
- * memory: fine for an in-process device). A device in another process (tlsnicd) needs the
- * records in memory it can map: with store ops set, tlsnic opens one store per offloaded
- * direction, puts every framed record into it too, releases there what the peer has
- * acknowledged, and hands the device view(store) instead of its own list. ops and ctx
- * must stay valid for the life of every socket set up while they were set; NULL restores
- * the default. put may fail with -ENOSPC while the store is full of unacknowledged records:
- * tlsnic then waits (bounded, 5 s) for acknowledgements.
- *
- * reserve and commit (optional, both or neither) save the copy of put: reserve returns room
- * for a record of len bytes in the store (-ENOSPC when full, -EMSGSIZE when too long),
- * invisible to the device until commit; tlsnic frames the record there, commits it and
- * then writes it to the socket from that room, so the room must stay valid and unchanged
- * until release covers the record. At most one reservation is open per store.
- *
- * device_flags (optional): the TLSNIC_FLOW_F_* flags the device wrote into the store, with
- * TLSNIC_FLOW_F_LIVE once it has written any (shmstore.h). While LIVE is set, tlsnic reads the
- * flags there before each record instead of asking the device (flow_flags: a round trip to
- * a daemon).
+ * Binds fd (after TCP_ULP "tls") to off (copied; NULL: software only) for its next
+ * TLS_TX. Returns 0, or -1 with errno EBADF (not a tlsnic socket), EBUSY (TLS_TX keys are
+ * set: a direction does not move between devices).
  */
-struct tlsnic_dev_store_ops {
-    int (*open)(void *ctx, void **store);
-    int (*put)(void *store, uint32_t tcp_seq, uint64_t rec_seq, const uint8_t *rec,
-               uint32_t len);
-    int (*reserve)(void *store, uint32_t len, uint8_t **room);
-    void (*commit)(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len);
-    uint32_t (*device_flags)(void *store);
-    void (*release)(void *store, uint32_t acked_seq); /* every record ending at or before */
-    const struct tlsnic_rec_store *(*view)(void *store);
-    void (*close)(void *store);
-};
-void tlsnic_set_device_store(const struct tlsnic_dev_store_ops *ops, void *ctx);
+int tlsnic_sock_set_offload(int fd, const struct tlsnic_offload *off);
+
 
 /*
  * After the device lost its contexts and came back (a restarted tlsnicd): adds every
