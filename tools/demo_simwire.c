@@ -157,15 +157,7 @@ out:
 
 int tlsnic_demo_simwire(void)
 {
-    static const struct {
-        int version;
-        uint16_t cipher;
-    } combos[] = {
-        {TLS1_2_VERSION, TLS_CIPHER_AES_GCM_128}, {TLS1_2_VERSION, TLS_CIPHER_AES_GCM_256},
-        {TLS1_2_VERSION, TLS_CIPHER_CHACHA20_POLY1305}, {TLS1_3_VERSION, TLS_CIPHER_AES_GCM_128},
-        {TLS1_3_VERSION, TLS_CIPHER_AES_GCM_256}, {TLS1_3_VERSION, TLS_CIPHER_CHACHA20_POLY1305},
-    };
-    const size_t n_combos = sizeof(combos) / sizeof(combos[0]);
+    const size_t n_combos = TLS_PAIR_N_SUITES;
     uint8_t *plain = malloc(STREAM_BYTES);
     if (!plain)
         return 1;
@@ -179,11 +171,11 @@ int tlsnic_demo_simwire(void)
     for (size_t i = 0; i < n_combos; i++) {
         struct combo_result r;
         memset(&r, 0, sizeof(r));
-        int rc = run_one(combos[i].version, combos[i].cipher, 1000 + i, plain, &r);
+        int rc = run_one(tls_pair_suites[i].version, tls_pair_suites[i].cipher, 1000 + i, plain, &r);
         printf("| %s | %-17s | %7zu | %23" PRIu64 " | %12" PRIu64 " | %16" PRIu64
                " | %12" PRIu64 " | %16" PRIu64 " | %7" PRIu64 " / %-6" PRIu64 " | %-11s |\n",
-               combos[i].version == TLS1_3_VERSION ? "TLS 1.3" : "TLS 1.2",
-               tlsnic_cipher_name(combos[i].cipher), r.records, r.dev.tx_tls_encrypted_bytes,
+               tls_pair_suites[i].version == TLS1_3_VERSION ? "TLS 1.3" : "TLS 1.2",
+               tlsnic_cipher_name(tls_pair_suites[i].cipher), r.records, r.dev.tx_tls_encrypted_bytes,
                r.dev.tx_tls_ooo, r.dev.tx_tls_ooo_ckpt, r.dev.tx_tls_resync_bytes,
                r.dev.tx_tls_dump_packets, r.wire.segs_lost, r.wire.segs_reordered,
                rc == 0 ? "exact" : r.failed);

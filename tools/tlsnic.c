@@ -48,15 +48,6 @@
 #define ALERT_CLOSE_NOTIFY 0
 #define MAX_SSL_READS 1024
 
-static const struct combo {
-    int version;
-    uint16_t cipher;
-} combos[] = {
-    {TLS1_2_VERSION, TLS_CIPHER_AES_GCM_128}, {TLS1_2_VERSION, TLS_CIPHER_AES_GCM_256},
-    {TLS1_2_VERSION, TLS_CIPHER_CHACHA20_POLY1305}, {TLS1_3_VERSION, TLS_CIPHER_AES_GCM_128},
-    {TLS1_3_VERSION, TLS_CIPHER_AES_GCM_256}, {TLS1_3_VERSION, TLS_CIPHER_CHACHA20_POLY1305},
-};
-#define N_COMBOS (sizeof(combos) / sizeof(combos[0]))
 
 /* Record sizes each direction carries: the smallest, the paper's 1457, odd, the largest. */
 static const size_t record_sizes[] = {1, 1457, 4096, 333, TLSNIC_REC_MAX_PLAINTEXT, 9000};
@@ -238,7 +229,7 @@ static int tlsnic_close_notify(struct tls_pair *p, tlsnic_rec_key *tx, uint8_t *
     return n == 0 && SSL_get_error(p->server, n) == SSL_ERROR_ZERO_RETURN ? 0 : -EPROTO;
 }
 
-static int run_combo(const struct combo *c, uint8_t *data, uint8_t *wire, struct demo_result *r)
+static int run_combo(const struct tls_pair_suite *c, uint8_t *data, uint8_t *wire, struct demo_result *r)
 {
     struct tls_pair p;
     tlsnic_rec_key *tx = NULL, *rx = NULL;
@@ -299,15 +290,15 @@ static int cmd_demo(void)
 {
     static uint8_t data[TLSNIC_REC_MAX_PLAINTEXT];
     static uint8_t wire[TLSNIC_REC_MAX_WIRE_LEN];
-    static struct demo_result results[N_COMBOS];
+    static struct demo_result results[TLS_PAIR_N_SUITES];
     int failures = 0;
 
     printf("tlsnic demo: libssl (%s) handshakes with itself over a socketpair; then the\n"
            "client's records are sealed and opened by tlsnic, the server stays libssl.\n\n",
            OpenSSL_version(OPENSSL_VERSION));
-    for (size_t i = 0; i < N_COMBOS; i++) {
-        const struct combo *c = &combos[i];
-        printf("[%zu/%zu] %s %-17s", i + 1, N_COMBOS, version_name(c->version),
+    for (size_t i = 0; i < (size_t)TLS_PAIR_N_SUITES; i++) {
+        const struct tls_pair_suite *c = &tls_pair_suites[i];
+        printf("[%zu/%zu] %s %-17s", i + 1, (size_t)TLS_PAIR_N_SUITES, version_name(c->version),
                tlsnic_cipher_name(c->cipher));
         fflush(stdout);
         if (run_combo(c, data, wire, &results[i]) < 0) {
@@ -320,10 +311,10 @@ static int cmd_demo(void)
            "| sha256 sent = received  | time      | result |\n");
     printf("|---------|-------------------|-------------------------|-------------------------"
            "|-------------------------|-----------|--------|\n");
-    for (size_t i = 0; i < N_COMBOS; i++) {
+    for (size_t i = 0; i < (size_t)TLS_PAIR_N_SUITES; i++) {
         const struct demo_result *r = &results[i];
         printf("| %s | %-17s | %zu records, %6zu bytes | %zu records, %6zu bytes | ",
-               version_name(combos[i].version), tlsnic_cipher_name(combos[i].cipher),
+               version_name(tls_pair_suites[i].version), tlsnic_cipher_name(tls_pair_suites[i].cipher),
                r->to_openssl.records, r->to_openssl.bytes, r->from_openssl.records,
                r->from_openssl.bytes);
         if (r->failed_step == NULL) {
@@ -335,7 +326,8 @@ static int cmd_demo(void)
             printf("%-23s | %6.1f ms | FAIL   |\n", "-", r->ms);
         }
     }
-    printf("\n%zu of %zu combinations passed.\n", N_COMBOS - (size_t)failures, N_COMBOS);
+    printf("\n%zu of %zu combinations passed.\n", (size_t)TLS_PAIR_N_SUITES - (size_t)failures,
+           (size_t)TLS_PAIR_N_SUITES);
     int wire_rc = tlsnic_demo_simwire();
     return failures == 0 && wire_rc == 0 ? 0 : 1;
 }

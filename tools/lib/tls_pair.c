@@ -219,3 +219,9 @@ void tls_pair_free(struct tls_pair *p)
     }
     release(p);
 }
+
+const struct tls_pair_suite tls_pair_suites[TLS_PAIR_N_SUITES] = {
+    {TLS1_2_VERSION, TLS_CIPHER_AES_GCM_128}, {TLS1_2_VERSION, TLS_CIPHER_AES_GCM_256},
+    {TLS1_2_VERSION, TLS_CIPHER_CHACHA20_POLY1305}, {TLS1_3_VERSION, TLS_CIPHER_AES_GCM_128},
+    {TLS1_3_VERSION, TLS_CIPHER_AES_GCM_256}, {TLS1_3_VERSION, TLS_CIPHER_CHACHA20_POLY1305},
+};

@@ -10,6 +10,7 @@
 #ifndef TLSNIC_TEST_TLS_PAIR_H
 #define TLSNIC_TEST_TLS_PAIR_H
 
+#include <linux/tls.h>
 #include <openssl/ssl.h>
 #include <stdint.h>
 
@@ -30,6 +31,15 @@ struct tls_pair {
  * tls_pair_free closes them. Both contexts have tlsnic_keyexport_enable applied.
  * Returns 0 or a negative errno (-EPROTO: the handshake failed; ERR_print_errors shows why).
  */
+/* The suites tlsnic offloads, for demos that try each: TLS 1.2 and 1.3 x AES-128-GCM,
+ * AES-256-GCM, ChaCha20-Poly1305 (version as OpenSSL's TLS1_x_VERSION). */
+struct tls_pair_suite {
+    int version;
+    uint16_t cipher; /* TLS_CIPHER_* of <linux/tls.h> */
+};
+#define TLS_PAIR_N_SUITES 6
+extern const struct tls_pair_suite tls_pair_suites[TLS_PAIR_N_SUITES];
+
 int tls_pair_new(struct tls_pair *p, int tls_version, uint16_t cipher_type, const int *fds);
 
 /* Frees everything tls_pair_new made and closes both fds. Safe on a zeroed struct. */
