@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `tlsnic bench`: the paper's evaluation through the real Linux TCP stack and tlsnicd.
 #
-# Makes its own namespaces (scripts/net.sh, prefix tlsnic-bench-PID, 198.18.0.0/15 only),
+# Makes its own namespaces (scripts/lib/testbed.sh, prefix tlsnic-bench-PID, 198.18.0.0/15),
 # starts tlsnicd pinned to CPU 0, a discarding receiver in the peer namespace, and the
 # sender (bench_eval send) in the host namespace pinned to CPU 1, which runs plain TCP,
 # OpenSSL SSL_write, tlsnic software mode, tlsnic device mode and the NULL-cipher floor in
@@ -63,70 +63,33 @@ case "$cipher" in aes128) suite_c="AES-128-GCM" ;; aes256) suite_c="AES-256-GCM"
   *) echo "bench.sh: --cipher aes128|aes256|chacha" >&2; exit 2 ;; esac
 case "$version" in 1.2 | 1.3) ;; *) echo "bench.sh: --version 1.2|1.3" >&2; exit 2 ;; esac
 
-tlsnicd=$build/tools/tlsnicd
+# shellcheck source=scripts/lib/testbed.sh
+. "$root/scripts/lib/testbed.sh"
+tb_tlsnicd=$build/tools/tlsnicd
 eval_bin=$build/bench/bench_eval
-[ "$(id -u)" -eq 0 ] && [ -c /dev/net/tun ] || { echo "bench.sh: needs root and /dev/net/tun" >&2; exit 77; }
-[ -x "$tlsnicd" ] && [ -x "$eval_bin" ] || { echo "bench.sh: build first ($tlsnicd, $eval_bin)" >&2; exit 1; }
+tb_require_root tun
+[ -x "$tb_tlsnicd" ] && [ -x "$eval_bin" ] || { echo "bench.sh: build first ($tb_tlsnicd, $eval_bin)" >&2; exit 1; }
 command -v gnuplot >/dev/null || { echo "bench.sh: gnuplot not installed" >&2; exit 1; }
 
 ncpu=$(nproc)
 daemon_cpu=0 sender_cpu=$((ncpu > 1 ? 1 : 0))
-prefix="tlsnic-bench-$$"
-work=$(mktemp -d /tmp/tlsnic-bench.XXXXXX)
-daemon_pid="" recv_pid=""
-cleanup() {
-  local rc=$?
-  [ -n "$recv_pid" ] && kill "$recv_pid" 2>/dev/null || true
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
-  [ -n "$recv_pid" ] && wait "$recv_pid" 2>/dev/null || true
-  [ -n "$daemon_pid" ] && wait "$daemon_pid" 2>/dev/null || true
-  "$root/scripts/net.sh" down "$prefix" || true
-  if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
-    echo "--- tlsnicd log (tail)" >&2; tail -20 "$work/daemon.log" >&2 2>/dev/null || true
-    echo "--- receiver log (tail)" >&2; tail -5 "$work/recv.err" >&2 2>/dev/null || true
-  fi
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_for() { # FILE PATTERN SECONDS (bounded)
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "bench.sh: timed out waiting for '$2' in $1" >&2
-  return 1
-}
-
-start_daemon() { # extra tlsnicd args...
-  if [ -n "$daemon_pid" ]; then
-    kill "$daemon_pid" && wait "$daemon_pid" 2>/dev/null || true
-    daemon_pid=""
-  fi
-  rm -f "$work/ready" "$work/ctl.sock"
-  echo "=== tlsnicd $*" >>"$work/daemon.log"
-  taskset -c "$daemon_cpu" "$tlsnicd" --host-ns "$prefix-host" --wire-ns "$prefix-peer" \
-    --ctl "$work/ctl.sock" --ready-file "$work/ready" "$@" 2>>"$work/daemon.log" &
-  daemon_pid=$!
-  wait_for "$work/ready" ready 10
-}
+tb_daemon_wrapper=(taskset -c "$daemon_cpu")
+tb_workdir tlsnic-bench
+work=$tb_work
+tb_on_failure() { tb_show_log "$work/recv.err"; }
 
 sender() { # bench_eval send args...
-  ip netns exec "$prefix-host" taskset -c "$sender_cpu" "$eval_bin" send --addr 198.18.0.2 \
-    --port 5201 --version "$version" --cipher "$cipher" --ctl "$work/ctl.sock" \
-    --daemon-pid "$daemon_pid" --json "$work/samples.jsonl" --progress --timeout 3000 --cc "$cc" "$@"
+  tb_in host taskset -c "$sender_cpu" "$eval_bin" send --addr "$tb_peer_v4" \
+    --port 5201 --version "$version" --cipher "$cipher" --ctl "$tb_ctl" \
+    --daemon-pid "$tb_daemon_pid" --json "$work/samples.jsonl" --progress --timeout 3000 --cc "$cc" "$@"
 }
 
 mkdir -p "$out"
-"$root/scripts/net.sh" up "$prefix" >/dev/null
-start_daemon
-ip netns exec "$prefix-peer" "$eval_bin" recv --addr 198.18.0.2 --port 5201 --timeout 7200 \
-  >"$work/recv.out" 2>"$work/recv.err" &
-recv_pid=$!
-wait_for "$work/recv.err" listening 10
+tb_netns tlsnic-bench
+tb_daemon_start
+tb_spawn peer "$eval_bin" recv --addr "$tb_peer_v4" --port 5201 --timeout 7200 \
+  >"$work/recv.out" 2>"$work/recv.err"
+tb_wait_for "$work/recv.err" listening 10
 
 started=$(date -u +%s)
 echo "tlsnic bench: TLS $version $suite_c, records $sizes, $mb MB x $rounds rounds; sender CPU $sender_cpu, tlsnicd CPU $daemon_cpu" >&2
@@ -146,7 +109,7 @@ for loss in $loss_rates; do
     echo "--- loss $loss, resync from $([ $resync = ckpt ] && echo checkpoints || echo the host store)" >&2
     args=(--loss "$loss" --seed 1)
     [ "$resync" = store ] && args+=(--no-checkpoints)
-    start_daemon "${args[@]}"
+    tb_daemon_start "${args[@]}"
     scen=dev
     [ "$resync" = ckpt ] && scen=tcp,sw,dev
     sender --scenarios "$scen" --sizes "$loss_sizes" --mb "$mb" --rounds 1 --io-timeout 10 \
@@ -154,7 +117,7 @@ for loss in $loss_rates; do
       echo "bench.sh: some samples failed (see results)" >&2
   done
 done
-start_daemon # leave the daemon as it was for nothing else; stats of the last one are in the log
+tb_daemon_start # leave the daemon as it was for nothing else; stats of the last one are in the log
 
 cpu_model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 jq -s --arg cpu "${cpu_model:-unknown}" --arg nproc "$ncpu" --arg kernel "$(uname -r)" \

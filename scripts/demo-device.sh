@@ -15,40 +15,22 @@
 # Environment: TLSNIC_DEMO_MB (file size, default 50), TLSNIC_DEMO_LOSS / _REORDER.
 set -euo pipefail
 
-tlsnicd=$1 preload=$2 net_sh=$3 tlsnic=$4
+tb_tlsnicd=$1 preload=$2 net_sh=$3 tlsnic=$4
+# shellcheck source=scripts/lib/testbed.sh
+. "$(dirname "$net_sh")/lib/testbed.sh"
 size_mb=${TLSNIC_DEMO_MB:-50}
 loss=${TLSNIC_DEMO_LOSS:-0.01} reorder=${TLSNIC_DEMO_REORDER:-0.01}
 steps=9
-prefix="tlsnic-demo-$$"
-host="$prefix-host" peer="$prefix-peer"
-server_ip=198.18.0.1
-for tool in openssl curl sha256sum ip ss timeout; do
-  command -v "$tool" >/dev/null || { echo "tlsnic demo: $tool is not installed (./scripts/bootstrap.sh)"; exit 77; }
-done
-work=$(mktemp -d /tmp/tlsnic-demo.XXXXXX)
-daemon_pid="" server_pid="" serve_pid=""
-cleanup() {
-  local rc=$?
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-  [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null || true
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  "$net_sh" down "$prefix" >/dev/null 2>&1 || true
-  if [ "$rc" -ne 0 ]; then
-    echo "tlsnic demo: FAILED (logs below)"
-    tail -n 15 "$work/daemon.log" "$work/server.err" "$work/serve.out" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-  exit "$rc"
+server_ip=$tb_host_v4
+tb_require_tools openssl curl sha256sum ip ss timeout
+tb_workdir tlsnic-demo
+work=$tb_work
+tb_on_failure() {
+  echo "tlsnic demo: FAILED (logs below)"
+  tb_show_log "$work/server.err" "$work/serve.out"
 }
-trap cleanup EXIT INT TERM
 step() { printf '[%d/%d] %s ' "$1" "$steps" "$2"; }
 die() { echo; echo "tlsnic demo: $*"; exit 1; }
-wait_for() { # FILE PATTERN SECONDS
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  die "timed out waiting for '$2' in $1"
-}
 now() { date +%s.%N; }
 rate() { awk -v b="$1" -v t0="$2" -v t1="$3" 'BEGIN { t = t1 - t0; printf "%.1f MB in %.2f s (%.0f Mbit/s)", b / 1e6, t, b * 8 / 1e6 / t }'; }
 cd "$work"
@@ -60,36 +42,27 @@ echo "  tlsnicd:        the device model between the namespaces: encrypts record
 echo "  peer namespace: unmodified curl and openssl s_client"
 echo
 
-step 1 "network namespaces $host <-> $peer ..."
-"$net_sh" up "$prefix" >/dev/null
-echo "ok ($server_ip <-> 198.18.0.2, nothing routed elsewhere)"
+tb_netns tlsnic-demo || die "could not make the namespaces"
+step 1 "network namespaces $tb_host_ns <-> $tb_peer_ns ..."
+echo "ok ($server_ip <-> $tb_peer_v4, nothing routed elsewhere)"
 
 step 2 "tlsnicd (device model; wire: $loss loss, $reorder reordering) ..."
-"$tlsnicd" --host-ns "$host" --wire-ns "$peer" --ctl "$work/ctl.sock" --ready-file "$work/ready" \
-  --loss "$loss" --reorder "$reorder" --seed 1 2>"$work/daemon.log" &
-daemon_pid=$!
-wait_for ready ready 10
-echo "ok (control socket $work/ctl.sock)"
+tb_daemon_start --loss "$loss" --reorder "$reorder" --seed 1 || die "tlsnicd did not start"
+echo "ok (control socket $tb_ctl)"
 
 step 3 "test file of $size_mb MB ..."
 head -c $((size_mb * 1000 * 1000)) /dev/urandom > file.bin
 want=$(sha256sum < file.bin | cut -d' ' -f1)
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem \
-  -out cert.pem -subj /CN=tlsnic-demo -days 1 2>/dev/null
-printf 'openssl_conf = openssl_init\n[openssl_init]\nssl_conf = ssl_module\n[ssl_module]\nsystem_default = tls_system_default\n[tls_system_default]\nOptions = KTLS\n' > openssl.cnf
+tb_tls_server_files tlsnic-demo
 echo "ok (sha256 ${want:0:16}...)"
 
 step 4 "openssl s_server -WWW -sendfile under libtlsnic-preload.so ..."
-ip netns exec "$host" env OPENSSL_CONF="$work/openssl.cnf" TLSNIC_CTL="$work/ctl.sock" \
+tb_spawn host env OPENSSL_CONF="$work/openssl.cnf" TLSNIC_CTL="$tb_ctl" \
   TLSNIC_STATS_FILE="$work/host-stats" TLSNIC_PRELOAD_DEBUG=1 LD_PRELOAD="$preload" \
   timeout 300 openssl s_server -accept "$server_ip:4433" -cert cert.pem -key key.pem -WWW -sendfile \
-  >server.out 2>server.err &
+  >server.out 2>server.err
 server_pid=$!
-for ((i = 0; i < 100; i++)); do
-  ip netns exec "$host" ss -ltn | grep -q ":4433 " && break
-  sleep 0.05
-done
-ip netns exec "$host" ss -ltn | grep -q ":4433 " || die "s_server does not listen"
+tb_wait_listening host 4433 5 || die "s_server does not listen"
 echo "listening on $server_ip:4433"
 
 fetched=0
@@ -104,18 +77,17 @@ check_download() { # LABEL FILE T0 T1
 
 step 5 "curl --tlsv1.3 https://$server_ip:4433/file.bin (peer namespace) ..."
 t0=$(now)
-ip netns exec "$peer" curl -sk --tlsv1.3 --max-time 120 "https://$server_ip:4433/file.bin" -o curl.bin \
+tb_in peer curl -sk --tlsv1.3 --max-time 120 "https://$server_ip:4433/file.bin" -o curl.bin \
   || die "curl failed"
 t1=$(now)
 check_download curl curl.bin "$t0" "$t1"
 
 step 6 "openssl s_client -tls1_2 (peer namespace), GET /file.bin ..."
-header=$'HTTP/1.0 200 ok\r\nContent-type: text/plain\r\n\r\n'
 t0=$(now)
-printf 'GET /file.bin HTTP/1.0\r\n\r\n' | ip netns exec "$peer" timeout 120 openssl s_client \
+printf 'GET /file.bin HTTP/1.0\r\n\r\n' | tb_in peer timeout 120 openssl s_client \
   -connect "$server_ip:4433" -tls1_2 -quiet -ign_eof >s_client.raw 2>s_client.err || true
 t1=$(now)
-tail -c +$((${#header} + 1)) s_client.raw > s_client.bin
+tb_http_body "$tb_s_server_header" s_client.raw s_client.bin
 check_download "openssl s_client" s_client.bin "$t0" "$t1"
 
 # The server writes its counters when a connection closes.
@@ -126,17 +98,16 @@ done
 [ "$(awk '$1 == "TlsTxSw" { print $2 }' host-stats)" = 0 ] || die "a connection fell back to software"
 
 step 7 "tlsnic serve --port 4434 --file file.bin (the CLI's own server), curl --tlsv1.2 ..."
-ip netns exec "$host" env TLSNIC_CTL="$work/ctl.sock" TLSNIC_STATS_FILE="$work/serve-stats" \
+tb_spawn host env TLSNIC_CTL="$tb_ctl" TLSNIC_STATS_FILE="$work/serve-stats" \
   timeout 300 "$tlsnic" serve --addr "$server_ip" --port 4434 --file "$work/file.bin" --count 1 \
-  >serve.out 2>&1 &
+  >serve.out 2>&1
 serve_pid=$!
-wait_for serve.out "listening on" 10
+tb_wait_for serve.out "listening on" 10 || die "tlsnic serve does not listen"
 t0=$(now)
-ip netns exec "$peer" curl -sk --tlsv1.2 --tls-max 1.2 --max-time 120 "https://$server_ip:4434/file.bin" \
+tb_in peer curl -sk --tlsv1.2 --tls-max 1.2 --max-time 120 "https://$server_ip:4434/file.bin" \
   -o serve.bin || die "curl from tlsnic serve failed"
 t1=$(now)
 wait "$serve_pid" || die "tlsnic serve: $(tail -n 1 serve.out)"
-serve_pid=""
 got=$(sha256sum < serve.bin | cut -d' ' -f1)
 [ "$got" = "$want" ] || die "tlsnic serve: sha256 $got, want $want"
 fetched=$((fetched + 1))
@@ -146,12 +117,12 @@ grep -q 'TX device' serve.out || die "tlsnic serve did not use the device"
 
 step 8 "counters (tlsnic stats: the device, its flows, the s_server host):"
 echo
-"$tlsnic" stats --brief --ctl "$work/ctl.sock" --host "$work/host-stats" | sed 's/^/      /'
+"$tlsnic" stats --brief --ctl "$tb_ctl" --host "$work/host-stats" | sed 's/^/      /'
 echo "      tlsnic serve's own host counters: $(awk '$1 ~ /^(TlsTxDevice|TlsTxSw|TlsnicTxDeviceBytes|TlsnicTxSwBytes)$/ { printf "%s %s  ", $1, $2 }' serve-stats)"
 step 9 "teardown ..."
-kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
-kill -TERM "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=""
-"$net_sh" down "$prefix" >/dev/null
+kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+tb_daemon_stop || true
+tb_netns_down
 echo "ok"
 echo
 echo "tlsnic demo: PASS: $fetched downloads of $size_mb MB (s_server under the preload library, and"

@@ -6,12 +6,11 @@
 set -euo pipefail
 build=$1
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/net/tun ]; then
-  echo "SKIP: needs root and /dev/net/tun"
-  exit 77
-fi
-out=$(mktemp -d /tmp/tlsnic-bench-smoke.XXXXXX)
-trap 'rm -rf "$out"' EXIT
+# shellcheck source=scripts/lib/testbed.sh
+. "$root/scripts/lib/testbed.sh"
+tb_require_root tun
+tb_workdir tlsnic-bench-smoke
+out=$tb_work
 fail() { echo "FAIL: $*"; exit 1; }
 TLSNIC_BUILD_DIR=$build "$root/scripts/bench.sh" --quick --mb 2 --sizes 1457,16384 \
   --loss 0.02 --loss-sizes 16384 --out "$out" >"$out/stdout" 2>"$out/stderr" \

@@ -11,43 +11,17 @@
 # Root only (exits 77 otherwise); own namespaces (198.18.0.0/15); removed on exit.
 set -euo pipefail
 build=$1 net_sh=$2
-if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/net/tun ]; then
-  echo "SKIP: needs root and /dev/net/tun"
-  exit 77
-fi
-tlsnicd=$build/tools/tlsnicd eval_bin=$build/bench/bench_eval
-prefix="tlsnic-valid-$$"
-work=$(mktemp -d /tmp/tlsnic-valid.XXXXXX)
-daemon_pid="" recv_pid=""
-cleanup() {
-  local rc=$?
-  [ -n "$recv_pid" ] && kill "$recv_pid" 2>/dev/null || true
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  "$net_sh" down "$prefix" || true
-  if [ "$rc" -ne 0 ]; then
-    echo "--- receiver"; cat "$work"/recv*.err 2>/dev/null | tail -20 || true
-    echo "--- daemon"; tail -20 "$work/daemon.log" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/lib/testbed.sh
+. "$(dirname "$net_sh")/lib/testbed.sh"
+tb_require_root tun
+tb_tlsnicd=$build/tools/tlsnicd eval_bin=$build/bench/bench_eval
+tb_workdir tlsnic-valid
+work=$tb_work
+tb_netns tlsnic-valid
+tb_on_failure() { tb_show_log "$work"/recv*.err; }
 fail() { echo "FAIL: $*"; exit 1; }
-wait_for() { # FILE PATTERN SECONDS (bounded)
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  fail "timed out waiting for '$2' in $1"
-}
 
-"$net_sh" up "$prefix" >/dev/null
-"$tlsnicd" --host-ns "$prefix-host" --wire-ns "$prefix-peer" --ctl "$work/ctl.sock" \
-  --ready-file "$work/ready" 2>"$work/daemon.log" &
-daemon_pid=$!
-wait_for "$work/ready" ready 10
+tb_daemon_start
 
 scenarios=tcp,ssl,sw,dev,null
 n_scen=5 sizes=1457,16384 n_sizes=2
@@ -57,19 +31,18 @@ for version in 1.2 1.3; do
   for cipher in aes128 aes256 chacha; do
     # One receiver per suite: the NULL records' layout depends on it.
     port=$((port + 3))
-    ip netns exec "$prefix-peer" "$eval_bin" recv --addr 198.18.0.2 --port "$port" --verify \
+    tb_spawn peer "$eval_bin" recv --addr "$tb_peer_v4" --port "$port" --verify \
       --version "$version" --cipher "$cipher" --timeout 300 >"$work/recv$version$cipher.out" \
-      2>"$work/recv$version$cipher.err" &
+      2>"$work/recv$version$cipher.err"
     recv_pid=$!
-    wait_for "$work/recv$version$cipher.err" listening 10
-    ip netns exec "$prefix-host" "$eval_bin" send --addr 198.18.0.2 --port "$port" \
-      --version "$version" --cipher "$cipher" --ctl "$work/ctl.sock" --scenarios "$scenarios" \
+    tb_wait_for "$work/recv$version$cipher.err" listening 10
+    tb_in host "$eval_bin" send --addr "$tb_peer_v4" --port "$port" \
+      --version "$version" --cipher "$cipher" --ctl "$tb_ctl" --scenarios "$scenarios" \
       --sizes "$sizes" --mb 2 --rounds 1 --json "$work/samples.jsonl" --timeout 240 \
       || fail "sender failed: TLS $version $cipher"
     total=$((total + n_scen * n_sizes))
     kill "$recv_pid"
     wait "$recv_pid" || true
-    recv_pid=""
   done
 done
 
@@ -84,6 +57,6 @@ short=$(awk '$4 != 2000000' "$work"/recv*.out | wc -l)
 # socket's mode; the daemon's counter proves the bytes went through the device).
 jq -e -s '[.[] | select(.scenario == "dev") | .mode == "device"] | all' \
   "$work/samples.jsonl" >/dev/null || fail "an offload sample was not in device mode"
-enc=$("$tlsnicd" stats --ctl "$work/ctl.sock" | awk '$1 == "tx_tls_encrypted_bytes" { print $2 }')
+enc=$(tb_daemon_stats | awk '$1 == "tx_tls_encrypted_bytes" { print $2 }')
 [ "${enc:-0}" -ge $((2 * 3 * 2 * 2000000)) ] || fail "the device encrypted only ${enc:-0} bytes"
 echo "PASS: $conns connections (6 suites x scenarios $scenarios x records $sizes) verified by the receiver; device encrypted $enc bytes"

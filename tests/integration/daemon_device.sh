@@ -20,81 +20,46 @@
 # Root only (exits 77 otherwise); own namespaces; everything removed on exit.
 set -euo pipefail
 
-mode=$1 tlsnicd=$2 devxfer=$3 net_sh=$4
+mode=$1 tb_tlsnicd=$2 devxfer=$3 net_sh=$4
+# shellcheck source=scripts/lib/testbed.sh
+. "$(dirname "$net_sh")/lib/testbed.sh"
 bytes=$((20 * 1000 * 1000))
 [ "$mode" = restart ] && bytes=$((100 * 1000 * 1000))
-if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/net/tun ]; then
-  echo "SKIP: needs root and /dev/net/tun"
-  exit 77
-fi
-prefix="tlsnic-it-dev-$mode-$$"
-work=$(mktemp -d /tmp/tlsnic-it.XXXXXX)
-daemon_pid="" recv_pid="" send_pid=""
-cleanup() {
-  local rc=$?
-  [ -n "$recv_pid" ] && kill "$recv_pid" 2>/dev/null || true
-  [ -n "$send_pid" ] && kill "$send_pid" 2>/dev/null || true
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
-  [ -n "$daemon_pid" ] && wait "$daemon_pid" 2>/dev/null || true
-  "$net_sh" down "$prefix" || true
-  if [ "$rc" -ne 0 ]; then echo "--- daemon log"; cat "$work/daemon.log" 2>/dev/null || true; fi
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
+tb_require_root tun
+tb_workdir tlsnic-it
+work=$tb_work
+tb_netns "tlsnic-it-dev-$mode"
 fail() { echo "FAIL: $*"; exit 1; }
-wait_for() { # FILE PATTERN SECONDS, bounded
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  fail "timed out waiting for '$2' in $1"
-}
 counter() { awk -v k="$1" '$1 == k { print $2 }' "$2"; }
 
-"$net_sh" up "$prefix"
-args=(--host-ns "$prefix-host" --wire-ns "$prefix-peer" --ctl "$work/ctl.sock"
-  --ready-file "$work/ready" --state-file "$work/state")
+args=(--state-file "$work/state")
 case "$mode" in
   faults) args+=(--loss 0.02 --reorder 0.02 --dup 0.005 --seed 7) ;;
   segmented) args+=(--wire-segments --loss 0.05 --reorder 0.02 --seed 8) ;;
 esac
 start_daemon() { # capture name
-  rm -f "$work/ready"
-  "$tlsnicd" "${args[@]}" --pcap-host "$work/host$1.pcap" --pcap-wire "$work/wire$1.pcap" \
-    2>>"$work/daemon.log" &
-  daemon_pid=$!
-  wait_for "$work/ready" ready 10
+  tb_daemon_start "${args[@]}" --pcap-host "$work/host$1.pcap" --pcap-wire "$work/wire$1.pcap"
 }
 start_daemon ""
 
-ip netns exec "$prefix-peer" "$devxfer" recv 198.18.0.2 5001 120 >"$work/recv.out" 2>"$work/recv.err" &
+tb_spawn peer "$devxfer" recv "$tb_peer_v4" 5001 120 >"$work/recv.out" 2>"$work/recv.err"
 recv_pid=$!
-wait_for "$work/recv.err" listening 10
+tb_wait_for "$work/recv.err" listening 10
 sender_env=()
 [ "$mode" = restart ] && sender_env=(DEVXFER_READD=1)
-ip netns exec "$prefix-host" env "${sender_env[@]}" "$devxfer" send 198.18.0.2 5001 "$bytes" "$work/ctl.sock" 120 \
-  >"$work/send.out" 2>"$work/send.err" &
+tb_spawn host env "${sender_env[@]}" "$devxfer" send "$tb_peer_v4" 5001 "$bytes" "$tb_ctl" 120 \
+  >"$work/send.out" 2>"$work/send.err"
 send_pid=$!
 if [ "$mode" = restart ]; then
-  for ((i = 0; i < 600; i++)); do # bounded: 30 s
-    "$tlsnicd" stats --ctl "$work/ctl.sock" >"$work/stats" 2>/dev/null || true
-    [ "$(counter tx_tls_encrypted_bytes "$work/stats")" -gt 20000000 ] 2>/dev/null && break
-    sleep 0.05
-  done
-  kill -KILL "$daemon_pid"
-  wait "$daemon_pid" 2>/dev/null || true
+  tb_wait_counter tx_tls_encrypted_bytes 20000000 30 "$work/stats" || true
+  tb_daemon_kill
   echo "tlsnicd killed after $(counter tx_tls_encrypted_bytes "$work/stats") encrypted bytes; restarting"
   start_daemon 2
 fi
 wait "$send_pid" || fail "sender failed: $(cat "$work/send.err")"
 wait "$recv_pid" || fail "receiver failed"
-recv_pid=""
-"$tlsnicd" stats --ctl "$work/ctl.sock" >"$work/stats"
-kill -TERM "$daemon_pid"
-wait "$daemon_pid" || fail "tlsnicd exited with an error"
-daemon_pid=""
+tb_daemon_stats >"$work/stats"
+tb_daemon_stop || fail "tlsnicd exited with an error"
 
 echo "sender:   $(cat "$work/send.out")"
 echo "receiver: $(cat "$work/recv.out")"

@@ -29,7 +29,9 @@
 # own (prefix with the pid), so instances run in parallel; everything is removed on exit.
 set -euo pipefail
 
-mode=$1 tlsnicd=$2 xfer=$3 net_sh=$4
+mode=$1 tb_tlsnicd=$2 xfer=$3 net_sh=$4
+# shellcheck source=scripts/lib/testbed.sh
+. "$(dirname "$net_sh")/lib/testbed.sh"
 bytes=$((20 * 1000 * 1000))
 xfer_timeout=120
 case "$mode" in
@@ -37,52 +39,19 @@ case "$mode" in
   hook_stale) bytes=$((2 * 1000 * 1000)) xfer_timeout=5 ;;
 esac
 
-if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/net/tun ]; then
-  echo "SKIP: needs root and /dev/net/tun"
-  exit 77
-fi
-
-prefix="tlsnic-it-$mode-$$"
-host_ns="$prefix-host" peer_ns="$prefix-peer"
-work=$(mktemp -d /tmp/tlsnic-it.XXXXXX)
-daemon_pid="" recv_pid="" send_pid=""
-
-cleanup() {
-  local rc=$?
-  [ -n "$recv_pid" ] && kill "$recv_pid" 2>/dev/null || true
-  [ -n "$send_pid" ] && kill "$send_pid" 2>/dev/null || true
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
-  [ -n "$daemon_pid" ] && wait "$daemon_pid" 2>/dev/null || true
-  "$net_sh" down "$prefix" || true
-  if [ "$rc" -ne 0 ]; then
-    echo "--- daemon log"; cat "$work/daemon.log" 2>/dev/null || true
-  fi
-  [ -n "${KEEP_WORK:-}" ] && echo "work dir kept: $work" || rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
+tb_require_root tun
+tb_workdir tlsnic-it
+work=$tb_work
+tb_netns "tlsnic-it-$mode"
 
 fail() { echo "FAIL: $*"; exit 1; }
-
-# wait_for FILE PATTERN SECONDS: polls (bounded) until FILE contains PATTERN.
-wait_for() {
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  fail "timed out waiting for '$2' in $1"
-}
 
 counter() { # name, from a stats dump
   awk -v k="$1" '$1 == k { print $2 }' "$2"
 }
 
-"$net_sh" up "$prefix"
-
-daemon_args=(--host-ns "$host_ns" --wire-ns "$peer_ns" --ctl "$work/ctl.sock"
-  --pcap-host "$work/host.pcap" --pcap-wire "$work/wire.pcap"
-  --ready-file "$work/ready" --stats-file "$work/final-stats")
+daemon_args=(--pcap-host "$work/host.pcap" --pcap-wire "$work/wire.pcap"
+  --stats-file "$work/final-stats")
 case "$mode" in
   faults) daemon_args+=(--loss 0.02 --reorder 0.02 --dup 0.005 --seed 42) ;;
   segmented) daemon_args+=(--wire-segments --loss 0.02 --reorder 0.02 --seed 42) ;;
@@ -94,49 +63,37 @@ case "$mode" in
 esac
 sender_env=()
 if [ "$mode" = restart_offloaded ]; then
-  sender_env=(XFER_CTL="$work/ctl.sock" XFER_READD_DELAY_MS=1500)
+  sender_env=(XFER_CTL="$tb_ctl" XFER_READD_DELAY_MS=1500)
 fi
-start_daemon() {
-  rm -f "$work/ready"
-  "$tlsnicd" "${daemon_args[@]}" 2>>"$work/daemon.log" &
-  daemon_pid=$!
-  wait_for "$work/ready" ready 10
-}
-start_daemon
+tb_daemon_start "${daemon_args[@]}"
 
 case "$mode" in
-  ipv6) peer_addr=2001:db8:0:1::2 ;;
-  *) peer_addr=198.18.0.2 ;;
+  ipv6) peer_addr=$tb_peer_v6 ;;
+  *) peer_addr=$tb_peer_v4 ;;
 esac
 
-ip netns exec "$peer_ns" "$xfer" recv "$peer_addr" 5001 "$xfer_timeout" >"$work/recv.out" 2>"$work/recv.err" &
+tb_spawn peer "$xfer" recv "$peer_addr" 5001 "$xfer_timeout" >"$work/recv.out" 2>"$work/recv.err"
 recv_pid=$!
-wait_for "$work/recv.err" listening 10
+tb_wait_for "$work/recv.err" listening 10
 
-ip netns exec "$host_ns" nstat -n # reset the counter history: the next nstat shows deltas
-ip netns exec "$peer_ns" nstat -n
-ip netns exec "$host_ns" env "${sender_env[@]}" "$xfer" send "$peer_addr" 5001 "$bytes" "$xfer_timeout" \
-  >"$work/send.out" 2>"$work/send.err" &
+tb_in host nstat -n # reset the counter history: the next nstat shows deltas
+tb_in peer nstat -n
+tb_spawn host env "${sender_env[@]}" "$xfer" send "$peer_addr" 5001 "$bytes" "$xfer_timeout" \
+  >"$work/send.out" 2>"$work/send.err"
 send_pid=$!
 
 if [ "$mode" = restart ] || [ "$mode" = restart_offloaded ]; then
   # SIGKILL once 20 MB have crossed, restart at once on the same TUNs and socket path.
-  for ((i = 0; i < 600; i++)); do
-    "$tlsnicd" stats --ctl "$work/ctl.sock" >"$work/stats" 2>/dev/null || true
-    [ "$(counter to_wire_bytes "$work/stats")" -gt 20000000 ] 2>/dev/null && break
-    sleep 0.05
-  done
-  kill -KILL "$daemon_pid"
-  wait "$daemon_pid" 2>/dev/null || true
+  tb_wait_counter to_wire_bytes 20000000 30 "$work/stats" || true
+  tb_daemon_kill
   echo "tlsnicd killed after $(counter to_wire_bytes "$work/stats") bytes; restarting"
-  start_daemon
+  tb_daemon_start "${daemon_args[@]}"
 fi
 
 if [ "$mode" = hook_stale ]; then
   if wait "$send_pid"; then fail "the transfer completed with stale checksums"; fi
   wait "$recv_pid" 2>/dev/null || true
-  recv_pid=""
-  ip netns exec "$peer_ns" nstat -z TcpInCsumErrors >"$work/nstat.peer"
+  tb_in peer nstat -z TcpInCsumErrors >"$work/nstat.peer"
   cat "$work/nstat.peer"
   csum_errors=$(awk '$1 == "TcpInCsumErrors" { print $2 }' "$work/nstat.peer")
   [ "${csum_errors:-0}" -gt 0 ] || fail "the peer counted no checksum error"
@@ -146,14 +103,11 @@ fi
 
 wait "$send_pid" || fail "sender failed: $(cat "$work/send.err")"
 wait "$recv_pid" || fail "receiver failed"
-recv_pid=""
-ip netns exec "$host_ns" nstat -z TcpRetransSegs TcpExtTCPFastRetrans TcpExtTCPSackRecovery \
+tb_in host nstat -z TcpRetransSegs TcpExtTCPFastRetrans TcpExtTCPSackRecovery \
   TcpExtTCPTimeouts >"$work/nstat.out"
 
-"$tlsnicd" stats --ctl "$work/ctl.sock" >"$work/stats"
-kill -TERM "$daemon_pid"
-wait "$daemon_pid" || fail "tlsnicd exited with an error"
-daemon_pid=""
+tb_daemon_stats >"$work/stats"
+tb_daemon_stop || fail "tlsnicd exited with an error"
 
 echo "sender:   $(cat "$work/send.out")"
 echo "receiver: $(cat "$work/recv.out")"

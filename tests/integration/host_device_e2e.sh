@@ -26,53 +26,28 @@
 # Root only (exits 77 otherwise); own namespaces (unique prefix); removed on exit.
 set -euo pipefail
 
-mode=$1 tlsnicd=$(readlink -f "$2") preload=$(readlink -f "$3") net_sh=$(readlink -f "$4")
+mode=$1 tb_tlsnicd=$(readlink -f "$2") preload=$(readlink -f "$3") net_sh=$(readlink -f "$4")
 tlsnic=$(readlink -f "$5")
+# shellcheck source=scripts/lib/testbed.sh
+. "$(dirname "$net_sh")/lib/testbed.sh"
 size=$((20 * 1000 * 1000))
-if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/net/tun ]; then
-  echo "SKIP: needs root and /dev/net/tun"
-  exit 77
-fi
-for tool in openssl curl gnutls-cli sha256sum basenc ip ss timeout tshark dumpcap; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
-done
-prefix="tlsnic-it-e2e-$mode-$$"
-work=$(mktemp -d /tmp/tlsnic-e2e.XXXXXX)
-host="$prefix-host" peer="$prefix-peer"
-server_ip=198.18.0.1 port=4433
-daemon_pid="" server_pid="" capture_pid=""
-cleanup() {
-  local rc=$?
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-  [ -n "$capture_pid" ] && kill "$capture_pid" 2>/dev/null || true
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  "$net_sh" down "$prefix" >/dev/null || true
-  if [ "$rc" -ne 0 ]; then
-    echo "--- daemon log (tail)"; tail -n 20 "$work"/daemon*.log 2>/dev/null || true
-    echo "--- server log (tail)"; grep -v '^tlsnic-preload: \(read\|write\|send\|recv\|poll\)' "$work/server.err" 2>/dev/null | tail -n 20 || true
-  fi
-  if [ -n "${TLSNIC_E2E_KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
-  exit "$rc"
+tb_require_root tun
+tb_require_tools openssl curl gnutls-cli sha256sum basenc ip ss timeout tshark dumpcap
+tb_workdir tlsnic-e2e
+work=$tb_work
+tb_netns "tlsnic-it-e2e-$mode"
+server_ip=$tb_host_v4 port=4433
+server_pid=""
+tb_on_failure() {
+  echo "--- server log (tail)" >&2
+  grep -v '^tlsnic-preload: \(read\|write\|send\|recv\|poll\)' "$work/server.err" 2>/dev/null | tail -n 20 >&2 || true
 }
-trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
-wait_for() { # FILE PATTERN SECONDS, bounded
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  fail "timed out waiting for '$2' in $1"
-}
 counter() { awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' "$2" 2>/dev/null || echo 0; }
 delta() { echo $(( $(counter "$1" after) - $(counter "$1" before) )); } # device counter over one download
 
 cd "$work"
-"$net_sh" up "$prefix" >/dev/null
-
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem \
-  -out cert.pem -subj /CN=tlsnic-e2e -days 2 2>/dev/null
+tb_tls_server_files tlsnic-e2e
 # 20 MB: 1 MB blocks of random bytes, each ending in plaintext canaries that must never
 # be seen on the wire.
 for b in $(seq 1 $((size / 1000000))); do
@@ -86,36 +61,14 @@ want=$(sha256sum < file.bin | cut -d' ' -f1)
 small_size=2000000
 head -c "$small_size" file.bin > small.bin
 want_small=$(sha256sum < small.bin | cut -d' ' -f1)
-cat > openssl.cnf <<'CNF'
-openssl_conf = openssl_init
-[openssl_init]
-ssl_conf = ssl_module
-[ssl_module]
-system_default = tls_system_default
-[tls_system_default]
-Options = KTLS
-CNF
 
-daemon_n=0
-start_daemon() { # extra tlsnicd options
-  daemon_n=$((daemon_n + 1))
-  rm -f ready
-  "$tlsnicd" --host-ns "$host" --wire-ns "$peer" --ctl "$work/ctl.sock" --ready-file "$work/ready" \
-    "$@" 2>"$work/daemon$daemon_n.log" &
-  daemon_pid=$!
-  wait_for ready ready 10
-}
-stop_daemon() {
-  kill -TERM "$daemon_pid"
-  wait "$daemon_pid" || fail "tlsnicd exited with an error"
-  daemon_pid=""
-}
-device_stats() { "$tlsnicd" stats --ctl "$work/ctl.sock" > "$1" || fail "tlsnicd stats"; }
+stop_daemon() { tb_daemon_stop || fail "tlsnicd exited with an error"; }
+device_stats() { tb_daemon_stats > "$1" || fail "tlsnicd stats"; }
 # The device's counters of the server's newest flow on $port (the download just made), from
 # `tlsnic stats --flows`: "state packets bytes" (the one still offloaded if there is one,
 # else the newest ended one; flows are listed offloaded first, then ended oldest first).
 flow_counters() {
-  "$tlsnic" stats --flows --ctl "$work/ctl.sock" > flows.txt || fail "tlsnic stats --flows"
+  "$tlsnic" stats --flows --ctl "$tb_ctl" > flows.txt || fail "tlsnic stats --flows"
   awk -v me="$server_ip:$port" '$1 == me && $3 == "tx" {
       if ($4 == "active" && !active) { active = $4 " " $6 " " $7 }
       if ($4 == "ended") { ended = $4 " " $6 " " $7 } }
@@ -125,17 +78,13 @@ flow_counters() {
 start_server() { # s_server options (version, ciphers)
   rm -f stats
   port=$((port + 1)) # a fresh port: the last server's closed connections may still hold the old one
-  ip netns exec "$host" env OPENSSL_CONF="$work/openssl.cnf" TLSNIC_CTL="$work/ctl.sock" \
+  tb_spawn host env OPENSSL_CONF="$work/openssl.cnf" TLSNIC_CTL="$tb_ctl" \
     TLSNIC_STATS_FILE="$work/stats" TLSNIC_PRELOAD_DEBUG=1 SSLKEYLOGFILE="$work/keylog" \
     LD_PRELOAD="$preload" timeout 300 openssl s_server -accept "$server_ip:$port" \
-    -cert cert.pem -key key.pem -WWW -sendfile "$@" >server.out 2>>server.err &
+    -cert cert.pem -key key.pem -WWW -sendfile "$@" >server.out 2>>server.err
   server_pid=$!
-  local i
-  for ((i = 0; i < 100; i++)); do
-    ip netns exec "$host" ss -ltn | grep -q ":$port " && return 0
-    sleep 0.05
-  done
-  fail "s_server does not listen: $(ip netns exec "$host" ss -ltnp; ps -ef | grep '[s]_server' | head -5)"
+  tb_wait_listening host "$port" 5 ||
+    fail "s_server does not listen: $(tb_in host ss -ltnp; ps -ef | grep '[s]_server' | head -5)"
 }
 stop_server() {
   kill "$server_pid" 2>/dev/null || true
@@ -154,14 +103,8 @@ wait_host_closed() {
 }
 
 # s_server -WWW answers with exactly this header block before the file's bytes.
-http_header=$'HTTP/1.0 200 ok\r\nContent-type: text/plain\r\n\r\n'
-body_of() { # strips that header from $1 into $2 (an empty $2 if it is not there)
-  if head -c ${#http_header} "$1" 2>/dev/null | cmp -s - <(printf '%s' "$http_header"); then
-    tail -c +$((${#http_header} + 1)) "$1" > "$2"
-  else
-    : > "$2"
-  fi
-}
+http_header=$tb_s_server_header
+body_of() { tb_http_body "$http_header" "$1" "$2"; } # that header stripped from $1 into $2
 
 fetch() { # CLIENT OUT [curl options]: downloads file.bin (gnutls-cli: small.bin) into OUT
   local client=$1 out=$2
@@ -169,9 +112,9 @@ fetch() { # CLIENT OUT [curl options]: downloads file.bin (gnutls-cli: small.bin
   rm -f "$out" raw.out
   case "$client" in
     curl)
-      ip netns exec "$peer" curl -sk --max-time 120 "$@" "https://$server_ip:$port/file.bin" -o "$out" || true ;;
+      tb_in peer curl -sk --max-time 120 "$@" "https://$server_ip:$port/file.bin" -o "$out" || true ;;
     s_client)
-      printf 'GET /file.bin HTTP/1.0\r\n\r\n' | ip netns exec "$peer" timeout 120 openssl s_client \
+      printf 'GET /file.bin HTTP/1.0\r\n\r\n' | tb_in peer timeout 120 openssl s_client \
         -connect "$server_ip:$port" -quiet -ign_eof >raw.out 2>s_client.err || true
       body_of raw.out "$out" ;;
     gnutls-cli)
@@ -181,7 +124,7 @@ fetch() { # CLIENT OUT [curl options]: downloads file.bin (gnutls-cli: small.bin
         for _ in $(seq 1 1200); do
           [ "$(stat -c %s raw.out 2>/dev/null || echo 0)" -ge $((small_size + ${#http_header})) ] && break
           sleep 0.1
-        done ) | ip netns exec "$peer" timeout 130 gnutls-cli --insecure -p "$port" "$server_ip" \
+        done ) | tb_in peer timeout 130 gnutls-cli --insecure -p "$port" "$server_ip" \
           --logfile=gnutls.log >raw.out 2>gnutls.err || true
       body_of raw.out "$out" ;;
   esac
@@ -191,7 +134,7 @@ got_sha() { sha256sum < "$1" | cut -d' ' -f1; }
 
 case "$mode" in
 peers)
-  start_daemon
+  tb_daemon_start
   n=0 fails=0
   for version in tls1_3 tls1_2; do
     for cipher in AES128 AES256 CHACHA20; do
@@ -240,7 +183,7 @@ loss)
   fails=0
   for faults in "--loss 0.01 --reorder 0.01 --seed 11" "--loss 0.05 --reorder 0.02 --seed 12"; do
     # shellcheck disable=SC2086
-    start_daemon $faults
+    tb_daemon_start $faults
     for run in "curl -tls1_3" "s_client -tls1_2"; do
       read -r client version <<<"$run"
       start_server "$version"
@@ -266,7 +209,7 @@ loss)
   [ "$fails" = 0 ] || fail "$fails downloads under loss"
   ;;
 capture)
-  start_daemon --pcap-host "$work/host.pcap" --pcap-wire "$work/wire.pcap"
+  tb_daemon_start --pcap-host "$work/host.pcap" --pcap-wire "$work/wire.pcap"
   start_server -tls1_3
   fetch curl got13.bin
   wait_host_closed 1
@@ -303,20 +246,20 @@ capture)
   ;;
 restart)
   state="$work/tlsnicd.state"
-  ip netns exec "$peer" dumpcap -q -i tlsnic-p -w "$work/peer.pcapng" 2>capture.err &
+  tb_spawn peer dumpcap -q -i "$tb_peer_if" -w "$work/peer.pcapng" 2>capture.err
   capture_pid=$!
   fails=0
   for version in -tls1_3 -tls1_2; do
     client=curl
-    start_daemon --state-file "$state" --pcap-wire "$work/wire-a.pcap"
+    tb_daemon_start --state-file "$state" --pcap-wire "$work/wire-a.pcap"
     start_server "$version"
     # 20 MB at 10 MB/s: the daemon dies 0.5 s into a 2 s download
     fetch curl got.bin --limit-rate 10M &
     fetch_pid=$!
     sleep 0.5
-    kill -KILL "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=""
+    tb_daemon_kill
     sleep 0.3
-    start_daemon --state-file "$state" --pcap-wire "$work/wire-b.pcap"
+    tb_daemon_start --state-file "$state" --pcap-wire "$work/wire-b.pcap"
     wait "$fetch_pid" || true
     wait_host_closed 1
     stop_server
@@ -335,7 +278,7 @@ restart)
     cat wire-a.pcap wire-b.pcap >> wire-all.pcap 2>/dev/null || true
   done
   sleep 0.5
-  kill "$capture_pid"; wait "$capture_pid" 2>/dev/null || true; capture_pid=""
+  kill "$capture_pid"; wait "$capture_pid" 2>/dev/null || true
   [ "$fails" = 0 ] || fail "$fails downloads across a restart"
   [ "$(stat -c %s peer.pcapng)" -ge "$size" ] || fail "the peer capture is too small to prove anything"
   peer_canaries=$(grep -c -a TLSNIC-CANARY-PLAINTEXT peer.pcapng || true)

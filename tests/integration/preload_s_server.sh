@@ -11,42 +11,25 @@
 set -euo pipefail
 
 preload=$(readlink -f "$1")
+# shellcheck source=scripts/lib/testbed.sh
+. "$(dirname "$(readlink -f "$0")")/../../scripts/lib/testbed.sh"
 size_mb=${TLSNIC_PRELOAD_FILE_MB:-50}
 
 if [ -z "${TLSNIC_IN_NETNS:-}" ]; then
-    if [ "$(id -u)" -ne 0 ] || ! command -v unshare >/dev/null; then
-        echo "SKIP: needs root and unshare for a private network namespace"
-        exit 77
-    fi
-    for tool in openssl curl gnutls-cli sha256sum ip timeout; do
-        command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
-    done
+    tb_require_root
+    tb_require_tools unshare openssl curl gnutls-cli sha256sum ip timeout
     exec env TLSNIC_IN_NETNS=1 unshare --net "$0" "$@"
 fi
 ip link set lo up
 
-work=$(mktemp -d /tmp/tlsnic-preload.XXXXXX)
+tb_workdir tlsnic-preload
+work=$tb_work
 server_pid=
-cleanup() {
-    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
 cd "$work"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem \
-    -out cert.pem -subj /CN=localhost -days 2 2>/dev/null
+tb_tls_server_files localhost
 head -c $((size_mb * 1000 * 1000)) /dev/urandom > file.bin
 want=$(sha256sum < file.bin | cut -d' ' -f1)
-cat > openssl.cnf <<'CNF'
-openssl_conf = openssl_init
-[openssl_init]
-ssl_conf = ssl_module
-[ssl_module]
-system_default = tls_system_default
-[tls_system_default]
-Options = KTLS
-CNF
 
 port=4433
 fail=0
@@ -58,29 +41,23 @@ start_server() { # $1 = extra s_server options
         timeout 300 openssl s_server -accept 127.0.0.1:$port -cert cert.pem -key key.pem \
         -WWW -sendfile -naccept 1 $1 > server.out 2> server.err &
     server_pid=$!
-    for _ in $(seq 1 100); do
-        ss -ltn 2>/dev/null | grep -q ":$port " && break
-        sleep 0.05
-    done
+    tb_poll 5 listening || true
 }
+# shellcheck disable=SC2317 # called through tb_poll
+listening() { local out; out=$(ss -ltn 2>/dev/null) && [[ $out == *":$port "* ]]; }
 
 stop_server() {
-    for _ in $(seq 1 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.05; done
+    tb_poll 5 server_gone || true
     kill "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
     server_pid=
 }
+# shellcheck disable=SC2317 # called through tb_poll
+server_gone() { ! kill -0 "$server_pid" 2>/dev/null; }
 
 # s_server -WWW answers with exactly this header block before the file's bytes.
-http_header=$'HTTP/1.0 200 ok\r\nContent-type: text/plain\r\n\r\n'
-
-body_of() { # strips that header from $1 into $2 (an empty $2 if it is not there)
-    if head -c ${#http_header} "$1" 2>/dev/null | cmp -s - <(printf '%s' "$http_header"); then
-        tail -c +$((${#http_header} + 1)) "$1" > "$2"
-    else
-        : > "$2"
-    fi
-}
+http_header=$tb_s_server_header
+body_of() { tb_http_body "$http_header" "$1" "$2"; } # that header stripped from $1 into $2
 
 check() { # $1 = label, $2 = downloaded body, $3 = 1 if OpenSSL also receives through kTLS
     local got tx records rx rx_records rx_ok=1

@@ -14,58 +14,28 @@
 # Root only (exits 77 otherwise); own namespaces (unique prefix); removed on exit.
 set -euo pipefail
 
-tlsnicd=$(readlink -f "$1") tlsnic=$(readlink -f "$2") net_sh=$(readlink -f "$3")
+tb_tlsnicd=$(readlink -f "$1") tlsnic=$(readlink -f "$2") net_sh=$(readlink -f "$3")
+# shellcheck source=scripts/lib/testbed.sh
+. "$(dirname "$net_sh")/lib/testbed.sh"
 size=$((8 * 1000 * 1000))
-if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/net/tun ]; then
-  echo "SKIP: needs root and /dev/net/tun"
-  exit 77
-fi
-for tool in openssl curl sha256sum ip timeout; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
-done
-prefix="tlsnic-it-serve-$$"
-work=$(mktemp -d /tmp/tlsnic-serve.XXXXXX)
-host="$prefix-host" peer="$prefix-peer"
-server_ip=198.18.0.1 port=5443
-daemon_pid="" server_pid=""
-cleanup() {
-  local rc=$?
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  "$net_sh" down "$prefix" >/dev/null || true
-  if [ "$rc" -ne 0 ]; then
-    echo "--- daemon log (tail)"; tail -n 20 "$work/daemon.log" 2>/dev/null || true
-    echo "--- server output"; cat "$work"/server*.out 2>/dev/null | tail -n 20 || true
-  fi
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
+tb_require_root tun
+tb_require_tools openssl curl sha256sum ip timeout
+tb_workdir tlsnic-serve
+work=$tb_work
+tb_netns tlsnic-it-serve
+server_ip=$tb_host_v4 port=5443
+tb_on_failure() { tb_show_log "$work"/server*.out; }
 fail() { echo "FAIL: $*"; exit 1; }
-wait_for() { # FILE PATTERN SECONDS, bounded
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  fail "timed out waiting for '$2' in $1"
-}
 counter() { awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' "$2" 2>/dev/null || echo 0; }
 got_sha() { sha256sum < "$1" | cut -d' ' -f1; }
 
 cd "$work"
-"$net_sh" up "$prefix" >/dev/null
 head -c "$size" /dev/urandom > file.bin
 want=$(got_sha file.bin)
 # tlsnic serve's answer before the file's bytes (s_client shows it; curl strips it).
 http_header=$'HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: '"$size"$'\r\nConnection: close\r\n\r\n'
 
-rm -f ready
-"$tlsnicd" --host-ns "$host" --wire-ns "$peer" --ctl "$work/ctl.sock" --ready-file "$work/ready" \
-  2>"$work/daemon.log" &
-daemon_pid=$!
-wait_for ready ready 10
+tb_daemon_start
 
 fails=0
 for run in "tls13 --tls13" "tls12 --tls12 --cipher chacha20"; do
@@ -73,30 +43,25 @@ for run in "tls13 --tls13" "tls12 --tls12 --cipher chacha20"; do
   port=$((port + 1))
   rm -f host-stats
   # shellcheck disable=SC2086
-  ip netns exec "$host" env TLSNIC_CTL="$work/ctl.sock" TLSNIC_STATS_FILE="$work/host-stats" \
+  tb_spawn host env TLSNIC_CTL="$tb_ctl" TLSNIC_STATS_FILE="$work/host-stats" \
     timeout 120 "$tlsnic" serve --addr "$server_ip" --port "$port" --file "$work/file.bin" \
-    --count 2 $serve_opts >"server-$label.out" 2>&1 &
+    --count 2 $serve_opts >"server-$label.out" 2>&1
   server_pid=$!
-  wait_for "server-$label.out" "listening on" 10
+  tb_wait_for "server-$label.out" "listening on" 10
 
   curl_version=--tlsv1.3 s_client_version=-tls1_3
   [ "$label" = tls12 ] && curl_version="--tlsv1.2 --tls-max 1.2" s_client_version=-tls1_2
   # shellcheck disable=SC2086
-  ip netns exec "$peer" curl -sk $curl_version --max-time 60 "https://$server_ip:$port/file.bin" \
+  tb_in peer curl -sk $curl_version --max-time 60 "https://$server_ip:$port/file.bin" \
     -o curl.bin || true
-  printf 'GET /file.bin HTTP/1.0\r\n\r\n' | ip netns exec "$peer" timeout 60 openssl s_client \
+  printf 'GET /file.bin HTTP/1.0\r\n\r\n' | tb_in peer timeout 60 openssl s_client \
     -connect "$server_ip:$port" $s_client_version -quiet -ign_eof >raw.out 2>s_client.err || true
-  if head -c ${#http_header} raw.out | cmp -s - <(printf '%s' "$http_header"); then
-    tail -c +$((${#http_header} + 1)) raw.out > s_client.bin
-  else
-    : > s_client.bin
-  fi
+  tb_http_body "$http_header" raw.out s_client.bin
   wait "$server_pid" || fail "$label: tlsnic serve exited with an error: $(cat "server-$label.out")"
-  server_pid=""
 
   device_lines=$(grep -c '#[12] .* TX device, .* -> 200, '"$size"' bytes' "server-$label.out" || true)
   dev=$(counter TlsTxDevice host-stats) sw=$(counter TlsTxSw host-stats)
-  "$tlsnic" stats --flows --ctl "$work/ctl.sock" > flows.txt || fail "tlsnic stats --flows"
+  "$tlsnic" stats --flows --ctl "$tb_ctl" > flows.txt || fail "tlsnic stats --flows"
   flows_ok=$(awk -v me="$server_ip:$port" -v s="$size" \
     '$1 == me && $3 == "tx" && $4 == "ended" && $6 > 0 && $7 >= s && $7 <= s + s / 20 { n++ }
      END { print n + 0 }' flows.txt)
@@ -118,6 +83,6 @@ for run in "tls13 --tls13" "tls12 --tls12 --cipher chacha20"; do
     fails=$((fails + 1))
   fi
 done
-kill -TERM "$daemon_pid"; wait "$daemon_pid" || fail "tlsnicd exited with an error"; daemon_pid=""
+tb_daemon_stop || fail "tlsnicd exited with an error"
 [ "$fails" = 0 ] || fail "$fails checks"
 echo "PASS: tlsnic serve in device mode through tlsnicd, TLS 1.3 and 1.2, curl and openssl s_client"
