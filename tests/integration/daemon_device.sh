@@ -12,7 +12,7 @@
 #   faults     2 % loss, 2 % reordering, 0.5 % duplication of (super-)frames: the same,
 #              and the device served out-of-order packets (tx_tls_ooo > 0).
 #   segmented  --wire-segments with 5 % loss and 2 % reordering of single segments: the same.
-#   restart    100 MB; tlsnicd (with --state-file) is SIGKILLed once 20 MB are encrypted and
+#   restart    100 MB; tlsnicd (with --state-file) is SIGKILLed once 5 MB are encrypted and
 #              restarted; it fences the flow until the sender re-adds it from the first
 #              unacknowledged record (DEVXFER_READD): every record still opens, and
 #              neither daemon's wire capture holds a canary.
@@ -51,10 +51,17 @@ tb_spawn host env "${sender_env[@]}" "$devxfer" send "$tb_peer_v4" 5001 "$bytes"
   >"$work/send.out" 2>"$work/send.err"
 send_pid=$!
 if [ "$mode" = restart ]; then
-  tb_wait_counter tx_tls_encrypted_bytes 20000000 30 "$work/stats" || true
+  tb_wait_counter tx_tls_encrypted_bytes 5000000 30 "$work/stats" || fail "the device encrypted nothing"
+  # The sender stops (its kernel socket keeps sending what it queued) so that the kill
+  # lands mid-transfer however fast the machine is: a finished flow has nothing to fence.
+  kill -STOP "$send_pid"
+  tb_daemon_stats >"$work/stats"
+  [ "$(counter tx_tls_encrypted_bytes "$work/stats")" -lt "$bytes" ] ||
+    fail "the transfer finished before the daemon could be killed"
   tb_daemon_kill
   echo "tlsnicd killed after $(counter tx_tls_encrypted_bytes "$work/stats") encrypted bytes; restarting"
   start_daemon 2
+  kill -CONT "$send_pid"
 fi
 wait "$send_pid" || fail "sender failed: $(cat "$work/send.err")"
 wait "$recv_pid" || fail "receiver failed"
