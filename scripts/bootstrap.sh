@@ -7,7 +7,7 @@ packages=(
   libssl-dev libcmocka-dev
   openssl gnutls-bin curl
   libgnutls28-dev iproute2 tshark gnuplot-nox python3 util-linux jq
-  qemu-system-x86 busybox-static kmod xz-utils zstd
+  qemu-system-x86 busybox-static kmod xz-utils zstd ethtool
 )
 
 if [ "$(id -u)" -ne 0 ]; then

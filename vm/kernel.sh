@@ -99,6 +99,9 @@ prepare_root() {
     dpkg-deb -x "$deb" "$dir/root"
   done
   depmod -b "$dir/root" "$kver"
+  # The headers' Makefile includes the common headers by absolute path (/usr/src/...).
+  sed -i "s|^include /usr/src/|include $dir/root/usr/src/|" \
+    "$dir/root/usr/src/linux-headers-$kver/Makefile"
 
   # The uncompressed kernel boots about twice as fast under TCG (no decompression in the
   # emulated CPU); QEMU starts it through its PVH note. bzImage's payload is one xz (6.1)
