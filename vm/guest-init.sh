@@ -1,7 +1,9 @@
 #!/bin/sh
 # Second stage of the guest, PID 1 in the host's root (read-only 9p under a tmpfs overlay):
-# the usual pseudo file systems, the guest kernel's modules at /lib/modules/$KVER (from the
-# harness's cache, so modprobe and the kernel's own module requests work), loopback up, then
+# the usual pseudo file systems (no tmpfs on /tmp: the host's /tmp may hold the build tree,
+# and the overlay keeps what the guest writes in memory anyway), the guest kernel's modules
+# at /lib/modules/$KVER (from the harness's cache, so modprobe and the kernel's own module
+# requests work), loopback up, then
 # the command from the run folder with its output on the second serial port (the harness's
 # standard output), its exit status into the run folder, and power off.
 # vm/run.sh copies this file into the run folder for every run.
@@ -19,7 +21,6 @@ $bb mount -t devtmpfs dev /dev
 $bb mkdir -p /dev/pts /dev/shm
 $bb mount -t devpts devpts /dev/pts
 $bb mount -t tmpfs -o mode=1777 shm /dev/shm
-$bb mount -t tmpfs -o mode=1777 tmp /tmp
 $bb mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
 $bb mkdir -p "/lib/modules/$KVER"
 $bb mount -o bind "$VM_MODULES" "/lib/modules/$KVER"
