@@ -7,6 +7,7 @@ packages=(
   libssl-dev libcmocka-dev
   openssl gnutls-bin curl
   libgnutls28-dev iproute2 tshark gnuplot-nox python3 util-linux jq
+  qemu-system-x86 busybox-static kmod xz-utils zstd ethtool
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -21,11 +22,15 @@ done
 
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "bootstrap: all packages present"
-  exit 0
+else
+  echo "bootstrap: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-echo "bootstrap: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-apt-get update -q
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+# The guest kernel of the VM tests (vm/, tests/vm): Debian's kernel and headers as .debs,
+# downloaded into /var/cache/tlsnic-vm and extracted there (nothing installed; cached).
+"$(dirname "$0")/../vm/kernel.sh" fetch
+"$(dirname "$0")/../vm/kernel.sh" prepare

@@ -1,0 +1,517 @@
+/*
+ * tlsnic-kdevd: the "hardware" behind tlsnic.ko. It attaches two network devices through
+ * /dev/tlsnic (kernel/tlsnic_kdev.h) and joins them by a wire: every frame one device's
+ * kernel transmits goes through that device's model (tlsnic's device model, src/device: the
+ * offloaded TLS records are encrypted in place) and then, unless the wire loses it, is
+ * received by the other device's kernel. The offload contexts come from the kernel's own
+ * net/tls/tls_device.c through the driver (ADD / DEL / RESYNC); for a segment out of order
+ * the driver sends the kernel's records with it (tls_get_record), which serve as the
+ * device's host record store for that one frame: the device model resyncs from its own
+ * checkpoints where it can and re-seals the record's prefix where it cannot.
+ *
+ *   tlsnic-kdevd --dev NAME --dev NAME [--loss P] [--seed N] [--no-checkpoints]
+ *                [--pcap FILE] [--ready FILE]
+ *
+ * --loss drops that share of the frames on the wire (after the device: TCP retransmits and
+ * the device must resync), from a seeded generator. --pcap writes what crosses the wire
+ * (LINKTYPE_RAW, GSO frames whole). The device model's counters go to the driver every
+ * 100 ms (ethtool -S) and to stderr at exit (SIGTERM / SIGINT). Root only.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <linux/virtio_net.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "tlsnic/nic.h"
+#include "tlsnic/record.h"
+#include "tlsnic_kdev.h"
+
+#define MSG_BUF (256 * 1024)
+#define MAX_RECS 128
+#define FLOW_BUCKETS 1024
+#define BURST 64
+
+/* The kernel's records sent with the frame being handled: the device's record store. */
+struct frame_recs {
+    uint32_t n;
+    struct tlsnic_kdev_rec rec[MAX_RECS];
+    const uint8_t *data[MAX_RECS];
+    uint8_t *padded[MAX_RECS]; /* record-sized copies, zero past the prefix (lazily made) */
+};
+
+struct kflow {
+    uint32_t id;
+    struct tlsnic_flow flow;
+    struct kflow *next;
+};
+
+struct dev {
+    const char *name;
+    int fd;
+    tlsnic_nic *nic;
+    struct tlsnic_rec_store store;
+    struct frame_recs recs;
+    struct kflow *flows[FLOW_BUCKETS];
+    uint64_t drop_unknown_flow, wire_drops, frames_in;
+    struct dev *peer;
+};
+
+static volatile sig_atomic_t stop;
+static double loss;
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static FILE *pcap;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+static uint64_t rng_next(void)
+{
+    /* splitmix64: a reproducible wire from --seed */
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Flows by the driver's id                                                                   */
+
+static struct kflow **flow_slot(struct dev *d, uint32_t id)
+{
+    struct kflow **s = &d->flows[id % FLOW_BUCKETS];
+    while (*s && (*s)->id != id)
+        s = &(*s)->next;
+    return s;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The record store over the frame's records                                                  */
+
+static int store_get_record(void *priv, uint32_t tcp_seq, struct tlsnic_rec_ref *out)
+{
+    struct frame_recs *fr = priv;
+    for (uint32_t i = 0; i < fr->n; i++) {
+        const struct tlsnic_kdev_rec *r = &fr->rec[i];
+        if ((uint32_t)(tcp_seq - r->start_seq) >= r->len)
+            continue;
+        if (!fr->padded[i]) {
+            fr->padded[i] = malloc(TLSNIC_REC_MAX_WIRE_LEN + 256);
+            if (!fr->padded[i])
+                return -ENOMEM;
+        }
+        memcpy(fr->padded[i], fr->data[i], r->data_len);
+        memset(fr->padded[i] + r->data_len, 0, r->len - r->data_len);
+        out->tcp_seq = r->start_seq;
+        out->len = r->len;
+        out->rec_seq = r->rec_seq;
+        out->bytes = fr->padded[i];
+        return 0;
+    }
+    return -ENOENT;
+}
+
+static const struct tlsnic_rec_store_ops store_ops = {.get_record = store_get_record};
+
+/* Parses the records of a FRAME message (bounds-checked); 0 or -EINVAL. */
+static int parse_recs(struct frame_recs *fr, const uint8_t *p, size_t len, uint32_t n)
+{
+    fr->n = 0;
+    if (n > MAX_RECS)
+        return -EINVAL;
+    size_t off = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct tlsnic_kdev_rec r;
+        if (len - off < sizeof(r))
+            return -EINVAL;
+        memcpy(&r, p + off, sizeof(r));
+        off += sizeof(r);
+        size_t padded = (r.data_len + 7u) & ~7u;
+        if (r.data_len > r.len || r.len < TLSNIC_REC_HDR_LEN ||
+            r.len > TLSNIC_REC_MAX_WIRE_LEN + 256 || len - off < padded)
+            return -EINVAL;
+        fr->rec[i] = r;
+        fr->data[i] = p + off;
+        off += padded;
+    }
+    if (off != len)
+        return -EINVAL;
+    fr->n = n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Wire                                                                                       */
+
+static void pcap_open(const char *path)
+{
+    pcap = fopen(path, "wb");
+    if (!pcap) {
+        perror(path);
+        exit(1);
+    }
+    const uint32_t h[6] = {0xa1b2c3d4u, 0x00040002u, 0, 0, 262144, 101 /* LINKTYPE_RAW */};
+    fwrite(h, sizeof(h), 1, pcap);
+}
+
+static void pcap_write(const uint8_t *frame, size_t len)
+{
+    if (!pcap)
+        return;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    const uint32_t h[4] = {(uint32_t)tv.tv_sec, (uint32_t)tv.tv_usec, (uint32_t)len,
+                           (uint32_t)len};
+    fwrite(h, sizeof(h), 1, pcap);
+    fwrite(frame, len, 1, pcap);
+    fflush(pcap); /* a killed daemon leaves every frame it sent in the capture */
+}
+
+/* Hands a frame to the kernel of device d (received there). */
+static void deliver(struct dev *d, const struct virtio_net_hdr *vh, const uint8_t *frame,
+                    size_t len)
+{
+    struct tlsnic_kdev_hdr h = {.type = TLSNIC_KDEV_MSG_FRAME};
+    struct tlsnic_kdev_frame f = {.vnet_len = sizeof(*vh), .frame_len = (uint32_t)len};
+    static uint8_t out[MSG_BUF];
+    size_t n = sizeof(h) + sizeof(f) + sizeof(*vh) + len;
+    if (n > sizeof(out))
+        return;
+    h.len = (uint32_t)n;
+    memcpy(out, &h, sizeof(h));
+    memcpy(out + sizeof(h), &f, sizeof(f));
+    memcpy(out + sizeof(h) + sizeof(f), vh, sizeof(*vh));
+    memcpy(out + sizeof(h) + sizeof(f) + sizeof(*vh), frame, len);
+    if (write(d->fd, out, n) < 0 && errno != EINVAL)
+        fprintf(stderr, "tlsnic-kdevd: write to %s: %s\n", d->name, strerror(errno));
+}
+
+/* A frame device d's kernel transmits: through d's device model, across the wire. */
+static void on_frame(struct dev *d, uint8_t *m, size_t len)
+{
+    struct tlsnic_kdev_frame f;
+    if (len < sizeof(f))
+        return;
+    memcpy(&f, m, sizeof(f));
+    struct virtio_net_hdr vh;
+    if (f.vnet_len != sizeof(vh) ||
+        len != sizeof(f) + (size_t)f.rec_bytes + sizeof(vh) + (size_t)f.frame_len)
+        return;
+    uint8_t *recs = m + sizeof(f);
+    memcpy(&vh, recs + f.rec_bytes, sizeof(vh));
+    uint8_t *frame = recs + f.rec_bytes + sizeof(vh);
+    d->frames_in++;
+    if (f.flow_id && !*flow_slot(d, f.flow_id)) {
+        d->drop_unknown_flow++; /* a context the device does not hold: never in clear */
+        return;
+    }
+    if (parse_recs(&d->recs, recs, f.rec_bytes, f.nrec) < 0) {
+        fprintf(stderr, "tlsnic-kdevd: %s: malformed records, frame dropped\n", d->name);
+        return;
+    }
+    struct tlsnic_pkt pkt = {
+        .data = frame,
+        .len = f.frame_len,
+        .gso_size = vh.gso_type != VIRTIO_NET_HDR_GSO_NONE ? vh.gso_size : 0,
+        .csum = (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) ? TLSNIC_CSUM_OFFLOAD : TLSNIC_CSUM_FULL,
+    };
+    int verdict = tlsnic_nic_tx(d->nic, &pkt);
+    /* The records are plaintext the kernel keeps anyway; the padded copies are ours. */
+    for (uint32_t i = 0; i < d->recs.n; i++)
+        if (d->recs.padded[i])
+            OPENSSL_cleanse(d->recs.padded[i], d->recs.rec[i].len);
+    d->recs.n = 0;
+    if (verdict == TLSNIC_DROP)
+        return;
+    if (loss > 0 && (double)(rng_next() >> 11) * 0x1.0p-53 < loss) {
+        d->wire_drops++;
+        return;
+    }
+    pcap_write(frame, f.frame_len);
+    tlsnic_nic_rx(d->peer->nic, frame, f.frame_len);
+    deliver(d->peer, &vh, frame, f.frame_len);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Control messages                                                                           */
+
+static void on_add(struct dev *d, uint8_t *m, size_t len)
+{
+    struct tlsnic_kdev_add a;
+    if (len != sizeof(a))
+        return;
+    memcpy(&a, m, sizeof(a));
+    OPENSSL_cleanse(m, len);
+    struct kflow *kf = calloc(1, sizeof(*kf));
+    if (!kf || a.info_len > sizeof(a.info) || (a.family != AF_INET && a.family != AF_INET6) ||
+        a.dir != TLSNIC_KDEV_DIR_TX || *flow_slot(d, a.flow_id)) {
+        fprintf(stderr, "tlsnic-kdevd: %s: bad ADD of flow %u\n", d->name, a.flow_id);
+        free(kf);
+        OPENSSL_cleanse(&a, sizeof(a));
+        return;
+    }
+    kf->id = a.flow_id;
+    kf->flow.family = a.family;
+    memcpy(kf->flow.local, a.local, 16);
+    memcpy(kf->flow.remote, a.remote, 16);
+    kf->flow.local_port = a.local_port;
+    kf->flow.remote_port = a.remote_port;
+    int rc = tlsnic_nic_add(d->nic, &kf->flow, TLSNIC_DIR_TX, a.info, a.info_len, a.start_seq,
+                            &d->store);
+    OPENSSL_cleanse(&a, sizeof(a));
+    if (rc < 0) {
+        /* Not held: the flow's frames are dropped (unknown flow), never sent in clear. */
+        fprintf(stderr, "tlsnic-kdevd: %s: device refused flow %u: %s\n", d->name, kf->id,
+                strerror(-rc));
+        free(kf);
+        return;
+    }
+    *flow_slot(d, kf->id) = kf;
+}
+
+static void on_del(struct dev *d, const uint8_t *m, size_t len)
+{
+    struct tlsnic_kdev_del del;
+    if (len != sizeof(del))
+        return;
+    memcpy(&del, m, sizeof(del));
+    struct kflow **s = flow_slot(d, del.flow_id);
+    if (!*s)
+        return;
+    struct kflow *kf = *s;
+    *s = kf->next;
+    tlsnic_nic_del(d->nic, &kf->flow, TLSNIC_DIR_TX);
+    free(kf);
+}
+
+static void on_resync(struct dev *d, const uint8_t *m, size_t len)
+{
+    struct tlsnic_kdev_resync rs;
+    if (len != sizeof(rs))
+        return;
+    memcpy(&rs, m, sizeof(rs));
+    struct kflow *kf = *flow_slot(d, rs.flow_id);
+    if (kf && tlsnic_nic_resync(d->nic, &kf->flow, TLSNIC_DIR_TX, rs.seq, rs.rec_seq) < 0)
+        fprintf(stderr, "tlsnic-kdevd: %s: resync of flow %u refused\n", d->name, rs.flow_id);
+}
+
+static void push_stats(struct dev *d)
+{
+    struct tlsnic_nic_stats s;
+    tlsnic_nic_stats(d->nic, &s);
+    struct {
+        struct tlsnic_kdev_hdr h;
+        struct tlsnic_kdev_stats st;
+    } m = {.h = {.type = TLSNIC_KDEV_MSG_STATS, .len = sizeof(m)}};
+    const uint64_t v[TLSNIC_KDEV_STATS_N] = {
+        s.tx_tls_encrypted_packets, s.tx_tls_encrypted_bytes, s.tx_tls_ctx, s.tx_tls_del,
+        s.tx_tls_ooo, s.tx_tls_ooo_ckpt, s.tx_tls_resync_bytes, s.tx_tls_dump_packets,
+        s.tx_tls_dump_bytes, s.tx_tls_skip_no_sync_data,
+        s.tx_tls_drop_no_sync_data + s.tx_tls_drop_integrity + s.tx_tls_drop_bad_frame,
+        d->drop_unknown_flow,
+    };
+    memcpy(m.st.v, v, sizeof(v));
+    if (write(d->fd, &m, sizeof(m)) < 0)
+        fprintf(stderr, "tlsnic-kdevd: stats to %s: %s\n", d->name, strerror(errno));
+}
+
+static void print_stats(const struct dev *d)
+{
+    struct tlsnic_nic_stats s;
+    tlsnic_nic_stats(d->nic, &s);
+    fprintf(stderr,
+            "tlsnic-kdevd: %s: frames %llu, encrypted packets %llu bytes %llu, ctx %llu del "
+            "%llu, ooo %llu (ckpt %llu), resync bytes %llu, dump packets %llu, no-sync drops "
+            "%llu, unknown-flow drops %llu, wire drops %llu\n",
+            d->name, (unsigned long long)d->frames_in,
+            (unsigned long long)s.tx_tls_encrypted_packets,
+            (unsigned long long)s.tx_tls_encrypted_bytes, (unsigned long long)s.tx_tls_ctx,
+            (unsigned long long)s.tx_tls_del, (unsigned long long)s.tx_tls_ooo,
+            (unsigned long long)s.tx_tls_ooo_ckpt, (unsigned long long)s.tx_tls_resync_bytes,
+            (unsigned long long)s.tx_tls_dump_packets,
+            (unsigned long long)s.tx_tls_drop_no_sync_data,
+            (unsigned long long)d->drop_unknown_flow, (unsigned long long)d->wire_drops);
+}
+
+/* Reads and handles up to BURST messages of device d; -1 when its file failed. */
+static int drain(struct dev *d)
+{
+    static uint8_t buf[MSG_BUF];
+    for (int i = 0; i < BURST; i++) {
+        ssize_t n = read(d->fd, buf, sizeof(buf));
+        if (n < 0)
+            return errno == EAGAIN || errno == EINTR ? 0 : -1;
+        struct tlsnic_kdev_hdr h;
+        if ((size_t)n < sizeof(h))
+            return -1;
+        memcpy(&h, buf, sizeof(h));
+        if (h.len != (size_t)n)
+            return -1;
+        uint8_t *body = buf + sizeof(h);
+        size_t blen = (size_t)n - sizeof(h);
+        switch (h.type) {
+        case TLSNIC_KDEV_MSG_FRAME:
+            on_frame(d, body, blen);
+            break;
+        case TLSNIC_KDEV_MSG_ADD:
+            on_add(d, body, blen);
+            break;
+        case TLSNIC_KDEV_MSG_DEL:
+            on_del(d, body, blen);
+            break;
+        case TLSNIC_KDEV_MSG_RESYNC:
+            on_resync(d, body, blen);
+            break;
+        default:
+            break;
+        }
+    }
+    return 0;
+}
+
+static void attach(struct dev *d, int checkpoints_off)
+{
+    d->fd = open("/dev/tlsnic", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (d->fd < 0) {
+        perror("tlsnic-kdevd: /dev/tlsnic (is tlsnic.ko loaded?)");
+        exit(1);
+    }
+    struct tlsnic_kdev_attach at = {0};
+    snprintf(at.name, sizeof(at.name), "%s", d->name);
+    if (ioctl(d->fd, TLSNIC_KDEV_ATTACH, &at) < 0) {
+        fprintf(stderr, "tlsnic-kdevd: attach %s: %s\n", d->name, strerror(errno));
+        exit(1);
+    }
+    struct tlsnic_nic_config cfg;
+    tlsnic_nic_config_default(&cfg);
+    cfg.checkpoints_off = (uint8_t)checkpoints_off;
+    if (tlsnic_nic_new(&d->nic, &cfg) < 0) {
+        fprintf(stderr, "tlsnic-kdevd: no device model\n");
+        exit(1);
+    }
+    d->store.ops = &store_ops;
+    d->store.priv = &d->recs;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: tlsnic-kdevd --dev NAME --dev NAME [--loss P] [--seed N] "
+                    "[--no-checkpoints] [--pcap FILE] [--ready FILE]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    static struct dev devs[2];
+    int ndev = 0, checkpoints_off = 0;
+    const char *ready = NULL, *pcap_path = NULL;
+    static const struct option opts[] = {
+        {"dev", required_argument, NULL, 'd'},   {"loss", required_argument, NULL, 'l'},
+        {"seed", required_argument, NULL, 's'},  {"no-checkpoints", no_argument, NULL, 'c'},
+        {"pcap", required_argument, NULL, 'p'},  {"ready", required_argument, NULL, 'r'},
+        {NULL, 0, NULL, 0},
+    };
+    for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+        switch (c) {
+        case 'd':
+            if (ndev == 2)
+                usage();
+            devs[ndev++].name = optarg;
+            break;
+        case 'l':
+            loss = strtod(optarg, NULL);
+            break;
+        case 's':
+            rng_state = strtoull(optarg, NULL, 0);
+            break;
+        case 'c':
+            checkpoints_off = 1;
+            break;
+        case 'p':
+            pcap_path = optarg;
+            break;
+        case 'r':
+            ready = optarg;
+            break;
+        default:
+            usage();
+        }
+    }
+    if (ndev != 2 || optind != argc || loss < 0 || loss >= 1)
+        usage();
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (pcap_path)
+        pcap_open(pcap_path);
+    for (int i = 0; i < 2; i++) {
+        attach(&devs[i], checkpoints_off);
+        devs[i].peer = &devs[1 - i];
+    }
+    if (ready) {
+        FILE *f = fopen(ready, "w");
+        if (f) {
+            fprintf(f, "ready %s %s\n", devs[0].name, devs[1].name);
+            fclose(f);
+        }
+    }
+    struct timespec last = {0};
+    int rc = 0;
+    while (!stop) {
+        struct pollfd p[2] = {{.fd = devs[0].fd, .events = POLLIN},
+                              {.fd = devs[1].fd, .events = POLLIN}};
+        if (poll(p, 2, 100) < 0 && errno != EINTR) {
+            rc = 1;
+            break;
+        }
+        for (int i = 0; i < 2; i++)
+            if ((p[i].revents & (POLLIN | POLLERR)) && drain(&devs[i]) < 0) {
+                fprintf(stderr, "tlsnic-kdevd: %s: %s\n", devs[i].name, strerror(errno));
+                stop = 1;
+                rc = 1;
+            }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >= 100) {
+            push_stats(&devs[0]);
+            push_stats(&devs[1]);
+            last = now;
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        push_stats(&devs[i]);
+        print_stats(&devs[i]);
+    }
+    if (pcap)
+        fclose(pcap);
+    /* Closing the files destroys the devices: the kernel moves what is still offloaded to
+     * its software fallback; frames queued for us are discarded, never sent. */
+    for (int i = 0; i < 2; i++) {
+        close(devs[i].fd);
+        tlsnic_nic_free(devs[i].nic);
+        for (uint32_t r = 0; r < MAX_RECS; r++)
+            free(devs[i].recs.padded[r]);
+        for (int b = 0; b < FLOW_BUCKETS; b++)
+            for (struct kflow *kf = devs[i].flows[b], *next; kf; kf = next) {
+                next = kf->next;
+                free(kf);
+            }
+    }
+    return rc;
+}
