@@ -6,7 +6,7 @@
 #
 #   kdev.sh MODE VM_RUN KDEVD KMOD       (MODE: offload, loss, unload; see kdev_guest.sh)
 set -uo pipefail
-mode=$1 vm_run=$2 kdevd=$3 kmod=$4
+mode=$1 vm_run=$2 kdevd=$3 kmod=${4:-}
 here=$(cd "$(dirname "$0")" && pwd)
 if [ -z "$kmod" ] || [ ! -f "$kmod" ]; then
   echo "SKIP: tlsnic.ko was not built (no guest kernel headers: scripts/bootstrap.sh caches them)"
