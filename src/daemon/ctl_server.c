@@ -322,11 +322,10 @@ static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_
     }
     tlsnic_shm_reader *store = NULL;
     if (n_fds == 2) {
-        int err = tlsnic_shm_reader_open(&store, fds[1]);
+        char why[160];
+        int err = tlsnic_shm_reader_open_why(&store, fds[1], why, sizeof(why));
         if (err < 0) {
-            set_outcome(o, err, "record store: %s", err == -EPERM ? "not a memfd sealed against shrinking"
-                                                  : err == -EBADMSG ? "not a tlsnic store"
-                                                                    : strerror(-err));
+            set_outcome(o, err, "record store refused: %s", why);
             return;
         }
     }

@@ -224,9 +224,9 @@ static int shm_reserve(void *store, uint32_t len, uint8_t **room)
     return tlsnic_shm_writer_reserve(store, len, room);
 }
 
-static void shm_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
+static int shm_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
 {
-    tlsnic_shm_writer_commit(store, tcp_seq, rec_seq, len);
+    return tlsnic_shm_writer_commit(store, tcp_seq, rec_seq, len);
 }
 
 static uint32_t shm_device_flags(void *store)

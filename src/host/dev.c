@@ -30,6 +30,11 @@ struct retained {
                          device reads the records from the shared store (mirror) */
 };
 
+/* Where positions start: above any number of bytes the kernel can hold for the socket at
+ * TLS_TX (so sent_pos - SIOCOUTQ never goes below 0). Only differences of positions mean
+ * anything. */
+#define POS_BASE (1ull << 40)
+
 /* Records framed between two looks at the socket's acknowledgements: one SIOCOUTQ per
  * RECLAIM_EVERY records instead of one per record (a system call each). The store then
  * holds at most this many acknowledged records on top of the unacknowledged window. */
@@ -55,10 +60,14 @@ struct tlsnic_dev_tx {
     size_t ring_cap, ring_head;
     size_t bytes, count;
     unsigned framed_since_reclaim;
-    uint64_t start_pos;   /* stream position at TLS_TX ... */
-    uint32_t start_seq;   /* ... and its TCP sequence number */
+    /* Stream positions count the bytes tlsnic wrote since TLS_TX from POS_BASE: no
+     * position is ever read from the socket, so none can be torn by an ACK that arrives
+     * between two system calls (see acked_pos). */
+    uint64_t start_pos;   /* POS_BASE: the position at TLS_TX ... */
+    uint32_t start_seq;   /* ... and its TCP sequence number (write_seq, one read) */
     uint64_t write_pos;   /* position of the next record */
-    uint64_t sent_pos;    /* position after the last byte handed to the kernel */
+    uint64_t sent_pos;    /* position after the last byte handed to the kernel: written
+                             under the TX lock, read atomically without it by readd */
     uint64_t next_seq;    /* record sequence number of the next record */
     uint64_t initial_seq, initial_explicit;
     size_t nonce_len;
@@ -157,7 +166,8 @@ static void registry_remove(struct tlsnic_dev_tx *d)
     pthread_mutex_unlock(&registry_lock);
 }
 
-/* Stream position of the next byte the socket will take: snd_una - ISN + queued bytes. */
+/* Approximately the bytes the socket has taken since its ISN (acknowledged + queued): two
+ * reads that an ACK may fall between. For counters only (the bytes sent before TLS_TX). */
 int tlsnic_stream_pos(int fd, uint64_t *pos)
 {
     uint64_t acked = 0;
@@ -215,7 +225,7 @@ int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_mode_info *
     }
     union tlsnic_crypto_info ci;
     int len = tlsnic_rec_key_export(s->tx.key, &ci, sizeof(ci));
-    int rc = len < 0 ? len : tlsnic_stream_pos(fd, &d->write_pos);
+    int rc = len < 0 ? len : 0;
     if (rc < 0) {
         OPENSSL_cleanse(&ci, sizeof(ci));
         free(d);
@@ -226,7 +236,7 @@ int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_mode_info *
     d->flow = flow;
     d->store.ops = &store_ops;
     d->store.priv = d;
-    d->start_pos = d->sent_pos = d->write_pos;
+    d->start_pos = d->sent_pos = d->write_pos = POS_BASE;
     d->version = ci.info.version;
     d->nonce_len = tlsnic_rec_key_explicit_nonce_len(s->tx.key);
     d->key = s->tx.key;
@@ -269,17 +279,36 @@ int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_mode_info *
     return 0;
 }
 
+/*
+ * The position up to which the peer has acknowledged, or less (never more): the socket's
+ * unacknowledged bytes (SIOCOUTQ: write_seq - snd_una, one read) counted back from the
+ * bytes tlsnic had written before that read. sent_pos is read first: bytes a sender
+ * thread writes in between are in SIOCOUTQ but not in sent_pos, so they can only make the
+ * answer smaller (release later, re-add from an earlier record), never past a byte the
+ * peer has not acknowledged. 0 and *acked, or -errno.
+ */
+static int acked_pos(const struct tlsnic_dev_tx *d, int fd, uint64_t *acked)
+{
+    uint64_t sent = __atomic_load_n(&d->sent_pos, __ATOMIC_ACQUIRE);
+    int outq = 0;
+    if (tlsnic_sys.ioctl(fd, SIOCOUTQ, &outq) < 0)
+        return -errno;
+    if (outq < 0 || (uint64_t)outq > sent - d->start_pos)
+        outq = (int)(sent - d->start_pos); /* bytes from before TLS_TX: none of ours acked */
+    *acked = sent - (uint64_t)outq;
+    return 0;
+}
+
 /* Drops the records the peer has acknowledged. Call with the TX lock held. */
 void tlsnic_dev_tx_reclaim(struct tlsnic_sock *s, int fd)
 {
     struct tlsnic_dev_tx *d = s->tx.dev;
-    int outq = 0;
+    uint64_t acked;
     if (!d)
         return;
     d->framed_since_reclaim = 0;
-    if (d->count == 0 || tlsnic_sys.ioctl(fd, SIOCOUTQ, &outq) < 0 || outq < 0)
+    if (d->count == 0 || acked_pos(d, fd, &acked) < 0)
         return;
-    uint64_t acked = d->sent_pos - (uint64_t)outq;
     pthread_mutex_lock(&d->lock);
     while (d->count > 0 && ring_at(d, 0)->pos + ring_at(d, 0)->len <= acked)
         ring_pop(d);
@@ -292,8 +321,9 @@ static void put_be64(uint8_t *p, uint64_t v);
 
 void tlsnic_dev_tx_sent(struct tlsnic_sock *s, size_t n)
 {
-    if (s->tx.dev)
-        s->tx.dev->sent_pos += n;
+    struct tlsnic_dev_tx *d = s->tx.dev;
+    if (d) /* one writer (the TX lock); tlsnic_device_readd reads it without that lock */
+        __atomic_store_n(&d->sent_pos, d->sent_pos + n, __ATOMIC_RELEASE);
 }
 
 static void put_be64(uint8_t *p, uint64_t v)
@@ -437,7 +467,8 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
     memset(c + body, 0, TLSNIC_REC_TAG_LEN);
 
     if (mirror_can_reserve(d))
-        d->mirror_ops->commit(d->mirror, seq_of(d, d->write_pos), d->next_seq, (uint32_t)len);
+        TLSNIC_TRY(d->mirror_ops->commit(d->mirror, seq_of(d, d->write_pos), d->next_seq,
+                                         (uint32_t)len));
     else if (d->mirror_ops)
         TLSNIC_TRY(mirror_put(s, fd, b, (uint32_t)len));
     else
@@ -480,9 +511,11 @@ static int readd_one(struct tlsnic_dev_tx *d)
     int len = tlsnic_rec_key_export(d->key, &ci, sizeof(ci));
     if (len < 0)
         return len;
-    /* Records are released in batches: skip the ones the peer has acknowledged already. */
+    /* Records are released in batches: skip the ones the peer has acknowledged already
+     * (acked_pos may say less than the peer has: then the context starts at an earlier
+     * record, still retained, never past one the peer still waits for). */
     uint64_t acked = 0;
-    int have_acked = tlsnic_tcp_bytes_acked(d->fd, tlsnic_sys.getsockopt, &acked) == 0;
+    int have_acked = acked_pos(d, d->fd, &acked) == 0;
     pthread_mutex_lock(&d->lock);
     size_t first = 0;
     while (have_acked && first < d->count &&

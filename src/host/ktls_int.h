@@ -81,7 +81,8 @@ void tlsnic_tx_forget_pending(struct tlsnic_sock *s);
 extern atomic_int tlsnic_tx_pending_sockets;
 
 /* dev.c (device mode, TX) */
-/* Stream position (bytes since the ISN, the SYN counted) of the next byte fd will send. */
+/* About how many bytes fd has taken since its ISN (two reads an ACK may fall between: for
+ * counters only; device mode counts positions from the bytes it wrote, dev.c). */
 int tlsnic_stream_pos(int fd, uint64_t *pos);
 /* Offers TX to the socket's offload binding (s->offload.dev must be set). */
 int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_mode_info *m);

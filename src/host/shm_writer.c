@@ -29,8 +29,9 @@ struct tlsnic_shm_writer {
     uint32_t oldest;
     uint32_t used;
     uint32_t head;          /* data offset after the newest record */
-    int reserved;           /* a reservation is open at reserved_off */
+    int reserved;           /* a reservation is open: reserved_len bytes at reserved_off */
     uint32_t reserved_off;
+    uint32_t reserved_len;
     uint32_t desc_touched;  /* descriptors ever written: [0, desc_touched) */
     uint32_t data_touched;  /* data bytes ever written: [0, data_touched) */
 };
@@ -240,18 +241,21 @@ int tlsnic_shm_writer_reserve(tlsnic_shm_writer *w, uint32_t len, uint8_t **room
      * one still copying the bytes a released record had here sees that record's gen move. */
     w->reserved = 1;
     w->reserved_off = (uint32_t)off;
+    w->reserved_len = len;
     *room = w->data + off;
     return 0;
 }
 
-void tlsnic_shm_writer_commit(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
-                              uint32_t len)
+int tlsnic_shm_writer_commit(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
+                             uint32_t len)
 {
     if (!w->reserved)
-        return;
+        return -EINVAL;
     w->reserved = 0;
-    if (len == 0 || len > w->max_record || len > w->data_bytes - w->reserved_off)
-        return; /* not what was reserved: the record stays out */
+    /* Only the room reserved is the record's: a longer one would run over the bytes of the
+       records after it in the ring (or past the end), which place() never gave out. */
+    if (len == 0 || len > w->reserved_len)
+        return -EMSGSIZE; /* the record stays out */
     uint32_t i = (w->oldest + w->used) % w->n_desc;
     struct tlsnic_shm_desc *d = w_desc(w, i);
     desc_begin(d);
@@ -266,6 +270,7 @@ void tlsnic_shm_writer_commit(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t r
         w->desc_touched = i + 1;
     if (w->head > w->data_touched)
         w->data_touched = w->head;
+    return 0;
 }
 
 int tlsnic_shm_writer_put(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
@@ -278,8 +283,7 @@ int tlsnic_shm_writer_put(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_s
     if (rc < 0)
         return rc;
     memcpy(room, bytes, len);
-    tlsnic_shm_writer_commit(w, tcp_seq, rec_seq, len);
-    return 0;
+    return tlsnic_shm_writer_commit(w, tcp_seq, rec_seq, len);
 }
 
 void tlsnic_shm_writer_release(tlsnic_shm_writer *w, uint32_t acked_seq)

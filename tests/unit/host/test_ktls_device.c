@@ -21,6 +21,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/sendfile.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -683,7 +686,7 @@ static int rooms_reserve(void *store, uint32_t len, uint8_t **room)
     return 0;
 }
 
-static void rooms_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
+static int rooms_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
 {
     struct mirror *m = store;
     assert_true(room_open);
@@ -692,6 +695,7 @@ static void rooms_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32
     m->recs[m->n].len = len;
     m->recs[m->n].rec_seq = rec_seq;
     m->n++;
+    return 0;
 }
 
 static uint32_t store_flags; /* what the device "wrote" into the store */
@@ -863,13 +867,14 @@ static int tiny_reserve(void *store, uint32_t len, uint8_t **room)
     tiny.room_open = 1;
     return 0;
 }
-static void tiny_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
+static int tiny_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
 {
     size_t i = (tiny.oldest + tiny.used) % TINY_STORE;
     tiny.start[i] = tcp_seq;
     tiny.len[i] = len;
     tiny.used++;
     tiny.room_open = 0;
+    return 0;
 }
 static void tiny_release(void *store, uint32_t acked_seq)
 {
@@ -1047,6 +1052,111 @@ static void readd_that_finds_the_device_gone_again_keeps_the_connection(void **s
     conn_free(&c);
 }
 
+/* ---- an ACK between two reads of the socket ---------------------------------------------- */
+
+/*
+ * While armed, SIOCOUTQ answers as if the peer had acknowledged 12000 more bytes between
+ * this read and the one before it: what an ACK arriving between two system calls does to
+ * whoever reads the socket's state in two steps. Deterministic, where a real ACK at that
+ * instant is a matter of luck.
+ */
+#define ACK_BETWEEN_READS 12000
+static int ack_race_armed;
+
+static int racing_ioctl(int fd, unsigned long request, ...)
+{
+    va_list ap;
+    va_start(ap, request);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    int rc = ioctl(fd, request, arg);
+    if (rc == 0 && request == SIOCOUTQ && ack_race_armed) {
+        int *outq = arg;
+        *outq = *outq > ACK_BETWEEN_READS ? *outq - ACK_BETWEEN_READS : 0;
+    }
+    return rc;
+}
+
+/* The peer reads what it has, and the sender's queued bytes follow and are acknowledged. */
+static void peer_reads_and_acks(int peer)
+{
+    static uint8_t sink[65536];
+    for (int i = 0; i < 10; i++) { /* bounded: 10 ms */
+        while (recv(peer, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+            ;
+        usleep(1000);
+    }
+}
+
+static void an_ack_while_tls_tx_is_set_never_moves_a_readd_past_an_unacknowledged_record(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(tcp_pair(fds), 0);
+    struct conn c = {.fd = fds[0], .peer = fds[1]};
+    int small = 16384;
+    setsockopt(c.peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    setsockopt(c.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    /* Bytes before the keys (a handshake) fill both buffers, unacknowledged. */
+    static uint8_t data[4000];
+    memset(data, 0x68, sizeof(data));
+    size_t before = 0;
+    for (int i = 0; i < 1000; i++) {
+        ssize_t n = send(c.fd, data, sizeof(data), MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        before += (size_t)n;
+    }
+    assert_true(before > 2 * ACK_BETWEEN_READS); /* unacknowledged: room for that ACK */
+    memset(&c.ci, 0, sizeof(c.ci));
+    c.ci.info.version = TLS_1_2_VERSION;
+    c.ci.info.cipher_type = TLS_CIPHER_AES_GCM_128;
+    c.ci_len = tlsnic_crypto_info_size(TLS_CIPHER_AES_GCM_128);
+    memset((uint8_t *)&c.ci + sizeof(c.ci.info), 0x3c, c.ci_len - sizeof(c.ci.info));
+    assert_int_equal(tlsnic_setsockopt(c.fd, SOL_TCP, TCP_ULP, "tls", 4), 0);
+    /* While TLS_TX is set up, an ACK lands between any two reads of the socket's state. */
+    struct tlsnic_sys_ops racing = {
+        .sendmsg = sendmsg, .send = send, .recvmsg = recvmsg, .recv = recv, .read = read,
+        .pread = pread, .sendfile = sendfile, .readv = readv, .writev = writev, .poll = poll,
+        .setsockopt = setsockopt, .getsockopt = getsockopt, .fcntl = fcntl,
+        .ioctl = racing_ioctl, .close = close,
+    };
+    tlsnic_set_sys_ops(&racing);
+    ack_race_armed = 1;
+    int rc = tlsnic_setsockopt(c.fd, SOL_TLS, TLS_TX, &c.ci, (socklen_t)c.ci_len);
+    ack_race_armed = 0;
+    tlsnic_set_sys_ops(NULL);
+    assert_int_equal(rc, 0);
+    /* The handshake's bytes all go; then records pile up, the first ones acknowledged. */
+    int outq = 1;
+    for (int t = 0; t < 200 && outq != 0; t++) { /* bounded: 2 s */
+        peer_reads_and_acks(c.peer);
+        assert_int_equal(ioctl(c.fd, SIOCOUTQ, &outq), 0);
+    }
+    assert_int_equal(outq, 0);
+    int i;
+    for (i = 0; i < 1000; i++)
+        if (tlsnic_send(c.fd, data, sizeof(data), MSG_DONTWAIT) < 0)
+            break;
+    assert_int_equal(errno, EAGAIN);
+    static uint8_t sink[20000];
+    read_all(c.peer, sink, sizeof(sink));
+    usleep(200000); /* what follows arrives and is acknowledged: the peer's buffer fills */
+
+    assert_int_equal(tlsnic_device_readd(&fake.dev), 1);
+    /* The context starts at the record holding the next byte the peer waits for: any later
+     * start would send the bytes in between in the clear. */
+    uint32_t rcv_nxt = peer_rcv_nxt(c.peer);
+    size_t k = 0;
+    while (k < mirror->n && (uint32_t)(rcv_nxt - mirror->recs[k].tcp_seq) >= mirror->recs[k].len)
+        k++;
+    assert_true(k < mirror->n);
+    assert_true(k > 0); /* records were acknowledged: the start is not merely the first */
+    assert_int_equal(fake.start, mirror->recs[k].tcp_seq);
+    assert_int_equal(be64(fake.ci.aes_gcm_128.rec_seq), mirror->recs[k].rec_seq);
+    conn_free(&c);
+}
+
 /* Fills the connection until the kernel refuses more (the peer does not read). */
 static size_t fill_until_eagain(int fd)
 {
@@ -1162,6 +1272,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(readd_leaves_contexts_of_other_devices_alone, setup_mirror, teardown_mirror),
         cmocka_unit_test_setup_teardown(refused_readd_aborts_the_connection_at_its_next_send, setup, teardown),
         cmocka_unit_test_setup_teardown(readd_that_finds_the_device_gone_again_keeps_the_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_ack_while_tls_tx_is_set_never_moves_a_readd_past_an_unacknowledged_record,
+                                        setup_mirror, teardown_mirror),
     };
     return cmocka_run_group_tests_name("ktls_device", tests, NULL, NULL);
 }

@@ -150,7 +150,9 @@ const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason);
  * for a record of len bytes in the store (-ENOSPC when full, -EMSGSIZE when too long),
  * invisible to the device until commit; tlsnic frames the record there, commits it and
  * then writes it to the socket from that room, so the room must stay valid and unchanged
- * until release covers the record. At most one reservation is open per store.
+ * until release covers the record. At most one reservation is open per store. commit
+ * returns 0, or a negative errno when len is not what was reserved (the record is then not
+ * kept: tlsnic does not send it, and the stream fails with that errno).
  *
  * device_flags (optional): the TLSNIC_FLOW_F_* flags the device wrote into the store, with
  * TLSNIC_FLOW_F_LIVE once it has written any (shm_layout.h). While LIVE is set, tlsnic reads the
@@ -162,7 +164,7 @@ struct tlsnic_dev_store_ops {
     int (*put)(void *store, uint32_t tcp_seq, uint64_t rec_seq, const uint8_t *rec,
                uint32_t len);
     int (*reserve)(void *store, uint32_t len, uint8_t **room);
-    void (*commit)(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len);
+    int (*commit)(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len);
     uint32_t (*device_flags)(void *store);
     void (*release)(void *store, uint32_t acked_seq); /* every record ending at or before */
     const struct tlsnic_rec_store *(*view)(void *store);

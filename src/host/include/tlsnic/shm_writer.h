@@ -51,11 +51,12 @@ int tlsnic_shm_writer_put(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_s
  * the data ring (-EMSGSIZE, -ENOSPC as put; -EBUSY if a reservation is open); the caller
  * writes the record there and commits it (the reader cannot see it in between).
  * The room stays valid, and the store leaves it alone, until release covers the record.
- * A commit with a len other than a record may have (0, too long) keeps the record out.
+ * commit closes the reservation: 0, or -EINVAL (none open), -EMSGSIZE (len 0 or longer
+ * than the room reserved: the record stays out of the store).
  */
 int tlsnic_shm_writer_reserve(tlsnic_shm_writer *w, uint32_t len, uint8_t **room);
-void tlsnic_shm_writer_commit(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
-                              uint32_t len);
+int tlsnic_shm_writer_commit(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
+                             uint32_t len);
 
 /* The device_flags word: 0 until the daemon publishes, then flags | TLSNIC_FLOW_F_LIVE. */
 uint32_t tlsnic_shm_writer_device_flags(const tlsnic_shm_writer *w);
