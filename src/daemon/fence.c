@@ -131,6 +131,11 @@ int tlsnic_fence_lift(tlsnic_fence *f, const struct tlsnic_flow *flow)
     return 0;
 }
 
+int tlsnic_fence_contains(const tlsnic_fence *f, const struct tlsnic_flow *flow)
+{
+    return f != NULL && f->count > 0 && lookup(f, flow) != NULL;
+}
+
 uint32_t tlsnic_fence_count(const tlsnic_fence *f)
 {
     return f->count;

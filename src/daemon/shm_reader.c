@@ -190,6 +190,18 @@ void tlsnic_shm_reader_free(tlsnic_shm_reader *r)
     free(r);
 }
 
+void tlsnic_shm_reader_let_go(tlsnic_shm_reader *r)
+{
+    if (r == NULL)
+        return;
+    /* The last word the device writes: after it, the host may wipe and reuse the store. */
+    if (r->flags_page != NULL)
+        __atomic_store_n(tlsnic_shm_flags_word(r->flags_page),
+                         TLSNIC_FLOW_F_GONE | TLSNIC_FLOW_F_UNMAPPED | TLSNIC_FLOW_F_LIVE,
+                         __ATOMIC_RELEASE);
+    tlsnic_shm_reader_free(r);
+}
+
 int tlsnic_shm_reader_publish_flags(tlsnic_shm_reader *r, uint32_t flags)
 {
     if (r->flags_page == NULL)

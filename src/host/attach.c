@@ -197,12 +197,27 @@ static int attach_flow_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *f
     return client ? client->ops->flow_flags(client, flow, dir, flags) : -ENODEV;
 }
 
+static int attach_release(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                          enum tlsnic_dir dir, unsigned flags)
+{
+    struct tlsnic_dev *client = atomic_load(&((struct attach *)dev->priv)->client);
+    if (!client)
+        return -ENODEV;
+    int err = client->ops->release(client, sockfd, flow, dir, flags);
+    /* The daemon restarted and the watcher has not re-added yet: do its job now, once (the
+       closing context is still registered, so the re-add covers it). */
+    if (err == -ENODEV && !readding && reconnect_and_readd(dev->priv) == 0)
+        err = client->ops->release(client, sockfd, flow, dir, flags);
+    return err;
+}
+
 static const struct tlsnic_dev_ops attach_ops = {
     .name = "tlsnicd",
     .add = attach_add,
     .del = attach_del,
     .resync = attach_resync,
     .flow_flags = attach_flow_flags,
+    .release = attach_release,
 };
 
 /* ---- the record store in shared memory ------------------------------------------------ */

@@ -41,6 +41,9 @@ int tlsnic_fence_add(tlsnic_fence *f, const struct tlsnic_flow *flow);
 /* Lifts the fence of a flow: 0, or -ENOENT if it had none. */
 int tlsnic_fence_lift(tlsnic_fence *f, const struct tlsnic_flow *flow);
 
+/* 1 if the flow is fenced (f may be NULL: then 0). */
+int tlsnic_fence_contains(const tlsnic_fence *f, const struct tlsnic_flow *flow);
+
 uint32_t tlsnic_fence_count(const tlsnic_fence *f);
 
 /* Calls cb for each fenced flow (order unspecified). */

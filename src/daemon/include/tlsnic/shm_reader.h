@@ -32,6 +32,12 @@ int tlsnic_shm_reader_open(tlsnic_shm_reader **out, int memfd);
 /* The same, with why it refused (for a person: the daemon's reply) in why[0..cap). */
 int tlsnic_shm_reader_open_why(tlsnic_shm_reader **out, int memfd, char *why, size_t cap);
 void tlsnic_shm_reader_free(tlsnic_shm_reader *r);
+/*
+ * Frees after telling the host the device is done with the store: writes
+ * TLSNIC_FLOW_F_GONE | TLSNIC_FLOW_F_UNMAPPED | TLSNIC_FLOW_F_LIVE into its flags word
+ * (when the header page is mapped writable), the last thing the daemon writes there.
+ */
+void tlsnic_shm_reader_let_go(tlsnic_shm_reader *r);
 
 /* Publishes the flow's flags to the host (device_flags = flags | LIVE). -EACCES if the
  * header page could not be mapped writable (the host then keeps asking over the channel). */
