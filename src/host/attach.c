@@ -264,6 +264,16 @@ static void shm_close(void *store)
     tlsnic_shm_writer_free(store);
 }
 
+static void shm_retire(void *store)
+{
+    tlsnic_shm_writer_retire(store);
+}
+
+static void shm_forget(void *store)
+{
+    tlsnic_shm_writer_forget(store);
+}
+
 const struct tlsnic_dev_store_ops tlsnic_attach_shm_store_ops = {
     .open = shm_open_store,
     .put = shm_put,
@@ -273,6 +283,8 @@ const struct tlsnic_dev_store_ops tlsnic_attach_shm_store_ops = {
     .release = shm_release,
     .view = shm_view,
     .close = shm_close,
+    .retire = shm_retire,
+    .forget = shm_forget,
 };
 
 /* ---- setup ------------------------------------------------------------------------------ */

@@ -11,7 +11,8 @@
 #   sigterm         the same with SIGTERM
 #   exit            tlsnic-fileserver calls exit(0) without closing the connection
 #   fork_close      tlsnic-fileserver forks a child that closes its copy of the connection's
-#                   descriptor; the parent serves on: the download must be byte-exact
+#                   descriptor; the parent serves on: the download must be byte-exact, and
+#                   the parent's own close(2), with megabytes unacknowledged, under 50 ms
 #   daemon_restart  tlsnicd, started without --state-file, is SIGKILLed and started again
 #                   without --state-file (its default state file fences the flow until the
 #                   host re-adds it): the download must be byte-exact
@@ -227,6 +228,10 @@ fork_close)
   check_captures "fork + child close"
   [ "$(sha256sum < got.bin | cut -d' ' -f1)" = "$want" ] \
     || fail "download not byte-exact after the child closed its copy: $(stat -c %s got.bin) bytes, curl exit $fetch_rc"
+  # The parent's close(2) came with the peer still reading at 8 MB/s (megabytes
+  # unacknowledged): it must not wait for them (it waited until all were acknowledged).
+  close_us=$(awk '$1 == "close_us" { print $2 }' server.out)
+  [ -n "$close_us" ] && [ "$close_us" -lt 50000 ] || fail "close(2) took ${close_us:-?} us"
   echo "PASS a forked child closed its copy after 4 MB: download byte-exact ($size bytes); markers: host capture $host_m, wire 0; $(grep close_us server.out)"
   ;;
 daemon_restart)

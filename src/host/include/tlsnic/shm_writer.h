@@ -34,7 +34,23 @@ int tlsnic_shm_writer_new(tlsnic_shm_writer **out, uint32_t n_records, uint32_t 
  */
 void tlsnic_shm_writer_free(tlsnic_shm_writer *w);
 
-/* How many given-up stores this process keeps (each holds its memfd open). */
+/*
+ * Gives up a store a device may still map (a flow the device took over at close, a del
+ * that did not answer 0): nothing is wiped while the device may read it. Kept until the
+ * device writes TLSNIC_FLOW_F_UNMAPPED into its flags word (shm_layout.h), then wiped and
+ * reused like a freed one; up to 16 are kept so, the oldest beyond dropped unwiped and
+ * never reused (its pages go once the device unmaps them as well).
+ */
+void tlsnic_shm_writer_retire(tlsnic_shm_writer *w);
+
+/*
+ * A forked child's copy of its parent's store: unmaps and closes this process's handle,
+ * touching no byte of the store (the parent still writes it, a device still reads it).
+ */
+void tlsnic_shm_writer_forget(tlsnic_shm_writer *w);
+
+/* How many given-up stores this process keeps, freed and retired (each holds its memfd
+ * open). */
 int tlsnic_shm_writers_kept(void);
 
 /*
