@@ -92,6 +92,7 @@ struct tlsnic_ctl_server {
     uint64_t published_ns; /* last tlsnic_ctl_server_publish_flags pass */
     uint64_t finish_checked_ns; /* last look at the finishing sockets */
     uint64_t finish_timeout_ns;
+    uint64_t fence_syn_lifts_saved; /* tlsnic_fence_lifted_by_syn at the last save */
     uint32_t n_flows;       /* used slots (finishing ones too) */
     uint32_t n_finishing;
     uint32_t next_serial;
@@ -300,6 +301,7 @@ static int save_state(tlsnic_ctl_server *s)
 {
     if (s->cfg.state_path == NULL || s->shutting_down)
         return 0;
+    s->fence_syn_lifts_saved = tlsnic_fence_lifted_by_syn(s->cfg.fence);
     uint32_t fenced = s->cfg.fence != NULL ? tlsnic_fence_count(s->cfg.fence) : 0;
     struct state_list l = {.cap = (size_t)s->n_flows + fenced, .s = s};
     l.entries = calloc(l.cap ? l.cap : 1, sizeof(*l.entries));
@@ -1051,6 +1053,9 @@ void tlsnic_ctl_server_process(tlsnic_ctl_server *s, const struct pollfd *pfd, i
 {
     tlsnic_ctl_server_publish_flags(s);
     finish_pass(s, false);
+    /* Fences the packet path lifted (a new connection's SYN): the state file follows. */
+    if (tlsnic_fence_lifted_by_syn(s->cfg.fence) != s->fence_syn_lifts_saved)
+        save_state(s);
     for (int i = 1; i < n; i++) {
         if ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0)
             continue;

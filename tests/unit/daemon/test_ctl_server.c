@@ -603,6 +603,22 @@ static void a_released_flow_stays_offloaded_until_its_bytes_are_acknowledged(voi
                      TLSNIC_CTL_FLOW_ENDED);
 }
 
+static void a_release_after_the_peer_closed_ends_once_the_last_fin_is_acknowledged(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    assert_int_equal(shutdown(f->tcp_remote, SHUT_WR), 0); /* the peer closes first */
+    char c;
+    assert_int_equal(read(f->tcp_local, &c, 1), 0);        /* CLOSE_WAIT */
+    assert_int_equal(send(f->tcp_local, "reply", 5, 0), 5);
+    assert_int_equal(release(f->client, f->tcp_local, 0), 0); /* LAST_ACK, then closed */
+    int how = 1;
+    assert_int_equal(read_to_end(f->tcp_remote, &how), 5);
+    assert_int_equal(how, 0);
+    assert_int_equal(flows_become(f, 0), 0);
+    assert_int_equal(daemon_stat(f, "ctl_finish_resets"), 0);
+}
+
 static void release_with_abort_resets_the_connection(void **state)
 {
     struct fixture *f = *state;
@@ -1076,6 +1092,7 @@ int main(void)
         T(the_daemon_holds_the_socket_the_host_closed_while_the_flow_is_offloaded),
         T(release_ends_the_connection_with_a_fin_and_deletes_the_flow),
         T(a_released_flow_stays_offloaded_until_its_bytes_are_acknowledged),
+        T(a_release_after_the_peer_closed_ends_once_the_last_fin_is_acknowledged),
         T(release_with_abort_resets_the_connection),
         T(release_of_a_socket_with_so_linger_zero_resets_it),
         T(release_of_a_socket_with_unread_bytes_resets_it),
