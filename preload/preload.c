@@ -22,8 +22,9 @@
  *
  * tlsnic itself reaches the kernel through the real libc functions (dlsym RTLD_NEXT), set
  * as its system-call table in the constructor, so a wrapped call never re-enters itself.
- * Not covered: select, splice, io_uring, close_range, fork with a tlsnic socket shared by two
- * processes (each would have its own record state).
+ * Not covered: select, splice, io_uring, close_range, two processes that both write one
+ * tlsnic socket after a fork (each would have its own record state). A forked child that
+ * closes (or never touches) a descriptor it inherited is fine: it forgets its copy.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -170,6 +171,9 @@ __attribute__((constructor)) static void preload_init(void)
 
 __attribute__((destructor)) static void preload_fini(void)
 {
+    /* Connections the program closed just before exit() may still be ending in the
+       background (tlsnic_close): give them a moment (bounded), as the kernel would. */
+    (void)tlsnic_close_pending(2000);
     write_stats();
 }
 

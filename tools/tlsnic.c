@@ -447,16 +447,19 @@ static void print_flows(const char *ctl, int list_all, int show_all)
         return;
     }
     if (n > 0)
-        printf("    %-24s %-24s %-3s %-6s %-7s %10s %14s %8s %8s %12s %6s\n", "host end", "peer end",
+        printf("    %-24s %-24s %-3s %-9s %-7s %10s %14s %8s %8s %12s %6s\n", "host end", "peer end",
                "dir", "state", "pid", "packets", "bytes", "ooo", "ckpt", "resync_bytes", "drops");
     for (int i = 0; i < n; i++) {
         const struct tlsnic_ctl_flow_entry *e = &flows[i];
         char local[64], remote[64];
         flow_end_text(e->flow.family, e->flow.local, e->flow.local_port, local, sizeof(local));
         flow_end_text(e->flow.family, e->flow.remote, e->flow.remote_port, remote, sizeof(remote));
-        printf("    %-24s %-24s %-3s %-6s %-7" PRIu32, local, remote,
+        printf("    %-24s %-24s %-3s %-9s %-7" PRIu32, local, remote,
                e->dir == TLSNIC_DIR_TX ? "tx" : "rx",
-               (e->flags & TLSNIC_CTL_FLOW_ENDED) ? "ended" : "active", e->owner_pid);
+               (e->flags & TLSNIC_CTL_FLOW_ENDED)       ? "ended"
+               : (e->flags & TLSNIC_CTL_FLOW_FINISHING) ? "finishing"
+                                                        : "active",
+               e->owner_pid);
         if (e->flags & TLSNIC_CTL_FLOW_NO_COUNTERS) {
             printf(" %10s %14s %8s %8s %12s %6s\n", "-", "-", "-", "-", "-", "-");
             continue;

@@ -1,11 +1,14 @@
-/* tlsnicd's control channel, daemon side (see ctl.h for the protocol and its rules). */
+/* tlsnicd's control channel, daemon side (see ctl_proto.h for the protocol and its rules). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -17,6 +20,8 @@
 
 #define DEFAULT_MAX_CLIENTS 32u
 #define DEFAULT_MAX_FLOWS 4096u
+#define DEFAULT_FINISH_TIMEOUT_MS 60000u
+#define FINISH_CHECK_NS 5000000 /* how often finishing sockets are looked at */
 /* Entries of one FLOW_STATS reply: as many as fit with every counter this build knows. */
 #define FLOW_PAGE_ROOM                                                                        \
     ((TLSNIC_CTL_MAX_PAYLOAD - TLSNIC_CTL_FLOW_PAGE_HDR_LEN) /                              \
@@ -33,10 +38,26 @@ struct client {
     struct ucred cred;
 };
 
+/* How a finishing flow's connection ends (the order matters: a later request only
+ * strengthens it). */
+enum finish_how {
+    FINISH_KEEP = 0,  /* a DEL: the connection stays the host's; the context waits */
+    FINISH_CLOSE = 1, /* as close(2) of the last descriptor: a FIN after the queued bytes */
+    FINISH_ABORT = 2, /* a reset: unread data, SO_LINGER {1, 0}, asked, or too slow */
+};
+
+static const char *const how_name[] = {"del", "close", "reset"};
+
 struct owned_flow {
     bool used;
+    bool ctx;               /* the device holds a context (false: a fenced flow, finishing) */
+    bool finishing;         /* released, host gone or deleted: ends when the socket is done */
+    uint8_t how;            /* enum finish_how, while finishing */
     struct tlsnic_flow flow;
     enum tlsnic_dir dir;
+    int sock;               /* the socket itself, held: the context lives while it can send */
+    uint64_t finish_from_ns, finish_by_ns; /* finishing since; reset when still not done */
+    const char *why;        /* what started the finish (for the log) */
     uint64_t cookie;        /* SO_COOKIE of the socket that was added */
     uint32_t owner_serial;  /* control connection that added it */
     pid_t owner_pid;
@@ -51,9 +72,13 @@ struct ctl_counters {
     uint64_t adds;
     uint64_t dels;
     uint64_t resyncs;
-    uint64_t flows_reaped; /* deleted because their control connection closed */
+    uint64_t flows_reaped; /* their control connection closed (the host went away) */
     uint64_t fences_lifted;
     uint64_t state_errors;
+    uint64_t releases;       /* RELEASE requests taken */
+    uint64_t finished;       /* finishing flows whose socket had nothing more to send */
+    uint64_t finish_resets;  /* ... ended with a reset (asked for, or past the timeout) */
+    uint64_t finish_timeouts;/* ... of those, past the finish timeout */
 };
 
 struct tlsnic_ctl_server {
@@ -65,7 +90,11 @@ struct tlsnic_ctl_server {
     struct owned_flow *flows;
     uint32_t max_flows;
     uint64_t published_ns; /* last tlsnic_ctl_server_publish_flags pass */
-    uint32_t n_flows;
+    uint64_t finish_checked_ns; /* last look at the finishing sockets */
+    uint64_t finish_timeout_ns;
+    uint64_t fence_syn_lifts_saved; /* tlsnic_fence_lifted_by_syn at the last save */
+    uint32_t n_flows;       /* used slots (finishing ones too) */
+    uint32_t n_finishing;
     uint32_t next_serial;
     bool shutting_down;     /* the state file keeps what was offloaded when we stopped */
     struct ctl_counters counters;
@@ -112,6 +141,13 @@ static void logf_(const tlsnic_ctl_server *s, const char *fmt, ...)
     fputc('\n', s->cfg.log);
     fflush(s->cfg.log);
     va_end(ap);
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static const char *dir_name(enum tlsnic_dir dir)
@@ -213,6 +249,8 @@ static void flow_entry(const tlsnic_ctl_server *s, const struct owned_flow *f,
         memset(e->counters, 0, sizeof(e->counters));
         e->flags |= TLSNIC_CTL_FLOW_NO_COUNTERS;
     }
+    if (f->finishing)
+        e->flags |= TLSNIC_CTL_FLOW_FINISHING;
 }
 
 /* Keeps the flow's last counters for FLOW_STATS: called just before the device's del. */
@@ -224,13 +262,23 @@ static void remember_ended(tlsnic_ctl_server *s, const struct owned_flow *f)
     else
         s->n_ended++;
     flow_entry(s, f, &s->ended[at]);
-    s->ended[at].flags |= TLSNIC_CTL_FLOW_ENDED;
+    s->ended[at].flags = (uint8_t)((s->ended[at].flags & ~TLSNIC_CTL_FLOW_FINISHING) |
+                                   TLSNIC_CTL_FLOW_ENDED);
 }
 
+/* After the device's del: it no longer reads the store, nor needs the socket. */
 static void forget_flow(tlsnic_ctl_server *s, struct owned_flow *f)
 {
-    tlsnic_shm_reader_free(f->store); /* after the device's del: it no longer reads it */
+    if (s->shutting_down)
+        tlsnic_shm_reader_free(f->store); /* a restart may need it: the host keeps it */
+    else
+        tlsnic_shm_reader_let_go(f->store); /* the host may reuse it now */
+    if (f->sock >= 0)
+        close(f->sock);
+    if (f->finishing)
+        s->n_finishing--;
     memset(f, 0, sizeof(*f));
+    f->sock = -1;
     s->n_flows--;
 }
 
@@ -247,20 +295,22 @@ static void add_fenced(void *ctx, const struct tlsnic_flow *flow)
         l->entries[l->n++] = (struct tlsnic_flow_dir){.flow = *flow, .dir = TLSNIC_DIR_TX};
 }
 
-/* Writes the offloaded and the still fenced flows to the state file (control path only). */
-static void save_state(tlsnic_ctl_server *s)
+/* Writes the offloaded and the still fenced flows to the state file (control path only).
+ * 0, or -errno (counted and logged). */
+static int save_state(tlsnic_ctl_server *s)
 {
     if (s->cfg.state_path == NULL || s->shutting_down)
-        return;
+        return 0;
+    s->fence_syn_lifts_saved = tlsnic_fence_lifted_by_syn(s->cfg.fence);
     uint32_t fenced = s->cfg.fence != NULL ? tlsnic_fence_count(s->cfg.fence) : 0;
     struct state_list l = {.cap = (size_t)s->n_flows + fenced, .s = s};
     l.entries = calloc(l.cap ? l.cap : 1, sizeof(*l.entries));
     if (l.entries == NULL) {
         s->counters.state_errors++;
-        return;
+        return -ENOMEM;
     }
     for (uint32_t i = 0; i < s->max_flows && l.n < l.cap; i++) {
-        if (s->flows[i].used)
+        if (s->flows[i].used && s->flows[i].ctx) /* the others are fenced: listed below */
             l.entries[l.n++] = (struct tlsnic_flow_dir){.flow = s->flows[i].flow,
                                                         .dir = s->flows[i].dir};
     }
@@ -273,6 +323,7 @@ static void save_state(tlsnic_ctl_server *s)
         s->counters.state_errors++;
         logf_(s, "state file %s: %s", s->cfg.state_path, strerror(-err));
     }
+    return err;
 }
 
 /* The flow of an ADD/DEL/RESYNC: from the single socket passed with it. */
@@ -302,8 +353,199 @@ static void publish_flags(tlsnic_ctl_server *s, struct owned_flow *f)
         f->published = flags;
 }
 
+/* ---- the end of a flow: the context lives as long as the socket can send ---------------- */
+
+/*
+ * Ends the connection at once with a reset: nothing more of it leaves, encrypted or not.
+ * connect(AF_UNSPEC) is tcp_disconnect(): a RST whatever other descriptors hold the socket
+ * (closing ours with SO_LINGER 0 would reset it only if ours were the last).
+ */
+static void reset_connection(int fd)
+{
+    struct sockaddr sa = {.sa_family = AF_UNSPEC};
+    if (fd >= 0)
+        (void)connect(fd, &sa, sizeof(sa));
+}
+
+/*
+ * True when the socket can send no byte of the flow any more: closed (reset, or both FINs
+ * done), or every byte it took, and its FIN if it sent one, acknowledged (SIOCOUTQ is
+ * write_seq - snd_una, and write_seq counts the FIN). What may still leave then is a bare
+ * FIN or ACK, which carries no record.
+ */
+static bool socket_done(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    memset(&ti, 0, sizeof(ti));
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 || ti.tcpi_state == TCP_CLOSE)
+        return true;
+    int outq = 0;
+    return ioctl(fd, SIOCOUTQ, &outq) < 0 || outq <= 0;
+}
+
+/* The unacknowledged bytes of a socket (for a person), or -1. */
+static int socket_outq(int fd)
+{
+    int outq = -1;
+    return fd >= 0 && ioctl(fd, SIOCOUTQ, &outq) == 0 ? outq : -1;
+}
+
+/* Deletes the context (or lifts the fence of a flow without one) and forgets the flow. */
+static int end_flow(tlsnic_ctl_server *s, struct owned_flow *f, const char *what)
+{
+    char text[128];
+    flow_text(&f->flow, text, sizeof(text));
+    int err = 0;
+    if (f->ctx) {
+        if (!s->shutting_down)
+            remember_ended(s, f);
+        err = s->cfg.dev->ops->del(s->cfg.dev, f->sock, &f->flow, f->dir);
+    } else if (s->cfg.fence != NULL && tlsnic_fence_lift(s->cfg.fence, &f->flow) == 0) {
+        s->counters.fences_lifted++;
+    }
+    if (f->finishing) {
+        s->counters.finished++;
+        logf_(s, "%s %s %s: %s after %llu ms (%s)%s", f->ctx ? "flow" : "fenced flow",
+              dir_name(f->dir), text, what,
+              (unsigned long long)((mono_ns() - f->finish_from_ns) / 1000000), f->why,
+              err < 0 ? ", device del failed" : "");
+    }
+    forget_flow(s, f);
+    return err;
+}
+
+/*
+ * Starts (or strengthens) the end of a flow. how FINISH_CLOSE is close(2) of the last
+ * descriptor, as tcp_close() does it: a reset if the application asked for one (SO_LINGER
+ * {1, 0}, readable here since the socket is shared) or left received bytes unread, else a
+ * FIN after the queued bytes, which the device keeps encrypting meanwhile.
+ */
+static void start_finish(tlsnic_ctl_server *s, struct owned_flow *f, enum finish_how how,
+                         const char *why)
+{
+    if (how == FINISH_CLOSE) {
+        struct linger l = {0};
+        socklen_t ll = sizeof(l);
+        int inq = 0;
+        if (getsockopt(f->sock, SOL_SOCKET, SO_LINGER, &l, &ll) == 0 && l.l_onoff && l.l_linger == 0)
+            how = FINISH_ABORT;
+        else if (ioctl(f->sock, SIOCINQ, &inq) == 0 && inq > 0)
+            how = FINISH_ABORT;
+    }
+    if (!f->finishing) {
+        f->finishing = true;
+        s->n_finishing++;
+        f->finish_from_ns = mono_ns();
+        f->finish_by_ns = f->finish_from_ns + s->finish_timeout_ns;
+        f->why = why;
+    } else if (how <= f->how) {
+        return;
+    }
+    f->how = (uint8_t)how;
+    if (how == FINISH_ABORT) {
+        reset_connection(f->sock);
+        s->counters.finish_resets++;
+    } else if (how == FINISH_CLOSE) {
+        (void)shutdown(f->sock, SHUT_WR);
+    }
+    char text[128];
+    flow_text(&f->flow, text, sizeof(text));
+    logf_(s, "%s %s %s: finishing (%s, %s), %d bytes unacknowledged", f->ctx ? "flow" : "fenced flow",
+          dir_name(f->dir), text, why, how_name[how], socket_outq(f->sock));
+}
+
+/* Ends the flow if its socket is done. True if it ended. */
+static bool finish_if_done(tlsnic_ctl_server *s, struct owned_flow *f)
+{
+    if (!socket_done(f->sock))
+        return false;
+    end_flow(s, f, "done");
+    return true;
+}
+
+/* Looks at every finishing socket: ends those that are done, resets those past the timeout. */
+static void finish_pass(tlsnic_ctl_server *s, bool now)
+{
+    uint64_t t = mono_ns();
+    if (s->n_finishing == 0 || (!now && t - s->finish_checked_ns < FINISH_CHECK_NS))
+        return;
+    s->finish_checked_ns = t;
+    uint32_t todo = s->n_finishing, seen = 0, ended = 0;
+    for (uint32_t i = 0; i < s->max_flows && seen < todo; i++) {
+        struct owned_flow *f = &s->flows[i];
+        if (!f->used || !f->finishing)
+            continue;
+        seen++;
+        if (socket_done(f->sock)) {
+            end_flow(s, f, "done");
+            ended++;
+        } else if (t >= f->finish_by_ns) {
+            /* Not done in time (a peer that stopped reading or acknowledging): a reset, so
+             * that nothing more is sent, then the context can go. */
+            reset_connection(f->sock);
+            s->counters.finish_resets++;
+            s->counters.finish_timeouts++;
+            end_flow(s, f, "reset: finish timeout");
+            ended++;
+        }
+    }
+    if (ended > 0)
+        save_state(s);
+}
+
+void tlsnic_ctl_server_finish_pass(tlsnic_ctl_server *s)
+{
+    finish_pass(s, false);
+}
+
+int tlsnic_ctl_server_timeout_ms(const tlsnic_ctl_server *s)
+{
+    return s->n_finishing > 0 ? (int)(FINISH_CHECK_NS / 1000000) : -1;
+}
+
+/*
+ * A DEL or RELEASE for a flow the device lost in a restart (fenced, no context): its
+ * payload is dropped until the host adds it again or the socket can send no more. The
+ * socket is held and the fence stays until then. True if the request was taken so.
+ */
+static bool finish_fenced(tlsnic_ctl_server *s, int *fds, enum finish_how how,
+                          struct outcome *o)
+{
+    struct tlsnic_flow flow;
+    uint64_t cookie;
+    struct outcome ignored;
+    if (s->cfg.fence == NULL || flow_from_socket(fds[0], &flow, &cookie, &ignored) < 0 ||
+        !tlsnic_fence_contains(s->cfg.fence, &flow))
+        return false;
+    struct owned_flow *slot = free_flow_slot(s);
+    if (slot == NULL) {
+        /* No room to wait for the socket: end it now rather than let its records out. */
+        reset_connection(fds[0]);
+        s->counters.finish_resets++;
+        if (tlsnic_fence_lift(s->cfg.fence, &flow) == 0)
+            s->counters.fences_lifted++;
+        save_state(s);
+        set_outcome(o, 0, "fenced flow reset (flow table full)");
+        return true;
+    }
+    *slot = (struct owned_flow){.used = true, .ctx = false, .flow = flow, .dir = TLSNIC_DIR_TX,
+                                .sock = fds[0], .cookie = cookie};
+    fds[0] = -1; /* held */
+    s->n_flows++;
+    start_finish(s, slot, how, "fenced since a restart");
+    if (finish_if_done(s, slot)) {
+        save_state(s);
+        set_outcome(o, 0, "fence lifted (the context was lost in a restart)");
+    } else {
+        set_outcome(o, how == FINISH_KEEP ? -EINPROGRESS : 0,
+                    "fenced (the context was lost in a restart) until the socket is done");
+    }
+    return true;
+}
+
 static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_ctl_msg *m,
-                   int n_fds, const int *fds, struct outcome *o)
+                   int n_fds, int *fds, struct outcome *o)
 {
     struct tlsnic_flow flow;
     uint64_t cookie;
@@ -322,11 +564,10 @@ static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_
     }
     tlsnic_shm_reader *store = NULL;
     if (n_fds == 2) {
-        int err = tlsnic_shm_reader_open(&store, fds[1]);
+        char why[160];
+        int err = tlsnic_shm_reader_open_why(&store, fds[1], why, sizeof(why));
         if (err < 0) {
-            set_outcome(o, err, "record store: %s", err == -EPERM ? "not a memfd sealed against shrinking"
-                                                  : err == -EBADMSG ? "not a tlsnic store"
-                                                                    : strerror(-err));
+            set_outcome(o, err, "record store refused: %s", why);
             return;
         }
     }
@@ -337,17 +578,27 @@ static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_
         set_outcome(o, err, "device %s refused add: %s", s->cfg.dev->ops->name, strerror(-err));
         return;
     }
-    *slot = (struct owned_flow){.used = true, .flow = flow, .dir = dir, .cookie = cookie,
-                                .owner_serial = cl->serial, .owner_pid = cl->cred.pid,
-                                .store = store};
+    /* The socket is kept: the context lives as long as it can send (see ctl_proto.h). */
+    *slot = (struct owned_flow){.used = true, .ctx = true, .flow = flow, .dir = dir,
+                                .sock = fds[0], .cookie = cookie, .owner_serial = cl->serial,
+                                .owner_pid = cl->cred.pid, .store = store};
+    fds[0] = -1;
     s->n_flows++;
+    /* A restart must know the flow, or it would let its records out in the clear: a flow
+     * the state file cannot record is not offloaded. */
+    bool fenced = dir == TLSNIC_DIR_TX && tlsnic_fence_contains(s->cfg.fence, &flow);
+    if (!fenced && save_state(s) < 0) {
+        end_flow(s, slot, "state file");
+        set_outcome(o, -EIO, "the state file cannot record the flow: not offloaded");
+        return;
+    }
     s->counters.adds++;
     publish_flags(s, slot);
     /* The device holds the keys again: the flow's frames may pass to it. */
-    bool lifted = dir == TLSNIC_DIR_TX && s->cfg.fence != NULL &&
-                  tlsnic_fence_lift(s->cfg.fence, &flow) == 0;
+    bool lifted = fenced && tlsnic_fence_lift(s->cfg.fence, &flow) == 0;
     s->counters.fences_lifted += lifted;
-    save_state(s);
+    if (lifted)
+        save_state(s);
     set_outcome(o, 0, lifted ? "added (fence lifted)" : "added");
 }
 
@@ -395,29 +646,25 @@ static struct owned_flow *held_flow(tlsnic_ctl_server *s, const struct tlsnic_ct
 }
 
 static void do_del(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, int n_fds,
-                   const int *fds, struct outcome *o)
+                   int *fds, struct outcome *o)
 {
     struct owned_flow *f = held_flow(s, m, n_fds, fds, o);
-    if (f == NULL && o->status == -ENOENT && m->dir == TLSNIC_DIR_TX && s->cfg.fence != NULL) {
-        /* A host stopping the offload of a fenced flow: its frames are plain from now on. */
-        struct tlsnic_flow flow;
-        uint64_t cookie;
-        struct outcome ignored;
-        if (flow_from_socket(fds[0], &flow, &cookie, &ignored) == 0 &&
-            tlsnic_fence_lift(s->cfg.fence, &flow) == 0) {
-            s->counters.fences_lifted++;
-            save_state(s);
-            set_outcome(o, 0, "fence lifted (the context was lost in a restart)");
-        }
+    if (f == NULL && o->status == -ENOENT && m->dir == TLSNIC_DIR_TX) {
+        finish_fenced(s, fds, FINISH_KEEP, o);
         return;
     }
     if (f == NULL)
         return;
-    remember_ended(s, f);
-    int err = s->cfg.dev->ops->del(s->cfg.dev, fds[0], &f->flow, f->dir);
-    /* Forgotten either way: a device that no longer knows the flow has nothing to keep. */
-    forget_flow(s, f);
     s->counters.dels++;
+    /* Bytes still unacknowledged would be retransmitted in the clear without the context. */
+    int outq = socket_outq(f->sock);
+    if (!socket_done(f->sock)) {
+        start_finish(s, f, FINISH_KEEP, "del");
+        set_outcome(o, -EINPROGRESS, "%d bytes unacknowledged: the context is deleted once "
+                    "they are", outq);
+        return;
+    }
+    int err = end_flow(s, f, "deleted");
     save_state(s);
     if (err < 0)
         set_outcome(o, err, "device %s: del: %s", s->cfg.dev->ops->name, strerror(-err));
@@ -425,8 +672,30 @@ static void do_del(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, int n_f
         set_outcome(o, 0, "deleted");
 }
 
+/* RELEASE: the application closed the socket; the daemon ends the connection (ctl_proto.h). */
+static void do_release(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, int n_fds,
+                       int *fds, struct outcome *o)
+{
+    enum finish_how how = (m->release_flags & TLSNIC_CTL_RELEASE_ABORT) ? FINISH_ABORT : FINISH_CLOSE;
+    struct owned_flow *f = held_flow(s, m, n_fds, fds, o);
+    if (f == NULL && o->status == -ENOENT && m->dir == TLSNIC_DIR_TX) {
+        finish_fenced(s, fds, how, o);
+        return;
+    }
+    if (f == NULL)
+        return;
+    s->counters.releases++;
+    start_finish(s, f, how, "released");
+    if (finish_if_done(s, f)) {
+        save_state(s);
+        set_outcome(o, 0, "released and deleted");
+    } else {
+        set_outcome(o, 0, "released: the device keeps the context until the socket is done");
+    }
+}
+
 static void do_resync(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, int n_fds,
-                      const int *fds, struct outcome *o)
+                      int *fds, struct outcome *o)
 {
     struct owned_flow *f = held_flow(s, m, n_fds, fds, o);
     if (f == NULL)
@@ -507,6 +776,11 @@ static void do_flow_stats(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, 
     set_outcome(o, 0, "ok");
 }
 
+/*
+ * The control connection closed: the host process died, exited, or was killed (or the
+ * daemon dropped it). Its sockets may still hold records to send: each flow it added is
+ * finished as close(2) would end its connection, not deleted (see ctl_proto.h).
+ */
 static void close_client(tlsnic_ctl_server *s, struct client *cl)
 {
     uint64_t reaped = s->counters.flows_reaped;
@@ -514,15 +788,14 @@ static void close_client(tlsnic_ctl_server *s, struct client *cl)
         struct owned_flow *f = &s->flows[i];
         if (!f->used || f->owner_serial != cl->serial)
             continue;
-        char text[128];
-        flow_text(&f->flow, text, sizeof(text));
-        if (!s->shutting_down)
-            remember_ended(s, f);
-        int err = s->cfg.dev->ops->del(s->cfg.dev, -1, &f->flow, f->dir);
-        logf_(s, "pid %d gone: deleting %s %s: %s", (int)cl->cred.pid, dir_name(f->dir), text,
-              err < 0 ? strerror(-err) : "ok");
-        forget_flow(s, f);
+        f->owner_serial = 0; /* serials start at 1: no connection owns it now */
         s->counters.flows_reaped++;
+        if (s->shutting_down) {
+            end_flow(s, f, "daemon stopping");
+            continue;
+        }
+        start_finish(s, f, FINISH_CLOSE, "host gone");
+        finish_if_done(s, f);
     }
     if (s->counters.flows_reaped != reaped)
         save_state(s);
@@ -591,6 +864,7 @@ static void serve_one(tlsnic_ctl_server *s, struct client *cl)
         switch (m.type) {
         case TLSNIC_CTL_ADD: do_add(s, cl, &m, n_fds, fds, &o); break;
         case TLSNIC_CTL_DEL: do_del(s, &m, n_fds, fds, &o); break;
+        case TLSNIC_CTL_RELEASE: do_release(s, &m, n_fds, fds, &o); break;
         case TLSNIC_CTL_RESYNC: do_resync(s, &m, n_fds, fds, &o); break;
         case TLSNIC_CTL_FLOW_FLAGS: do_flow_flags(s, cl, &m, &o); break;
         case TLSNIC_CTL_STATS: do_stats(s, &o); break;
@@ -599,7 +873,8 @@ static void serve_one(tlsnic_ctl_server *s, struct client *cl)
         }
     }
     for (int i = 0; i < n_fds; i++)
-        close(fds[i]);
+        if (fds[i] >= 0) /* -1: kept (the socket of an ADD, of a fenced DEL / RELEASE) */
+            close(fds[i]);
     if (o.status < 0)
         s->counters.refused++;
     if (err < 0 || (m.type != TLSNIC_CTL_STATS && m.type != TLSNIC_CTL_FLOW_STATS))
@@ -697,11 +972,15 @@ int tlsnic_ctl_server_new(tlsnic_ctl_server **out, const struct tlsnic_ctl_serve
     }
     s->max_clients = cfg->max_clients ? cfg->max_clients : DEFAULT_MAX_CLIENTS;
     s->max_flows = cfg->max_flows ? cfg->max_flows : DEFAULT_MAX_FLOWS;
+    s->finish_timeout_ns = (uint64_t)(cfg->finish_timeout_ms ? cfg->finish_timeout_ms
+                                                             : DEFAULT_FINISH_TIMEOUT_MS) * 1000000ull;
     s->clients = calloc(s->max_clients, sizeof(*s->clients));
     s->flows = calloc(s->max_flows, sizeof(*s->flows));
     int err = (s->clients == NULL || s->flows == NULL) ? -ENOMEM : 0;
     for (uint32_t i = 0; s->clients != NULL && i < s->max_clients; i++)
         s->clients[i].fd = -1;
+    for (uint32_t i = 0; s->flows != NULL && i < s->max_flows; i++)
+        s->flows[i].sock = -1;
     if (err == 0)
         err = listen_on(s);
     if (err < 0) {
@@ -723,6 +1002,12 @@ void tlsnic_ctl_server_free(tlsnic_ctl_server *s)
     for (uint32_t i = 0; i < s->max_clients; i++) {
         if (s->clients[i].fd >= 0)
             close_client(s, &s->clients[i]);
+    }
+    /* Flows whose host is gone, still finishing: the state file keeps them (fenced at the
+     * next start); their sockets are ours to close. */
+    for (uint32_t i = 0; i < s->max_flows; i++) {
+        if (s->flows[i].used)
+            end_flow(s, &s->flows[i], "daemon stopping");
     }
     if (s->listen_fd >= 0) {
         close(s->listen_fd);
@@ -749,13 +1034,6 @@ int tlsnic_ctl_server_poll_setup(tlsnic_ctl_server *s, struct pollfd *pfd, int c
 
 #define PUBLISH_EVERY_NS 1000000 /* how often hosts' stores get the device's flags */
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 void tlsnic_ctl_server_publish_flags(tlsnic_ctl_server *s)
 {
     uint64_t now = mono_ns();
@@ -774,6 +1052,10 @@ void tlsnic_ctl_server_publish_flags(tlsnic_ctl_server *s)
 void tlsnic_ctl_server_process(tlsnic_ctl_server *s, const struct pollfd *pfd, int n)
 {
     tlsnic_ctl_server_publish_flags(s);
+    finish_pass(s, false);
+    /* Fences the packet path lifted (a new connection's SYN): the state file follows. */
+    if (tlsnic_fence_lifted_by_syn(s->cfg.fence) != s->fence_syn_lifts_saved)
+        save_state(s);
     for (int i = 1; i < n; i++) {
         if ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0)
             continue;
@@ -794,7 +1076,9 @@ int tlsnic_ctl_server_stats_format(const tlsnic_ctl_server *s, char *buf, size_t
     int n = snprintf(buf, cap,
                      "ctl_flows %u\nctl_connections %llu\nctl_requests %llu\nctl_refused %llu\n"
                      "ctl_adds %llu\nctl_dels %llu\nctl_resyncs %llu\nctl_flows_reaped %llu\n"
-                     "ctl_fenced %u\nctl_fences_lifted %llu\nctl_state_errors %llu\n",
+                     "ctl_fenced %u\nctl_fences_lifted %llu\nctl_state_errors %llu\n"
+                     "ctl_releases %llu\nctl_finishing %u\nctl_finished %llu\n"
+                     "ctl_finish_resets %llu\nctl_finish_timeouts %llu\n",
                      s->n_flows, (unsigned long long)s->counters.connections,
                      (unsigned long long)s->counters.requests,
                      (unsigned long long)s->counters.refused, (unsigned long long)s->counters.adds,
@@ -802,7 +1086,11 @@ int tlsnic_ctl_server_stats_format(const tlsnic_ctl_server *s, char *buf, size_t
                      (unsigned long long)s->counters.flows_reaped,
                      s->cfg.fence != NULL ? tlsnic_fence_count(s->cfg.fence) : 0u,
                      (unsigned long long)s->counters.fences_lifted,
-                     (unsigned long long)s->counters.state_errors);
+                     (unsigned long long)s->counters.state_errors,
+                     (unsigned long long)s->counters.releases, s->n_finishing,
+                     (unsigned long long)s->counters.finished,
+                     (unsigned long long)s->counters.finish_resets,
+                     (unsigned long long)s->counters.finish_timeouts);
     if (n < 0 || (size_t)n >= cap)
         return -ENOBUFS;
     return n;

@@ -6,7 +6,7 @@
  *           [--pcap-host FILE] [--pcap-wire FILE]
  *           [--loss RATE] [--reorder RATE] [--dup RATE] [--seed N] [--fault-dir both|tx|rx]
  *           [--ready-file FILE] [--stats-file FILE] [--state-file FILE] [--wire-segments]
- *           [--no-checkpoints]
+ *           [--no-checkpoints] [--finish-timeout SECONDS]
  *   tlsnicd stats --ctl PATH          prints the running daemon's counters
  *
  * Rates are fractions (0.02 = 2 %). SIGTERM/SIGINT stop it (counters to stderr and to
@@ -23,7 +23,12 @@
  *
  * --state-file keeps the list of offloaded flows (no keys) across restarts: at start the
  * TX flows in it are fenced, their payload dropped until the host adds them again
- * (fence.h). Without it a restarted daemon would let plaintext records through.
+ * (fence.h). Without it a restarted daemon would let plaintext records through, so there
+ * is always one: with --ctl and no --state-file it is the control socket's path with
+ * ".state" appended (a restart on the same --ctl finds it).
+ *
+ * --finish-timeout: how long a flow whose application closed it (or whose process died)
+ * may take to have nothing more to send before its connection is reset (default 60 s).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -31,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,6 +73,8 @@ struct options {
     struct tlsnic_fault_cfg faults;
     int wire_segments;
     int no_checkpoints; /* 1: --no-checkpoints */
+    uint32_t finish_timeout_ms; /* 0: the control server's default */
+    char default_state[4096];   /* <ctl>.state when --state-file is not given */
 };
 
 static int parse_rate(const char *text, uint32_t *ppm)
@@ -87,7 +95,7 @@ static void usage(void)
             "               [--pcap-host FILE] [--pcap-wire FILE] [--loss R] [--reorder R]\n"
             "               [--dup R] [--seed N] [--fault-dir both|tx|rx] [--ready-file F]\n"
             "               [--stats-file F] [--state-file F] [--wire-segments]\n"
-            "               [--no-checkpoints]\n"
+            "               [--no-checkpoints] [--finish-timeout SECONDS]\n"
             "       tlsnicd stats --ctl PATH\n");
 }
 
@@ -103,6 +111,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"ready-file", required_argument, NULL, 'R'}, {"stats-file", required_argument, NULL, 'S'},
         {"state-file", required_argument, NULL, 'F'}, {"wire-segments", no_argument, NULL, 'G'},
         {"no-checkpoints", no_argument, NULL, 'C'},
+        {"finish-timeout", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -124,6 +133,15 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'F': o->state_file = optarg; break;
         case 'G': o->wire_segments = 1; break;
         case 'C': o->no_checkpoints = 1; break;
+        case 'T': {
+            char *end;
+            unsigned long secs = strtoul(optarg, &end, 10);
+            if (end == optarg || *end != '\0' || secs == 0 || secs > 86400)
+                err = -EINVAL;
+            else
+                o->finish_timeout_ms = (uint32_t)(secs * 1000);
+            break;
+        }
         case 'l': err = parse_rate(optarg, &o->faults.loss_ppm); break;
         case 'r': err = parse_rate(optarg, &o->faults.reorder_ppm); break;
         case 'd': err = parse_rate(optarg, &o->faults.dup_ppm); break;
@@ -148,6 +166,14 @@ static int parse_options(int argc, char **argv, struct options *o)
     if (optind != argc || o->host_ns == NULL || o->wire_ns == NULL) {
         usage();
         return -EINVAL;
+    }
+    if (o->state_file == NULL && o->ctl_path != NULL) {
+        int n = snprintf(o->default_state, sizeof(o->default_state), "%s.state", o->ctl_path);
+        if (n < 0 || (size_t)n >= sizeof(o->default_state)) {
+            fprintf(stderr, "tlsnicd: --ctl path too long for its state file\n");
+            return -ENAMETOOLONG;
+        }
+        o->state_file = o->default_state;
     }
     return 0;
 }
@@ -309,6 +335,7 @@ static int run(const struct options *o, const struct tlsnic_daemon_stand_in *sta
                 .log = stderr,
                 .fence = fence,
                 .state_path = o->state_file,
+                .finish_timeout_ms = o->finish_timeout_ms,
             };
             err = tlsnic_ctl_server_new(&ctl, &sc);
         }
@@ -335,7 +362,11 @@ static int run(const struct options *o, const struct tlsnic_daemon_stand_in *sta
         struct pollfd pfd[2 + MAX_CTL_POLLFDS];
         int timeout = tlsnic_fwd_poll_setup(fwd, pfd);
         int n_ctl = ctl != NULL ? tlsnic_ctl_server_poll_setup(ctl, pfd + 2, MAX_CTL_POLLFDS) : 0;
-        /* Bounded wait: signals, flushes and held frames are looked at at least every 200 ms. */
+        /* Bounded wait: signals, flushes and held frames are looked at at least every 200 ms,
+         * finishing sockets every few ms. */
+        int ctl_timeout = ctl != NULL ? tlsnic_ctl_server_timeout_ms(ctl) : -1;
+        if (ctl_timeout >= 0 && (timeout < 0 || ctl_timeout < timeout))
+            timeout = ctl_timeout;
         if (timeout < 0 || timeout > 200)
             timeout = 200;
         int ready = poll(pfd, (nfds_t)(2 + n_ctl), timeout);
@@ -397,5 +428,12 @@ int tlsnic_daemon_main(int argc, char **argv, const struct tlsnic_daemon_stand_i
     sa.sa_handler = on_usr1;
     sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* The daemon holds the socket of every offloaded flow (up to 4096): as many
+     * descriptors as the hard limit allows. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     return run(&o, stand_in);
 }

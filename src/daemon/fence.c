@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ struct tlsnic_fence {
     uint32_t mask;  /* capacity - 1, capacity a power of two >= 2 * max_flows */
     uint32_t max_flows;
     uint32_t count;
+    uint64_t lifted_by_syn;
 };
 
 static bool flow_equal(const struct tlsnic_flow *a, const struct tlsnic_flow *b)
@@ -131,6 +133,11 @@ int tlsnic_fence_lift(tlsnic_fence *f, const struct tlsnic_flow *flow)
     return 0;
 }
 
+int tlsnic_fence_contains(const tlsnic_fence *f, const struct tlsnic_flow *flow)
+{
+    return f != NULL && f->count > 0 && lookup(f, flow) != NULL;
+}
+
 uint32_t tlsnic_fence_count(const tlsnic_fence *f)
 {
     return f->count;
@@ -164,9 +171,34 @@ int tlsnic_fence_blocks(const tlsnic_fence *f, const uint8_t *frame, size_t len)
     return lookup(f, &flow) != NULL;
 }
 
+int tlsnic_fence_filter(tlsnic_fence *f, const uint8_t *frame, size_t len)
+{
+    if (f == NULL || f->count == 0)
+        return 0;
+    struct tlsnic_frame v;
+    int kind = tlsnic_frame_parse(frame, len, &v);
+    if (kind != TLSNIC_FRAME_TCP || !(v.flags & TLSNIC_TCP_SYN))
+        return tlsnic_fence_blocks(f, frame, len);
+    /* A SYN (or SYN-ACK) of the host's on a fenced 4-tuple: a new connection, which the
+     * host's stack opens only once no socket of the old one can send (a timewait socket
+     * sends no payload). The records the fence kept back are gone with it. */
+    struct tlsnic_flow flow = {.family = v.family, .local_port = v.sport, .remote_port = v.dport};
+    memcpy(flow.local, v.src, 16);
+    memcpy(flow.remote, v.dst, 16);
+    if (tlsnic_fence_lift(f, &flow) == 0)
+        f->lifted_by_syn++;
+    return 0;
+}
+
+uint64_t tlsnic_fence_lifted_by_syn(const tlsnic_fence *f)
+{
+    return f != NULL ? f->lifted_by_syn : 0;
+}
+
 int tlsnic_fence_gate(const void *ctx, const uint8_t *frame, size_t len)
 {
-    return tlsnic_fence_blocks(ctx, frame, len);
+    /* The context is the daemon's own fence, which a new connection's SYN changes. */
+    return tlsnic_fence_filter((tlsnic_fence *)(uintptr_t)ctx, frame, len);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -64,43 +65,96 @@ static int reader_get_record(void *priv, uint32_t tcp_seq, struct tlsnic_rec_ref
 
 static const struct tlsnic_rec_store_ops reader_ops = {.get_record = reader_get_record};
 
+/* Why a header cannot be a store's, or NULL if it can (its sizes within the limits, and
+ * the store within the file): the header is host memory, checked once, from a copy. */
+static const char *header_problem(const struct tlsnic_shm_hdr *h, uint64_t file_size,
+                                  char *why, size_t cap)
+{
+    if (h->magic != TLSNIC_SHM_MAGIC || h->version != TLSNIC_SHM_VERSION) {
+        snprintf(why, cap, "not a tlsnic store (magic %#x version %u)", h->magic, h->version);
+        return why;
+    }
+    if (h->n_desc == 0 || h->n_desc > TLSNIC_SHM_MAX_RECORDS) {
+        snprintf(why, cap, "%u descriptors (1 to %u)", h->n_desc, TLSNIC_SHM_MAX_RECORDS);
+        return why;
+    }
+    if (h->data_bytes == 0 || h->data_bytes > TLSNIC_SHM_MAX_DATA_BYTES) {
+        snprintf(why, cap, "data ring of %u bytes (1 to %u)", h->data_bytes,
+                 TLSNIC_SHM_MAX_DATA_BYTES);
+        return why;
+    }
+    if (h->max_record == 0 || h->max_record > h->data_bytes ||
+        h->max_record > TLSNIC_SHM_MAX_RECORD_LEN) {
+        snprintf(why, cap, "largest record of %u bytes (1 to the ring's %u and the largest "
+                 "TLS record's %u)", h->max_record, h->data_bytes, TLSNIC_SHM_MAX_RECORD_LEN);
+        return why;
+    }
+    uint64_t need = (uint64_t)tlsnic_shm_data_offset(h->n_desc) + h->data_bytes;
+    if (need > file_size) {
+        snprintf(why, cap, "the store needs %llu bytes, the memfd has %llu",
+                 (unsigned long long)need, (unsigned long long)file_size);
+        return why;
+    }
+    return NULL;
+}
+
 int tlsnic_shm_reader_open(tlsnic_shm_reader **out, int memfd)
 {
-    if (out == NULL || memfd < 0)
-        return -EINVAL;
-    int seals = fcntl(memfd, F_GET_SEALS);
-    if (seals < 0)
-        return errno == EINVAL ? -EPERM : -errno; /* not a memfd: cannot be sealed */
-    if (!(seals & F_SEAL_SHRINK))
-        return -EPERM;
-    struct stat st;
-    if (fstat(memfd, &st) < 0)
-        return -errno;
-    if (st.st_size < (off_t)TLSNIC_SHM_HDR_LEN)
-        return -EBADMSG;
-    size_t size = (size_t)st.st_size;
-    const uint8_t *map = mmap(NULL, size, PROT_READ, MAP_SHARED, memfd, 0);
-    if (map == MAP_FAILED)
-        return -errno;
-    struct tlsnic_shm_hdr h;
-    memcpy(&h, map, sizeof(h));
-    int err = 0;
-    if (h.magic != TLSNIC_SHM_MAGIC || h.version != TLSNIC_SHM_VERSION || h.n_desc == 0 ||
-        h.n_desc > TLSNIC_SHM_MAX_RECORDS || h.data_bytes == 0 || h.data_bytes > TLSNIC_SHM_MAX_DATA_BYTES ||
-        h.max_record == 0 || h.max_record > h.data_bytes ||
-        (uint64_t)tlsnic_shm_data_offset(h.n_desc) + (uint64_t)h.data_bytes > size)
-        err = -EBADMSG;
-    tlsnic_shm_reader *r = err == 0 ? calloc(1, sizeof(*r)) : NULL;
-    if (err == 0 && r != NULL)
-        r->copy = malloc(h.max_record);
-    if (err == 0 && (r == NULL || r->copy == NULL)) {
-        err = -ENOMEM;
-        if (r != NULL)
-            free(r);
+    return tlsnic_shm_reader_open_why(out, memfd, NULL, 0);
+}
+
+int tlsnic_shm_reader_open_why(tlsnic_shm_reader **out, int memfd, char *why, size_t cap)
+{
+    char scratch[160];
+    if (why == NULL || cap == 0) {
+        why = scratch;
+        cap = sizeof(scratch);
     }
-    if (err < 0) {
-        munmap((void *)map, size);
+    why[0] = '\0';
+    if (out == NULL || memfd < 0) {
+        snprintf(why, cap, "no memfd");
+        return -EINVAL;
+    }
+    int seals = fcntl(memfd, F_GET_SEALS);
+    if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+        int err = seals < 0 && errno != EINVAL ? -errno : -EPERM; /* EINVAL: not a memfd */
+        snprintf(why, cap, "not a memfd sealed against shrinking");
         return err;
+    }
+    struct stat st;
+    if (fstat(memfd, &st) < 0) {
+        int err = -errno;
+        snprintf(why, cap, "fstat: %s", strerror(-err));
+        return err;
+    }
+    if (st.st_size < (off_t)TLSNIC_SHM_HDR_LEN) {
+        snprintf(why, cap, "%lld bytes: shorter than a store's header", (long long)st.st_size);
+        return -EBADMSG;
+    }
+    /* The header alone first: only what it says, once checked, is mapped, never the whole
+     * file (the host chose its size). */
+    struct tlsnic_shm_hdr h;
+    if (pread(memfd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
+        snprintf(why, cap, "the header cannot be read");
+        return -EBADMSG;
+    }
+    if (header_problem(&h, (uint64_t)st.st_size, why, cap) != NULL)
+        return -EBADMSG;
+    size_t size = tlsnic_shm_data_offset(h.n_desc) + h.data_bytes;
+    const uint8_t *map = mmap(NULL, size, PROT_READ, MAP_SHARED, memfd, 0);
+    if (map == MAP_FAILED) {
+        int err = -errno;
+        snprintf(why, cap, "mmap of %zu bytes: %s", size, strerror(-err));
+        return err;
+    }
+    tlsnic_shm_reader *r = calloc(1, sizeof(*r));
+    if (r != NULL)
+        r->copy = malloc(h.max_record);
+    if (r == NULL || r->copy == NULL) {
+        free(r);
+        munmap((void *)map, size);
+        snprintf(why, cap, "out of memory");
+        return -ENOMEM;
     }
     r->map = map;
     r->map_len = size;
@@ -134,6 +188,18 @@ void tlsnic_shm_reader_free(tlsnic_shm_reader *r)
         free(r->copy);
     }
     free(r);
+}
+
+void tlsnic_shm_reader_let_go(tlsnic_shm_reader *r)
+{
+    if (r == NULL)
+        return;
+    /* The last word the device writes: after it, the host may wipe and reuse the store. */
+    if (r->flags_page != NULL)
+        __atomic_store_n(tlsnic_shm_flags_word(r->flags_page),
+                         TLSNIC_FLOW_F_GONE | TLSNIC_FLOW_F_UNMAPPED | TLSNIC_FLOW_F_LIVE,
+                         __ATOMIC_RELEASE);
+    tlsnic_shm_reader_free(r);
 }
 
 int tlsnic_shm_reader_publish_flags(tlsnic_shm_reader *r, uint32_t flags)

@@ -197,12 +197,27 @@ static int attach_flow_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *f
     return client ? client->ops->flow_flags(client, flow, dir, flags) : -ENODEV;
 }
 
+static int attach_release(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                          enum tlsnic_dir dir, unsigned flags)
+{
+    struct tlsnic_dev *client = atomic_load(&((struct attach *)dev->priv)->client);
+    if (!client)
+        return -ENODEV;
+    int err = client->ops->release(client, sockfd, flow, dir, flags);
+    /* The daemon restarted and the watcher has not re-added yet: do its job now, once (the
+       closing context is still registered, so the re-add covers it). */
+    if (err == -ENODEV && !readding && reconnect_and_readd(dev->priv) == 0)
+        err = client->ops->release(client, sockfd, flow, dir, flags);
+    return err;
+}
+
 static const struct tlsnic_dev_ops attach_ops = {
     .name = "tlsnicd",
     .add = attach_add,
     .del = attach_del,
     .resync = attach_resync,
     .flow_flags = attach_flow_flags,
+    .release = attach_release,
 };
 
 /* ---- the record store in shared memory ------------------------------------------------ */
@@ -224,9 +239,9 @@ static int shm_reserve(void *store, uint32_t len, uint8_t **room)
     return tlsnic_shm_writer_reserve(store, len, room);
 }
 
-static void shm_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
+static int shm_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
 {
-    tlsnic_shm_writer_commit(store, tcp_seq, rec_seq, len);
+    return tlsnic_shm_writer_commit(store, tcp_seq, rec_seq, len);
 }
 
 static uint32_t shm_device_flags(void *store)
@@ -249,6 +264,16 @@ static void shm_close(void *store)
     tlsnic_shm_writer_free(store);
 }
 
+static void shm_retire(void *store)
+{
+    tlsnic_shm_writer_retire(store);
+}
+
+static void shm_forget(void *store)
+{
+    tlsnic_shm_writer_forget(store);
+}
+
 const struct tlsnic_dev_store_ops tlsnic_attach_shm_store_ops = {
     .open = shm_open_store,
     .put = shm_put,
@@ -258,6 +283,8 @@ const struct tlsnic_dev_store_ops tlsnic_attach_shm_store_ops = {
     .release = shm_release,
     .view = shm_view,
     .close = shm_close,
+    .retire = shm_retire,
+    .forget = shm_forget,
 };
 
 /* ---- setup ------------------------------------------------------------------------------ */

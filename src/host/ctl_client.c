@@ -116,6 +116,24 @@ static int client_del(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_fl
     return err;
 }
 
+static int client_release(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                          enum tlsnic_dir dir, unsigned flags)
+{
+    struct ctl_client *cl = client_of(dev);
+    (void)flow;
+    if (sockfd < 0)
+        return -EBADF;
+    if ((unsigned)dir > 1 || (flags & ~TLSNIC_RELEASE_ABORT) != 0)
+        return -EINVAL;
+    struct tlsnic_ctl_msg req = {.type = TLSNIC_CTL_RELEASE, .dir = (uint8_t)dir,
+                                 .release_flags = (flags & TLSNIC_RELEASE_ABORT)
+                                                      ? TLSNIC_CTL_RELEASE_ABORT : 0};
+    pthread_mutex_lock(&cl->lock);
+    int err = request(cl, &req, &sockfd, 1);
+    pthread_mutex_unlock(&cl->lock);
+    return err;
+}
+
 static int client_resync(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
                          enum tlsnic_dir dir, uint32_t tcp_seq, uint64_t rec_seq)
 {
@@ -169,6 +187,7 @@ static const struct tlsnic_dev_ops client_ops = {
     .del = client_del,
     .resync = client_resync,
     .flow_flags = client_flow_flags,
+    .release = client_release,
 };
 
 int tlsnic_ctl_client_open(const char *path, int timeout_ms, struct tlsnic_dev **out)

@@ -19,7 +19,15 @@
 #include "ktls_int.h"
 #include "tcpinfo.h"
 
-#define LINGER_TICK_NS 2000000 /* how often a closing device-mode socket looks for ACKs */
+
+/* How a device-mode TX direction ended, which says what becomes of its store. */
+enum dev_end {
+    END_NONE = 0,     /* not yet */
+    END_RELEASED,     /* the device took the flow over: the store is its until it lets go */
+    END_DELETED,      /* del answered 0: the device no longer reads the store */
+    END_UNSURE,       /* del failed or was deferred, the device away: it may still read it */
+    END_FORGOTTEN,    /* a forked child's copy: nothing of it is ours to end */
+};
 
 /* One record the host retains until the peer has acknowledged it. */
 struct retained {
@@ -29,6 +37,11 @@ struct retained {
     uint8_t *bytes;   /* the record as framed for the device (owned), or NULL when the
                          device reads the records from the shared store (mirror) */
 };
+
+/* Where positions start: above any number of bytes the kernel can hold for the socket at
+ * TLS_TX (so sent_pos - SIOCOUTQ never goes below 0). Only differences of positions mean
+ * anything. */
+#define POS_BASE (1ull << 40)
 
 /* Records framed between two looks at the socket's acknowledgements: one SIOCOUTQ per
  * RECLAIM_EVERY records instead of one per record (a system call each). The store then
@@ -47,6 +60,8 @@ struct tlsnic_dev_tx {
     void *mirror;
     struct tlsnic_dev_tx *reg_prev, *reg_next; /* every context, for tlsnic_device_readd */
     atomic_int lost; /* a re-add was refused: the device will never encrypt this flow again */
+    int ended;       /* enum dev_end: how the flow ended for this process (close) */
+    int no_release;  /* the device refused a release: wait for the ACKs and del instead */
     pthread_mutex_t lock; /* the ring, write_pos, next_seq: read by the device's thread
                              and by tlsnic_device_readd */
     /* Retained records in stream order: a ring of ring_cap (a power of two) descriptors,
@@ -55,10 +70,14 @@ struct tlsnic_dev_tx {
     size_t ring_cap, ring_head;
     size_t bytes, count;
     unsigned framed_since_reclaim;
-    uint64_t start_pos;   /* stream position at TLS_TX ... */
-    uint32_t start_seq;   /* ... and its TCP sequence number */
+    /* Stream positions count the bytes tlsnic wrote since TLS_TX from POS_BASE: no
+     * position is ever read from the socket, so none can be torn by an ACK that arrives
+     * between two system calls (see acked_pos). */
+    uint64_t start_pos;   /* POS_BASE: the position at TLS_TX ... */
+    uint32_t start_seq;   /* ... and its TCP sequence number (write_seq, one read) */
     uint64_t write_pos;   /* position of the next record */
-    uint64_t sent_pos;    /* position after the last byte handed to the kernel */
+    uint64_t sent_pos;    /* position after the last byte handed to the kernel: written
+                             under the TX lock, read atomically without it by readd */
     uint64_t next_seq;    /* record sequence number of the next record */
     uint64_t initial_seq, initial_explicit;
     size_t nonce_len;
@@ -134,8 +153,22 @@ static const struct tlsnic_rec_store_ops store_ops = {.get_record = store_get_re
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tlsnic_dev_tx *registry;
 
+/* A forked child has one thread: a lock another thread held at the fork is free there. */
+static void registry_reinit_in_child(void)
+{
+    pthread_mutex_init(&registry_lock, NULL);
+}
+
+static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
+
+static void registry_init(void)
+{
+    (void)pthread_atfork(NULL, NULL, registry_reinit_in_child);
+}
+
 static void registry_add(struct tlsnic_dev_tx *d)
 {
+    pthread_once(&registry_once, registry_init);
     pthread_mutex_lock(&registry_lock);
     d->reg_prev = NULL;
     d->reg_next = registry;
@@ -157,7 +190,8 @@ static void registry_remove(struct tlsnic_dev_tx *d)
     pthread_mutex_unlock(&registry_lock);
 }
 
-/* Stream position of the next byte the socket will take: snd_una - ISN + queued bytes. */
+/* Approximately the bytes the socket has taken since its ISN (acknowledged + queued): two
+ * reads that an ACK may fall between. For counters only (the bytes sent before TLS_TX). */
 int tlsnic_stream_pos(int fd, uint64_t *pos)
 {
     uint64_t acked = 0;
@@ -215,7 +249,7 @@ int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_mode_info *
     }
     union tlsnic_crypto_info ci;
     int len = tlsnic_rec_key_export(s->tx.key, &ci, sizeof(ci));
-    int rc = len < 0 ? len : tlsnic_stream_pos(fd, &d->write_pos);
+    int rc = len < 0 ? len : 0;
     if (rc < 0) {
         OPENSSL_cleanse(&ci, sizeof(ci));
         free(d);
@@ -226,7 +260,7 @@ int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_mode_info *
     d->flow = flow;
     d->store.ops = &store_ops;
     d->store.priv = d;
-    d->start_pos = d->sent_pos = d->write_pos;
+    d->start_pos = d->sent_pos = d->write_pos = POS_BASE;
     d->version = ci.info.version;
     d->nonce_len = tlsnic_rec_key_explicit_nonce_len(s->tx.key);
     d->key = s->tx.key;
@@ -269,17 +303,36 @@ int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_mode_info *
     return 0;
 }
 
+/*
+ * The position up to which the peer has acknowledged, or less (never more): the socket's
+ * unacknowledged bytes (SIOCOUTQ: write_seq - snd_una, one read) counted back from the
+ * bytes tlsnic had written before that read. sent_pos is read first: bytes a sender
+ * thread writes in between are in SIOCOUTQ but not in sent_pos, so they can only make the
+ * answer smaller (release later, re-add from an earlier record), never past a byte the
+ * peer has not acknowledged. 0 and *acked, or -errno.
+ */
+static int acked_pos(const struct tlsnic_dev_tx *d, int fd, uint64_t *acked)
+{
+    uint64_t sent = __atomic_load_n(&d->sent_pos, __ATOMIC_ACQUIRE);
+    int outq = 0;
+    if (tlsnic_sys.ioctl(fd, SIOCOUTQ, &outq) < 0)
+        return -errno;
+    if (outq < 0 || (uint64_t)outq > sent - d->start_pos)
+        outq = (int)(sent - d->start_pos); /* bytes from before TLS_TX: none of ours acked */
+    *acked = sent - (uint64_t)outq;
+    return 0;
+}
+
 /* Drops the records the peer has acknowledged. Call with the TX lock held. */
 void tlsnic_dev_tx_reclaim(struct tlsnic_sock *s, int fd)
 {
     struct tlsnic_dev_tx *d = s->tx.dev;
-    int outq = 0;
+    uint64_t acked;
     if (!d)
         return;
     d->framed_since_reclaim = 0;
-    if (d->count == 0 || tlsnic_sys.ioctl(fd, SIOCOUTQ, &outq) < 0 || outq < 0)
+    if (d->count == 0 || acked_pos(d, fd, &acked) < 0)
         return;
-    uint64_t acked = d->sent_pos - (uint64_t)outq;
     pthread_mutex_lock(&d->lock);
     while (d->count > 0 && ring_at(d, 0)->pos + ring_at(d, 0)->len <= acked)
         ring_pop(d);
@@ -292,8 +345,9 @@ static void put_be64(uint8_t *p, uint64_t v);
 
 void tlsnic_dev_tx_sent(struct tlsnic_sock *s, size_t n)
 {
-    if (s->tx.dev)
-        s->tx.dev->sent_pos += n;
+    struct tlsnic_dev_tx *d = s->tx.dev;
+    if (d) /* one writer (the TX lock); tlsnic_device_readd reads it without that lock */
+        __atomic_store_n(&d->sent_pos, d->sent_pos + n, __ATOMIC_RELEASE);
 }
 
 static void put_be64(uint8_t *p, uint64_t v)
@@ -437,7 +491,8 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
     memset(c + body, 0, TLSNIC_REC_TAG_LEN);
 
     if (mirror_can_reserve(d))
-        d->mirror_ops->commit(d->mirror, seq_of(d, d->write_pos), d->next_seq, (uint32_t)len);
+        TLSNIC_TRY(d->mirror_ops->commit(d->mirror, seq_of(d, d->write_pos), d->next_seq,
+                                         (uint32_t)len));
     else if (d->mirror_ops)
         TLSNIC_TRY(mirror_put(s, fd, b, (uint32_t)len));
     else
@@ -480,9 +535,11 @@ static int readd_one(struct tlsnic_dev_tx *d)
     int len = tlsnic_rec_key_export(d->key, &ci, sizeof(ci));
     if (len < 0)
         return len;
-    /* Records are released in batches: skip the ones the peer has acknowledged already. */
+    /* Records are released in batches: skip the ones the peer has acknowledged already
+     * (acked_pos may say less than the peer has: then the context starts at an earlier
+     * record, still retained, never past one the peer still waits for). */
     uint64_t acked = 0;
-    int have_acked = tlsnic_tcp_bytes_acked(d->fd, tlsnic_sys.getsockopt, &acked) == 0;
+    int have_acked = acked_pos(d, d->fd, &acked) == 0;
     pthread_mutex_lock(&d->lock);
     size_t first = 0;
     while (have_acked && first < d->count &&
@@ -524,36 +581,109 @@ int tlsnic_device_readd(struct tlsnic_dev *dev)
 }
 
 /*
- * Close in device mode, before the del: the device encrypts only flows it holds, so bytes
- * the kernel still has unacknowledged would leave (or be retransmitted) after the del with
- * their records in the clear (invariant 1). The kernel keeps a device context until the
- * socket is destroyed; tlsnic cannot follow the socket past close(2), so it waits, bounded,
- * until the peer has acknowledged everything (SIOCOUTQ 0), releasing records as ACKs come.
- * A peer that does not acknowledge in time gets a reset instead (SO_LINGER 0): the kernel
- * then sends nothing more of the connection, encrypted or not. Call with the TX lock held.
- * 0, or -ETIMEDOUT (reset armed).
+ * Resets the connection now: a RST, and nothing more of it leaves, encrypted or not.
+ * connect(AF_UNSPEC) is the kernel's tcp_disconnect(); unlike SO_LINGER 0 it does not wait
+ * for the last descriptor (a forked child's copy may hold the socket open).
  */
-int tlsnic_dev_tx_linger(struct tlsnic_sock *s, int fd, int timeout_ms)
+static void reset_connection(int fd)
 {
-    if (!s->tx.dev)
+    struct sockaddr sa = {.sa_family = AF_UNSPEC};
+    (void)connect(fd, &sa, sizeof(sa));
+}
+
+/* The bytes (and FIN) fd has not had acknowledged; 0 once it can send nothing more (not a
+ * connection any more, or closed: reset, both FINs done). */
+static int unacked_bytes(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    memset(&ti, 0, sizeof(ti));
+    if (tlsnic_sys.getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 || ti.tcpi_state == TCP_CLOSE)
         return 0;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        int outq = 0;
-        if (tlsnic_sys.ioctl(fd, SIOCOUTQ, &outq) < 0 || outq <= 0)
-            return 0; /* not a connection any more, or nothing left unacknowledged */
-        tlsnic_dev_tx_reclaim(s, fd);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        long spent = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-        if (spent >= timeout_ms)
-            break;
-        struct timespec tick = {.tv_nsec = LINGER_TICK_NS};
-        nanosleep(&tick, NULL);
+    int outq = 0;
+    return tlsnic_sys.ioctl(fd, SIOCOUTQ, &outq) < 0 || outq < 0 ? 0 : outq;
+}
+
+/*
+ * The application closed its last descriptor of a device-mode socket (closer.c): one step
+ * of the device's end of the flow, without waiting. Call with the TX lock held, after the
+ * sealed records are all in the socket (or given up: then flags has TLSNIC_RELEASE_ABORT).
+ *
+ * The device encrypts only flows it holds, so the context must live as long as the socket
+ * can send (the kernel keeps its tls_device context until the socket is destroyed). A
+ * device that can take the flow over (release: tlsnicd holds the socket) does so: one
+ * request, and close(2) returns. Otherwise (an in-process device, or a daemon that refused)
+ * the context stays until the peer has acknowledged every byte (SIOCOUTQ 0), then del; past
+ * the budget (final) the connection is reset first. A device that is away (-ENODEV: a
+ * restarting tlsnicd) is asked again at the next step, the context still registered so
+ * that the re-add covers it; at the last step the connection is reset instead.
+ * 0 when done, 1 to be called again later.
+ */
+int tlsnic_dev_tx_close_step(struct tlsnic_sock *s, int fd, unsigned flags, int final)
+{
+    struct tlsnic_dev_tx *d = s->tx.dev;
+    if (!d || d->ended != END_NONE)
+        return 0;
+    if (d->dev->ops->release && !d->no_release) {
+        int rc = d->dev->ops->release(d->dev, fd, &d->flow, TLSNIC_DIR_TX, flags);
+        if (rc == 0) {
+            d->ended = END_RELEASED;
+            return 0;
+        }
+        if (rc == -ENODEV || rc == -ETIMEDOUT) {
+            if (!final)
+                return 1;
+            reset_connection(fd);
+            d->ended = END_UNSURE;
+            return 0;
+        }
+        d->no_release = 1; /* e.g. a daemon that predates RELEASE */
     }
-    struct linger reset = {.l_onoff = 1, .l_linger = 0};
-    (void)tlsnic_sys.setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
-    return -ETIMEDOUT;
+    tlsnic_dev_tx_reclaim(s, fd);
+    int outq = unacked_bytes(fd);
+    if (outq > 0 && !final)
+        return 1;
+    if (outq > 0)
+        reset_connection(fd); /* a peer that does not acknowledge in time */
+    int rc = d->dev->ops->del(d->dev, fd, &d->flow, TLSNIC_DIR_TX);
+    d->ended = rc == 0 ? END_DELETED : END_UNSURE;
+    return 0;
+}
+
+/* The socket's descriptor for the device's requests (a re-add while it closes). */
+void tlsnic_dev_tx_set_fd(struct tlsnic_sock *s, int fd)
+{
+    struct tlsnic_dev_tx *d = s->tx.dev;
+    if (!d)
+        return;
+    pthread_mutex_lock(&registry_lock); /* what tlsnic_device_readd reads it under */
+    d->fd = fd;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+/*
+ * A forked child's copy of the parent's device-mode direction: the parent still sends on
+ * the socket, the device still reads its store. Only this process's memory is freed; no
+ * lock is taken (a thread of the parent may have held one at the fork).
+ */
+void tlsnic_dev_tx_forget(struct tlsnic_sock *s)
+{
+    struct tlsnic_dev_tx *d = s->tx.dev;
+    if (!d)
+        return;
+    if (d->reg_prev)
+        d->reg_prev->reg_next = d->reg_next;
+    else if (registry == d)
+        registry = d->reg_next;
+    if (d->reg_next)
+        d->reg_next->reg_prev = d->reg_prev;
+    if (d->mirror_ops && d->mirror_ops->forget)
+        d->mirror_ops->forget(d->mirror);
+    while (d->count > 0)
+        ring_pop(d);
+    free(d->ring);
+    free(d);
+    s->tx.dev = NULL;
 }
 
 void tlsnic_dev_tx_free(struct tlsnic_sock *s)
@@ -562,8 +692,14 @@ void tlsnic_dev_tx_free(struct tlsnic_sock *s)
     if (!d)
         return;
     registry_remove(d); /* first: a re-add must not resurrect what is being deleted */
-    d->dev->ops->del(d->dev, d->fd, &d->flow, TLSNIC_DIR_TX);
-    if (d->mirror_ops)
+    if (d->ended == END_NONE) { /* no close step: the descriptor was closed outside tlsnic */
+        int rc = d->dev->ops->del(d->dev, d->fd, &d->flow, TLSNIC_DIR_TX);
+        d->ended = rc == 0 ? END_DELETED : END_UNSURE;
+    }
+    /* A store the device may still read is retired, never wiped or reused under it. */
+    if (d->mirror_ops && d->ended != END_DELETED && d->mirror_ops->retire)
+        d->mirror_ops->retire(d->mirror);
+    else if (d->mirror_ops)
         d->mirror_ops->close(d->mirror);
     while (d->count > 0)
         ring_pop(d);

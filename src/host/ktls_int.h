@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "tlsnic/check.h"
 #include "tlsnic/devops.h"
@@ -58,6 +59,8 @@ struct tlsnic_rx {
 
 struct tlsnic_sock {
     atomic_int fdrefs; /* fd table slots that point here */
+    pid_t owner;       /* the process that set it up (TCP_ULP, TLS_TX): a forked child's
+                          copy is only forgotten at close (closer.c) */
     struct tlsnic_offload offload; /* where TLS_TX is offered (ktls.h); under tx.lock */
     struct tlsnic_tx tx;
     struct tlsnic_rx rx;
@@ -66,6 +69,11 @@ struct tlsnic_sock {
 /* sock.c */
 extern struct tlsnic_sys_ops tlsnic_sys;
 struct tlsnic_sock *tlsnic_sock_get(int fd);
+void tlsnic_sock_free(struct tlsnic_sock *s); /* wipes and frees; the device part ended */
+
+/* closer.c: the end of a socket whose last descriptor this process closed */
+int tlsnic_close_last(struct tlsnic_sock *s, int fd);
+void tlsnic_close_inherited(struct tlsnic_sock *s);
 void tlsnic_stat_add(enum tlsnic_stat which, int64_t delta);
 int tlsnic_errno_ret(int rc); /* rc < 0: errno = -rc and returns -1; else rc */
 
@@ -81,7 +89,8 @@ void tlsnic_tx_forget_pending(struct tlsnic_sock *s);
 extern atomic_int tlsnic_tx_pending_sockets;
 
 /* dev.c (device mode, TX) */
-/* Stream position (bytes since the ISN, the SYN counted) of the next byte fd will send. */
+/* About how many bytes fd has taken since its ISN (two reads an ACK may fall between: for
+ * counters only; device mode counts positions from the bytes it wrote, dev.c). */
 int tlsnic_stream_pos(int fd, uint64_t *pos);
 /* Offers TX to the socket's offload binding (s->offload.dev must be set). */
 int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_mode_info *m);
@@ -90,7 +99,9 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
 void tlsnic_dev_tx_reclaim(struct tlsnic_sock *s, int fd);
 void tlsnic_dev_tx_sent(struct tlsnic_sock *s, size_t n);
 void tlsnic_dev_tx_free(struct tlsnic_sock *s);
-int tlsnic_dev_tx_linger(struct tlsnic_sock *s, int fd, int timeout_ms);
+int tlsnic_dev_tx_close_step(struct tlsnic_sock *s, int fd, unsigned flags, int final);
+void tlsnic_dev_tx_set_fd(struct tlsnic_sock *s, int fd);
+void tlsnic_dev_tx_forget(struct tlsnic_sock *s);
 void tlsnic_dev_tx_patch_info(const struct tlsnic_sock *s, union tlsnic_crypto_info *ci);
 
 /* rx.c */

@@ -29,8 +29,9 @@ struct tlsnic_shm_writer {
     uint32_t oldest;
     uint32_t used;
     uint32_t head;          /* data offset after the newest record */
-    int reserved;           /* a reservation is open at reserved_off */
+    int reserved;           /* a reservation is open: reserved_len bytes at reserved_off */
     uint32_t reserved_off;
+    uint32_t reserved_len;
     uint32_t desc_touched;  /* descriptors ever written: [0, desc_touched) */
     uint32_t data_touched;  /* data bytes ever written: [0, data_touched) */
 };
@@ -64,19 +65,40 @@ static const struct tlsnic_rec_store_ops writer_ops = {.get_record = writer_get_
  * with the parent, which may hand the same store out again).
  */
 #define POOL_MAX 8
+/*
+ * Stores given up while a device may still map them (tlsnic_shm_writer_retire): a device
+ * that took a flow over at close keeps reading its records until the socket is done.
+ * One comes back to the pool only once the device has written TLSNIC_FLOW_F_UNMAPPED into
+ * its flags word; past RETIRING_MAX the oldest is dropped unwiped (its pages go when the
+ * device unmaps them too), never reused.
+ */
+#define RETIRING_MAX 16
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static tlsnic_shm_writer *pool[POOL_MAX];
 static int pool_n;
+static tlsnic_shm_writer *retiring[RETIRING_MAX];
+static int retiring_n;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 
 static void writer_destroy(tlsnic_shm_writer *w);
+static void writer_wipe(tlsnic_shm_writer *w);
 
 static void pool_forget_in_child(void)
 {
     for (int i = 0; i < pool_n; i++)
         writer_destroy(pool[i]);
-    pool_n = 0;
+    for (int i = 0; i < retiring_n; i++)
+        writer_destroy(retiring[i]);
+    pool_n = retiring_n = 0;
     pthread_mutex_init(&pool_lock, NULL);
+}
+
+/* The device has let go of the store: it wrote UNMAPPED (with LIVE) as its last word. */
+static int device_let_go(const tlsnic_shm_writer *w)
+{
+    uint32_t word = __atomic_load_n(tlsnic_shm_flags_word(w->map), __ATOMIC_ACQUIRE);
+    const uint32_t done = TLSNIC_FLOW_F_LIVE | TLSNIC_FLOW_F_UNMAPPED;
+    return (word & done) == done;
 }
 
 static void pool_init(void)
@@ -87,6 +109,7 @@ static void pool_init(void)
 static tlsnic_shm_writer *pool_take(uint32_t n_desc, uint32_t data_bytes)
 {
     tlsnic_shm_writer *w = NULL;
+    int from_retiring = 0;
     pthread_mutex_lock(&pool_lock);
     for (int i = 0; i < pool_n; i++) {
         if (pool[i]->n_desc == n_desc && pool[i]->data_bytes == data_bytes) {
@@ -95,7 +118,17 @@ static tlsnic_shm_writer *pool_take(uint32_t n_desc, uint32_t data_bytes)
             break;
         }
     }
+    for (int i = 0; w == NULL && i < retiring_n; i++) {
+        if (retiring[i]->n_desc == n_desc && retiring[i]->data_bytes == data_bytes &&
+            device_let_go(retiring[i])) {
+            w = retiring[i];
+            retiring[i] = retiring[--retiring_n];
+            from_retiring = 1;
+        }
+    }
     pthread_mutex_unlock(&pool_lock);
+    if (from_retiring)
+        writer_wipe(w); /* what the device read until it let go */
     return w;
 }
 
@@ -178,9 +211,41 @@ static void writer_destroy(tlsnic_shm_writer *w)
 int tlsnic_shm_writers_kept(void)
 {
     pthread_mutex_lock(&pool_lock);
-    int n = pool_n;
+    int n = pool_n + retiring_n;
     pthread_mutex_unlock(&pool_lock);
     return n;
+}
+
+void tlsnic_shm_writer_retire(tlsnic_shm_writer *w)
+{
+    if (w == NULL)
+        return;
+    if (w->map == NULL) {
+        writer_destroy(w);
+        return;
+    }
+    if (device_let_go(w)) { /* already (a device that ended the flow at once) */
+        tlsnic_shm_writer_free(w);
+        return;
+    }
+    pthread_once(&pool_once, pool_init);
+    tlsnic_shm_writer *evicted = NULL;
+    pthread_mutex_lock(&pool_lock);
+    if (retiring_n == RETIRING_MAX) {
+        evicted = retiring[0];
+        memmove(retiring, retiring + 1, sizeof(retiring[0]) * (RETIRING_MAX - 1));
+        retiring_n--;
+    }
+    retiring[retiring_n++] = w;
+    pthread_mutex_unlock(&pool_lock);
+    if (evicted != NULL)
+        writer_destroy(evicted); /* unwiped: the device may still read it */
+}
+
+void tlsnic_shm_writer_forget(tlsnic_shm_writer *w)
+{
+    if (w != NULL)
+        writer_destroy(w); /* this process's mapping and descriptor; the bytes stay */
 }
 
 void tlsnic_shm_writer_free(tlsnic_shm_writer *w)
@@ -240,18 +305,21 @@ int tlsnic_shm_writer_reserve(tlsnic_shm_writer *w, uint32_t len, uint8_t **room
      * one still copying the bytes a released record had here sees that record's gen move. */
     w->reserved = 1;
     w->reserved_off = (uint32_t)off;
+    w->reserved_len = len;
     *room = w->data + off;
     return 0;
 }
 
-void tlsnic_shm_writer_commit(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
-                              uint32_t len)
+int tlsnic_shm_writer_commit(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
+                             uint32_t len)
 {
     if (!w->reserved)
-        return;
+        return -EINVAL;
     w->reserved = 0;
-    if (len == 0 || len > w->max_record || len > w->data_bytes - w->reserved_off)
-        return; /* not what was reserved: the record stays out */
+    /* Only the room reserved is the record's: a longer one would run over the bytes of the
+       records after it in the ring (or past the end), which place() never gave out. */
+    if (len == 0 || len > w->reserved_len)
+        return -EMSGSIZE; /* the record stays out */
     uint32_t i = (w->oldest + w->used) % w->n_desc;
     struct tlsnic_shm_desc *d = w_desc(w, i);
     desc_begin(d);
@@ -266,6 +334,7 @@ void tlsnic_shm_writer_commit(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t r
         w->desc_touched = i + 1;
     if (w->head > w->data_touched)
         w->data_touched = w->head;
+    return 0;
 }
 
 int tlsnic_shm_writer_put(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
@@ -278,8 +347,7 @@ int tlsnic_shm_writer_put(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_s
     if (rc < 0)
         return rc;
     memcpy(room, bytes, len);
-    tlsnic_shm_writer_commit(w, tcp_seq, rec_seq, len);
-    return 0;
+    return tlsnic_shm_writer_commit(w, tcp_seq, rec_seq, len);
 }
 
 void tlsnic_shm_writer_release(tlsnic_shm_writer *w, uint32_t acked_seq)

@@ -182,7 +182,7 @@ static void mode_stat(enum tlsnic_dir dir, enum tlsnic_mode mode, int delta_curr
                         delta_curr);
 }
 
-static void sock_free(struct tlsnic_sock *s)
+void tlsnic_sock_free(struct tlsnic_sock *s)
 {
     tlsnic_tx_forget_pending(s);
     tlsnic_dev_tx_free(s); /* del: the device lets go of the store before it goes */
@@ -203,27 +203,18 @@ static void sock_free(struct tlsnic_sock *s)
     free(s);
 }
 
-/* How long a close may wait for a peer: to take the sealed records, and (device mode) to
- * acknowledge everything before the device lets go of the flow. */
-#define CLOSE_BUDGET_MS 5000
-
 static void sock_unref(struct tlsnic_sock *s, int fd, int drain)
 {
     if (atomic_fetch_sub(&s->fdrefs, 1) != 1)
         return;
-    if (drain && fd >= 0) {
-        pthread_mutex_lock(&s->tx.lock);
-        /* One budget for both: a peer that stopped reading gets no second wait. */
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        tlsnic_tx_drain_on_close(s, fd, CLOSE_BUDGET_MS);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        long spent = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-        /* device mode: before the del, see dev.c */
-        tlsnic_dev_tx_linger(s, fd, spent < CLOSE_BUDGET_MS ? (int)(CLOSE_BUDGET_MS - spent) : 0);
-        pthread_mutex_unlock(&s->tx.lock);
+    if (s->owner != getpid()) {
+        tlsnic_close_inherited(s); /* a forked child's copy: see closer.c */
+        return;
     }
-    sock_free(s);
+    /* close(2) returns at once: what needs waiting is the closer's (closer.c). */
+    if (drain && fd >= 0 && tlsnic_close_last(s, fd))
+        return;
+    tlsnic_sock_free(s);
 }
 
 int tlsnic_fd_dup(int oldfd, int newfd)
@@ -378,6 +369,7 @@ static int ulp_tls(int fd)
     if (!s)
         return -ENOMEM;
     atomic_init(&s->fdrefs, 1);
+    s->owner = getpid();
     pthread_mutex_lock(&default_offload_lock);
     s->offload = default_offload;
     pthread_mutex_unlock(&default_offload_lock);
@@ -385,7 +377,7 @@ static int ulp_tls(int fd)
     pthread_mutex_init(&s->rx.lock, NULL);
     struct tlsnic_sock *expected = NULL;
     if (!atomic_compare_exchange_strong(slot, &expected, s)) {
-        sock_free(s);
+        tlsnic_sock_free(s);
         return -EEXIST;
     }
     return 0;
@@ -443,6 +435,7 @@ static int conf_set(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir, const vo
                 return -ENOMEM;
             }
             s->tx.key = key;
+            s->owner = getpid(); /* the process that adds the flow to a device */
             uint64_t pre = 0;
             if (tlsnic_stream_pos(fd, &pre) == 0 && pre > 0)
                 tlsnic_stat_add(TLSNIC_STAT_TX_PRE_KEY_BYTES, (int64_t)(pre - 1)); /* - SYN */

@@ -9,7 +9,7 @@
 static bool type_has_dir(uint16_t type)
 {
     return type == TLSNIC_CTL_ADD || type == TLSNIC_CTL_DEL || type == TLSNIC_CTL_RESYNC ||
-           type == TLSNIC_CTL_FLOW_FLAGS;
+           type == TLSNIC_CTL_FLOW_FLAGS || type == TLSNIC_CTL_RELEASE;
 }
 
 int tlsnic_ctl_encode(const struct tlsnic_ctl_msg *m, uint8_t *buf, size_t cap)
@@ -21,6 +21,8 @@ int tlsnic_ctl_encode(const struct tlsnic_ctl_msg *m, uint8_t *buf, size_t cap)
     if (m->type == TLSNIC_CTL_ADD && (m->info_len > TLSNIC_CTL_MAX_INFO || (m->info == NULL && m->info_len > 0)))
         return -EMSGSIZE;
     if (m->type == TLSNIC_CTL_FLOW_FLAGS && m->flow.family != AF_INET && m->flow.family != AF_INET6)
+        return -EINVAL;
+    if (m->type == TLSNIC_CTL_RELEASE && (m->release_flags & ~TLSNIC_CTL_RELEASE_FLAGS) != 0)
         return -EINVAL;
     if (m->type == TLSNIC_CTL_REPLY &&
         (m->text_len > TLSNIC_CTL_MAX_TEXT || (m->text == NULL && m->text_len > 0) ||
@@ -44,6 +46,11 @@ int tlsnic_ctl_encode(const struct tlsnic_ctl_msg *m, uint8_t *buf, size_t cap)
     case TLSNIC_CTL_DEL:
         wc_le(&c, m->dir, 1);
         wc_zeros(&c, 3);
+        break;
+    case TLSNIC_CTL_RELEASE:
+        wc_le(&c, m->dir, 1);
+        wc_le(&c, m->release_flags, 1);
+        wc_zeros(&c, 2);
         break;
     case TLSNIC_CTL_RESYNC:
         wc_le(&c, m->dir, 1);
@@ -118,6 +125,13 @@ int tlsnic_ctl_decode(const uint8_t *buf, size_t len, struct tlsnic_ctl_msg *m)
         m->dir = rc_u8(&c);
         rc_zeros(&c, 3);
         break;
+    case TLSNIC_CTL_RELEASE:
+        m->dir = rc_u8(&c);
+        m->release_flags = rc_u8(&c);
+        rc_zeros(&c, 2);
+        if (!c.bad && (m->release_flags & ~TLSNIC_CTL_RELEASE_FLAGS) != 0)
+            return -EINVAL;
+        break;
     case TLSNIC_CTL_RESYNC:
         m->dir = rc_u8(&c);
         rc_zeros(&c, 3);
@@ -184,7 +198,8 @@ const char *tlsnic_ctl_flow_counter_name(unsigned i)
     return i < TLSNIC_CTL_FLOW_COUNTERS ? flow_counter_names[i] : NULL;
 }
 
-#define KNOWN_FLOW_FLAGS (TLSNIC_CTL_FLOW_ENDED | TLSNIC_CTL_FLOW_NO_COUNTERS)
+#define KNOWN_FLOW_FLAGS                                                                      \
+    (TLSNIC_CTL_FLOW_ENDED | TLSNIC_CTL_FLOW_NO_COUNTERS | TLSNIC_CTL_FLOW_FINISHING)
 
 static bool flow_entry_valid(const struct tlsnic_ctl_flow_entry *e)
 {

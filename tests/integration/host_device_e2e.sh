@@ -70,7 +70,7 @@ device_stats() { tb_daemon_stats > "$1" || fail "tlsnicd stats"; }
 flow_counters() {
   "$tlsnic" stats --flows --ctl "$tb_ctl" > flows.txt || fail "tlsnic stats --flows"
   awk -v me="$server_ip:$port" '$1 == me && $3 == "tx" {
-      if ($4 == "active" && !active) { active = $4 " " $6 " " $7 }
+      if (($4 == "active" || $4 == "finishing") && !active) { active = $4 " " $6 " " $7 }
       if ($4 == "ended") { ended = $4 " " $6 " " $7 } }
     END { print (active ? active : (ended ? ended : "none 0 0")) }' flows.txt
 }

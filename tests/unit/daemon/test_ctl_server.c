@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -47,6 +49,8 @@ struct fixture {
     tlsnic_fence *fence;       /* stateful fixture only */
     char state_path[128];
     int with_counters;         /* counters fixture: the device reports per-flow counters */
+    uint32_t finish_timeout_ms; /* 0: the server's default */
+    int state_path_always;      /* a state file even without a fence */
     _Atomic uint64_t counter_base; /* what they are: counter k of a flow = base + k */
 };
 
@@ -69,7 +73,8 @@ static void *serve(void *arg)
         struct pollfd pfd[40];
         pfd[0] = (struct pollfd){.fd = f->stop_pipe[0], .events = POLLIN};
         int n = tlsnic_ctl_server_poll_setup(f->server, pfd + 1, 39);
-        if (poll(pfd, (nfds_t)n + 1, 1000) < 0)
+        int timeout = tlsnic_ctl_server_timeout_ms(f->server); /* finishing flows: a few ms */
+        if (poll(pfd, (nfds_t)n + 1, timeout >= 0 ? timeout : 1000) < 0)
             continue;
         if (pfd[0].revents)
             return NULL;
@@ -90,10 +95,33 @@ static void start_server(struct fixture *f)
 {
     struct tlsnic_ctl_server_config cfg = {.path = f->path, .dev = tlsnic_flowtable_dev(f->table),
                                            .fence = f->fence,
-                                           .state_path = f->fence ? f->state_path : NULL,
+                                           .state_path = f->fence || f->state_path_always
+                                                             ? f->state_path : NULL,
                                            .flow_counters = f->with_counters ? fake_flow_counters : NULL,
-                                           .flow_counters_ctx = f};
+                                           .flow_counters_ctx = f,
+                                           .finish_timeout_ms = f->finish_timeout_ms};
     assert_int_equal(tlsnic_ctl_server_new(&f->server, &cfg), 0);
+}
+
+static void *serve(void *arg);
+
+/* Stops the server thread and frees the server (the client stays, disconnected). */
+static void stop_server_thread_and_free(struct fixture *f)
+{
+    assert_int_equal(write(f->stop_pipe[1], "x", 1), 1);
+    pthread_join(f->thread, NULL);
+    char c;
+    assert_int_equal(read(f->stop_pipe[0], &c, 1), 1);
+    tlsnic_ctl_server_free(f->server);
+    f->server = NULL;
+}
+
+/* A new server on the same path with the fixture's settings, and the client reconnected. */
+static void restart_server(struct fixture *f)
+{
+    start_server(f);
+    assert_int_equal(pthread_create(&f->thread, NULL, serve, f), 0);
+    assert_int_equal(tlsnic_ctl_client_reconnect(f->client), 0);
 }
 
 static int setup_common(void **state, int stateful, int counters)
@@ -101,12 +129,13 @@ static int setup_common(void **state, int stateful, int counters)
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->with_counters = counters;
+    f->finish_timeout_ms = stateful == 2 ? 300 : 0; /* 2: the short finish timeout fixture */
     snprintf(f->dir, sizeof(f->dir), "/tmp/tlsnic-ctl-test.XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/ctl.sock", f->dir);
     snprintf(f->state_path, sizeof(f->state_path), "%s/state", f->dir);
     assert_int_equal(tlsnic_flowtable_new(&f->table, 8), 0);
-    if (stateful)
+    if (stateful == 1)
         assert_int_equal(tlsnic_fence_new(&f->fence, 8), 0);
     start_server(f);
     assert_int_equal(pipe2(f->stop_pipe, O_CLOEXEC), 0);
@@ -130,6 +159,11 @@ static int setup_stateful(void **state)
 static int setup_counters(void **state)
 {
     return setup_common(state, 0, 1);
+}
+
+static int setup_short_finish(void **state)
+{
+    return setup_common(state, 2, 0);
 }
 
 static int teardown(void **state)
@@ -435,17 +469,289 @@ static void resync_with_the_socket_is_accepted(void **state)
                      -ENOENT);
 }
 
-static void the_daemon_keeps_no_reference_to_the_socket(void **state)
+static struct tlsnic_ctl_flow_entry listed[64];
+static int flow_list(const struct fixture *f);
+
+/* A counter of the daemon's STATS, read through the protocol. */
+static long daemon_stat(const struct fixture *f, const char *name)
+{
+    static char text[TLSNIC_CTL_MAX_MSG];
+    char key[64];
+    snprintf(key, sizeof(key), "\n%s ", name);
+    text[0] = '\n';
+    assert_true(tlsnic_ctl_query_stats(f->path, text + 1, sizeof(text) - 1) > 0);
+    const char *p = strstr(text, key);
+    assert_non_null(p);
+    return strtol(p + strlen(key), NULL, 10);
+}
+
+/* Waits (bounded: 3 s) until the daemon holds `want` flows; returns how many it holds. */
+static long flows_become(const struct fixture *f, long want)
+{
+    long flows = -1;
+    for (int i = 0; i < 300 && flows != want; i++) {
+        flows = flows_in_daemon(f);
+        if (flows != want)
+            usleep(10000);
+    }
+    return flows;
+}
+
+/* Small buffers, then the host's end writes until the kernel refuses more: the peer reads
+ * nothing, so that much stays unacknowledged. Returns the bytes written. */
+static size_t fill_unacknowledged(int local, int remote)
+{
+    int small = 65536;
+    setsockopt(remote, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    setsockopt(local, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    static uint8_t chunk[16384];
+    memset(chunk, 0x55, sizeof(chunk));
+    size_t sent = 0;
+    for (int i = 0; i < 4096; i++) { /* bounded: 64 MB */
+        ssize_t n = send(local, chunk, sizeof(chunk), MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        sent += (size_t)n;
+    }
+    int outq = 0;
+    assert_int_equal(ioctl(local, SIOCOUTQ, &outq), 0);
+    assert_true(outq > 0);
+    return sent;
+}
+
+/* Reads the peer's end until EOF or an error (bounded: 5 s without data). Returns the bytes
+ * read; *how gets 0 for an orderly end (FIN), else -errno (-ECONNRESET: a reset). */
+static size_t read_to_end(int remote, int *how)
+{
+    static uint8_t buf[65536];
+    size_t got = 0;
+    for (int i = 0; i < 100000; i++) {
+        struct pollfd pfd = {.fd = remote, .events = POLLIN};
+        if (poll(&pfd, 1, 5000) != 1) {
+            *how = -ETIMEDOUT;
+            return got;
+        }
+        ssize_t n = recv(remote, buf, sizeof(buf), 0);
+        if (n <= 0) {
+            *how = n == 0 ? 0 : -errno;
+            return got;
+        }
+        got += (size_t)n;
+    }
+    *how = -E2BIG;
+    return got;
+}
+
+static int release(struct tlsnic_dev *dev, int sockfd, unsigned flags)
+{
+    return dev->ops->release(dev, sockfd, NULL, TLSNIC_DIR_TX, flags);
+}
+
+static void the_daemon_holds_the_socket_the_host_closed_while_the_flow_is_offloaded(void **state)
 {
     struct fixture *f = *state;
     assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
-    /* If the daemon had kept its copy of the fd, this close would not send a FIN. */
+    /* Without a RELEASE the host's close ends nothing: the device context must outlive it
+     * for as long as the socket may send, and only the daemon's reference says so. */
     close(f->tcp_local);
     f->tcp_local = -1;
     struct pollfd pfd = {.fd = f->tcp_remote, .events = POLLIN};
-    assert_int_equal(poll(&pfd, 1, 2000), 1);
+    assert_int_equal(poll(&pfd, 1, 200), 0);
+    assert_int_equal(flows_in_daemon(f), 1);
+}
+
+static void release_ends_the_connection_with_a_fin_and_deletes_the_flow(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    assert_int_equal(send(f->tcp_local, "last words", 10, 0), 10);
+    assert_int_equal(release(f->client, f->tcp_local, 0), 0);
+    close(f->tcp_local); /* the host's close, as tlsnic_close does it right after */
+    f->tcp_local = -1;
+    int how = 1;
+    assert_int_equal(read_to_end(f->tcp_remote, &how), 10);
+    assert_int_equal(how, 0); /* a FIN after the bytes, not a reset */
+    assert_int_equal(flows_become(f, 0), 0);
+    assert_int_equal(daemon_stat(f, "ctl_releases"), 1);
+    assert_int_equal(daemon_stat(f, "ctl_finished"), 1);
+    assert_int_equal(daemon_stat(f, "ctl_finish_resets"), 0);
+}
+
+static void a_released_flow_stays_offloaded_until_its_bytes_are_acknowledged(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    size_t sent = fill_unacknowledged(f->tcp_local, f->tcp_remote);
+    assert_int_equal(release(f->client, f->tcp_local, 0), 0);
+    close(f->tcp_local);
+    f->tcp_local = -1;
+    /* Bytes the kernel still has to send or retransmit: the context stays, listed as
+     * finishing. */
+    usleep(100000);
+    assert_int_equal(flows_in_daemon(f), 1);
+    assert_int_equal(daemon_stat(f, "ctl_finishing"), 1);
+    assert_int_equal(flow_list(f), 1);
+    assert_int_equal(listed[0].flags & TLSNIC_CTL_FLOW_FINISHING, TLSNIC_CTL_FLOW_FINISHING);
+    /* The peer reads: everything arrives, then the FIN, and only then the flow goes. */
+    int how = 1;
+    assert_int_equal(read_to_end(f->tcp_remote, &how), sent);
+    assert_int_equal(how, 0);
+    assert_int_equal(flows_become(f, 0), 0);
+    assert_int_equal(daemon_stat(f, "ctl_finishing"), 0);
+    assert_int_equal(flow_list(f), 1);
+    assert_int_equal(listed[0].flags & (TLSNIC_CTL_FLOW_ENDED | TLSNIC_CTL_FLOW_FINISHING),
+                     TLSNIC_CTL_FLOW_ENDED);
+}
+
+static void a_release_after_the_peer_closed_ends_once_the_last_fin_is_acknowledged(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    assert_int_equal(shutdown(f->tcp_remote, SHUT_WR), 0); /* the peer closes first */
     char c;
-    assert_int_equal(read(f->tcp_remote, &c, 1), 0);
+    assert_int_equal(read(f->tcp_local, &c, 1), 0);        /* CLOSE_WAIT */
+    assert_int_equal(send(f->tcp_local, "reply", 5, 0), 5);
+    assert_int_equal(release(f->client, f->tcp_local, 0), 0); /* LAST_ACK, then closed */
+    int how = 1;
+    assert_int_equal(read_to_end(f->tcp_remote, &how), 5);
+    assert_int_equal(how, 0);
+    assert_int_equal(flows_become(f, 0), 0);
+    assert_int_equal(daemon_stat(f, "ctl_finish_resets"), 0);
+}
+
+static void release_with_abort_resets_the_connection(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    fill_unacknowledged(f->tcp_local, f->tcp_remote);
+    assert_int_equal(release(f->client, f->tcp_local, TLSNIC_RELEASE_ABORT), 0);
+    int how = 1;
+    read_to_end(f->tcp_remote, &how);
+    assert_int_equal(how, -ECONNRESET);
+    assert_int_equal(flows_become(f, 0), 0);
+    assert_int_equal(daemon_stat(f, "ctl_finish_resets"), 1);
+}
+
+static void release_of_a_socket_with_so_linger_zero_resets_it(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    fill_unacknowledged(f->tcp_local, f->tcp_remote);
+    /* What the application asked of close(2), read by the daemon from the shared socket. */
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+    assert_int_equal(setsockopt(f->tcp_local, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)), 0);
+    assert_int_equal(release(f->client, f->tcp_local, 0), 0);
+    int how = 1;
+    read_to_end(f->tcp_remote, &how);
+    assert_int_equal(how, -ECONNRESET);
+    assert_int_equal(flows_become(f, 0), 0);
+}
+
+static void release_of_a_socket_with_unread_bytes_resets_it(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    assert_int_equal(send(f->tcp_remote, "unread", 6, 0), 6);
+    usleep(20000);
+    assert_int_equal(release(f->client, f->tcp_local, 0), 0);
+    int how = 1;
+    read_to_end(f->tcp_remote, &how);
+    assert_int_equal(how, -ECONNRESET); /* as the kernel's close of a socket with unread data */
+    assert_int_equal(flows_become(f, 0), 0);
+}
+
+static void a_finishing_flow_that_never_finishes_is_reset_after_the_finish_timeout(void **state)
+{
+    struct fixture *f = *state; /* finish timeout: 300 ms */
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    fill_unacknowledged(f->tcp_local, f->tcp_remote);
+    assert_int_equal(release(f->client, f->tcp_local, 0), 0);
+    /* The peer reads nothing: after the timeout the connection is reset, then deleted. */
+    assert_int_equal(flows_become(f, 0), 0);
+    assert_int_equal(daemon_stat(f, "ctl_finish_timeouts"), 1);
+    int how = 1;
+    read_to_end(f->tcp_remote, &how);
+    assert_int_equal(how, -ECONNRESET);
+}
+
+static void del_with_bytes_unacknowledged_keeps_the_context_until_they_are(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    size_t sent = fill_unacknowledged(f->tcp_local, f->tcp_remote);
+    assert_int_equal(f->client->ops->del(f->client, f->tcp_local, NULL, TLSNIC_DIR_TX),
+                     -EINPROGRESS);
+    usleep(50000);
+    assert_int_equal(flows_in_daemon(f), 1);
+    /* The connection is left as it was: the host still writes, the peer reads it all. */
+    assert_int_equal(send(f->tcp_local, "more", 4, 0), 4);
+    static uint8_t buf[65536];
+    size_t got = 0;
+    for (int i = 0; i < 100000 && got < sent + 4; i++) {
+        ssize_t n = recv(f->tcp_remote, buf, sizeof(buf), 0);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    assert_int_equal(got, sent + 4);
+    assert_int_equal(flows_become(f, 0), 0);
+}
+
+static void closing_the_control_connection_finishes_its_flows_as_close_would(void **state)
+{
+    struct fixture *f = *state;
+    struct tlsnic_dev *second;
+    assert_int_equal(tlsnic_ctl_client_open(f->path, 2000, &second), 0);
+    assert_int_equal(add(second, f->tcp_local, TLSNIC_DIR_TX), 0);
+    size_t sent = fill_unacknowledged(f->tcp_local, f->tcp_remote);
+    /* The host process dies (SIGKILL, exit without close): its descriptors close... */
+    tlsnic_ctl_client_close(second);
+    close(f->tcp_local);
+    f->tcp_local = -1;
+    usleep(100000);
+    /* ... but the records it queued are still the device's to encrypt: kept, finishing. */
+    assert_int_equal(flows_in_daemon(f), 1);
+    assert_int_equal(daemon_stat(f, "ctl_finishing"), 1);
+    int how = 1;
+    assert_int_equal(read_to_end(f->tcp_remote, &how), sent);
+    assert_int_equal(how, 0); /* all of it, then the FIN close(2) would have sent */
+    assert_int_equal(flows_become(f, 0), 0);
+}
+
+static void an_add_the_state_file_cannot_record_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    /* A state file in a directory that does not exist: a restart would not know the flow. */
+    stop_server_thread_and_free(f);
+    snprintf(f->state_path, sizeof(f->state_path), "%s/missing/state", f->dir);
+    f->state_path_always = 1;
+    restart_server(f);
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), -EIO);
+    assert_int_equal(flows_in_daemon(f), 0);
+    assert_int_equal(daemon_stat(f, "ctl_state_errors"), 1);
+}
+
+static void release_of_a_fenced_flow_keeps_the_fence_until_the_socket_is_done(void **state)
+{
+    struct fixture *f = *state;
+    struct tlsnic_flow flow = flow_of(f->tcp_local);
+    assert_int_equal(tlsnic_fence_add(f->fence, &flow), 0); /* as a restart leaves it */
+    size_t sent = fill_unacknowledged(f->tcp_local, f->tcp_remote);
+    assert_int_equal(release(f->client, f->tcp_local, 0), 0);
+    close(f->tcp_local);
+    f->tcp_local = -1;
+    usleep(50000);
+    assert_int_equal(daemon_stat(f, "ctl_fenced"), 1);
+    int how = 1;
+    assert_int_equal(read_to_end(f->tcp_remote, &how), sent);
+    assert_int_equal(how, 0);
+    long fenced = 1;
+    for (int i = 0; i < 300 && fenced != 0; i++) { /* bounded: 3 s */
+        fenced = daemon_stat(f, "ctl_fenced");
+        if (fenced != 0)
+            usleep(10000);
+    }
+    assert_int_equal(fenced, 0);
+    assert_int_equal(flows_in_daemon(f), 0);
 }
 
 static void closing_the_control_connection_deletes_its_flows(void **state)
@@ -624,8 +930,6 @@ static void a_reconnected_client_can_add_again(void **state)
 
 /* ---- FLOW_STATS ---- */
 
-static struct tlsnic_ctl_flow_entry listed[64];
-
 /* The daemon's flow list through the protocol; returns its length (all of it fits). */
 static int flow_list(const struct fixture *f)
 {
@@ -785,8 +1089,21 @@ int main(void)
         T(del_that_names_the_flow_in_the_message_is_refused),
         T(a_process_without_the_socket_cannot_add_or_del_its_flow),
         T(resync_with_the_socket_is_accepted),
-        T(the_daemon_keeps_no_reference_to_the_socket),
+        T(the_daemon_holds_the_socket_the_host_closed_while_the_flow_is_offloaded),
+        T(release_ends_the_connection_with_a_fin_and_deletes_the_flow),
+        T(a_released_flow_stays_offloaded_until_its_bytes_are_acknowledged),
+        T(a_release_after_the_peer_closed_ends_once_the_last_fin_is_acknowledged),
+        T(release_with_abort_resets_the_connection),
+        T(release_of_a_socket_with_so_linger_zero_resets_it),
+        T(release_of_a_socket_with_unread_bytes_resets_it),
+        cmocka_unit_test_setup_teardown(a_finishing_flow_that_never_finishes_is_reset_after_the_finish_timeout,
+                                        setup_short_finish, teardown),
+        T(del_with_bytes_unacknowledged_keeps_the_context_until_they_are),
         T(closing_the_control_connection_deletes_its_flows),
+        T(closing_the_control_connection_finishes_its_flows_as_close_would),
+        T(an_add_the_state_file_cannot_record_is_refused),
+        cmocka_unit_test_setup_teardown(release_of_a_fenced_flow_keeps_the_fence_until_the_socket_is_done,
+                                        setup_stateful, teardown),
         T(flow_flags_of_another_connections_flow_is_refused),
         T(malformed_request_gets_an_error_reply_and_the_connection_stays),
         T(control_socket_is_mode_0600),

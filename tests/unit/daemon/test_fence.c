@@ -143,6 +143,30 @@ static void a_lifted_fence_lets_payload_pass(void **state)
     assert_int_equal(tlsnic_fence_blocks(f, frame, len), 0);
 }
 
+static void a_new_connection_on_a_fenced_4tuple_lifts_its_fence(void **state)
+{
+    tlsnic_fence *f = *state;
+    struct tlsnic_flow fl = flow4(40000, 443), other = flow4(40001, 443);
+    assert_int_equal(tlsnic_fence_add(f, &fl), 0);
+    assert_int_equal(tlsnic_fence_add(f, &other), 0);
+    size_t len = tcp_frame(frame, &fl, 0, 100);
+    assert_int_equal(tlsnic_fence_filter(f, frame, len), 1); /* payload: still blocked */
+    /* The host's SYN-ACK for a new connection on the same 4-tuple: the old one is gone. */
+    len = tcp_frame(frame, &fl, 0, 0);
+    frame[20 + 13] = TLSNIC_TCP_SYN | TLSNIC_TCP_ACK;
+    assert_int_equal(tlsnic_fence_filter(f, frame, len), 0);
+    assert_int_equal(tlsnic_fence_lifted_by_syn(f), 1);
+    len = tcp_frame(frame, &fl, 0, 100);
+    assert_int_equal(tlsnic_fence_filter(f, frame, len), 0);
+    /* Only that 4-tuple, and only the host's SYN: the peer's is not a proof. */
+    len = tcp_frame(frame, &other, 1, 0);
+    frame[20 + 13] = TLSNIC_TCP_SYN;
+    assert_int_equal(tlsnic_fence_filter(f, frame, len), 0);
+    len = tcp_frame(frame, &other, 0, 100);
+    assert_int_equal(tlsnic_fence_filter(f, frame, len), 1);
+    assert_int_equal(tlsnic_fence_count(f), 1);
+}
+
 static void an_ipv6_flow_is_fenced(void **state)
 {
     tlsnic_fence *f = *state;
@@ -288,6 +312,7 @@ int main(void)
         T(other_flows_pass),
         T(the_peers_frames_of_a_fenced_flow_are_not_matched),
         T(a_lifted_fence_lets_payload_pass),
+        T(a_new_connection_on_a_fenced_4tuple_lifts_its_fence),
         T(an_ipv6_flow_is_fenced),
         T(an_ipv6_flow_behind_extension_headers_is_fenced),
         T(unreadable_tcp_is_blocked_only_while_a_fence_is_up),

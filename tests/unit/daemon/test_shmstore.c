@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -271,6 +272,107 @@ static void a_header_that_does_not_fit_the_file_is_refused(void **state)
     close(fd);
 }
 
+static void a_commit_longer_than_its_reservation_keeps_the_record_out(void **state)
+{
+    struct pair *p = *state;
+    uint8_t *room = NULL, *next = NULL;
+    struct tlsnic_rec_ref ref;
+    /* Two 300-byte rooms back to back: a commit of 400 for the first would claim bytes of
+     * the second. */
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 300, &room), 0);
+    memset(room, 'a', 300);
+    assert_int_equal(tlsnic_shm_writer_commit(p->w, 1000, 1, 400), -EMSGSIZE);
+    assert_int_equal(get(p, 1000, &ref), -ENOENT);
+    assert_int_equal(tlsnic_shm_writer_commit(p->w, 1000, 1, 300), -EINVAL); /* closed */
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 300, &room), 0);
+    assert_int_equal(tlsnic_shm_writer_commit(p->w, 1000, 1, 0), -EMSGSIZE);
+    /* The store is as it was: the same room again, taken at its length or shorter. */
+    assert_int_equal(tlsnic_shm_writer_reserve(p->w, 300, &next), 0);
+    assert_ptr_equal(next, room);
+    assert_int_equal(tlsnic_shm_writer_commit(p->w, 1000, 1, 250), 0);
+    assert_int_equal(get(p, 1249, &ref), 0);
+    assert_int_equal(ref.len, 250);
+    assert_int_equal(get(p, 1250, &ref), -ENOENT);
+}
+
+/* The refusal of a crafted header, with the reason the daemon would give. */
+static int refused_header(uint32_t n_desc, uint32_t data_bytes, uint32_t max_record,
+                          size_t file_size, char *why, size_t cap)
+{
+    uint32_t hdr[6] = {TLSNIC_SHM_MAGIC, TLSNIC_SHM_VERSION, n_desc, data_bytes, 0, max_record};
+    int fd = crafted_store(hdr, sizeof(hdr), file_size);
+    tlsnic_shm_reader *r = NULL;
+    int rc = tlsnic_shm_reader_open_why(&r, fd, why, cap);
+    if (rc == 0)
+        tlsnic_shm_reader_free(r);
+    close(fd);
+    return rc;
+}
+
+static void absurd_headers_are_refused_with_a_reason(void **state)
+{
+    (void)state;
+    char why[200];
+    /* The largest record of a TLS stream is TLSNIC_SHM_MAX_RECORD_LEN: 1 GB is no record. */
+    assert_int_equal(refused_header(4, 64u << 20, 1u << 30, TLSNIC_SHM_HDR_LEN + 4096, why,
+                                    sizeof(why)), -EBADMSG);
+    assert_non_null(strstr(why, "largest record of 1073741824 bytes"));
+    assert_int_equal(refused_header(4, 1u << 20, TLSNIC_SHM_MAX_RECORD_LEN + 1,
+                                    TLSNIC_SHM_HDR_LEN + 4096, why, sizeof(why)), -EBADMSG);
+    assert_non_null(strstr(why, "largest record"));
+    /* A data ring past any send buffer. */
+    assert_int_equal(refused_header(4, TLSNIC_SHM_MAX_DATA_BYTES + 1, 1000,
+                                    TLSNIC_SHM_HDR_LEN + 4096, why, sizeof(why)), -EBADMSG);
+    assert_non_null(strstr(why, "data ring of"));
+    /* Too many descriptors. */
+    assert_int_equal(refused_header(TLSNIC_SHM_MAX_RECORDS + 1, 4096, 1000,
+                                    TLSNIC_SHM_HDR_LEN + 4096, why, sizeof(why)), -EBADMSG);
+    assert_non_null(strstr(why, "descriptors"));
+    /* Within the limits but larger than the file. */
+    assert_int_equal(refused_header(4, 1u << 20, 1000, TLSNIC_SHM_HDR_LEN + 4096, why,
+                                    sizeof(why)), -EBADMSG);
+    assert_non_null(strstr(why, "the store needs"));
+    /* ... and the same sizes in a file that holds them are a store. */
+    assert_int_equal(refused_header(4, 1u << 20, TLSNIC_SHM_MAX_RECORD_LEN,
+                                    tlsnic_shm_data_offset(4) + (1u << 20), why, sizeof(why)), 0);
+}
+
+/* The length of this process's mapping of memfd `name`, or 0 if none. */
+static size_t mapped_length(const char *name)
+{
+    FILE *maps = fopen("/proc/self/maps", "r");
+    assert_non_null(maps);
+    char line[512];
+    size_t len = 0;
+    while (fgets(line, sizeof(line), maps) != NULL) {
+        unsigned long lo, hi;
+        if (strstr(line, name) != NULL && strstr(line, " r--s ") != NULL &&
+            sscanf(line, "%lx-%lx", &lo, &hi) == 2)
+            len += hi - lo;
+    }
+    fclose(maps);
+    return len;
+}
+
+static void the_reader_maps_what_the_header_names_not_the_whole_file(void **state)
+{
+    (void)state;
+    /* A 64 MB memfd whose header names a store of 4 descriptors and a 64 KB ring. */
+    uint32_t hdr[6] = {TLSNIC_SHM_MAGIC, TLSNIC_SHM_VERSION, 4, 65536, 0, 16384};
+    int fd = memfd_create("tlsnic-oversized", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 64 << 20), 0);
+    assert_int_equal(pwrite(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
+    assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+    tlsnic_shm_reader *r = NULL;
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd), 0);
+    size_t want = (tlsnic_shm_data_offset(4) + 65536 + 4095) & ~(size_t)4095;
+    assert_int_equal(mapped_length("tlsnic-oversized"), want);
+    tlsnic_shm_reader_free(r);
+    assert_int_equal(mapped_length("tlsnic-oversized"), 0);
+    close(fd);
+}
+
 /* A store image of one descriptor and a 64-byte ring; returns its sealed memfd. */
 static int one_record_image(uint32_t tcp_seq, uint32_t len, uint32_t off)
 {
@@ -439,9 +541,12 @@ int main(void)
         T(a_reserved_record_is_invisible_until_committed),
         T(a_committed_room_stays_put_until_released),
         T(reserve_refuses_a_second_reservation_and_bad_lengths),
+        T(a_commit_longer_than_its_reservation_keeps_the_record_out),
         cmocka_unit_test(a_store_given_up_comes_back_wiped_and_empty),
         cmocka_unit_test(an_unsealed_memfd_is_refused),
         cmocka_unit_test(a_header_that_does_not_fit_the_file_is_refused),
+        cmocka_unit_test(absurd_headers_are_refused_with_a_reason),
+        cmocka_unit_test(the_reader_maps_what_the_header_names_not_the_whole_file),
         cmocka_unit_test(a_descriptor_claiming_bytes_past_the_ring_is_not_read),
         cmocka_unit_test(records_are_packed_and_wrap_to_the_start_of_the_ring),
         cmocka_unit_test(the_reader_never_returns_a_torn_record),

@@ -16,6 +16,9 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -43,7 +46,8 @@ static void *serve(void *arg)
     while (!d->stop) {
         struct pollfd pfd[16];
         int n = tlsnic_ctl_server_poll_setup(d->server, pfd, 16);
-        if (poll(pfd, (nfds_t)n, 10) > 0)
+        /* as tlsnicd: processed after every wake-up, so finishing flows are looked at */
+        if (poll(pfd, (nfds_t)n, 10) >= 0)
             tlsnic_ctl_server_process(d->server, pfd, n);
     }
     return NULL;
@@ -90,6 +94,18 @@ static void conn_close(struct conn *c)
 {
     tlsnic_close(c->fd);
     close(c->peer);
+}
+
+/* The daemon ends a closed socket's flow once the socket has nothing more to send: waits
+ * (bounded: 3 s) until it holds `want` flows, and returns how many it holds. */
+static uint32_t daemon_flows_become(const struct daemon *d, uint32_t want)
+{
+    uint32_t n = tlsnic_flowtable_count(d->table);
+    for (int i = 0; i < 300 && n != want; i++) {
+        usleep(10000);
+        n = tlsnic_flowtable_count(d->table);
+    }
+    return n;
 }
 
 static struct tlsnic_mode_info tx_mode(const struct conn *c)
@@ -146,7 +162,7 @@ static void listening_daemon_takes_tx_with_a_shared_memory_store(void **state)
     assert_int_equal(tlsnic_flowtable_count(d.table), 1);
     assert_int_equal(shm_stores_open(), 1);
     conn_close(&c);
-    assert_int_equal(tlsnic_flowtable_count(d.table), 0);
+    assert_int_equal(daemon_flows_become(&d, 0), 0);
     assert_int_equal(shm_stores_open(), 0);
     daemon_stop(&d);
 }
@@ -181,7 +197,7 @@ static void restarted_daemon_gets_the_flow_again_and_meanwhile_new_sockets_stay_
     assert_int_equal(tx_mode(&c).mode, TLSNIC_MODE_DEVICE);
     conn_close(&during);
     conn_close(&c);
-    assert_int_equal(tlsnic_flowtable_count(d.table), 0);
+    assert_int_equal(daemon_flows_become(&d, 0), 0);
     daemon_stop(&d);
 }
 
@@ -221,6 +237,91 @@ static void forked_child_offloads_over_its_own_connection(void **state)
     daemon_stop(&d);
 }
 
+/* Fills the connection until the kernel refuses more (the peer does not read), then lets
+ * the record left pending in user space go: unacknowledged bytes, nothing pending. */
+static size_t fill_window(const struct conn *c)
+{
+    static uint8_t chunk[16384];
+    size_t sent = 0;
+    for (int i = 0; i < 4096; i++) { /* bounded: 64 MB */
+        ssize_t n = tlsnic_send(c->fd, chunk, sizeof(chunk), MSG_DONTWAIT);
+        if (n < 0)
+            break;
+        sent += (size_t)n;
+    }
+    assert_int_equal(errno, EAGAIN);
+    static uint8_t sink[32768];
+    size_t taken = 0;
+    for (int i = 0; i < 200 && tlsnic_flush(c->fd) != 0; i++) {
+        ssize_t n = recv(c->peer, sink, sizeof(sink), 0);
+        assert_true(n > 0);
+        taken += (size_t)n;
+    }
+    assert_int_equal(tlsnic_flush(c->fd), 0);
+    int outq = 0;
+    assert_int_equal(ioctl(c->fd, SIOCOUTQ, &outq), 0);
+    assert_true(outq > 0);
+    return sent;
+}
+
+static void close_returns_at_once_and_the_daemon_ends_the_flow_once_it_is_acknowledged(void **state)
+{
+    (void)state;
+    struct daemon d;
+    daemon_start(&d);
+    struct conn c;
+    conn_tls_tx(&c);
+    assert_int_equal(tx_mode(&c).mode, TLSNIC_MODE_DEVICE);
+    fill_window(&c);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(tlsnic_close(c.fd), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long us = (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+    print_message("      tlsnic_close with %s unacknowledged: %ld us\n", "a full window", us);
+    assert_true(us < 50000); /* one request to the daemon, no wait for the peer */
+    /* The daemon holds the socket: the flow stays while bytes are unacknowledged. */
+    usleep(50000);
+    assert_int_equal(tlsnic_flowtable_count(d.table), 1);
+    /* The peer reads it all, then the FIN; only then does the daemon let go. */
+    static uint8_t buf[65536];
+    ssize_t n;
+    for (int i = 0; i < 100000 && (n = read(c.peer, buf, sizeof(buf))) > 0; i++)
+        ;
+    assert_int_equal(n, 0);
+    assert_int_equal(daemon_flows_become(&d, 0), 0);
+    assert_int_equal(shm_stores_open(), 0); /* the store came back once the daemon let go */
+    close(c.peer);
+    daemon_stop(&d);
+}
+
+static void a_forked_child_closing_its_copy_leaves_the_parents_flow_offloaded(void **state)
+{
+    (void)state;
+    struct daemon d;
+    daemon_start(&d);
+    struct conn c;
+    conn_tls_tx(&c);
+    assert_int_equal(tx_mode(&c).mode, TLSNIC_MODE_DEVICE);
+    assert_int_equal(tlsnic_send(c.fd, "before", 6, 0), 6);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0)
+        _exit(tlsnic_close(c.fd) == 0 ? 0 : 1);
+    int status = -1;
+    for (int i = 0; i < 500 && waitpid(child, &status, WNOHANG) == 0; i++)
+        usleep(10000); /* bounded: 5 s */
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    usleep(50000);
+    assert_int_equal(tlsnic_flowtable_count(d.table), 1);
+    assert_int_equal(tx_mode(&c).mode, TLSNIC_MODE_DEVICE);
+    assert_int_equal(tlsnic_send(c.fd, "after", 5, 0), 5);
+    conn_close(&c);
+    assert_int_equal(daemon_flows_become(&d, 0), 0);
+    daemon_stop(&d);
+}
+
 static void attaching_twice_is_EALREADY(void **state)
 {
     (void)state;
@@ -243,6 +344,8 @@ int main(void)
         cmocka_unit_test(listening_daemon_takes_tx_with_a_shared_memory_store),
         cmocka_unit_test(restarted_daemon_gets_the_flow_again_and_meanwhile_new_sockets_stay_software),
         cmocka_unit_test(forked_child_offloads_over_its_own_connection),
+        cmocka_unit_test(close_returns_at_once_and_the_daemon_ends_the_flow_once_it_is_acknowledged),
+        cmocka_unit_test(a_forked_child_closing_its_copy_leaves_the_parents_flow_offloaded),
         cmocka_unit_test(attaching_twice_is_EALREADY),
     };
     int rc = cmocka_run_group_tests_name("attach", tests, NULL, NULL);

@@ -21,11 +21,20 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <sys/wait.h>
+#include <sys/stat.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <sys/sendfile.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "tcp_pair.h"
+#include "tlsnic/attach.h"
+#include "tlsnic/shm_writer.h"
 #include "tlsnic/devops.h"
 #include "tlsnic/ktls.h"
 #include "tlsnic/record.h"
@@ -43,6 +52,11 @@ struct fake {
     const struct tlsnic_rec_store *store;
     uint32_t flags;
     int outq_at_del; /* the socket's unacknowledged bytes when the device let go */
+    /* the releasing device (fake_release_ops) */
+    int releases;         /* release calls */
+    int release_away;     /* the next ones answer -ENODEV (a daemon restarting); < 0: all */
+    unsigned release_flags;
+    int outq_at_release;
 };
 
 static int fake_add(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
@@ -91,6 +105,28 @@ static int fake_flow_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *flo
 static const struct tlsnic_dev_ops fake_ops = {
     .name = "fake", .add = fake_add, .del = fake_del, .resync = fake_resync,
     .flow_flags = fake_flow_flags,
+};
+
+/* A device that takes a closed socket over (as tlsnicd does): release, never del. */
+static int fake_release(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                        enum tlsnic_dir dir, unsigned flags)
+{
+    struct fake *f = dev->priv;
+    f->releases++;
+    if (f->release_away != 0) {
+        if (f->release_away > 0)
+            f->release_away--;
+        return -ENODEV;
+    }
+    f->release_flags = flags;
+    f->outq_at_release = -1;
+    ioctl(sockfd, SIOCOUTQ, &f->outq_at_release);
+    return 0;
+}
+
+static const struct tlsnic_dev_ops fake_release_ops = {
+    .name = "fake-release", .add = fake_add, .del = fake_del, .resync = fake_resync,
+    .flow_flags = fake_flow_flags, .release = fake_release,
 };
 
 static struct fake fake;
@@ -148,6 +184,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    /* Sockets closed with bytes to wait for end in the background: not in the next test. */
+    assert_int_equal(tlsnic_close_pending(10000), 0);
     tlsnic_set_default_offload(NULL);
     return 0;
 }
@@ -683,7 +721,7 @@ static int rooms_reserve(void *store, uint32_t len, uint8_t **room)
     return 0;
 }
 
-static void rooms_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
+static int rooms_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
 {
     struct mirror *m = store;
     assert_true(room_open);
@@ -692,6 +730,7 @@ static void rooms_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32
     m->recs[m->n].len = len;
     m->recs[m->n].rec_seq = rec_seq;
     m->n++;
+    return 0;
 }
 
 static uint32_t store_flags; /* what the device "wrote" into the store */
@@ -730,6 +769,7 @@ static int setup_mirror(void **state)
 
 static int teardown_mirror(void **state)
 {
+    assert_int_equal(tlsnic_close_pending(10000), 0); /* they may still use the mirror */
     tlsnic_set_default_offload(NULL);
     free(mirror);
     mirror = NULL;
@@ -863,13 +903,14 @@ static int tiny_reserve(void *store, uint32_t len, uint8_t **room)
     tiny.room_open = 1;
     return 0;
 }
-static void tiny_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
+static int tiny_commit(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len)
 {
     size_t i = (tiny.oldest + tiny.used) % TINY_STORE;
     tiny.start[i] = tcp_seq;
     tiny.len[i] = len;
     tiny.used++;
     tiny.room_open = 0;
+    return 0;
 }
 static void tiny_release(void *store, uint32_t acked_seq)
 {
@@ -1047,6 +1088,111 @@ static void readd_that_finds_the_device_gone_again_keeps_the_connection(void **s
     conn_free(&c);
 }
 
+/* ---- an ACK between two reads of the socket ---------------------------------------------- */
+
+/*
+ * While armed, SIOCOUTQ answers as if the peer had acknowledged 12000 more bytes between
+ * this read and the one before it: what an ACK arriving between two system calls does to
+ * whoever reads the socket's state in two steps. Deterministic, where a real ACK at that
+ * instant is a matter of luck.
+ */
+#define ACK_BETWEEN_READS 12000
+static int ack_race_armed;
+
+static int racing_ioctl(int fd, unsigned long request, ...)
+{
+    va_list ap;
+    va_start(ap, request);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    int rc = ioctl(fd, request, arg);
+    if (rc == 0 && request == SIOCOUTQ && ack_race_armed) {
+        int *outq = arg;
+        *outq = *outq > ACK_BETWEEN_READS ? *outq - ACK_BETWEEN_READS : 0;
+    }
+    return rc;
+}
+
+/* The peer reads what it has, and the sender's queued bytes follow and are acknowledged. */
+static void peer_reads_and_acks(int peer)
+{
+    static uint8_t sink[65536];
+    for (int i = 0; i < 10; i++) { /* bounded: 10 ms */
+        while (recv(peer, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+            ;
+        usleep(1000);
+    }
+}
+
+static void an_ack_while_tls_tx_is_set_never_moves_a_readd_past_an_unacknowledged_record(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(tcp_pair(fds), 0);
+    struct conn c = {.fd = fds[0], .peer = fds[1]};
+    int small = 16384;
+    setsockopt(c.peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    setsockopt(c.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    /* Bytes before the keys (a handshake) fill both buffers, unacknowledged. */
+    static uint8_t data[4000];
+    memset(data, 0x68, sizeof(data));
+    size_t before = 0;
+    for (int i = 0; i < 1000; i++) {
+        ssize_t n = send(c.fd, data, sizeof(data), MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        before += (size_t)n;
+    }
+    assert_true(before > 2 * ACK_BETWEEN_READS); /* unacknowledged: room for that ACK */
+    memset(&c.ci, 0, sizeof(c.ci));
+    c.ci.info.version = TLS_1_2_VERSION;
+    c.ci.info.cipher_type = TLS_CIPHER_AES_GCM_128;
+    c.ci_len = tlsnic_crypto_info_size(TLS_CIPHER_AES_GCM_128);
+    memset((uint8_t *)&c.ci + sizeof(c.ci.info), 0x3c, c.ci_len - sizeof(c.ci.info));
+    assert_int_equal(tlsnic_setsockopt(c.fd, SOL_TCP, TCP_ULP, "tls", 4), 0);
+    /* While TLS_TX is set up, an ACK lands between any two reads of the socket's state. */
+    struct tlsnic_sys_ops racing = {
+        .sendmsg = sendmsg, .send = send, .recvmsg = recvmsg, .recv = recv, .read = read,
+        .pread = pread, .sendfile = sendfile, .readv = readv, .writev = writev, .poll = poll,
+        .setsockopt = setsockopt, .getsockopt = getsockopt, .fcntl = fcntl,
+        .ioctl = racing_ioctl, .close = close,
+    };
+    tlsnic_set_sys_ops(&racing);
+    ack_race_armed = 1;
+    int rc = tlsnic_setsockopt(c.fd, SOL_TLS, TLS_TX, &c.ci, (socklen_t)c.ci_len);
+    ack_race_armed = 0;
+    tlsnic_set_sys_ops(NULL);
+    assert_int_equal(rc, 0);
+    /* The handshake's bytes all go; then records pile up, the first ones acknowledged. */
+    int outq = 1;
+    for (int t = 0; t < 200 && outq != 0; t++) { /* bounded: 2 s */
+        peer_reads_and_acks(c.peer);
+        assert_int_equal(ioctl(c.fd, SIOCOUTQ, &outq), 0);
+    }
+    assert_int_equal(outq, 0);
+    int i;
+    for (i = 0; i < 1000; i++)
+        if (tlsnic_send(c.fd, data, sizeof(data), MSG_DONTWAIT) < 0)
+            break;
+    assert_int_equal(errno, EAGAIN);
+    static uint8_t sink[20000];
+    read_all(c.peer, sink, sizeof(sink));
+    usleep(200000); /* what follows arrives and is acknowledged: the peer's buffer fills */
+
+    assert_int_equal(tlsnic_device_readd(&fake.dev), 1);
+    /* The context starts at the record holding the next byte the peer waits for: any later
+     * start would send the bytes in between in the clear. */
+    uint32_t rcv_nxt = peer_rcv_nxt(c.peer);
+    size_t k = 0;
+    while (k < mirror->n && (uint32_t)(rcv_nxt - mirror->recs[k].tcp_seq) >= mirror->recs[k].len)
+        k++;
+    assert_true(k < mirror->n);
+    assert_true(k > 0); /* records were acknowledged: the start is not merely the first */
+    assert_int_equal(fake.start, mirror->recs[k].tcp_seq);
+    assert_int_equal(be64(fake.ci.aes_gcm_128.rec_seq), mirror->recs[k].rec_seq);
+    conn_free(&c);
+}
+
 /* Fills the connection until the kernel refuses more (the peer does not read). */
 static size_t fill_until_eagain(int fd)
 {
@@ -1087,7 +1233,25 @@ static void *slow_read(void *arg)
     return NULL;
 }
 
-static void close_in_device_mode_waits_for_the_peers_acks_before_the_del(void **state)
+static long elapsed_ms(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* tlsnic_close, timed. The bound is generous (a loaded machine) and still far below what
+ * waiting for a peer costs: a round trip of ACKs, a 200 ms pause, the 5 s budget. */
+#define CLOSE_AT_ONCE_MS 50
+static long timed_close(int fd)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(tlsnic_close(fd), 0);
+    return elapsed_ms(&t0);
+}
+
+static void close_in_device_mode_returns_at_once_and_the_del_comes_after_the_peers_acks(void **state)
 {
     (void)state;
     struct conn c;
@@ -1099,7 +1263,10 @@ static void close_in_device_mode_waits_for_the_peers_acks_before_the_del(void **
     struct slow_reader r = {.fd = c.peer, .delay_ms = 200};
     pthread_t reader;
     assert_int_equal(pthread_create(&reader, NULL, slow_read, &r), 0);
-    assert_int_equal(tlsnic_close(c.fd), 0);
+    long ms = timed_close(c.fd);
+    assert_true(ms < CLOSE_AT_ONCE_MS);
+    assert_int_equal(fake.dels, 0); /* the peer reads only 200 ms from now */
+    assert_int_equal(tlsnic_close_pending(6000), 0);
     assert_int_equal(fake.dels, 1);
     assert_int_equal(fake.outq_at_del, 0); /* the del came after the last ACK */
     pthread_join(reader, NULL);
@@ -1114,13 +1281,231 @@ static void close_in_device_mode_resets_a_peer_that_never_acknowledges(void **st
     struct conn c;
     conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
     fill_until_eagain(c.fd);
-    assert_int_equal(tlsnic_close(c.fd), 0); /* bounded: the drain and the wait for ACKs */
+    assert_true(timed_close(c.fd) < CLOSE_AT_ONCE_MS);
+    assert_int_equal(tlsnic_close_pending(8000), 0); /* bounded: the 5 s budget */
     assert_int_equal(fake.dels, 1);
-    assert_true(fake.outq_at_del > 0);
+    assert_true(fake.outq_at_del != 0); /* not acknowledged: deleted only after the reset */
     /* The connection was reset, not closed: nothing more is sent, in the clear or not. */
     struct slow_reader r = {.fd = c.peer};
     slow_read(&r);
     assert_int_equal(r.last, -ECONNRESET);
+    close(c.peer);
+}
+
+static uint32_t shm_slots = TLSNIC_ATTACH_DEFAULT_SLOTS;
+
+/*
+ * conn_new on a loopback pair whose buffers are small from the start (set before the
+ * connection, so no window shrinks under a sender): a window that fits the shared-memory
+ * store when the peer stops reading.
+ */
+static void conn_new_small(struct conn *c, uint16_t version, uint16_t cipher)
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int small = 65536;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    assert_int_equal(setsockopt(l, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(l, 1), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    c->peer = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(c->peer >= 0);
+    close(l);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(c->peer, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    memset(&c->ci, 0, sizeof(c->ci));
+    c->ci.info.version = version;
+    c->ci.info.cipher_type = cipher;
+    c->ci_len = tlsnic_crypto_info_size(cipher);
+    memset((uint8_t *)&c->ci + sizeof(c->ci.info), 0x3c, c->ci_len - sizeof(c->ci.info));
+    assert_int_equal(tlsnic_setsockopt(c->fd, SOL_TCP, TCP_ULP, "tls", 4), 0);
+    assert_int_equal(tlsnic_setsockopt(c->fd, SOL_TLS, TLS_TX, &c->ci, (socklen_t)c->ci_len), 0);
+}
+
+/* After fill_until_eagain: the peer reads a little, so the record left pending in user
+ * space goes too; then it stops again. Unacknowledged bytes stay, nothing is pending. */
+static void flush_the_pending_tail(const struct conn *c)
+{
+    static uint8_t sink[32768];
+    for (int i = 0; i < 200; i++) { /* bounded: 200 reads */
+        if (tlsnic_flush(c->fd) == 0)
+            return;
+        assert_true(recv(c->peer, sink, sizeof(sink), 0) > 0);
+    }
+    fail_msg("the pending record never left");
+}
+
+static int setup_releasing(void **state)
+{
+    setup(state);
+    fake.dev.ops = &fake_release_ops;
+    bind_new_sockets(&tlsnic_attach_shm_store_ops, &shm_slots);
+    return 0;
+}
+
+static void close_returns_at_once_when_the_device_takes_the_socket_over(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new_small(&c, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128);
+    fill_until_eagain(c.fd);
+    flush_the_pending_tail(&c);
+    long ms = timed_close(c.fd);
+    assert_true(ms < CLOSE_AT_ONCE_MS);
+    assert_int_equal(tlsnic_close_pending(0), 0); /* nothing left to the background */
+    assert_int_equal(fake.releases, 1);
+    assert_int_equal(fake.release_flags, 0); /* a FIN after the queued records */
+    assert_true(fake.outq_at_release > 0);   /* with bytes the device still encrypts */
+    assert_int_equal(fake.dels, 0);          /* the device deletes when it is done */
+    close(c.peer);
+}
+
+static void a_released_store_is_not_reused_until_the_device_lets_go_of_it(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_int_equal(tlsnic_send(c.fd, "secret record", 13, 0), 13);
+    int store_fd = tlsnic_shm_store_fd(fake.store);
+    assert_true(store_fd >= 0);
+    int kept = tlsnic_shm_writers_kept();
+    assert_int_equal(tlsnic_close(c.fd), 0);
+    assert_int_equal(fake.releases, 1);
+    assert_int_equal(tlsnic_shm_writers_kept(), kept + 1); /* retired: kept, not reused */
+    /* A new connection while the device may still read it gets another store. */
+    struct conn d;
+    conn_new(&d, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_int_not_equal(tlsnic_shm_store_fd(fake.store), store_fd);
+    /* The device lets go (its last word in the store), then the store comes back, wiped. */
+    uint8_t *hdr = mmap(NULL, TLSNIC_SHM_HDR_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, store_fd, 0);
+    assert_true(hdr != MAP_FAILED);
+    __atomic_store_n(tlsnic_shm_flags_word(hdr),
+                     TLSNIC_FLOW_F_LIVE | TLSNIC_FLOW_F_UNMAPPED | TLSNIC_FLOW_F_GONE,
+                     __ATOMIC_RELEASE);
+    munmap(hdr, TLSNIC_SHM_HDR_LEN);
+    struct conn e;
+    conn_new(&e, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_int_equal(tlsnic_shm_store_fd(fake.store), store_fd);
+    struct tlsnic_rec_ref ref;
+    assert_int_equal(fake.store->ops->get_record(fake.store->priv, fake.start, &ref), -ENOENT);
+    struct stat st;
+    assert_int_equal(fstat(store_fd, &st), 0);
+    uint8_t *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, store_fd, 0);
+    assert_true(map != MAP_FAILED);
+    assert_null(memmem(map, (size_t)st.st_size, "secret record", 13));
+    munmap(map, (size_t)st.st_size);
+    conn_free(&e);
+    conn_free(&d);
+    close(c.peer);
+}
+
+static void a_close_with_a_partial_record_unread_asks_for_a_reset(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_int_equal(tlsnic_setsockopt(c.fd, SOL_TLS, TLS_RX, &c.ci, (socklen_t)c.ci_len), 0);
+    /* The start of a record: tlsnic takes it in and waits for the rest, unread. */
+    const uint8_t part[10] = {TLSNIC_CT_APPLICATION_DATA, 3, 3, 0, 100, 1, 2, 3, 4, 5};
+    assert_int_equal(send(c.peer, part, sizeof(part), 0), (ssize_t)sizeof(part));
+    usleep(20000);
+    uint8_t buf[64];
+    assert_int_equal(tlsnic_recv(c.fd, buf, sizeof(buf), MSG_DONTWAIT), -1);
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(tlsnic_close(c.fd), 0);
+    assert_int_equal(fake.releases, 1);
+    assert_int_equal(fake.release_flags, TLSNIC_RELEASE_ABORT); /* as close(2) with unread data */
+    close(c.peer);
+}
+
+static void a_device_away_at_close_gets_the_release_once_it_is_back(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_int_equal(tlsnic_send(c.fd, "x", 1, 0), 1);
+    fake.release_away = 3; /* a restarting daemon: three tries find it gone */
+    assert_true(timed_close(c.fd) < CLOSE_AT_ONCE_MS);
+    assert_int_equal(tlsnic_close_pending(5000), 0);
+    assert_int_equal(fake.releases, 4);
+    assert_int_equal(fake.dels, 0);
+    /* Meanwhile the context stayed registered, so a re-add would have covered it; now the
+     * device has it and nothing of it is left here. */
+    assert_int_equal(tlsnic_device_readd(&fake.dev), 0);
+    close(c.peer);
+}
+
+static void a_device_away_for_the_whole_close_budget_gets_the_connection_reset(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new_small(&c, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128);
+    fill_until_eagain(c.fd);
+    fake.release_away = -1; /* never back */
+    assert_true(timed_close(c.fd) < CLOSE_AT_ONCE_MS);
+    assert_int_equal(tlsnic_close_pending(8000), 0); /* bounded: the 5 s budget */
+    assert_int_equal(fake.dels, 0);
+    struct slow_reader r = {.fd = c.peer};
+    slow_read(&r);
+    assert_int_equal(r.last, -ECONNRESET); /* no device: nothing more may leave */
+    close(c.peer);
+}
+
+static void a_forked_childs_close_leaves_the_parents_socket_store_and_device_alone(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    /* A few records, all still in the store (released only every 16): the device may
+     * still read them. */
+    static uint8_t data[4000];
+    memset(data, 0x6b, sizeof(data));
+    uint32_t written = 0; /* record bytes: 4000 + header, explicit nonce and tag each */
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(tlsnic_send(c.fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
+        written += (uint32_t)sizeof(data) + TLSNIC_REC_HDR_LEN + 8 + TLSNIC_REC_TAG_LEN;
+    }
+    struct tlsnic_rec_ref before; /* the newest record */
+    assert_int_equal(fake.store->ops->get_record(fake.store->priv, fake.start + written - 1, &before), 0);
+    const int kept = tlsnic_shm_writers_kept();
+
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        /* The child closes what it inherited; none of it is its to end. */
+        int rc = tlsnic_close(c.fd);
+        _exit(rc != 0 ? 10 : fake.releases != 0 ? 11 : fake.dels != 0 ? 12
+                         : tlsnic_close_pending(0) != 0 ? 13 : 0);
+    }
+    int status = -1;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+
+    /* The parent's socket: no reset armed, still sending; its store: the same records. */
+    struct linger l = {.l_onoff = 1};
+    socklen_t ll = sizeof(l);
+    assert_int_equal(getsockopt(c.fd, SOL_SOCKET, SO_LINGER, &l, &ll), 0);
+    assert_int_equal(l.l_onoff, 0);
+    struct tlsnic_rec_ref after;
+    assert_int_equal(fake.store->ops->get_record(fake.store->priv, before.tcp_seq, &after), 0);
+    assert_int_equal(after.len, before.len);
+    assert_memory_equal(after.bytes, before.bytes, before.len);
+    assert_int_equal(tlsnic_shm_writers_kept(), kept);
+    assert_int_equal(fake.releases, 0);
+    struct slow_reader r = {.fd = c.peer};
+    pthread_t reader;
+    assert_int_equal(pthread_create(&reader, NULL, slow_read, &r), 0);
+    assert_int_equal(tlsnic_send(c.fd, "after the child", 15, 0), 15);
+    /* Only the owner's close ends it. */
+    assert_int_equal(tlsnic_close(c.fd), 0);
+    assert_int_equal(fake.releases, 1);
+    shutdown(c.peer, SHUT_WR);
+    pthread_join(reader, NULL);
     close(c.peer);
 }
 
@@ -1133,8 +1518,21 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(accepting_device_takes_tx_and_mode_says_device, setup, teardown),
-        cmocka_unit_test_setup_teardown(close_in_device_mode_waits_for_the_peers_acks_before_the_del, setup, teardown),
+        cmocka_unit_test_setup_teardown(close_in_device_mode_returns_at_once_and_the_del_comes_after_the_peers_acks,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(close_in_device_mode_resets_a_peer_that_never_acknowledges, setup, teardown),
+        cmocka_unit_test_setup_teardown(close_returns_at_once_when_the_device_takes_the_socket_over,
+                                        setup_releasing, teardown),
+        cmocka_unit_test_setup_teardown(a_released_store_is_not_reused_until_the_device_lets_go_of_it,
+                                        setup_releasing, teardown),
+        cmocka_unit_test_setup_teardown(a_close_with_a_partial_record_unread_asks_for_a_reset,
+                                        setup_releasing, teardown),
+        cmocka_unit_test_setup_teardown(a_device_away_at_close_gets_the_release_once_it_is_back,
+                                        setup_releasing, teardown),
+        cmocka_unit_test_setup_teardown(a_device_away_for_the_whole_close_budget_gets_the_connection_reset,
+                                        setup_releasing, teardown),
+        cmocka_unit_test_setup_teardown(a_forked_childs_close_leaves_the_parents_socket_store_and_device_alone,
+                                        setup_releasing, teardown),
         cmocka_unit_test_setup_teardown(a_socket_keeps_its_device_when_the_default_changes_before_its_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(a_socket_bound_to_no_device_stays_in_software_whatever_the_default, setup, teardown),
         cmocka_unit_test_setup_teardown(binding_a_socket_whose_keys_are_set_is_EBUSY, setup, teardown),
@@ -1162,6 +1560,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(readd_leaves_contexts_of_other_devices_alone, setup_mirror, teardown_mirror),
         cmocka_unit_test_setup_teardown(refused_readd_aborts_the_connection_at_its_next_send, setup, teardown),
         cmocka_unit_test_setup_teardown(readd_that_finds_the_device_gone_again_keeps_the_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_ack_while_tls_tx_is_set_never_moves_a_readd_past_an_unacknowledged_record,
+                                        setup_mirror, teardown_mirror),
     };
     return cmocka_run_group_tests_name("ktls_device", tests, NULL, NULL);
 }

@@ -59,6 +59,39 @@ static void del_round_trips(void **state)
     assert_int_equal(d.dir, TLSNIC_DIR_TX);
 }
 
+static void release_round_trips_with_its_flags(void **state)
+{
+    struct tlsnic_ctl_msg m = {.type = TLSNIC_CTL_RELEASE, .id = 10, .dir = TLSNIC_DIR_TX,
+                               .release_flags = TLSNIC_CTL_RELEASE_ABORT};
+    int len = encode(&m);
+    assert_int_equal(len, TLSNIC_CTL_HDR_LEN + 4);
+    struct tlsnic_ctl_msg d;
+    assert_int_equal(tlsnic_ctl_decode(buf, (size_t)len, &d), 0);
+    assert_int_equal(d.type, TLSNIC_CTL_RELEASE);
+    assert_int_equal(d.id, 10);
+    assert_int_equal(d.dir, TLSNIC_DIR_TX);
+    assert_int_equal(d.release_flags, TLSNIC_CTL_RELEASE_ABORT);
+    m.release_flags = 0;
+    len = encode(&m);
+    assert_int_equal(tlsnic_ctl_decode(buf, (size_t)len, &d), 0);
+    assert_int_equal(d.release_flags, 0);
+}
+
+static void release_with_unknown_flags_is_refused(void **state)
+{
+    struct tlsnic_ctl_msg m = {.type = TLSNIC_CTL_RELEASE, .dir = TLSNIC_DIR_TX,
+                               .release_flags = 0x2};
+    assert_int_equal(tlsnic_ctl_encode(&m, buf, sizeof(buf)), -EINVAL);
+    m.release_flags = 0;
+    int len = encode(&m);
+    buf[TLSNIC_CTL_HDR_LEN + 1] = 0x80; /* a flag nobody defined */
+    struct tlsnic_ctl_msg d;
+    assert_int_equal(tlsnic_ctl_decode(buf, (size_t)len, &d), -EINVAL);
+    buf[TLSNIC_CTL_HDR_LEN + 1] = 0;
+    buf[TLSNIC_CTL_HDR_LEN + 3] = 1; /* reserved */
+    assert_int_equal(tlsnic_ctl_decode(buf, (size_t)len, &d), -EBADMSG);
+}
+
 static void resync_round_trips(void **state)
 {
     struct tlsnic_ctl_msg m = {.type = TLSNIC_CTL_RESYNC, .id = 1, .dir = TLSNIC_DIR_TX,
@@ -385,6 +418,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(add_round_trips),
         cmocka_unit_test(del_round_trips),
+        cmocka_unit_test(release_round_trips_with_its_flags),
+        cmocka_unit_test(release_with_unknown_flags_is_refused),
         cmocka_unit_test(resync_round_trips),
         cmocka_unit_test(flow_flags_round_trips),
         cmocka_unit_test(stats_request_is_a_bare_header),

@@ -50,19 +50,39 @@ struct tlsnic_ctl_server_config {
      */
     struct tlsnic_fence *fence;
     const char *state_path;
+    /*
+     * How long a finishing flow (released, its host gone, deleted with bytes unacknowledged)
+     * may take to have nothing more to send before its connection is reset; 0 = 60000 ms.
+     */
+    uint32_t finish_timeout_ms;
 };
 
 /* Binds and listens (mode 0600). -EADDRINUSE if a live daemon listens on path. */
 int tlsnic_ctl_server_new(tlsnic_ctl_server **out, const struct tlsnic_ctl_server_config *cfg);
 
-/* Deletes the flows of every connection from the device, closes, unlinks the path. */
+/* Deletes every flow from the device (the state file keeps them: a restart fences them),
+ * closes the sockets it held, closes, unlinks the path. */
 void tlsnic_ctl_server_free(tlsnic_ctl_server *s);
 
 /* Fills up to cap pollfds (listener first). Returns how many. */
 int tlsnic_ctl_server_poll_setup(tlsnic_ctl_server *s, struct pollfd *pfd, int cap);
 
-/* Accepts and serves what the last poll reported (one request per ready client). */
+/* Accepts and serves what the last poll reported (one request per ready client), and
+ * looks after the finishing flows (tlsnic_ctl_server_finish_pass). */
 void tlsnic_ctl_server_process(tlsnic_ctl_server *s, const struct pollfd *pfd, int n);
+
+/*
+ * The poll timeout (ms) the server needs: while flows are finishing, their sockets are
+ * looked at every few ms; -1 when none is.
+ */
+int tlsnic_ctl_server_timeout_ms(const tlsnic_ctl_server *s);
+
+/*
+ * At most every few ms: ends the finishing flows whose socket has nothing more to send
+ * (deletes the context, unmaps the store, closes the socket), resets those past the
+ * finish timeout. tlsnic_ctl_server_process calls it.
+ */
+void tlsnic_ctl_server_finish_pass(tlsnic_ctl_server *s);
 /*
  * Writes each flow's device flags into its host's record store (shmstore.h device_flags),
  * at most once per millisecond: hosts read them there instead of asking over the channel.

@@ -6,7 +6,9 @@
  * to encrypt them. So the daemon persists the list of offloaded flows (never keys) in a
  * state file, and at start fences every TX flow in it: a fenced flow's frames that carry
  * TCP payload are dropped (TCP retransmits them) until the host re-adds the flow (the
- * fence is lifted) or deletes it. Pure ACKs and every other flow pass.
+ * fence is lifted), or releases or deletes it and its socket has nothing more to send, or
+ * the host opens a new connection on the 4-tuple (its SYN: the old socket is gone). Pure
+ * ACKs and every other flow pass.
  *
  * Per-packet cost: nothing while no fence is up; a hash lookup otherwise. No allocation
  * after tlsnic_fence_new. Not thread-safe (the daemon's one thread owns it).
@@ -41,6 +43,9 @@ int tlsnic_fence_add(tlsnic_fence *f, const struct tlsnic_flow *flow);
 /* Lifts the fence of a flow: 0, or -ENOENT if it had none. */
 int tlsnic_fence_lift(tlsnic_fence *f, const struct tlsnic_flow *flow);
 
+/* 1 if the flow is fenced (f may be NULL: then 0). */
+int tlsnic_fence_contains(const tlsnic_fence *f, const struct tlsnic_flow *flow);
+
 uint32_t tlsnic_fence_count(const tlsnic_fence *f);
 
 /* Calls cb for each fenced flow (order unspecified). */
@@ -54,7 +59,20 @@ void tlsnic_fence_foreach(const tlsnic_fence *f,
  */
 int tlsnic_fence_blocks(const tlsnic_fence *f, const uint8_t *frame, size_t len);
 
-/* tlsnic_fence_blocks as the packet path's to_wire_gate (fwd.h); ctx is the fence. */
+/*
+ * tlsnic_fence_blocks, and a host's SYN or SYN-ACK on a fenced 4-tuple lifts its fence (and
+ * passes): the host's stack opens a connection on a 4-tuple only once no socket of the
+ * old one can send payload, so a fence left behind by a flow whose host and socket are
+ * gone (a daemon restarted after its host died) does not block the next connection that
+ * happens to reuse the 4-tuple.
+ */
+int tlsnic_fence_filter(tlsnic_fence *f, const uint8_t *frame, size_t len);
+
+/* Fences lifted by tlsnic_fence_filter so far (the state file is then out of date). */
+uint64_t tlsnic_fence_lifted_by_syn(const tlsnic_fence *f);
+
+/* tlsnic_fence_filter as the packet path's to_wire_gate (fwd.h); ctx is the (mutable)
+ * fence. */
 int tlsnic_fence_gate(const void *ctx, const uint8_t *frame, size_t len);
 
 /* One entry of the state file. */

@@ -7,6 +7,7 @@
 #ifndef TLSNIC_SHM_READER_H
 #define TLSNIC_SHM_READER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "tlsnic/devops.h"
@@ -20,12 +21,23 @@ extern "C" {
 typedef struct tlsnic_shm_reader tlsnic_shm_reader;
 
 /*
- * Maps the store behind memfd read-only (the fd is not kept). -EPERM if the memfd is not
- * sealed against shrinking (the host could make the daemon fault), -EBADMSG if the
- * header is not a store's or does not fit the file.
+ * Maps the store behind memfd read-only (the fd is not kept): exactly the header page,
+ * descriptors and ring the header names, never more of the file. -EPERM if the memfd is
+ * not sealed against shrinking (the host could make the daemon fault), -EBADMSG if the
+ * header is not a store's, names sizes past the limits of shm_layout.h (more than
+ * TLSNIC_SHM_MAX_RECORDS descriptors, a ring over TLSNIC_SHM_MAX_DATA_BYTES, a largest
+ * record over the ring or TLSNIC_SHM_MAX_RECORD_LEN) or does not fit the file.
  */
 int tlsnic_shm_reader_open(tlsnic_shm_reader **out, int memfd);
+/* The same, with why it refused (for a person: the daemon's reply) in why[0..cap). */
+int tlsnic_shm_reader_open_why(tlsnic_shm_reader **out, int memfd, char *why, size_t cap);
 void tlsnic_shm_reader_free(tlsnic_shm_reader *r);
+/*
+ * Frees after telling the host the device is done with the store: writes
+ * TLSNIC_FLOW_F_GONE | TLSNIC_FLOW_F_UNMAPPED | TLSNIC_FLOW_F_LIVE into its flags word
+ * (when the header page is mapped writable), the last thing the daemon writes there.
+ */
+void tlsnic_shm_reader_let_go(tlsnic_shm_reader *r);
 
 /* Publishes the flow's flags to the host (device_flags = flags | LIVE). -EACCES if the
  * header page could not be mapped writable (the host then keeps asking over the channel). */

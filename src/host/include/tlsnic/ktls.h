@@ -85,8 +85,26 @@ int tlsnic_flush(int fd);
 int tlsnic_tx_pending_any(void);
 int tlsnic_flush_all(void);
 
-/* Flushes pending TX (bounded wait), wipes and frees the TLS state, then close(2)s. */
+/*
+ * close(2) for a tlsnic socket, returning at once as the kernel's does. When this was the
+ * last descriptor of the socket in the process that set it up, what is left is done
+ * without the caller: the tail of a sealed record the socket has not taken yet, and in
+ * device mode the device's end of the flow (the device takes the socket over and sends
+ * what is queued, encrypted, then the FIN; or, for a device that cannot, tlsnic waits for
+ * the peer's ACKs before the del). Done on this thread when nothing needs waiting, else by
+ * a background thread holding a duplicate of the socket; a peer that takes nothing or
+ * acknowledges nothing within 5 s gets a reset. Unread received bytes make it a reset too,
+ * as in the kernel. A forked child's close of a descriptor it inherited only forgets its
+ * copy of the TLS state: the parent's connection, record store and device are untouched.
+ */
 int tlsnic_close(int fd);
+
+/*
+ * Waits at most timeout_ms until no socket closed by this process is still being finished
+ * in the background (see tlsnic_close). Returns how many still are (0: none). For tests,
+ * and for a program that wants the ends of its connections done before it exits.
+ */
+int tlsnic_close_pending(int timeout_ms);
 
 /*
  * Bookkeeping for descriptors that share one socket: after dup/dup2/dup3/fcntl(F_DUPFD)
@@ -150,7 +168,9 @@ const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason);
  * for a record of len bytes in the store (-ENOSPC when full, -EMSGSIZE when too long),
  * invisible to the device until commit; tlsnic frames the record there, commits it and
  * then writes it to the socket from that room, so the room must stay valid and unchanged
- * until release covers the record. At most one reservation is open per store.
+ * until release covers the record. At most one reservation is open per store. commit
+ * returns 0, or a negative errno when len is not what was reserved (the record is then not
+ * kept: tlsnic does not send it, and the stream fails with that errno).
  *
  * device_flags (optional): the TLSNIC_FLOW_F_* flags the device wrote into the store, with
  * TLSNIC_FLOW_F_LIVE once it has written any (shm_layout.h). While LIVE is set, tlsnic reads the
@@ -162,11 +182,16 @@ struct tlsnic_dev_store_ops {
     int (*put)(void *store, uint32_t tcp_seq, uint64_t rec_seq, const uint8_t *rec,
                uint32_t len);
     int (*reserve)(void *store, uint32_t len, uint8_t **room);
-    void (*commit)(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len);
+    int (*commit)(void *store, uint32_t tcp_seq, uint64_t rec_seq, uint32_t len);
     uint32_t (*device_flags)(void *store);
     void (*release)(void *store, uint32_t acked_seq); /* every record ending at or before */
     const struct tlsnic_rec_store *(*view)(void *store);
     void (*close)(void *store);
+    /* Optional (NULL: close). Given up while the device may still read it: after the device
+     * took the flow over at close (release), or a del that did not answer 0. */
+    void (*retire)(void *store);
+    /* Optional (NULL: nothing). A forked child's copy, dropped: no byte of it is touched. */
+    void (*forget)(void *store);
 };
 
 /*

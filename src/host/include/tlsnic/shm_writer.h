@@ -34,7 +34,23 @@ int tlsnic_shm_writer_new(tlsnic_shm_writer **out, uint32_t n_records, uint32_t 
  */
 void tlsnic_shm_writer_free(tlsnic_shm_writer *w);
 
-/* How many given-up stores this process keeps (each holds its memfd open). */
+/*
+ * Gives up a store a device may still map (a flow the device took over at close, a del
+ * that did not answer 0): nothing is wiped while the device may read it. Kept until the
+ * device writes TLSNIC_FLOW_F_UNMAPPED into its flags word (shm_layout.h), then wiped and
+ * reused like a freed one; up to 16 are kept so, the oldest beyond dropped unwiped and
+ * never reused (its pages go once the device unmaps them as well).
+ */
+void tlsnic_shm_writer_retire(tlsnic_shm_writer *w);
+
+/*
+ * A forked child's copy of its parent's store: unmaps and closes this process's handle,
+ * touching no byte of the store (the parent still writes it, a device still reads it).
+ */
+void tlsnic_shm_writer_forget(tlsnic_shm_writer *w);
+
+/* How many given-up stores this process keeps, freed and retired (each holds its memfd
+ * open). */
 int tlsnic_shm_writers_kept(void);
 
 /*
@@ -51,11 +67,12 @@ int tlsnic_shm_writer_put(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_s
  * the data ring (-EMSGSIZE, -ENOSPC as put; -EBUSY if a reservation is open); the caller
  * writes the record there and commits it (the reader cannot see it in between).
  * The room stays valid, and the store leaves it alone, until release covers the record.
- * A commit with a len other than a record may have (0, too long) keeps the record out.
+ * commit closes the reservation: 0, or -EINVAL (none open), -EMSGSIZE (len 0 or longer
+ * than the room reserved: the record stays out of the store).
  */
 int tlsnic_shm_writer_reserve(tlsnic_shm_writer *w, uint32_t len, uint8_t **room);
-void tlsnic_shm_writer_commit(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
-                              uint32_t len);
+int tlsnic_shm_writer_commit(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_seq,
+                             uint32_t len);
 
 /* The device_flags word: 0 until the daemon publishes, then flags | TLSNIC_FLOW_F_LIVE. */
 uint32_t tlsnic_shm_writer_device_flags(const tlsnic_shm_writer *w);

@@ -12,6 +12,7 @@
  *              of crypto_info (struct tls12_crypto_info_*, <linux/tls.h>)
  *                                                     + socket [+ record store memfd]
  *   DEL        u8 dir | 3 x u8 0                                             + socket
+ *   RELEASE    u8 dir | u8 flags | 2 x u8 0                                  + socket
  *   RESYNC     u8 dir | 3 x u8 0 | u32 tcp_seq | u64 rec_seq                 + socket
  *   FLOW_FLAGS u8 dir | 3 x u8 0 | u8 family | 3 x u8 0 | local[16] | remote[16]
  *              | u16 local_port | u16 remote_port
@@ -38,18 +39,32 @@
  * message has a field for the 4-tuple of an ADD, DEL or RESYNC, so only a process that
  * holds the socket can offload it, resync it or stop offloading it. The daemon remembers
  * the socket's SO_COOKIE at ADD and refuses DEL/RESYNC from a different socket that
- * happens to have the same 4-tuple later. It closes the fd at once (holding it would
- * keep the connection open after the host closes it). FLOW_FLAGS is a read and names
- * the flow by 4-tuple, but answers only for flows added over the same connection.
- * Flows are owned by the control connection that added them: when it closes (the host
- * process exited), the daemon deletes them.
+ * happens to have the same 4-tuple later. FLOW_FLAGS is a read and names the flow by
+ * 4-tuple, but answers only for flows added over the same connection.
  *
- * The optional second fd of an ADD is the host's record store (shmstore.h): the daemon
- * maps it read-only, gives it to the device as the flow's tlsnic_rec_store, and unmaps
- * it when the flow is deleted (a host that goes away frees its share).
+ * Lifetime: a device context lives as long as its socket can send. The daemon keeps the
+ * socket of an ADD (its own reference, as the kernel keeps its tls_device context until
+ * the socket is destroyed), so the host's close(2) no longer ends the connection: the host
+ * sends RELEASE when the application closes it, and the daemon ends the connection as
+ * close(2) would (FIN after what is queued, all of it encrypted; a reset, with flag
+ * TLSNIC_CTL_RELEASE_ABORT, SO_LINGER {1, 0} on the socket or unread received bytes),
+ * keeps the context until the socket has nothing unacknowledged, then deletes it and
+ * closes its reference. When the control connection that added a flow closes (the host
+ * process died, exited or was killed: SIGKILL, exit without close), the daemon does the
+ * same for each of its flows instead of deleting them. A DEL deletes at once when the
+ * socket has nothing unacknowledged (reply 0), else the context stays until it has
+ * (-EINPROGRESS; the connection is left as it is). A connection that does not finish
+ * within the daemon's finish timeout is reset: nothing more of it leaves, encrypted or not.
+ *
+ * The optional second fd of an ADD is the host's record store (shm_layout.h): the daemon
+ * maps it read-only, gives it to the device as the flow's tlsnic_rec_store, and unmaps it
+ * when the flow is deleted, writing TLSNIC_FLOW_F_UNMAPPED into the store's flags word
+ * just before (the host may reuse a store only then).
  *
  * Errors (REPLY status, and what the client devops return): the device's errno (devops.h:
- * -EEXIST, -ENOENT, -ENOSPC, -EOPNOTSUPP, -EINVAL), and -EBADF (no socket passed),
+ * -EEXIST, -ENOENT, -ENOSPC, -EOPNOTSUPP, -EINVAL), -EINPROGRESS (DEL: deleted once the
+ * socket's bytes are acknowledged), -EIO (ADD: the state file could not record the flow,
+ * so the daemon refuses to offload it), and -EBADF (no socket passed),
  * -ENOTSOCK / -EPROTONOSUPPORT (not a TCP socket), -ENOTCONN (not connected), -EPERM
  * (a different socket than the one added), -EBADMSG (malformed request), -EPROTO (wrong
  * version). The text says which check failed.
@@ -83,14 +98,20 @@ enum tlsnic_ctl_type {
     TLSNIC_CTL_FLOW_FLAGS = 4,
     TLSNIC_CTL_STATS = 5,
     TLSNIC_CTL_FLOW_STATS = 6,
+    TLSNIC_CTL_RELEASE = 7,
     TLSNIC_CTL_REPLY = 0x80,
 };
+
+/* RELEASE flags. */
+#define TLSNIC_CTL_RELEASE_ABORT 0x1u /* reset the connection (unread data, SO_LINGER 0) */
+#define TLSNIC_CTL_RELEASE_FLAGS TLSNIC_CTL_RELEASE_ABORT
 
 /* A decoded message. Pointers point into the buffer it was decoded from. */
 struct tlsnic_ctl_msg {
     uint16_t type;
     uint32_t id;
-    uint8_t dir;                     /* ADD, DEL, RESYNC, FLOW_FLAGS */
+    uint8_t dir;                     /* ADD, DEL, RESYNC, FLOW_FLAGS, RELEASE */
+    uint8_t release_flags;           /* RELEASE: TLSNIC_CTL_RELEASE_* */
     uint32_t tcp_seq;                /* ADD: start sequence; RESYNC */
     uint64_t rec_seq;                /* RESYNC */
     const uint8_t *info;             /* ADD */
@@ -113,7 +134,8 @@ int tlsnic_ctl_encode(const struct tlsnic_ctl_msg *m, uint8_t *buf, size_t cap);
 /*
  * Decodes one whole message of len bytes through a bounded cursor. Returns 0, or
  * -EBADMSG (truncated, length field != len, trailing bytes, non-zero reserved bytes,
- * bad family), -EPROTO (version), -EOPNOTSUPP (unknown type), -EINVAL (dir not 0/1),
+ * bad family), -EPROTO (version), -EOPNOTSUPP (unknown type), -EINVAL (dir not 0/1,
+ * unknown RELEASE flags),
  * -EMSGSIZE (info_len > TLSNIC_CTL_MAX_INFO, len > TLSNIC_CTL_MAX_MSG, text too long).
  */
 int tlsnic_ctl_decode(const uint8_t *buf, size_t len, struct tlsnic_ctl_msg *m);
@@ -157,6 +179,8 @@ const char *tlsnic_ctl_flow_counter_name(unsigned i);
 
 #define TLSNIC_CTL_FLOW_ENDED 0x1u       /* deleted; the counters are those it had then */
 #define TLSNIC_CTL_FLOW_NO_COUNTERS 0x2u /* the device had no counters for it (all 0) */
+#define TLSNIC_CTL_FLOW_FINISHING 0x4u   /* released, its host gone or deleted with bytes
+                                            unacknowledged: kept until the socket is done */
 
 struct tlsnic_ctl_flow_entry {
     struct tlsnic_flow flow;  /* local = the host's end */

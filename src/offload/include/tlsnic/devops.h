@@ -74,8 +74,14 @@ struct tlsnic_rec_store {
                                         transmission; packet dropped; host must abort */
 #define TLSNIC_FLOW_F_NO_SYNC 0x2u   /* a packet was dropped for lack of resync data */
 #define TLSNIC_FLOW_F_GONE 0x4u      /* the device no longer holds the context */
+#define TLSNIC_FLOW_F_UNMAPPED 0x40000000u /* only in a record store's flags word: the
+                                              device let go of the store (written just
+                                              before it unmaps it); the host may reuse it */
 #define TLSNIC_FLOW_F_LIVE 0x80000000u /* only in a flags word the device writes into host
                                           memory (a record store's): it has written it */
+
+/* release flags */
+#define TLSNIC_RELEASE_ABORT 0x1u /* end the connection with a reset, not a FIN */
 
 struct tlsnic_dev;
 
@@ -92,7 +98,9 @@ struct tlsnic_dev_ops {
     int (*add)(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
                enum tlsnic_dir dir, const void *crypto_info, size_t info_len,
                uint32_t start_tcp_seq, const struct tlsnic_rec_store *store);
-    /* Removes the context and wipes its keys. -ENOENT if there is none. */
+    /* Removes the context and wipes its keys. -ENOENT if there is none. A device that
+     * still has the socket's unacknowledged bytes to encrypt may keep the context until
+     * they are acknowledged (-EINPROGRESS: tlsnicd); the store stays in use until then. */
     int (*del)(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
                enum tlsnic_dir dir);
     /* The host tells the device that record rec_seq starts at TCP sequence tcp_seq. */
@@ -101,6 +109,19 @@ struct tlsnic_dev_ops {
     /* Reads the TLSNIC_FLOW_F_* flags the device raised for the flow. */
     int (*flow_flags)(struct tlsnic_dev *dev, const struct tlsnic_flow *flow,
                       enum tlsnic_dir dir, uint32_t *flags);
+    /*
+     * Optional (NULL: the host waits for the peer's ACKs itself, then deletes). The
+     * application closed the socket (its last descriptor, in the process that added the
+     * flow): the device takes the end of the connection over, as the kernel does for a
+     * closed socket with queued data: it keeps the context, and the socket, until nothing
+     * is left to send (a FIN after the queued bytes, all encrypted; or, with
+     * TLSNIC_RELEASE_ABORT, a reset at once), then deletes the context itself. The caller
+     * may close sockfd at once and must not call del. The store stays the device's until
+     * it lets go (for a shared-memory store: TLSNIC_FLOW_F_UNMAPPED in its flags word).
+     * 0, or -errno (not taken over: the caller ends the flow itself; -ENODEV: device gone).
+     */
+    int (*release)(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                   enum tlsnic_dir dir, unsigned flags);
 };
 
 /* A device handle: ops plus the implementation's private state. */

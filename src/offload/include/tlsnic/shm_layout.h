@@ -36,6 +36,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tlsnic/record.h"
+
 #define TLSNIC_SHM_MAGIC 0x544c534eu /* "TLSN" */
 #define TLSNIC_SHM_VERSION 3u
 #define TLSNIC_SHM_HDR_LEN 4096u
@@ -44,7 +46,14 @@
 #define TLSNIC_SHM_DEFAULT_DATA_BYTES (8u << 20) /* twice Linux's default largest send
                                                     buffer (tcp_wmem max, 4 MB) */
 
-#define TLSNIC_SHM_MAX_DATA_BYTES (1u << 30)
+/*
+ * Limits a reader enforces on a header, which is host memory and thus input: a store
+ * holds the unacknowledged window, which the socket's send buffer bounds (tcp_wmem's
+ * largest is 4 MB by default; 64 MB is sixteen times that), in records no longer than the
+ * largest TLS record. A header past these is refused, not mapped.
+ */
+#define TLSNIC_SHM_MAX_DATA_BYTES (64u << 20)
+#define TLSNIC_SHM_MAX_RECORD_LEN TLSNIC_REC_MAX_WIRE_LEN
 #define TLSNIC_SHM_FLAGS_OFFSET 16u /* of device_flags in the header */
 
 /* One retained record: where its bytes are in the data ring. */
