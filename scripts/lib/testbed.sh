@@ -322,6 +322,18 @@ tb_tls_server_files() {
     'Options = KTLS' >openssl.cnf
 }
 
+# tb_marker_file SIZE FILE: SIZE bytes (whole megabytes) of random data in which every
+# megabyte ends in 64 plaintext marker lines "TLSNIC-CANARY-PLAINTEXT-<mb>-<n>": a capture
+# that holds one carried plaintext of the file.
+tb_marker_file() {
+  local b i
+  for ((b = 1; b <= $1 / 1000000; b++)); do
+    head -c $((1000000 - 64 * 32)) /dev/urandom
+    for ((i = 1; i <= 64; i++)); do printf 'TLSNIC-CANARY-PLAINTEXT-%03d-%03d\n' "$b" "$i"; done
+  done >"$2"
+  [ "$(stat -c %s "$2")" = "$1" ] || { tb_say "$2 is $(stat -c %s "$2") bytes, not $1"; return 1; }
+}
+
 # tb_http_body HEADER IN OUT: OUT is IN without its leading HEADER (empty if IN does not
 # start with exactly HEADER, so a wrong answer never passes as the file).
 tb_http_body() {

@@ -50,11 +50,7 @@ cd "$work"
 tb_tls_server_files tlsnic-e2e
 # 20 MB: 1 MB blocks of random bytes, each ending in plaintext canaries that must never
 # be seen on the wire.
-for b in $(seq 1 $((size / 1000000))); do
-  head -c $((1000000 - 64 * 32)) /dev/urandom
-  for i in $(seq 1 64); do printf 'TLSNIC-CANARY-PLAINTEXT-%03d-%03d\n' "$b" "$i"; done
-done > file.bin
-[ "$(stat -c %s file.bin)" = "$size" ] || fail "file is $(stat -c %s file.bin) bytes, not $size"
+tb_marker_file "$size" file.bin
 want=$(sha256sum < file.bin | cut -d' ' -f1)
 # gnutls-cli reads about 1.2 MB/s here even from a plain OpenSSL server over loopback (it
 # waits in select between records): it fetches a 2 MB prefix of the same file.

@@ -25,110 +25,58 @@
 # Root only (exits 77 otherwise); own namespaces (unique prefix); removed on exit.
 set -euo pipefail
 
-mode=$1 tlsnicd=$(readlink -f "$2") preload=$(readlink -f "$3") net_sh=$(readlink -f "$4")
+mode=$1 tb_tlsnicd=$(readlink -f "$2") preload=$(readlink -f "$3") net_sh=$(readlink -f "$4")
 fileserver=$(readlink -f "$5")
+. "$(dirname "$net_sh")/lib/testbed.sh"
 size=$((20 * 1000 * 1000))
-if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/net/tun ]; then
-  echo "SKIP: needs root and /dev/net/tun"
-  exit 77
-fi
-for tool in openssl curl sha256sum cmp ip ss; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
-done
-prefix="tlsnic-it-life-$mode-$$"
-work=$(mktemp -d /tmp/tlsnic-life.XXXXXX)
-host="$prefix-host" peer="$prefix-peer"
-server_ip=198.18.0.1 port=4433
-daemon_pid="" server_pid="" fetch_pid=""
-cleanup() {
-  local rc=$?
-  [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null || true
-  [ -n "$fetch_pid" ] && kill "$fetch_pid" 2>/dev/null || true
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  "$net_sh" down "$prefix" >/dev/null || true
-  if [ "$rc" -ne 0 ]; then
-    echo "--- daemon logs (tail)"; tail -n 15 "$work"/daemon*.log 2>/dev/null || true
-    echo "--- server (tail)"; tail -n 8 "$work/server.out" 2>/dev/null || true
-    grep -v '^tlsnic-preload: \(read\|write\|send\|recv\|poll\)' "$work/server.err" 2>/dev/null | tail -n 12 || true
-  fi
-  if [ -n "${TLSNIC_E2E_KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
-  exit "$rc"
+tb_require_root tun
+tb_require_tools openssl curl sha256sum cmp ip ss
+tb_workdir tlsnic-life
+work=$tb_work
+tb_netns "tlsnic-it-life-$mode"
+server_ip=$tb_host_v4 port=4433
+server_pid="" fetch_pid=""
+tb_on_failure() {
+  echo "--- server (tail)" >&2; tail -n 8 "$work/server.out" >&2 2>/dev/null || true
+  grep -v '^tlsnic-preload: \(read\|write\|send\|recv\|poll\)' "$work/server.err" 2>/dev/null | tail -n 12 >&2 || true
 }
-trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
-wait_for() { # FILE PATTERN SECONDS, bounded
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  fail "timed out waiting for '$2' in $1"
-}
 counter() { awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' "$2" 2>/dev/null || echo 0; }
 markers() { cat "$@" 2>/dev/null | { grep -a -o TLSNIC-CANARY-PLAINTEXT || true; } | wc -l; }
+# The log of the Nth start of tlsnicd (tb_daemon_start appends each under a "===" line).
+daemon_log() { awk -v n="$1" '/^=== tlsnicd/ { i++ } i == n' "$tb_daemon_log"; }
 
 cd "$work"
-"$net_sh" up "$prefix" >/dev/null
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem \
-  -out cert.pem -subj /CN=tlsnic-life -days 2 2>/dev/null
-for b in $(seq 1 $((size / 1000000))); do
-  head -c $((1000000 - 64 * 32)) /dev/urandom
-  for i in $(seq 1 64); do printf 'TLSNIC-CANARY-PLAINTEXT-%03d-%03d\n' "$b" "$i"; done
-done > file.bin
+tb_tls_server_files tlsnic-life
+tb_marker_file "$size" file.bin
 want=$(sha256sum < file.bin | cut -d' ' -f1)
-cat > openssl.cnf <<'CNF'
-openssl_conf = openssl_init
-[openssl_init]
-ssl_conf = ssl_module
-[ssl_module]
-system_default = tls_system_default
-[tls_system_default]
-Options = KTLS
-CNF
 
 daemon_n=0
 start_daemon() { # no --state-file, ever: the default one is what is tested
   daemon_n=$((daemon_n + 1))
-  rm -f ready
-  "$tlsnicd" --host-ns "$host" --wire-ns "$peer" --ctl "$work/ctl.sock" --ready-file "$work/ready" \
-    --pcap-host "$work/host-$daemon_n.pcap" --pcap-wire "$work/wire-$daemon_n.pcap" \
-    2>"$work/daemon$daemon_n.log" &
-  daemon_pid=$!
-  wait_for ready ready 10
+  tb_daemon_start --pcap-host "$work/host-$daemon_n.pcap" --pcap-wire "$work/wire-$daemon_n.pcap"
 }
-stop_daemon() { # flushes the captures
-  kill -TERM "$daemon_pid"
-  wait "$daemon_pid" || fail "tlsnicd exited with an error"
-  daemon_pid=""
-}
-device_stats() { "$tlsnicd" stats --ctl "$work/ctl.sock" > "$1" || fail "tlsnicd stats"; }
-listening() {
-  local i
-  for ((i = 0; i < 100; i++)); do
-    ip netns exec "$host" ss -ltn | grep -q "$server_ip:$port " && return 0
-    sleep 0.05
-  done
-  fail "the server does not listen"
-}
-server_env=(env OPENSSL_CONF="$work/openssl.cnf" TLSNIC_CTL="$work/ctl.sock"
+stop_daemon() { tb_daemon_stop || fail "tlsnicd exited with an error"; } # flushes the captures
+device_stats() { tb_daemon_stats > "$1" || fail "tlsnicd stats"; }
+listening() { tb_wait_listening host "$port" 5 || fail "the server does not listen"; }
+server_env=(env OPENSSL_CONF="$work/openssl.cnf" TLSNIC_CTL="$tb_ctl"
             TLSNIC_STATS_FILE="$work/stats" TLSNIC_PRELOAD_DEBUG=1 LD_PRELOAD="$preload")
 start_s_server() { # no `timeout` in between: the signal must reach s_server itself
-  ip netns exec "$host" "${server_env[@]}" openssl s_server -accept "$server_ip:$port" \
-    -cert cert.pem -key key.pem -WWW -sendfile -tls1_3 >server.out 2>server.err &
+  tb_spawn host "${server_env[@]}" openssl s_server -accept "$server_ip:$port" \
+    -cert cert.pem -key key.pem -WWW -sendfile -tls1_3 >server.out 2>server.err
   server_pid=$!
   listening
 }
 start_fileserver() { # options
-  ip netns exec "$host" "${server_env[@]}" "$fileserver" "$server_ip" "$port" cert.pem key.pem \
-    file.bin "$@" >server.out 2>server.err &
+  tb_spawn host "${server_env[@]}" "$fileserver" "$server_ip" "$port" cert.pem key.pem \
+    file.bin "$@" >server.out 2>server.err
   server_pid=$!
   listening
 }
 start_fetch() {
   rm -f got.bin
-  ip netns exec "$peer" curl -sk --max-time 60 --limit-rate 8M \
-    "https://$server_ip:$port/file.bin" -o got.bin &
+  tb_spawn peer curl -sk --max-time 60 --limit-rate 8M \
+    "https://$server_ip:$port/file.bin" -o got.bin
   fetch_pid=$!
 }
 wait_fetched() { # BYTES: curl holds at least that many (bounded: 20 s)
@@ -191,7 +139,7 @@ sigkill|sigterm)
   got=$(stat -c %s got.bin)
   [ "$(counter ctl_finished after)" -ge 1 ] || fail "the daemon did not finish the flow: $(grep ctl_ after | tr '\n' ' ')"
   [ "$(counter ctl_finish_timeouts after)" = 0 ] || fail "the flow was reset by the finish timeout"
-  echo "PASS SIG$sig of s_server mid-download: markers: host capture $host_m, wire 0; curl decrypted $got of $size bytes (a prefix; curl exit $fetch_rc); the daemon finished the flow (ctl_finished $(counter ctl_finished after), resets $(counter ctl_finish_resets after)): $(grep -o 'done after [0-9]* ms (host gone)' daemon1.log | head -1)"
+  echo "PASS SIG$sig of s_server mid-download: markers: host capture $host_m, wire 0; curl decrypted $got of $size bytes (a prefix; curl exit $fetch_rc); the daemon finished the flow (ctl_finished $(counter ctl_finished after), resets $(counter ctl_finish_resets after)): $(daemon_log 1 | grep -o 'done after [0-9]* ms (host gone)' | head -1)"
   ;;
 exit)
   start_daemon
@@ -211,7 +159,7 @@ exit)
   served=$(awk '$1 == "served" { print $2 }' server.out)
   [ "$got" -ge "$served" ] || fail "curl got $got bytes, the server had written $served before exit"
   [ "$(counter ctl_finished after)" -ge 1 ] || fail "the daemon did not finish the flow"
-  echo "PASS exit(0) without close after $served bytes: markers: host capture $host_m, wire 0; curl decrypted $got bytes, all the server wrote (curl exit $fetch_rc); the daemon finished the flow: $(grep -o 'done after [0-9]* ms (host gone)' daemon1.log | head -1)"
+  echo "PASS exit(0) without close after $served bytes: markers: host capture $host_m, wire 0; curl decrypted $got bytes, all the server wrote (curl exit $fetch_rc); the daemon finished the flow: $(daemon_log 1 | grep -o 'done after [0-9]* ms (host gone)' | head -1)"
   ;;
 fork_close)
   start_daemon
@@ -240,13 +188,11 @@ daemon_restart)
   start_fetch
   wait_fetched 2000000
   device_mode_or_fail
-  kill -KILL "$daemon_pid"
-  wait "$daemon_pid" 2>/dev/null || true
-  daemon_pid=""
+  tb_daemon_kill
   [ -s ctl.sock.state ] || fail "no default state file next to the control socket"
   sleep 0.3
   start_daemon
-  grep -q '1 offloaded TX flow(s) fenced' daemon2.log || fail "the restarted daemon fenced nothing: $(head -3 daemon2.log)"
+  daemon_log 2 | grep -q '1 offloaded TX flow(s) fenced' || fail "the restarted daemon fenced nothing: $(daemon_log 2 | head -4)"
   wait_fetch_done
   # The preload library writes the host's counters when the server has closed the socket.
   for ((i = 0; i < 100; i++)); do
