@@ -387,7 +387,7 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
 EXPORT int close(int fd)
 {
     RESOLVE(close);
-    if (!tlsnic_is_tls(fd))
+    if (!tlsnic_is_tls(fd) && !tlsnic_fd_is_private(fd))
         return real.close(fd);
     int rc = tlsnic_close(fd);
     int saved = errno;

@@ -581,7 +581,7 @@ int tlsnic_tx_retained(int fd, size_t *bytes, size_t *records)
     pthread_mutex_lock(&s->tx.lock);
     struct tlsnic_dev_tx *d = s->tx.dev;
     if (d) {
-        tlsnic_dev_tx_reclaim(s, fd);
+        tlsnic_dev_tx_reclaim(s, s->kfd);
         pthread_mutex_lock(&d->lock);
         if (bytes)
             *bytes = d->bytes;
@@ -590,5 +590,6 @@ int tlsnic_tx_retained(int fd, size_t *bytes, size_t *records)
         pthread_mutex_unlock(&d->lock);
     }
     pthread_mutex_unlock(&s->tx.lock);
+    tlsnic_sock_put(s);
     return d ? 0 : tlsnic_errno_ret(-EINVAL);
 }

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "tlsnic/check.h"
 #include "tlsnic/devops.h"
@@ -34,7 +35,8 @@ struct tlsnic_tx {
     size_t out_off, out_len;      /* bytes of out sealed but not yet written */
     int zc_ro;                    /* TLS_TX_ZEROCOPY_RO (accepted; tlsnic always copies) */
     int err;                      /* sticky negative errno (nonce space exhausted, ...) */
-    int pending_counted;          /* counted in tlsnic_tx_pending_sockets */
+    atomic_int pending;           /* out_off < out_len, readable without the lock; counted
+                                     in tlsnic_tx_pending_sockets */
     struct tlsnic_dev_tx *dev;    /* device mode only */
 };
 
@@ -56,8 +58,26 @@ struct tlsnic_rx {
     int err;                      /* sticky negative errno: the stream is dead */
 };
 
+/*
+ * One socket's TLS state. Lifetime: refs counts the fd table slots that point here plus
+ * the calls in progress that looked it up (tlsnic_sock_get); the last tlsnic_sock_put
+ * does what the kernel does when it releases a kTLS socket (push sealed records, device
+ * linger and del) and frees. The socket's own descriptor kfd (a CLOEXEC dup made at
+ * TCP_ULP) is what every system call of tlsnic uses: it keeps the kernel socket alive, and
+ * its number from being reused, for as long as any call is in progress, so a close(2) of
+ * the program's fd from another thread cannot make tlsnic read or write another file.
+ */
 struct tlsnic_sock {
-    atomic_int fdrefs; /* fd table slots that point here */
+    atomic_int refs;
+    int kfd;                /* tlsnic's descriptor of the socket; closed by the last put */
+    dev_t kdev;             /* the socket's inode (fstat of kfd): a table entry for kfd */
+    ino_t kino;             /*   is checked against it before tlsnic trusts it */
+    _Atomic uint32_t prot;  /* version << 16 | cipher of the first direction keyed: both
+                               directions must agree (tls_main.c) */
+    unsigned fork_gen;      /* tlsnic_fork_gen when made: another value means a forked
+                               child inherited it (ktls.h: refused with EBADFD) */
+    atomic_bool tx_on, rx_on; /* TLS_TX / TLS_RX keys set: the lock-free test of the
+                                 data calls (keys are never removed) */
     struct tlsnic_offload offload; /* where TLS_TX is offered (ktls.h); under tx.lock */
     struct tlsnic_tx tx;
     struct tlsnic_rx rx;
@@ -65,7 +85,9 @@ struct tlsnic_sock {
 
 /* sock.c */
 extern struct tlsnic_sys_ops tlsnic_sys;
+/* The socket of a program fd, with a reference (NULL: not a tlsnic socket). */
 struct tlsnic_sock *tlsnic_sock_get(int fd);
+void tlsnic_sock_put(struct tlsnic_sock *s);
 void tlsnic_stat_add(enum tlsnic_stat which, int64_t delta);
 int tlsnic_errno_ret(int rc); /* rc < 0: errno = -rc and returns -1; else rc */
 

@@ -201,7 +201,7 @@ static ssize_t recvmsg_locked(struct tlsnic_sock *s, int fd, struct msghdr *msg,
 ssize_t tlsnic_rx_recvmsg(struct tlsnic_sock *s, int fd, struct msghdr *msg, int flags)
 {
     /* A sender that now waits for the answer must not leave its last record behind. */
-    if (s->tx.key && tlsnic_tx_has_pending(s) && pthread_mutex_trylock(&s->tx.lock) == 0) {
+    if (atomic_load(&s->tx_on) && tlsnic_tx_has_pending(s) && pthread_mutex_trylock(&s->tx.lock) == 0) {
         (void)tlsnic_tx_flush_locked(s, fd, MSG_DONTWAIT | MSG_NOSIGNAL);
         pthread_mutex_unlock(&s->tx.lock);
     }

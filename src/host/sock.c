@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -125,24 +127,44 @@ int tlsnic_stats_format(char *buf, size_t cap)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* The fd table: two levels of atomic pointers, so a lookup is two loads and an fd that      */
-/* never did TCP_ULP costs one load of a NULL chunk pointer.                                  */
+/* The fd table: two levels of atomic words, so an fd that never did TCP_ULP costs one load  */
+/* of a NULL chunk pointer. A slot holds a socket (the program's fd of it) or, tagged with    */
+/* the low bit, marks the socket's own descriptor kfd (ktls_int.h), which the program never   */
+/* sees. Lookups take a reference under the slot's stripe lock; a close clears the slot      */
+/* under the same lock, so no lookup can reach a socket whose last reference is gone.         */
 
 #define CHUNK_BITS 10
 #define CHUNK_LEN (1 << CHUNK_BITS)
 #define NCHUNKS 1024 /* fds below 2^20 */
+#define NSTRIPES 64
+#define SLOT_PRIVATE ((uintptr_t)1)
 
-typedef _Atomic(struct tlsnic_sock *) sock_slot;
+typedef _Atomic(uintptr_t) sock_slot;
 static _Atomic(sock_slot *) table[NCHUNKS];
+static pthread_mutex_t stripes[NSTRIPES] = {[0 ... NSTRIPES - 1] = PTHREAD_MUTEX_INITIALIZER};
 
-struct tlsnic_sock *tlsnic_sock_get(int fd)
+/* Bumped in a forked child: sockets made before carry an older value (tlsnic_sock.fork_gen). */
+static atomic_uint fork_gen;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t default_offload_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void atfork_child(void)
 {
-    if (fd < 0 || (fd >> CHUNK_BITS) >= NCHUNKS)
-        return NULL;
-    sock_slot *chunk = atomic_load_explicit(&table[fd >> CHUNK_BITS], memory_order_acquire);
-    if (!chunk)
-        return NULL;
-    return atomic_load_explicit(&chunk[fd & (CHUNK_LEN - 1)], memory_order_acquire);
+    /* Another thread of the parent may have held any of these at the fork. */
+    for (int i = 0; i < NSTRIPES; i++)
+        pthread_mutex_init(&stripes[i], NULL);
+    pthread_mutex_init(&default_offload_lock, NULL);
+    atomic_fetch_add(&fork_gen, 1);
+}
+
+static void atfork_register(void)
+{
+    (void)pthread_atfork(NULL, NULL, atfork_child);
+}
+
+static pthread_mutex_t *stripe_of(int fd)
+{
+    return &stripes[(unsigned)fd % NSTRIPES];
 }
 
 static sock_slot *slot_of(int fd, int create)
@@ -166,9 +188,73 @@ static sock_slot *slot_of(int fd, int create)
     return chunk ? &chunk[fd & (CHUNK_LEN - 1)] : NULL;
 }
 
+static struct tlsnic_sock *slot_sock(uintptr_t v)
+{
+    return (v & SLOT_PRIVATE) ? NULL : (struct tlsnic_sock *)v;
+}
+
+struct tlsnic_sock *tlsnic_sock_get(int fd)
+{
+    sock_slot *slot = slot_of(fd, 0);
+    if (!slot || !slot_sock(atomic_load_explicit(slot, memory_order_relaxed)))
+        return NULL; /* the common case: no lock */
+    pthread_mutex_t *m = stripe_of(fd);
+    pthread_mutex_lock(m);
+    struct tlsnic_sock *s = slot_sock(atomic_load_explicit(slot, memory_order_relaxed));
+    if (s)
+        atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(m);
+    return s;
+}
+
+/* Puts v in fd's slot (under its stripe lock); returns what the slot held. */
+static uintptr_t slot_swap(int fd, sock_slot *slot, uintptr_t v)
+{
+    pthread_mutex_t *m = stripe_of(fd);
+    pthread_mutex_lock(m);
+    uintptr_t old = atomic_exchange_explicit(slot, v, memory_order_acq_rel);
+    pthread_mutex_unlock(m);
+    return old;
+}
+
+/* Takes the program's fd out of the table; returns the socket (its slot's reference). */
+static struct tlsnic_sock *slot_take(int fd)
+{
+    sock_slot *slot = slot_of(fd, 0);
+    if (!slot || !slot_sock(atomic_load_explicit(slot, memory_order_relaxed)))
+        return NULL;
+    pthread_mutex_t *m = stripe_of(fd);
+    pthread_mutex_lock(m);
+    uintptr_t v = atomic_load_explicit(slot, memory_order_relaxed);
+    struct tlsnic_sock *s = slot_sock(v);
+    if (s)
+        atomic_store_explicit(slot, 0, memory_order_relaxed);
+    pthread_mutex_unlock(m);
+    return s;
+}
+
 int tlsnic_is_tls(int fd)
 {
-    return tlsnic_sock_get(fd) != NULL;
+    sock_slot *slot = slot_of(fd, 0);
+    return slot && slot_sock(atomic_load_explicit(slot, memory_order_relaxed)) != NULL;
+}
+
+int tlsnic_fd_is_private(int fd)
+{
+    sock_slot *slot = slot_of(fd, 0);
+    return slot && (atomic_load_explicit(slot, memory_order_relaxed) & SLOT_PRIVATE) != 0;
+}
+
+/* A forked child's copy of a socket its parent made: its record state is the parent's. */
+static int inherited(const struct tlsnic_sock *s)
+{
+    return s->fork_gen != atomic_load_explicit(&fork_gen, memory_order_relaxed);
+}
+
+/* -EBADFD for a socket a forked child inherited (ktls.h), else 0. */
+static int usable(const struct tlsnic_sock *s)
+{
+    return inherited(s) ? -EBADFD : 0;
 }
 
 static void mode_stat(enum tlsnic_dir dir, enum tlsnic_mode mode, int delta_curr)
@@ -182,10 +268,13 @@ static void mode_stat(enum tlsnic_dir dir, enum tlsnic_mode mode, int delta_curr
                         delta_curr);
 }
 
-static void sock_free(struct tlsnic_sock *s)
+/* child: a forked child's copy; its locks may be held by parent threads that do not exist
+ * here, and its device context and record store are the parent's: touch neither. */
+static void sock_free(struct tlsnic_sock *s, int child)
 {
     tlsnic_tx_forget_pending(s);
-    tlsnic_dev_tx_free(s); /* del: the device lets go of the store before it goes */
+    if (!child)
+        tlsnic_dev_tx_free(s); /* del: the device lets go of the store before it goes */
     mode_stat(TLSNIC_DIR_TX, s->tx.mode.mode, -1);
     mode_stat(TLSNIC_DIR_RX, s->rx.mode.mode, -1);
     tlsnic_rec_key_free(s->tx.key);
@@ -198,8 +287,10 @@ static void sock_free(struct tlsnic_sock *s)
         OPENSSL_cleanse(s->rx.buf, TLSNIC_RX_BUF_LEN);
         free(s->rx.buf);
     }
-    pthread_mutex_destroy(&s->tx.lock);
-    pthread_mutex_destroy(&s->rx.lock);
+    if (!child) {
+        pthread_mutex_destroy(&s->tx.lock);
+        pthread_mutex_destroy(&s->rx.lock);
+    }
     free(s);
 }
 
@@ -207,57 +298,95 @@ static void sock_free(struct tlsnic_sock *s)
  * acknowledge everything before the device lets go of the flow. */
 #define CLOSE_BUDGET_MS 5000
 
-static void sock_unref(struct tlsnic_sock *s, int fd, int drain)
+/*
+ * The last reference is gone: no fd of the program names the socket and no call is in
+ * progress on it. What the kernel does when it releases a kTLS socket: sealed records go
+ * out (bounded), device mode lingers and deletes the context; then tlsnic's own descriptor
+ * is closed, which releases the kernel socket if the program closed all of its fds.
+ */
+static void sock_release(struct tlsnic_sock *s)
 {
-    if (atomic_fetch_sub(&s->fdrefs, 1) != 1)
-        return;
-    if (drain && fd >= 0) {
+    int child = inherited(s);
+    int kfd = s->kfd;
+    uintptr_t private_tag = (uintptr_t)s | SLOT_PRIVATE;
+    if (!child) {
         pthread_mutex_lock(&s->tx.lock);
         /* One budget for both: a peer that stopped reading gets no second wait. */
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        tlsnic_tx_drain_on_close(s, fd, CLOSE_BUDGET_MS);
+        tlsnic_tx_drain_on_close(s, kfd, CLOSE_BUDGET_MS);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         long spent = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
         /* device mode: before the del, see dev.c */
-        tlsnic_dev_tx_linger(s, fd, spent < CLOSE_BUDGET_MS ? (int)(CLOSE_BUDGET_MS - spent) : 0);
+        tlsnic_dev_tx_linger(s, kfd, spent < CLOSE_BUDGET_MS ? (int)(CLOSE_BUDGET_MS - spent) : 0);
         pthread_mutex_unlock(&s->tx.lock);
     }
-    sock_free(s);
+    /* Out of the table before the free: private_still_ours reads the socket. */
+    sock_slot *slot = slot_of(kfd, 0);
+    pthread_mutex_lock(stripe_of(kfd));
+    if (slot && atomic_load_explicit(slot, memory_order_relaxed) == private_tag)
+        atomic_store_explicit(slot, 0, memory_order_relaxed);
+    pthread_mutex_unlock(stripe_of(kfd));
+    sock_free(s, child);
+    (void)tlsnic_sys.close(kfd);
+}
+
+void tlsnic_sock_put(struct tlsnic_sock *s)
+{
+    if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+        sock_release(s);
 }
 
 int tlsnic_fd_dup(int oldfd, int newfd)
 {
-    struct tlsnic_sock *s = tlsnic_sock_get(oldfd);
     if (oldfd == newfd)
         return 0;
+    struct tlsnic_sock *s = tlsnic_sock_get(oldfd);
     tlsnic_fd_forget(newfd);
     if (!s)
         return 0;
     sock_slot *slot = slot_of(newfd, 1);
-    if (!slot)
+    if (!slot) {
+        tlsnic_sock_put(s);
         return tlsnic_errno_ret(-ENOMEM);
-    atomic_fetch_add(&s->fdrefs, 1);
-    atomic_store_explicit(slot, s, memory_order_release);
+    }
+    /* The lookup's reference becomes the slot's. */
+    struct tlsnic_sock *old = slot_sock(slot_swap(newfd, slot, (uintptr_t)s));
+    tlsnic_sock_put(old);
     return 0;
 }
 
 void tlsnic_fd_forget(int fd)
 {
+    tlsnic_sock_put(slot_take(fd));
+}
+
+/* The socket whose private descriptor fd is, if fd still is that descriptor. */
+static int private_still_ours(int fd)
+{
     sock_slot *slot = slot_of(fd, 0);
-    if (!slot)
-        return;
-    struct tlsnic_sock *s = atomic_exchange(slot, NULL);
-    if (s)
-        sock_unref(s, -1, 0);
+    pthread_mutex_t *m = stripe_of(fd);
+    pthread_mutex_lock(m);
+    uintptr_t v = slot ? atomic_load_explicit(slot, memory_order_relaxed) : 0;
+    int ours = 0;
+    if (v & SLOT_PRIVATE) {
+        const struct tlsnic_sock *s = (const struct tlsnic_sock *)(v & ~SLOT_PRIVATE);
+        struct stat st;
+        /* Closed behind tlsnic's back (a raw close_range, closefrom) and the number reused:
+         * the slot is stale, the program owns the fd. */
+        ours = fstat(fd, &st) == 0 && st.st_dev == s->kdev && st.st_ino == s->kino;
+        if (!ours)
+            atomic_store_explicit(slot, 0, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(m);
+    return ours;
 }
 
 int tlsnic_close(int fd)
 {
-    sock_slot *slot = slot_of(fd, 0);
-    struct tlsnic_sock *s = slot ? atomic_exchange(slot, NULL) : NULL;
-    if (s)
-        sock_unref(s, fd, 1);
+    if (tlsnic_fd_is_private(fd) && private_still_ours(fd))
+        return tlsnic_errno_ret(-EBADF); /* the program never had this descriptor */
+    tlsnic_sock_put(slot_take(fd));
     return tlsnic_sys.close(fd);
 }
 
@@ -265,7 +394,6 @@ int tlsnic_close(int fd)
 /* Mode                                                                                       */
 
 /* The binding a socket gets at TCP_ULP (ktls.h): read once per socket, set rarely. */
-static pthread_mutex_t default_offload_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tlsnic_offload default_offload;
 
 void tlsnic_set_default_offload(const struct tlsnic_offload *off)
@@ -280,11 +408,15 @@ int tlsnic_sock_set_offload(int fd, const struct tlsnic_offload *off)
     struct tlsnic_sock *s = tlsnic_sock_get(fd);
     if (!s)
         return tlsnic_errno_ret(-EBADF);
-    pthread_mutex_lock(&s->tx.lock);
-    int rc = s->tx.key ? -EBUSY : 0;
-    if (rc == 0)
-        s->offload = off ? *off : (struct tlsnic_offload){0};
-    pthread_mutex_unlock(&s->tx.lock);
+    int rc = usable(s);
+    if (rc == 0) {
+        pthread_mutex_lock(&s->tx.lock);
+        rc = s->tx.key ? -EBUSY : 0;
+        if (rc == 0)
+            s->offload = off ? *off : (struct tlsnic_offload){0};
+        pthread_mutex_unlock(&s->tx.lock);
+    }
+    tlsnic_sock_put(s);
     return tlsnic_errno_ret(rc);
 }
 
@@ -318,10 +450,16 @@ const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason)
 int tlsnic_get_mode(int fd, enum tlsnic_dir dir, struct tlsnic_mode_info *out)
 {
     struct tlsnic_sock *s = tlsnic_sock_get(fd);
-    if (!s || !out || (dir != TLSNIC_DIR_TX && dir != TLSNIC_DIR_RX))
-        return tlsnic_errno_ret(s ? -EINVAL : -EBADF);
-    *out = dir == TLSNIC_DIR_TX ? s->tx.mode : s->rx.mode;
-    return 0;
+    int rc = !s ? -EBADF : (!out || (dir != TLSNIC_DIR_TX && dir != TLSNIC_DIR_RX)) ? -EINVAL
+                                                                                    : usable(s);
+    if (rc == 0) {
+        pthread_mutex_t *lock = dir == TLSNIC_DIR_TX ? &s->tx.lock : &s->rx.lock;
+        pthread_mutex_lock(lock);
+        *out = dir == TLSNIC_DIR_TX ? s->tx.mode : s->rx.mode;
+        pthread_mutex_unlock(lock);
+    }
+    tlsnic_sock_put(s);
+    return tlsnic_errno_ret(rc);
 }
 
 /*
@@ -350,6 +488,26 @@ static struct tlsnic_mode_info choose_mode(struct tlsnic_sock *s, int fd, enum t
 /* ------------------------------------------------------------------------------------------ */
 /* Socket options                                                                             */
 
+/*
+ * tlsnic's own descriptor of the socket fd: CLOEXEC, and placed high (below the soft
+ * RLIMIT_NOFILE, at most 4096) where it stays out of the way of descriptor numbers a
+ * program picks itself (0-2 after a daemonizing close, select's FD_SETSIZE).
+ */
+static int dup_private(int fd)
+{
+    struct rlimit rl;
+    long lo = 3;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        long cap = rl.rlim_cur < 4096 ? (long)rl.rlim_cur : 4096;
+        if (cap - 256 > lo)
+            lo = cap - 256;
+    }
+    int kfd = tlsnic_sys.fcntl(fd, F_DUPFD_CLOEXEC, (int)lo);
+    if (kfd < 0 && lo > 3)
+        kfd = tlsnic_sys.fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    return kfd < 0 ? -errno : kfd;
+}
+
 static int ulp_tls(int fd)
 {
     int proto = 0, type = 0;
@@ -361,7 +519,7 @@ static int ulp_tls(int fd)
     if (tlsnic_sys.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) < 0 || type != SOCK_STREAM ||
         proto != IPPROTO_TCP)
         return 1;
-    if (tlsnic_sock_get(fd))
+    if (tlsnic_is_tls(fd))
         return -EEXIST;
     struct tcp_info ti;
     l = sizeof(ti);
@@ -371,21 +529,41 @@ static int ulp_tls(int fd)
     if (ti.tcpi_state != TCP_ESTABLISHED)
         return -ENOTCONN;
 
+    pthread_once(&atfork_once, atfork_register);
     sock_slot *slot = slot_of(fd, 1);
     if (!slot)
         return -ENOMEM; /* fd beyond the table (2^20) or out of memory */
     struct tlsnic_sock *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    atomic_init(&s->fdrefs, 1);
+    struct stat st;
+    int kfd = dup_private(fd);
+    sock_slot *kslot = kfd >= 0 ? slot_of(kfd, 1) : NULL;
+    if (!kslot || fstat(kfd, &st) < 0) {
+        if (kfd >= 0)
+            tlsnic_sys.close(kfd);
+        free(s);
+        return kfd < 0 ? kfd : -ENOMEM;
+    }
+    s->kfd = kfd;
+    s->kdev = st.st_dev;
+    s->kino = st.st_ino;
+    s->fork_gen = atomic_load(&fork_gen);
+    atomic_init(&s->refs, 1); /* the slot's */
     pthread_mutex_lock(&default_offload_lock);
     s->offload = default_offload;
     pthread_mutex_unlock(&default_offload_lock);
     pthread_mutex_init(&s->tx.lock, NULL);
     pthread_mutex_init(&s->rx.lock, NULL);
-    struct tlsnic_sock *expected = NULL;
-    if (!atomic_compare_exchange_strong(slot, &expected, s)) {
-        sock_free(s);
+    (void)slot_swap(kfd, kslot, (uintptr_t)s | SLOT_PRIVATE);
+    pthread_mutex_t *m = stripe_of(fd);
+    pthread_mutex_lock(m);
+    int won = atomic_load_explicit(slot, memory_order_relaxed) == 0;
+    if (won)
+        atomic_store_explicit(slot, (uintptr_t)s, memory_order_relaxed);
+    pthread_mutex_unlock(m);
+    if (!won) { /* another thread's TCP_ULP on the same fd got there first */
+        tlsnic_sock_put(s);
         return -EEXIST;
     }
     return 0;
@@ -447,6 +625,7 @@ static int conf_set(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir, const vo
             if (tlsnic_stream_pos(fd, &pre) == 0 && pre > 0)
                 tlsnic_stat_add(TLSNIC_STAT_TX_PRE_KEY_BYTES, (int64_t)(pre - 1)); /* - SYN */
             s->tx.mode = choose_mode(s, fd, dir);
+            atomic_store(&s->tx_on, 1);
             mode_stat(dir, s->tx.mode.mode, 1);
             tlsnic_stat_add(s->tx.mode.mode == TLSNIC_MODE_DEVICE ? TLSNIC_STAT_TX_DEVICE
                                                                   : TLSNIC_STAT_TX_SW,
@@ -469,6 +648,7 @@ static int conf_set(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir, const vo
             }
             s->rx.key = key;
             s->rx.mode = choose_mode(s, fd, dir);
+            atomic_store(&s->rx_on, 1);
             mode_stat(dir, s->rx.mode.mode, 1);
             tlsnic_stat_add(s->rx.mode.mode == TLSNIC_MODE_DEVICE ? TLSNIC_STAT_RX_DEVICE
                                                                   : TLSNIC_STAT_RX_SW,
@@ -477,13 +657,15 @@ static int conf_set(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir, const vo
         s->rx.version = ci->version;
         s->rx.cipher = ci->cipher_type;
     }
+    uint32_t none = 0;
+    atomic_compare_exchange_strong(&s->prot, &none, (uint32_t)ci->version << 16 | ci->cipher_type);
     return 0;
 }
 
 /* Kernel: "prot_info.version" is that of whichever direction was configured. */
-static uint16_t prot_version(const struct tlsnic_sock *s)
+static uint16_t prot_version(struct tlsnic_sock *s)
 {
-    return s->tx.key ? s->tx.version : s->rx.version;
+    return (uint16_t)(atomic_load(&s->prot) >> 16);
 }
 
 static int sol_tls_set(struct tlsnic_sock *s, int fd, int optname, const void *optval,
@@ -506,7 +688,9 @@ static int sol_tls_set(struct tlsnic_sock *s, int fd, int optname, const void *o
         TLSNIC_ENSURE(optval && optlen >= sizeof(val), EINVAL);
         memcpy(&val, optval, sizeof(val));
         TLSNIC_ENSURE(val <= 1, EINVAL);
+        pthread_mutex_lock(&s->tx.lock);
         s->tx.zc_ro = (int)val;
+        pthread_mutex_unlock(&s->tx.lock);
         return 0;
     case TLS_RX_EXPECT_NO_PAD:
         TLSNIC_ENSURE(prot_version(s) == TLS_1_3_VERSION && optval && optlen >= sizeof(val),
@@ -515,9 +699,12 @@ static int sol_tls_set(struct tlsnic_sock *s, int fd, int optname, const void *o
         TLSNIC_ENSURE(val <= 1, EINVAL);
         for (socklen_t i = sizeof(val); i < optlen; i++)
             TLSNIC_ENSURE(((const uint8_t *)optval)[i] == 0, EINVAL);
-        TLSNIC_ENSURE(s->rx.key != NULL, EINVAL);
-        s->rx.no_pad = (int)val;
-        return 0;
+        pthread_mutex_lock(&s->rx.lock);
+        rc = s->rx.key != NULL ? 0 : -EINVAL;
+        if (rc == 0)
+            s->rx.no_pad = (int)val;
+        pthread_mutex_unlock(&s->rx.lock);
+        return rc;
     default:
         return -ENOPROTOOPT;
     }
@@ -535,8 +722,13 @@ int tlsnic_setsockopt(int fd, int level, int optname, const void *optval, sockle
         }
     } else if (level == SOL_TLS) {
         struct tlsnic_sock *s = tlsnic_sock_get(fd);
-        if (s)
-            return tlsnic_errno_ret(sol_tls_set(s, fd, optname, optval, optlen));
+        if (s) {
+            int rc = usable(s);
+            if (rc == 0)
+                rc = sol_tls_set(s, s->kfd, optname, optval, optlen);
+            tlsnic_sock_put(s);
+            return tlsnic_errno_ret(rc);
+        }
     }
     return tlsnic_sys.setsockopt(fd, level, optname, optval, optlen);
 }
@@ -569,54 +761,92 @@ static int conf_get(struct tlsnic_sock *s, enum tlsnic_dir dir, void *optval, so
     return rc < 0 ? rc : 0;
 }
 
-int tlsnic_getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)
+static int sol_tls_get(struct tlsnic_sock *s, int optname, void *optval, socklen_t *optlen)
 {
-    struct tlsnic_sock *s = tlsnic_sock_get(fd);
-    if (!s || !optlen)
-        return tlsnic_sys.getsockopt(fd, level, optname, optval, optlen);
-    if (level == SOL_TCP && optname == TCP_ULP) {
-        static const char name[16] = "tls";
-        socklen_t n = *optlen < sizeof(name) ? *optlen : (socklen_t)sizeof(name);
-        if (n && !optval)
-            return tlsnic_errno_ret(-EFAULT);
-        memcpy(optval, name, n);
-        *optlen = n;
-        return 0;
-    }
-    if (level != SOL_TLS)
-        return tlsnic_sys.getsockopt(fd, level, optname, optval, optlen);
     unsigned int val;
     switch (optname) {
     case TLS_TX:
-        return tlsnic_errno_ret(conf_get(s, TLSNIC_DIR_TX, optval, optlen));
+        return conf_get(s, TLSNIC_DIR_TX, optval, optlen);
     case TLS_RX:
-        return tlsnic_errno_ret(conf_get(s, TLSNIC_DIR_RX, optval, optlen));
+        return conf_get(s, TLSNIC_DIR_RX, optval, optlen);
     case TLS_TX_ZEROCOPY_RO:
-        if (*optlen != sizeof(val) || !optval)
-            return tlsnic_errno_ret(-EINVAL);
+        TLSNIC_ENSURE(*optlen == sizeof(val) && optval, EINVAL);
+        pthread_mutex_lock(&s->tx.lock);
         val = (unsigned)s->tx.zc_ro;
+        pthread_mutex_unlock(&s->tx.lock);
         memcpy(optval, &val, sizeof(val));
         return 0;
     case TLS_RX_EXPECT_NO_PAD:
-        if (prot_version(s) != TLS_1_3_VERSION || *optlen != sizeof(val) || !optval)
-            return tlsnic_errno_ret(-EINVAL);
+        TLSNIC_ENSURE(prot_version(s) == TLS_1_3_VERSION && *optlen == sizeof(val) && optval,
+                      EINVAL);
+        pthread_mutex_lock(&s->rx.lock);
         val = (unsigned)s->rx.no_pad;
+        pthread_mutex_unlock(&s->rx.lock);
         memcpy(optval, &val, sizeof(val));
         return 0;
     default:
-        return tlsnic_errno_ret(-ENOPROTOOPT);
+        return -ENOPROTOOPT;
     }
 }
 
+int tlsnic_getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)
+{
+    if (!optlen || !((level == SOL_TCP && optname == TCP_ULP) || level == SOL_TLS) ||
+        !tlsnic_is_tls(fd))
+        return tlsnic_sys.getsockopt(fd, level, optname, optval, optlen);
+    struct tlsnic_sock *s = tlsnic_sock_get(fd);
+    if (!s) /* closed meanwhile */
+        return tlsnic_sys.getsockopt(fd, level, optname, optval, optlen);
+    int rc = 0;
+    if (level == SOL_TCP) {
+        static const char name[16] = "tls";
+        socklen_t n = *optlen < sizeof(name) ? *optlen : (socklen_t)sizeof(name);
+        if (n && !optval) {
+            rc = -EFAULT;
+        } else {
+            memcpy(optval, name, n);
+            *optlen = n;
+        }
+    } else {
+        rc = usable(s);
+        if (rc == 0)
+            rc = sol_tls_get(s, optname, optval, optlen);
+    }
+    tlsnic_sock_put(s);
+    return tlsnic_errno_ret(rc);
+}
+
 /* ------------------------------------------------------------------------------------------ */
-/* Data calls: a tlsnic socket direction with keys goes to tx.c / rx.c, anything else to libc */
+/* Data calls: a tlsnic socket direction with keys goes to tx.c / rx.c on the socket's own   */
+/* descriptor, anything else to libc on the program's.                                        */
+
+/* The socket of fd if its direction has keys (with a reference), else NULL. */
+static struct tlsnic_sock *get_keyed(int fd, int tx)
+{
+    struct tlsnic_sock *s = tlsnic_sock_get(fd);
+    if (s && !atomic_load_explicit(tx ? &s->tx_on : &s->rx_on, memory_order_acquire)) {
+        tlsnic_sock_put(s);
+        s = NULL;
+    }
+    return s;
+}
+
+/* Drops the call's reference, then reports rc libc's way (the last put may make calls). */
+static ssize_t put_ret(struct tlsnic_sock *s, ssize_t rc)
+{
+    tlsnic_sock_put(s);
+    return errno_ret_ssize(rc);
+}
 
 ssize_t tlsnic_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-    struct tlsnic_sock *s = tlsnic_sock_get(fd);
-    if (!s || !s->tx.key)
+    struct tlsnic_sock *s = get_keyed(fd, 1);
+    if (!s)
         return tlsnic_sys.sendmsg(fd, msg, flags);
-    return errno_ret_ssize(tlsnic_tx_sendmsg(s, fd, msg, flags));
+    ssize_t rc = usable(s);
+    if (rc == 0)
+        rc = tlsnic_tx_sendmsg(s, s->kfd, msg, flags);
+    return put_ret(s, rc);
 }
 
 ssize_t tlsnic_send(int fd, const void *buf, size_t len, int flags)
@@ -628,87 +858,119 @@ ssize_t tlsnic_send(int fd, const void *buf, size_t len, int flags)
 
 ssize_t tlsnic_write(int fd, const void *buf, size_t len)
 {
-    struct tlsnic_sock *s = tlsnic_sock_get(fd);
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    if (!s || !s->tx.key)
+    struct tlsnic_sock *s = get_keyed(fd, 1);
+    if (!s)
         return tlsnic_sys.writev(fd, &iov, 1);
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    return errno_ret_ssize(tlsnic_tx_sendmsg(s, fd, &msg, 0));
+    ssize_t rc = usable(s);
+    if (rc == 0)
+        rc = tlsnic_tx_sendmsg(s, s->kfd, &msg, 0);
+    return put_ret(s, rc);
 }
 
 ssize_t tlsnic_writev(int fd, const struct iovec *iov, int iovcnt)
 {
-    struct tlsnic_sock *s = tlsnic_sock_get(fd);
-    if (!s || !s->tx.key)
+    struct tlsnic_sock *s = get_keyed(fd, 1);
+    if (!s)
         return tlsnic_sys.writev(fd, iov, iovcnt);
-    if (iovcnt < 0)
-        return errno_ret_ssize(-EINVAL);
-    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-    return errno_ret_ssize(tlsnic_tx_sendmsg(s, fd, &msg, 0));
+    ssize_t rc = iovcnt < 0 ? -EINVAL : usable(s);
+    if (rc == 0) {
+        struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+        rc = tlsnic_tx_sendmsg(s, s->kfd, &msg, 0);
+    }
+    return put_ret(s, rc);
 }
 
 ssize_t tlsnic_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 {
-    struct tlsnic_sock *s = tlsnic_sock_get(out_fd);
-    if (!s || !s->tx.key)
+    struct tlsnic_sock *s = get_keyed(out_fd, 1);
+    if (!s)
         return tlsnic_sys.sendfile(out_fd, in_fd, offset, count);
-    return errno_ret_ssize(tlsnic_tx_sendfile(s, out_fd, in_fd, offset, count));
+    ssize_t rc = usable(s);
+    if (rc == 0)
+        rc = tlsnic_tx_sendfile(s, s->kfd, in_fd, offset, count);
+    return put_ret(s, rc);
 }
 
 ssize_t tlsnic_recvmsg(int fd, struct msghdr *msg, int flags)
 {
-    struct tlsnic_sock *s = tlsnic_sock_get(fd);
-    if (!s || !s->rx.key || (flags & MSG_ERRQUEUE))
+    struct tlsnic_sock *s = (flags & MSG_ERRQUEUE) ? NULL : get_keyed(fd, 0);
+    if (!s)
         return tlsnic_sys.recvmsg(fd, msg, flags);
-    return errno_ret_ssize(tlsnic_rx_recvmsg(s, fd, msg, flags));
+    ssize_t rc = usable(s);
+    if (rc == 0)
+        rc = tlsnic_rx_recvmsg(s, s->kfd, msg, flags);
+    return put_ret(s, rc);
 }
 
 ssize_t tlsnic_recv(int fd, void *buf, size_t len, int flags)
 {
-    struct tlsnic_sock *s = tlsnic_sock_get(fd);
-    if (!s || !s->rx.key)
+    struct tlsnic_sock *s = get_keyed(fd, 0);
+    if (!s)
         return tlsnic_sys.recv(fd, buf, len, flags);
     struct iovec iov = {.iov_base = buf, .iov_len = len};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    return errno_ret_ssize(tlsnic_rx_recvmsg(s, fd, &msg, flags));
+    ssize_t rc = usable(s);
+    if (rc == 0)
+        rc = tlsnic_rx_recvmsg(s, s->kfd, &msg, flags);
+    return put_ret(s, rc);
 }
 
 ssize_t tlsnic_read(int fd, void *buf, size_t len)
 {
-    struct tlsnic_sock *s = tlsnic_sock_get(fd);
-    if (!s || !s->rx.key)
+    struct tlsnic_sock *s = get_keyed(fd, 0);
+    if (!s)
         return tlsnic_sys.read(fd, buf, len);
     struct iovec iov = {.iov_base = buf, .iov_len = len};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    return errno_ret_ssize(tlsnic_rx_recvmsg(s, fd, &msg, 0));
+    ssize_t rc = usable(s);
+    if (rc == 0)
+        rc = tlsnic_rx_recvmsg(s, s->kfd, &msg, 0);
+    return put_ret(s, rc);
 }
 
 ssize_t tlsnic_readv(int fd, const struct iovec *iov, int iovcnt)
 {
-    struct tlsnic_sock *s = tlsnic_sock_get(fd);
-    if (!s || !s->rx.key)
+    struct tlsnic_sock *s = get_keyed(fd, 0);
+    if (!s)
         return tlsnic_sys.readv(fd, iov, iovcnt);
-    if (iovcnt < 0)
-        return errno_ret_ssize(-EINVAL);
-    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-    return errno_ret_ssize(tlsnic_rx_recvmsg(s, fd, &msg, 0));
+    ssize_t rc = iovcnt < 0 ? -EINVAL : usable(s);
+    if (rc == 0) {
+        struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+        rc = tlsnic_rx_recvmsg(s, s->kfd, &msg, 0);
+    }
+    return put_ret(s, rc);
 }
 
 int tlsnic_flush(int fd)
 {
-    struct tlsnic_sock *s = tlsnic_sock_get(fd);
-    if (!s || !s->tx.key)
+    struct tlsnic_sock *s = get_keyed(fd, 1);
+    if (!s)
         return 0;
-    pthread_mutex_lock(&s->tx.lock);
-    int rc = tlsnic_tx_flush_locked(s, fd, MSG_DONTWAIT | MSG_NOSIGNAL);
-    tlsnic_dev_tx_reclaim(s, fd);
-    pthread_mutex_unlock(&s->tx.lock);
-    return tlsnic_errno_ret(rc);
+    int rc = usable(s);
+    if (rc == 0) {
+        pthread_mutex_lock(&s->tx.lock);
+        rc = tlsnic_tx_flush_locked(s, s->kfd, MSG_DONTWAIT | MSG_NOSIGNAL);
+        tlsnic_dev_tx_reclaim(s, s->kfd);
+        pthread_mutex_unlock(&s->tx.lock);
+    }
+    return (int)put_ret(s, rc);
 }
 
 int tlsnic_tx_pending_any(void)
 {
     return atomic_load_explicit(&tlsnic_tx_pending_sockets, memory_order_relaxed) > 0;
+}
+
+/* Non-blocking flush of one socket's pending TX, if nobody holds its TX lock. */
+static int flush_try(struct tlsnic_sock *s)
+{
+    if (inherited(s) || !tlsnic_tx_has_pending(s) || pthread_mutex_trylock(&s->tx.lock) != 0)
+        return tlsnic_tx_has_pending(s) ? -EAGAIN : 0;
+    int rc = tlsnic_tx_flush_locked(s, s->kfd, MSG_DONTWAIT | MSG_NOSIGNAL);
+    pthread_mutex_unlock(&s->tx.lock);
+    return rc;
 }
 
 int tlsnic_flush_all(void)
@@ -720,11 +982,12 @@ int tlsnic_flush_all(void)
         if (!chunk)
             continue;
         for (int i = 0; i < CHUNK_LEN; i++) {
-            struct tlsnic_sock *s = atomic_load_explicit(&chunk[i], memory_order_acquire);
-            if (!s || !tlsnic_tx_has_pending(s) || pthread_mutex_trylock(&s->tx.lock) != 0)
-                continue;
-            (void)tlsnic_tx_flush_locked(s, c * CHUNK_LEN + i, MSG_DONTWAIT | MSG_NOSIGNAL);
-            pthread_mutex_unlock(&s->tx.lock);
+            /* A socket is never touched without a reference: another thread may be closing
+               it (a lookup is a lock and an increment, only for tlsnic sockets). */
+            struct tlsnic_sock *s = tlsnic_sock_get(c * CHUNK_LEN + i);
+            if (s)
+                (void)flush_try(s);
+            tlsnic_sock_put(s);
         }
     }
     return atomic_load(&tlsnic_tx_pending_sockets);
@@ -744,17 +1007,20 @@ int tlsnic_poll(struct pollfd *fds, nfds_t nfds, int timeout)
         short asked[MAXW];
         size_t nw = 0;
         for (nfds_t i = 0; i < nfds && nw < MAXW; i++) {
-            struct tlsnic_sock *s = tlsnic_sock_get(fds[i].fd);
-            if (!s || !s->tx.key || !tlsnic_tx_has_pending(s))
+            struct tlsnic_sock *s = get_keyed(fds[i].fd, 1);
+            if (!s)
                 continue;
-            pthread_mutex_lock(&s->tx.lock);
-            int rc = tlsnic_tx_flush_locked(s, fds[i].fd, MSG_DONTWAIT | MSG_NOSIGNAL);
-            pthread_mutex_unlock(&s->tx.lock);
-            if (rc == -EAGAIN) {
-                watched[nw] = i;
-                asked[nw++] = fds[i].events;
-                fds[i].events |= POLLOUT;
+            if (tlsnic_tx_has_pending(s) && !inherited(s)) {
+                pthread_mutex_lock(&s->tx.lock);
+                int rc = tlsnic_tx_flush_locked(s, s->kfd, MSG_DONTWAIT | MSG_NOSIGNAL);
+                pthread_mutex_unlock(&s->tx.lock);
+                if (rc == -EAGAIN) {
+                    watched[nw] = i;
+                    asked[nw++] = fds[i].events;
+                    fds[i].events |= POLLOUT;
+                }
             }
+            tlsnic_sock_put(s);
         }
         int left = timeout;
         if (timeout > 0) {
@@ -766,15 +1032,19 @@ int tlsnic_poll(struct pollfd *fds, nfds_t nfds, int timeout)
         int rc = tlsnic_sys.poll(fds, nfds, left);
         if (nw == 0)
             return rc;
+        int saved = errno;
         for (size_t k = 0; k < nw; k++) {
             struct pollfd *p = &fds[watched[k]];
             p->events = asked[k];
             if (rc > 0 && (p->revents & POLLOUT)) {
-                struct tlsnic_sock *s = tlsnic_sock_get(p->fd);
+                struct tlsnic_sock *s = get_keyed(p->fd, 1);
                 if (s) {
-                    pthread_mutex_lock(&s->tx.lock);
-                    (void)tlsnic_tx_flush_locked(s, p->fd, MSG_DONTWAIT | MSG_NOSIGNAL);
-                    pthread_mutex_unlock(&s->tx.lock);
+                    if (!inherited(s)) {
+                        pthread_mutex_lock(&s->tx.lock);
+                        (void)tlsnic_tx_flush_locked(s, s->kfd, MSG_DONTWAIT | MSG_NOSIGNAL);
+                        pthread_mutex_unlock(&s->tx.lock);
+                    }
+                    tlsnic_sock_put(s);
                 }
                 if (!(asked[k] & POLLOUT)) {
                     p->revents &= (short)~POLLOUT;
@@ -783,6 +1053,7 @@ int tlsnic_poll(struct pollfd *fds, nfds_t nfds, int timeout)
                 }
             }
         }
+        errno = saved;
         /* Woken only by our own flush: wait again for what the caller asked, in the time
            it has left. */
         if (rc != 0 || left == 0)

@@ -21,9 +21,9 @@ atomic_int tlsnic_tx_pending_sockets;
 static void count_pending(struct tlsnic_tx *tx)
 {
     int p = tx->out_off < tx->out_len;
-    if (p != tx->pending_counted) {
+    if (p != atomic_load_explicit(&tx->pending, memory_order_relaxed)) {
         atomic_fetch_add(&tlsnic_tx_pending_sockets, p ? 1 : -1);
-        tx->pending_counted = p;
+        atomic_store_explicit(&tx->pending, p, memory_order_relaxed);
     }
 }
 
@@ -33,9 +33,10 @@ void tlsnic_tx_forget_pending(struct tlsnic_sock *s)
     count_pending(&s->tx);
 }
 
+/* Without the TX lock: a hint, confirmed under the lock by tlsnic_tx_flush_locked. */
 int tlsnic_tx_has_pending(struct tlsnic_sock *s)
 {
-    return s->tx.out_off < s->tx.out_len;
+    return atomic_load_explicit(&s->tx.pending, memory_order_relaxed);
 }
 
 /* Writes the pending part of the sealed record. 0, -EAGAIN (still pending), -errno. */

@@ -17,8 +17,20 @@
  * buffer, EKEYEXPIRED while a received TLS 1.3 KeyUpdate waits for new TLS_RX keys, ...).
  *
  * Threads: any number of sockets may be used from any threads; one socket may have one
- * thread sending and one receiving at the same time (TX and RX have separate locks).
- * tlsnic_close must not race with other calls on the same fd (as with close(2)).
+ * thread sending and one receiving at the same time (TX and RX have separate locks), and
+ * tlsnic_close may be called while other threads are inside calls on the same socket, as
+ * with close(2): every call holds a reference to the socket's state, and tlsnic makes its
+ * own system calls on a descriptor of its own (a CLOEXEC dup made at TCP_ULP, placed high
+ * in the descriptor table), so a call in progress keeps the kernel socket alive, as the
+ * kernel's file reference does, and never reaches whatever file reuses the closed number.
+ * The TLS state is released (sealed records pushed, device context deleted) when the last
+ * fd is closed and the last call has returned. Each tlsnic socket therefore costs two
+ * descriptors.
+ *
+ * fork: the record state lives in the process that set the keys. A forked child that
+ * inherits a tlsnic socket cannot use it: its TLS calls (and SOL_TLS options) on it fail
+ * with EBADFD; close in the child only drops the child's copy (no records pushed, no
+ * device context touched), and the parent keeps using the socket.
  *
  * Readiness: tlsnic never takes bytes from the kernel socket beyond the end of the record it
  * is assembling, and while a decrypted record still has unread plaintext, the last byte of
@@ -98,6 +110,13 @@ void tlsnic_fd_forget(int fd);
 
 /* 1 if fd did TCP_ULP "tls" through tlsnic (cheap: one table read), else 0. */
 int tlsnic_is_tls(int fd);
+
+/*
+ * 1 if fd is one of tlsnic's own descriptors (see Threads above), which the program never
+ * opened: a wrapper of close / close_range / dup2 must leave it alone (tlsnic_close gives
+ * EBADF for it). Cheap: one table read.
+ */
+int tlsnic_fd_is_private(int fd);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Mode per socket and direction, and why.                                                    */
