@@ -26,6 +26,7 @@
  * processes (each would have its own record state).
  */
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -481,25 +482,72 @@ static void keylog_line(const void *ssl, const char *line)
     real.close(fd);
 }
 
+/*
+ * A libssl function of the program. dlsym(RTLD_NEXT) finds it when libssl is in the global
+ * scope (linked in, or dlopened RTLD_GLOBAL). A libssl that was dlopened RTLD_LOCAL is not
+ * (Python's _ssl module: its own calls bind to this library's SSL_new, and RTLD_NEXT finds
+ * nothing): then the loaded objects are searched, each libssl by its own handle.
+ */
+struct ssl_sym_search {
+    const char *name;
+    void *self;
+    void *found;
+};
+
+static int ssl_sym_in_object(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct ssl_sym_search *q = arg;
+    if (!info->dlpi_name || !strstr(info->dlpi_name, "libssl"))
+        return 0;
+    void *h = dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD);
+    if (!h)
+        return 0;
+    void *f = dlsym(h, q->name);
+    dlclose(h); /* NOLOAD took a reference of its own; the program's stays */
+    if (f && f != q->self) {
+        q->found = f;
+        return 1;
+    }
+    return 0;
+}
+
+static void *libssl_sym(const char *name, void *self)
+{
+    void *f = dlsym(RTLD_NEXT, name);
+    if (f && f != self)
+        return f;
+    struct ssl_sym_search q = {.name = name, .self = self};
+    dl_iterate_phdr(ssl_sym_in_object, &q);
+    return q.found;
+}
+
 /* libssl's SSL_new (SSL_CTX * -> SSL *), declared here: the library does not include libssl. */
 EXPORT void *SSL_new(void *ctx);
 EXPORT void *SSL_new(void *ctx)
 {
     static void *(*real_ssl_new)(void *);
-    if (!real_ssl_new)
-        real_ssl_new = (void *(*)(void *))dlsym(RTLD_NEXT, "SSL_new");
-    if (!real_ssl_new) {
+    void *(*fn)(void *) = __atomic_load_n(&real_ssl_new, __ATOMIC_ACQUIRE);
+    if (!fn) {
+        fn = (void *(*)(void *))libssl_sym("SSL_new", (void *)SSL_new);
+        __atomic_store_n(&real_ssl_new, fn, __ATOMIC_RELEASE);
+    }
+    if (!fn) {
+        /* Not reachable for a program that calls SSL_new (its libssl is loaded), but a
+         * wrapper must not pretend: say why. */
+        if (debug)
+            fprintf(stderr, "tlsnic-preload: SSL_new: libssl's SSL_new not found\n");
         errno = ENOSYS;
         return NULL;
     }
     if (keylog_file && ctx) {
         typedef void (*keylog_cb)(const void *, const char *);
         keylog_cb (*get)(const void *) =
-            (keylog_cb(*)(const void *))dlsym(RTLD_DEFAULT, "SSL_CTX_get_keylog_callback");
+            (keylog_cb(*)(const void *))libssl_sym("SSL_CTX_get_keylog_callback", NULL);
         void (*set)(void *, keylog_cb) =
-            (void (*)(void *, keylog_cb))dlsym(RTLD_DEFAULT, "SSL_CTX_set_keylog_callback");
+            (void (*)(void *, keylog_cb))libssl_sym("SSL_CTX_set_keylog_callback", NULL);
         if (get && set && get(ctx) == NULL)
             set(ctx, keylog_line);
     }
-    return real_ssl_new(ctx);
+    return fn(ctx);
 }

@@ -60,6 +60,7 @@ struct tlsnic_dev_tx {
     uint64_t write_pos;   /* position of the next record */
     uint64_t sent_pos;    /* position after the last byte handed to the kernel */
     uint64_t next_seq;    /* record sequence number of the next record */
+    int seq_exhausted;    /* the record with sequence number 2^64-1 was framed */
     uint64_t initial_seq, initial_explicit;
     size_t nonce_len;
     uint16_t version;
@@ -397,7 +398,7 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
         return -ECONNABORTED;
     }
     TLSNIC_ENSURE(n <= TLSNIC_REC_MAX_PLAINTEXT, EMSGSIZE);
-    TLSNIC_ENSURE(d->next_seq != UINT64_MAX, EOVERFLOW);
+    TLSNIC_ENSURE(!d->seq_exhausted, EOVERFLOW); /* 2^64-1 went out: no nonce left */
     if (++d->framed_since_reclaim >= RECLAIM_EVERY)
         tlsnic_dev_tx_reclaim(s, fd);
 
@@ -448,7 +449,10 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
         .pos = d->write_pos, .rec_seq = d->next_seq, .len = (uint32_t)len, .bytes = retained_copy};
     d->bytes += len;
     d->write_pos += len;
-    d->next_seq++;
+    if (d->next_seq == UINT64_MAX)
+        d->seq_exhausted = 1;
+    else
+        d->next_seq++;
     pthread_mutex_unlock(&d->lock);
     *out = b;
     *out_len = len;

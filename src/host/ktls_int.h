@@ -8,12 +8,16 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "tlsnic/check.h"
 #include "tlsnic/devops.h"
 #include "tlsnic/ktls.h"
 #include "tlsnic/record.h"
+
+/* TLS_TX_MAX_PAYLOAD_LEN's floor: RFC 8449's smallest record size limit. */
+#define TLSNIC_MIN_RECORD_SIZE_LIMIT 64
 
 /* Largest record tlsnic accepts on RX: TLS 1.3 allows 2^14 + 256 bytes of ciphertext. */
 #define TLSNIC_RX_BUF_LEN (TLSNIC_REC_HDR_LEN + TLSNIC_REC_MAX_PLAINTEXT + 256 + 8)
@@ -34,6 +38,7 @@ struct tlsnic_tx {
                                      the record store, valid until acknowledged */
     size_t out_off, out_len;      /* bytes of out sealed but not yet written */
     int zc_ro;                    /* TLS_TX_ZEROCOPY_RO (accepted; tlsnic always copies) */
+    size_t max_payload;           /* TLS_TX_MAX_PAYLOAD_LEN: content bytes per record */
     int err;                      /* sticky negative errno (nonce space exhausted, ...) */
     atomic_int pending;           /* out_off < out_len, readable without the lock; counted
                                      in tlsnic_tx_pending_sockets */
@@ -55,7 +60,9 @@ struct tlsnic_rx {
     uint8_t *content;             /* into buf */
     size_t clen, off;             /* content length, bytes of it already returned */
     int no_pad;                   /* TLS_RX_EXPECT_NO_PAD */
-    int err;                      /* sticky negative errno: the stream is dead */
+    int err;                      /* sticky negative errno (a record that failed to open:
+                                     every read gives it again, as the kernel's does) */
+    uint8_t dead;                 /* a malformed header was reported: no record follows */
 };
 
 /*
@@ -82,6 +89,38 @@ struct tlsnic_sock {
     struct tlsnic_tx tx;
     struct tlsnic_rx rx;
 };
+
+/*
+ * The bytes of msg's iovecs a call may use, as the kernel's copy to / from an iovec goes:
+ * up to the first iovec whose base cannot be an address of the process (NULL, the first
+ * page, not canonical, or wrapping), where the kernel would stop with EFAULT. *iovs is how
+ * many iovecs that covers (the last possibly in part: callers stop at the total), *asked
+ * what the iovecs asked for in all. A base inside the address space that is merely not
+ * mapped is not caught here (it faults in the caller, as memcpy of libc does).
+ */
+static inline size_t tlsnic_iov_usable(const struct msghdr *msg, size_t *iovs, size_t *asked)
+{
+    size_t total = 0, want = 0, i = 0, n = 0;
+    int bad = msg->msg_iovlen > 0 && !msg->msg_iov;
+    for (; !bad && i < msg->msg_iovlen; i++) {
+        uintptr_t b = (uintptr_t)msg->msg_iov[i].iov_base;
+        size_t l = msg->msg_iov[i].iov_len;
+        want += l;
+        if (l == 0)
+            continue;
+        if (b < 4096 || b >= ((uintptr_t)1 << 56) || l > ((uintptr_t)1 << 56) - b) {
+            bad = 1;
+            break;
+        }
+        total += l;
+        n = i + 1;
+    }
+    for (; i < msg->msg_iovlen && msg->msg_iov; i++)
+        want += msg->msg_iov[i].iov_len;
+    *iovs = n;
+    *asked = want;
+    return total;
+}
 
 /* sock.c */
 extern struct tlsnic_sys_ops tlsnic_sys;

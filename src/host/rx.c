@@ -10,6 +10,8 @@
  *     fd stays readable (no hang in poll while tlsnic holds data).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/uio.h>
 
@@ -46,6 +48,30 @@ static void rx_release(struct tlsnic_rx *rx, int fd)
  * (-EAGAIN when the record is not complete and flags has MSG_DONTWAIT or the socket is
  * non-blocking; a record error is sticky: the stream is dead, as in the kernel).
  */
+/*
+ * After a malformed header the kernel stops its record parser and reports the error once
+ * (through sk_err); later reads find no record: EAGAIN when non-blocking, else they wait
+ * for the end of the stream (0) or SO_RCVTIMEO (EAGAIN), as tls_rx_rec_wait does.
+ */
+static int rx_dead(int fd, int flags)
+{
+    int fl = tlsnic_sys.fcntl(fd, F_GETFL);
+    if ((flags & MSG_DONTWAIT) || (fl >= 0 && (fl & O_NONBLOCK)))
+        return -EAGAIN;
+    struct timeval tv = {0};
+    socklen_t l = sizeof(tv);
+    int timeout = -1;
+    if (tlsnic_sys.getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) == 0 &&
+        (tv.tv_sec > 0 || tv.tv_usec > 0))
+        timeout = (int)(tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000);
+    /* The bytes after the bad header stay readable: wait for the peer's end only. */
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    int n = tlsnic_sys.poll(&p, 1, timeout);
+    if (n < 0)
+        return -errno;
+    return n == 0 ? -EAGAIN : 0;
+}
+
 static int rx_fill(struct tlsnic_rx *rx, int fd, int flags)
 {
     for (;;) {
@@ -53,6 +79,8 @@ static int rx_fill(struct tlsnic_rx *rx, int fd, int flags)
             return 1;
         if (rx->err)
             return rx->err;
+        if (rx->dead)
+            return rx_dead(fd, flags);
         if (rx->rekey_pending)
             return -EKEYEXPIRED;
         ssize_t n;
@@ -64,10 +92,12 @@ static int rx_fill(struct tlsnic_rx *rx, int fd, int flags)
             if (rx->have < TLSNIC_REC_HDR_LEN)
                 continue;
             int len = tlsnic_rec_parse_header(rx->key, rx->buf);
-            if (len < 0)
-                return rx->err = len;
-            if ((size_t)len > TLSNIC_RX_BUF_LEN || (size_t)len <= TLSNIC_REC_HDR_LEN)
-                return rx->err = -EMSGSIZE;
+            if (len >= 0 && ((size_t)len > TLSNIC_RX_BUF_LEN || (size_t)len <= TLSNIC_REC_HDR_LEN))
+                len = -EMSGSIZE;
+            if (len < 0) {
+                rx->dead = 1; /* reported once, as the kernel's sk_err */
+                return len;
+            }
             rx->need = (size_t)len;
         }
         if (rx->have + 1 < rx->need) {
@@ -149,11 +179,11 @@ static ssize_t recvmsg_locked(struct tlsnic_sock *s, int fd, struct msghdr *msg,
     int waitall = flags & MSG_WAITALL;
     int dontwait = flags & MSG_DONTWAIT;
     int has_control = msg->msg_control != NULL;
-    size_t total = 0;
-    for (size_t i = 0; i < msg->msg_iovlen; i++)
-        total += msg->msg_iov[i].iov_len;
+    size_t iovs = 0, asked = 0;
+    /* total: the bytes up to an iovec the kernel could not write (then < asked) */
+    size_t total = tlsnic_iov_usable(msg, &iovs, &asked);
     msg->msg_flags = 0;
-    if (total == 0) {
+    if (asked == 0) {
         if (has_control)
             msg->msg_controllen = 0;
         return 0;
@@ -162,7 +192,7 @@ static ssize_t recvmsg_locked(struct tlsnic_sock *s, int fd, struct msghdr *msg,
     size_t copied = 0;
     uint8_t control = 0;
     int cmsg_ok = 0;
-    while (copied < total) {
+    while (copied < asked) {
         int more_wait = copied == 0 || waitall;
         int rc = rx_fill(rx, fd, (dontwait || !more_wait) ? MSG_DONTWAIT : 0);
         if (rc <= 0) {
@@ -181,8 +211,17 @@ static ssize_t recvmsg_locked(struct tlsnic_sock *s, int fd, struct msghdr *msg,
             break; /* never two record types in one call */
         }
         size_t n = rx->clen - rx->off;
-        if (n > total - copied)
-            n = total - copied;
+        if (n > asked - copied)
+            n = asked - copied;
+        if (n > total - copied) {
+            /* The kernel's copy of this record would reach the unreadable iovec: it fails
+             * and the record stays whole for the next call (EFAULT, or what went before). */
+            if (copied > 0)
+                break;
+            if (has_control)
+                msg->msg_controllen = 0;
+            return -EFAULT;
+        }
         copy_to_iov(msg, copied, rx->content + rx->off, n);
         copied += n;
         if (peek)

@@ -15,6 +15,7 @@
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -486,6 +487,70 @@ static struct tlsnic_mode_info choose_mode(struct tlsnic_sock *s, int fd, enum t
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* The caller's memory, read and written as the kernel's copy_{from,to}_user do: an address  */
+/* the process cannot read (or write) gives -EFAULT instead of a crash. For option values    */
+/* (rare calls); the data path checks iovecs cheaply instead (ktls_int.h).                    */
+
+/* process_vm_readv / writev on this process; where they are refused (seccomp, ptrace
+ * policy), a pipe: write(2) from src fails with EFAULT the same way. */
+static int user_copy(void *dst, const void *src, size_t n, int to_user)
+{
+    if (n == 0)
+        return 0;
+    if (!dst || !src)
+        return -EFAULT;
+    struct iovec local = {.iov_base = to_user ? (void *)src : dst, .iov_len = n};
+    struct iovec remote = {.iov_base = to_user ? dst : (void *)src, .iov_len = n};
+    ssize_t r = to_user ? process_vm_writev(getpid(), &local, 1, &remote, 1, 0)
+                        : process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    if (r == (ssize_t)n)
+        return 0;
+    if (r >= 0 || errno == EFAULT)
+        return -EFAULT;
+    if (n > 4096)
+        return -EFAULT; /* more than the pipe holds at once: no option value is that long */
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -errno;
+    struct iovec in = {.iov_base = (void *)src, .iov_len = n};
+    int rc = tlsnic_sys.writev(p[1], &in, 1) == (ssize_t)n ? 0 : -EFAULT;
+    if (rc == 0) {
+        struct iovec out = {.iov_base = dst, .iov_len = n};
+        rc = tlsnic_sys.readv(p[0], &out, 1) == (ssize_t)n ? 0 : -EFAULT;
+    }
+    tlsnic_sys.close(p[0]);
+    tlsnic_sys.close(p[1]);
+    return rc;
+}
+
+static int user_read(void *dst, const void *src, size_t n)
+{
+    return user_copy(dst, src, n, 0);
+}
+
+static int user_write(void *dst, const void *src, size_t n)
+{
+    return user_copy(dst, src, n, 1);
+}
+
+/* TCP_ULP's name as the kernel's strncpy_from_sockptr takes it: up to the NUL or the
+ * limit, -EFAULT only if a byte before either is unreadable. */
+static int user_read_name(char *name, size_t cap, const void *src, size_t n)
+{
+    if (n > cap - 1)
+        n = cap - 1;
+    memset(name, 0, cap);
+    if (user_read(name, src, n) == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        TLSNIC_TRY(user_read(name + i, (const char *)src + i, 1));
+        if (name[i] == '\0')
+            return 0;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Socket options                                                                             */
 
 /*
@@ -550,6 +615,7 @@ static int ulp_tls(int fd)
     s->kino = st.st_ino;
     s->fork_gen = atomic_load(&fork_gen);
     atomic_init(&s->refs, 1); /* the slot's */
+    s->tx.max_payload = TLSNIC_REC_MAX_PLAINTEXT;
     pthread_mutex_lock(&default_offload_lock);
     s->offload = default_offload;
     pthread_mutex_unlock(&default_offload_lock);
@@ -569,37 +635,83 @@ static int ulp_tls(int fd)
     return 0;
 }
 
+/* The size of the crypto_info struct of each cipher <linux/tls.h> knows (the kernel's
+ * get_cipher_desc), whether or not tlsnic can run it; 0: unknown. */
+static size_t uapi_info_size(uint16_t cipher)
+{
+    switch (cipher) {
+    case TLS_CIPHER_AES_GCM_128: return sizeof(struct tls12_crypto_info_aes_gcm_128);
+    case TLS_CIPHER_AES_GCM_256: return sizeof(struct tls12_crypto_info_aes_gcm_256);
+    case TLS_CIPHER_AES_CCM_128: return sizeof(struct tls12_crypto_info_aes_ccm_128);
+    case TLS_CIPHER_CHACHA20_POLY1305: return sizeof(struct tls12_crypto_info_chacha20_poly1305);
+    case TLS_CIPHER_SM4_GCM: return sizeof(struct tls12_crypto_info_sm4_gcm);
+    case TLS_CIPHER_SM4_CCM: return sizeof(struct tls12_crypto_info_sm4_ccm);
+    case TLS_CIPHER_ARIA_GCM_128: return sizeof(struct tls12_crypto_info_aria_gcm_128);
+    case TLS_CIPHER_ARIA_GCM_256: return sizeof(struct tls12_crypto_info_aria_gcm_256);
+    default: return 0;
+    }
+}
+
+/*
+ * The checks of the kernel's do_tls_setsockopt_conf, in its order and with its errnos:
+ * EINVAL (no value, shorter than the header), EBUSY (keys set and not TLS 1.3), EFAULT
+ * (header unreadable), EINVAL (rekey changing version or cipher; unknown version; the other
+ * direction keyed with another version or cipher; unknown cipher; ARIA with TLS 1.3; length
+ * not the cipher's), EFAULT (rest unreadable). ci receives the value (the caller wipes it).
+ */
+static int conf_check(struct tlsnic_sock *s, int tx, const void *optval, socklen_t optlen,
+                      union tlsnic_crypto_info *ci)
+{
+    tlsnic_rec_key *key = tx ? s->tx.key : s->rx.key;
+    TLSNIC_ENSURE(optval && optlen >= sizeof(struct tls_crypto_info), EINVAL);
+    if (key && (tx ? s->tx.version : s->rx.version) != TLS_1_3_VERSION)
+        return -EBUSY; /* only TLS 1.3 may be rekeyed */
+    TLSNIC_TRY(user_read(&ci->info, optval, sizeof(ci->info)));
+    if (key) {
+        TLSNIC_ENSURE(ci->info.version == (tx ? s->tx.version : s->rx.version) &&
+                          ci->info.cipher_type == (tx ? s->tx.cipher : s->rx.cipher),
+                      EINVAL);
+    } else {
+        TLSNIC_ENSURE(ci->info.version == TLS_1_2_VERSION || ci->info.version == TLS_1_3_VERSION,
+                      EINVAL);
+        uint32_t prot = atomic_load(&s->prot); /* the other direction's, if keyed */
+        TLSNIC_ENSURE(prot == 0 || prot == ((uint32_t)ci->info.version << 16 | ci->info.cipher_type),
+                      EINVAL);
+    }
+    size_t want = uapi_info_size(ci->info.cipher_type);
+    TLSNIC_ENSURE(want != 0 && want <= sizeof(*ci), EINVAL);
+    TLSNIC_ENSURE(!((ci->info.cipher_type == TLS_CIPHER_ARIA_GCM_128 ||
+                     ci->info.cipher_type == TLS_CIPHER_ARIA_GCM_256) &&
+                    ci->info.version != TLS_1_2_VERSION),
+                  EINVAL);
+    TLSNIC_ENSURE(optlen == want, EINVAL);
+    return user_read((uint8_t *)ci + sizeof(ci->info), (const uint8_t *)optval + sizeof(ci->info),
+                     want - sizeof(ci->info));
+}
+
 static int conf_set(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir, const void *optval,
                     socklen_t optlen)
 {
     int tx = dir == TLSNIC_DIR_TX;
-    tlsnic_rec_key **keyp = tx ? &s->tx.key : &s->rx.key;
-    uint16_t old_version = tx ? s->tx.version : s->rx.version;
-    uint16_t old_cipher = tx ? s->tx.cipher : s->rx.cipher;
     enum tlsnic_stat rekey_err = tx ? TLSNIC_STAT_TX_REKEY_ERROR : TLSNIC_STAT_RX_REKEY_ERROR;
-    int update = *keyp != NULL;
+    int update = (tx ? s->tx.key : s->rx.key) != NULL;
 
-    TLSNIC_ENSURE(optval && optlen >= sizeof(struct tls_crypto_info), EINVAL);
-    if (update && tx && s->tx.dev) {
-        tlsnic_stat_add(rekey_err, 1);
-        return -EOPNOTSUPP; /* the device holds the old key; no rekey protocol in devops.h */
-    }
-    if (update && old_version != TLS_1_3_VERSION) {
-        tlsnic_stat_add(rekey_err, 1);
-        return -EBUSY; /* only TLS 1.3 may be rekeyed */
-    }
-    const struct tls_crypto_info *ci = optval;
-    int rc = tlsnic_crypto_info_check(optval, optlen);
-    if (rc == 0 && update && (ci->version != old_version || ci->cipher_type != old_cipher))
-        rc = -EINVAL;
+    union tlsnic_crypto_info value;
+    memset(&value, 0, sizeof(value));
+    int rc = conf_check(s, tx, optval, optlen, &value);
+    if (rc == 0 && update && tx && s->tx.dev)
+        rc = -EOPNOTSUPP; /* the device holds the old key; no rekey protocol in devops.h */
+    tlsnic_rec_key *key = NULL;
+    if (rc == 0)
+        rc = tlsnic_rec_key_new(&key, &value, optlen);
+    OPENSSL_cleanse(&value, sizeof(value));
     if (rc < 0) {
         if (update)
             tlsnic_stat_add(rekey_err, 1);
         return rc;
     }
-
-    tlsnic_rec_key *key = NULL;
-    TLSNIC_TRY(tlsnic_rec_key_new(&key, optval, optlen));
+    const struct tls_crypto_info *ci = &(struct tls_crypto_info){
+        .version = tlsnic_rec_key_version(key), .cipher_type = tlsnic_rec_key_cipher(key)};
 
     if (tx) {
         if (update) {
@@ -685,8 +797,8 @@ static int sol_tls_set(struct tlsnic_sock *s, int fd, int optname, const void *o
         pthread_mutex_unlock(&s->rx.lock);
         return rc;
     case TLS_TX_ZEROCOPY_RO:
-        TLSNIC_ENSURE(optval && optlen >= sizeof(val), EINVAL);
-        memcpy(&val, optval, sizeof(val));
+        TLSNIC_ENSURE(optval && optlen == sizeof(val), EINVAL);
+        TLSNIC_TRY(user_read(&val, optval, sizeof(val)));
         TLSNIC_ENSURE(val <= 1, EINVAL);
         pthread_mutex_lock(&s->tx.lock);
         s->tx.zc_ro = (int)val;
@@ -695,16 +807,32 @@ static int sol_tls_set(struct tlsnic_sock *s, int fd, int optname, const void *o
     case TLS_RX_EXPECT_NO_PAD:
         TLSNIC_ENSURE(prot_version(s) == TLS_1_3_VERSION && optval && optlen >= sizeof(val),
                       EINVAL);
-        memcpy(&val, optval, sizeof(val));
+        TLSNIC_TRY(user_read(&val, optval, sizeof(val)));
         TLSNIC_ENSURE(val <= 1, EINVAL);
-        for (socklen_t i = sizeof(val); i < optlen; i++)
-            TLSNIC_ENSURE(((const uint8_t *)optval)[i] == 0, EINVAL);
+        for (socklen_t i = sizeof(val); i < optlen; i++) {
+            uint8_t b;
+            TLSNIC_TRY(user_read(&b, (const uint8_t *)optval + i, 1));
+            TLSNIC_ENSURE(b == 0, EINVAL);
+        }
         pthread_mutex_lock(&s->rx.lock);
         rc = s->rx.key != NULL ? 0 : -EINVAL;
         if (rc == 0)
             s->rx.no_pad = (int)val;
         pthread_mutex_unlock(&s->rx.lock);
         return rc;
+    case TLS_TX_MAX_PAYLOAD_LEN: {
+        /* Linux 6.19 (the TLS record size limit, RFC 8449): plaintext per record. */
+        uint16_t v;
+        pthread_mutex_lock(&s->tx.lock);
+        rc = s->tx.open ? -EBUSY : !optval || optlen != sizeof(v) ? -EINVAL
+                                                                  : user_read(&v, optval, sizeof(v));
+        if (rc == 0 && (v < TLSNIC_MIN_RECORD_SIZE_LIMIT || v > TLSNIC_REC_MAX_PLAINTEXT))
+            rc = -EINVAL;
+        if (rc == 0)
+            s->tx.max_payload = v;
+        pthread_mutex_unlock(&s->tx.lock);
+        return rc;
+    }
     default:
         return -ENOPROTOOPT;
     }
@@ -712,11 +840,13 @@ static int sol_tls_set(struct tlsnic_sock *s, int fd, int optname, const void *o
 
 int tlsnic_setsockopt(int fd, int level, int optname, const void *optval, socklen_t optlen)
 {
-    if (level == SOL_TCP && optname == TCP_ULP && optval) {
-        char name[16] = {0};
-        memcpy(name, optval, optlen < sizeof(name) - 1 ? optlen : sizeof(name) - 1);
+    if (level == SOL_TCP && optname == TCP_ULP && optval && optlen >= 1) {
+        char name[16];
+        int rc = user_read_name(name, sizeof(name), optval, optlen);
+        if (rc < 0)
+            return tlsnic_errno_ret(rc); /* the kernel's EFAULT, not a crash */
         if (strcmp(name, "tls") == 0) {
-            int rc = ulp_tls(fd);
+            rc = ulp_tls(fd);
             if (rc <= 0)
                 return tlsnic_errno_ret(rc);
         }
@@ -733,10 +863,11 @@ int tlsnic_setsockopt(int fd, int level, int optname, const void *optval, sockle
     return tlsnic_sys.setsockopt(fd, level, optname, optval, optlen);
 }
 
-static int conf_get(struct tlsnic_sock *s, enum tlsnic_dir dir, void *optval, socklen_t *optlen)
+static int conf_get(struct tlsnic_sock *s, enum tlsnic_dir dir, void *optval, socklen_t *optlen,
+                    socklen_t len)
 {
     pthread_mutex_t *lock = dir == TLSNIC_DIR_TX ? &s->tx.lock : &s->rx.lock;
-    TLSNIC_ENSURE(optval && *optlen >= sizeof(struct tls_crypto_info), EINVAL);
+    TLSNIC_ENSURE(optval && len >= sizeof(struct tls_crypto_info), EINVAL);
     pthread_mutex_lock(lock);
     tlsnic_rec_key *key = dir == TLSNIC_DIR_TX ? s->tx.key : s->rx.key;
     int rc = 0;
@@ -748,42 +879,57 @@ static int conf_get(struct tlsnic_sock *s, enum tlsnic_dir dir, void *optval, so
         if (rc >= 0 && dir == TLSNIC_DIR_TX && s->tx.dev)
             tlsnic_dev_tx_patch_info(s, &ci);
         if (rc >= 0) {
-            if (*optlen == sizeof(struct tls_crypto_info))
-                memcpy(optval, &ci.info, sizeof(ci.info));
-            else if ((size_t)*optlen != (size_t)rc)
+            if (len == sizeof(struct tls_crypto_info))
+                rc = user_write(optval, &ci.info, sizeof(ci.info));
+            else if ((size_t)len != (size_t)rc)
                 rc = -EINVAL;
             else
-                memcpy(optval, &ci, (size_t)rc);
+                rc = user_write(optval, &ci, (size_t)rc);
             OPENSSL_cleanse(&ci, sizeof(ci));
         }
     }
     pthread_mutex_unlock(lock);
+    (void)optlen; /* the kernel leaves it as it was */
     return rc < 0 ? rc : 0;
+}
+
+/* An unsigned int option: its length must be exactly that (do_tls_getsockopt_tx_zc). */
+static int put_uint(void *optval, socklen_t len, unsigned int val)
+{
+    TLSNIC_ENSURE(len == sizeof(val) && optval, EINVAL);
+    return user_write(optval, &val, sizeof(val));
 }
 
 static int sol_tls_get(struct tlsnic_sock *s, int optname, void *optval, socklen_t *optlen)
 {
-    unsigned int val;
+    socklen_t len;
+    TLSNIC_TRY(user_read(&len, optlen, sizeof(len)));
+    int val;
     switch (optname) {
     case TLS_TX:
-        return conf_get(s, TLSNIC_DIR_TX, optval, optlen);
+        return conf_get(s, TLSNIC_DIR_TX, optval, optlen, len);
     case TLS_RX:
-        return conf_get(s, TLSNIC_DIR_RX, optval, optlen);
+        return conf_get(s, TLSNIC_DIR_RX, optval, optlen, len);
     case TLS_TX_ZEROCOPY_RO:
-        TLSNIC_ENSURE(*optlen == sizeof(val) && optval, EINVAL);
         pthread_mutex_lock(&s->tx.lock);
-        val = (unsigned)s->tx.zc_ro;
+        val = s->tx.zc_ro;
         pthread_mutex_unlock(&s->tx.lock);
-        memcpy(optval, &val, sizeof(val));
-        return 0;
+        return put_uint(optval, len, (unsigned)val);
     case TLS_RX_EXPECT_NO_PAD:
-        TLSNIC_ENSURE(prot_version(s) == TLS_1_3_VERSION && *optlen == sizeof(val) && optval,
-                      EINVAL);
+        TLSNIC_ENSURE(prot_version(s) == TLS_1_3_VERSION, EINVAL);
         pthread_mutex_lock(&s->rx.lock);
-        val = (unsigned)s->rx.no_pad;
+        val = s->rx.no_pad;
         pthread_mutex_unlock(&s->rx.lock);
-        memcpy(optval, &val, sizeof(val));
-        return 0;
+        return put_uint(optval, len, (unsigned)val);
+    case TLS_TX_MAX_PAYLOAD_LEN: {
+        pthread_mutex_lock(&s->tx.lock);
+        uint16_t v = (uint16_t)s->tx.max_payload;
+        pthread_mutex_unlock(&s->tx.lock);
+        TLSNIC_ENSURE(len >= sizeof(v), EINVAL);
+        len = sizeof(v);
+        TLSNIC_TRY(user_write(optlen, &len, sizeof(len)));
+        return user_write(optval, &v, sizeof(v));
+    }
     default:
         return -ENOPROTOOPT;
     }
@@ -800,13 +946,13 @@ int tlsnic_getsockopt(int fd, int level, int optname, void *optval, socklen_t *o
     int rc = 0;
     if (level == SOL_TCP) {
         static const char name[16] = "tls";
-        socklen_t n = *optlen < sizeof(name) ? *optlen : (socklen_t)sizeof(name);
-        if (n && !optval) {
-            rc = -EFAULT;
-        } else {
-            memcpy(optval, name, n);
-            *optlen = n;
-        }
+        socklen_t len = 0;
+        rc = user_read(&len, optlen, sizeof(len));
+        socklen_t n = len < sizeof(name) ? len : (socklen_t)sizeof(name);
+        if (rc == 0)
+            rc = user_write(optval, name, n);
+        if (rc == 0)
+            rc = user_write(optlen, &n, sizeof(n));
     } else {
         rc = usable(s);
         if (rc == 0)

@@ -75,6 +75,17 @@ static void count_record(const struct tlsnic_tx *tx, size_t wire_len)
     }
 }
 
+/*
+ * A failure that ends the TX stream. The record sequence number space is exhausted after a
+ * record went out with 2^64-1: the kernel then aborts the socket with EBADMSG
+ * (tls_advance_record_sn), so that is what every later send gives, not the record layer's
+ * EOVERFLOW.
+ */
+static int tx_fatal(int rc)
+{
+    return rc == -EOVERFLOW ? -EBADMSG : rc;
+}
+
 /* Seals the open record and writes it: 0, -EAGAIN (sealed, partly pending), -errno. */
 int tlsnic_tx_push_locked(struct tlsnic_sock *s, int fd, int flags)
 {
@@ -88,10 +99,8 @@ int tlsnic_tx_push_locked(struct tlsnic_sock *s, int fd, int flags)
                                        tx->open_len, tx->buf, TLSNIC_REC_MAX_WIRE_LEN, &out_len);
     tx->open = 0;
     tx->open_len = 0;
-    if (rc < 0) {
-        tx->err = rc; /* nonce space exhausted, device abort: the stream is dead */
-        return rc;
-    }
+    if (rc < 0)
+        return tx->err = tx_fatal(rc); /* nonce space exhausted, device abort: dead */
     count_record(tx, out_len);
     tx->out = out;
     tx->out_off = 0;
@@ -113,10 +122,8 @@ static int seal_direct(struct tlsnic_sock *s, int fd, uint8_t type, const uint8_
     int rc = tx->dev ? tlsnic_dev_tx_frame(s, fd, type, p, n, &out, &out_len)
                      : tlsnic_rec_seal(tx->key, type, p, n, tx->buf, TLSNIC_REC_MAX_WIRE_LEN,
                                        &out_len);
-    if (rc < 0) {
-        tx->err = rc;
-        return rc;
-    }
+    if (rc < 0)
+        return tx->err = tx_fatal(rc);
     count_record(tx, out_len);
     tx->out = out;
     tx->out_off = 0;
@@ -169,21 +176,37 @@ static ssize_t sendmsg_locked(struct tlsnic_sock *s, int fd, const struct msghdr
     if (tx->open && tx->open_type != record_type)
         TLSNIC_TRY(tlsnic_tx_push_locked(s, fd, wflags));
 
-    size_t total = 0;
-    for (size_t i = 0; i < msg->msg_iovlen; i++)
-        total += msg->msg_iov[i].iov_len;
+    size_t iovs = 0, asked = 0;
+    size_t total = tlsnic_iov_usable(msg, &iovs, &asked);
+    if (total < asked) {
+        /* An iovec the kernel could not read: tls_sw_sendmsg copies what the open record has
+         * room for, then a record at a time, and the chunk that reaches that iovec fails
+         * (EFAULT, or what went before it). */
+        size_t room = tx->max_payload - (tx->open ? tx->open_len : 0), ok = 0;
+        while (ok < asked) {
+            size_t chunk = asked - ok < room ? asked - ok : room;
+            if (chunk > total - ok)
+                break;
+            ok += chunk;
+            room = tx->max_payload;
+        }
+        total = ok;
+        TLSNIC_ENSURE(total > 0, EFAULT);
+    }
     if (total == 0 && record_type != TLSNIC_CT_APPLICATION_DATA)
         open_record(tx, record_type);
 
     size_t copied = 0;
-    for (size_t i = 0; i < msg->msg_iovlen; i++) {
+    for (size_t i = 0; i < iovs && copied < total; i++) {
         const uint8_t *p = msg->msg_iov[i].iov_base;
         size_t left = msg->msg_iov[i].iov_len;
+        if (left > total - copied)
+            left = total - copied;
         while (left > 0) {
             size_t rest = total - copied; /* this byte on, to the end of the call */
-            if (!tx->open && (left >= TLSNIC_REC_MAX_PLAINTEXT ||
+            if (!tx->open && (left >= tx->max_payload ||
                               (rest == left && !(flags & MSG_MORE)))) {
-                size_t n = left < TLSNIC_REC_MAX_PLAINTEXT ? left : TLSNIC_REC_MAX_PLAINTEXT;
+                size_t n = left < tx->max_payload ? left : tx->max_payload;
                 int rc = seal_direct(s, fd, record_type, p, n, wflags);
                 if (rc < 0 && rc != -EAGAIN)
                     return copied ? (ssize_t)copied : rc;
@@ -195,14 +218,14 @@ static ssize_t sendmsg_locked(struct tlsnic_sock *s, int fd, const struct msghdr
                 continue;
             }
             open_record(tx, record_type);
-            size_t room = TLSNIC_REC_MAX_PLAINTEXT - tx->open_len;
+            size_t room = tx->max_payload - tx->open_len;
             size_t n = left < room ? left : room;
             memcpy(tx->buf + tx->hdr_room + tx->open_len, p, n);
             tx->open_len += n;
             copied += n;
             p += n;
             left -= n;
-            if (tx->open_len == TLSNIC_REC_MAX_PLAINTEXT) {
+            if (tx->open_len >= tx->max_payload) {
                 int rc = tlsnic_tx_push_locked(s, fd, wflags);
                 if (rc == -EAGAIN)
                     return (ssize_t)copied; /* sealed: those bytes are the socket's now */
@@ -241,7 +264,7 @@ static ssize_t sendfile_locked(struct tlsnic_sock *s, int fd, int in_fd, off_t *
     ssize_t rc = 0;
     while (copied < count) {
         open_record(tx, TLSNIC_CT_APPLICATION_DATA);
-        size_t room = TLSNIC_REC_MAX_PLAINTEXT - tx->open_len;
+        size_t room = tx->max_payload - tx->open_len;
         size_t want = count - copied < room ? count - copied : room;
         uint8_t *dst = tx->buf + tx->hdr_room + tx->open_len;
         ssize_t n = offset ? tlsnic_sys.pread(in_fd, dst, want, *offset + (off_t)copied)
@@ -256,7 +279,7 @@ static ssize_t sendfile_locked(struct tlsnic_sock *s, int fd, int in_fd, off_t *
             break; /* end of file */
         tx->open_len += (size_t)n;
         copied += (size_t)n;
-        if (tx->open_len == TLSNIC_REC_MAX_PLAINTEXT) {
+        if (tx->open_len >= tx->max_payload) {
             rc = tlsnic_tx_push_locked(s, fd, 0);
             if (rc < 0)
                 break;

@@ -347,13 +347,13 @@ static size_t make_aad(const tlsnic_rec_key *key, uint64_t rec_seq,
  * length field of the header (bytes after the header). */
 static int check_header(const tlsnic_rec_key *key, const uint8_t hdr[TLSNIC_REC_HDR_LEN])
 {
-    if (hdr[1] != LEGACY_VERSION_MAJOR || hdr[2] != LEGACY_VERSION_MINOR)
-        return -EINVAL;
     size_t data_len = ((size_t)hdr[3] << 8) | hdr[4];
     if (data_len > TLSNIC_REC_MAX_PLAINTEXT + body_overhead(key))
         return -EMSGSIZE;
     if (data_len < key->explicit_nonce_len + TLSNIC_REC_TAG_LEN)
         return -EBADMSG;
+    if (hdr[1] != LEGACY_VERSION_MAJOR || hdr[2] != LEGACY_VERSION_MINOR)
+        return -EINVAL; /* last: a header both too long and of another version is EMSGSIZE */
     return (int)data_len;
 }
 

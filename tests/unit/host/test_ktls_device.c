@@ -585,6 +585,21 @@ static void tx_rekey_in_device_mode_is_EOPNOTSUPP(void **state)
     conn_free(&c);
 }
 
+/* TLS 1.2 is never rekeyed: EBUSY, as in software mode, before anything about the device. */
+static void second_tls_tx_on_tls12_in_device_mode_is_EBUSY(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    struct tlsnic_mode_info m;
+    assert_int_equal(tlsnic_get_mode(c.fd, TLSNIC_DIR_TX, &m), 0);
+    assert_int_equal(m.mode, TLSNIC_MODE_DEVICE);
+    errno = 0;
+    assert_int_equal(tlsnic_setsockopt(c.fd, SOL_TLS, TLS_TX, &c.ci, (socklen_t)c.ci_len), -1);
+    assert_int_equal(errno, EBUSY);
+    conn_free(&c);
+}
+
 static void reading_the_tcp_sequence_number_keeps_so_reuseaddr(void **state)
 {
     (void)state;
@@ -1155,6 +1170,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(integrity_failure_aborts_the_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(getsockopt_tls_tx_follows_the_framed_records, setup, teardown),
         cmocka_unit_test_setup_teardown(tx_rekey_in_device_mode_is_EOPNOTSUPP, setup, teardown),
+        cmocka_unit_test_setup_teardown(second_tls_tx_on_tls12_in_device_mode_is_EBUSY, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(reading_the_tcp_sequence_number_keeps_so_reuseaddr, setup, teardown),
         cmocka_unit_test_setup_teardown(hundreds_of_unacknowledged_records_are_all_found_then_all_released,
                                         setup, teardown),

@@ -64,6 +64,9 @@ extern "C" {
 #ifndef TCP_ULP
 #define TCP_ULP 31
 #endif
+#ifndef TLS_TX_MAX_PAYLOAD_LEN
+#define TLS_TX_MAX_PAYLOAD_LEN 5 /* Linux 6.19: largest plaintext per record sent (u16) */
+#endif
 
 /* ------------------------------------------------------------------------------------------ */
 /* The socket API (libc-shaped: -1 and errno on failure).                                      */

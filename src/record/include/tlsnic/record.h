@@ -112,8 +112,9 @@ int tlsnic_rec_key_export(const tlsnic_rec_key *key, union tlsnic_crypto_info *o
 
 /*
  * Parses a record header (5 bytes) received for this key and returns the total length of
- * the record (header included, > 0), or -EINVAL (legacy version is not 0x0303),
- * -EMSGSIZE (longer than the protocol allows), -EBADMSG (shorter than the overhead).
+ * the record (header included, > 0), or, checked in the kernel's order (tls_rx_msg_size),
+ * -EMSGSIZE (longer than the protocol allows), -EBADMSG (shorter than the overhead),
+ * -EINVAL (legacy version is not 0x0303).
  */
 int tlsnic_rec_parse_header(const tlsnic_rec_key *key, const uint8_t hdr[TLSNIC_REC_HDR_LEN]);
 
