@@ -62,7 +62,8 @@ struct tlsnic_rx {
     int no_pad;                   /* TLS_RX_EXPECT_NO_PAD */
     int err;                      /* sticky negative errno (a record that failed to open:
                                      every read gives it again, as the kernel's does) */
-    uint8_t dead;                 /* a malformed header was reported: no record follows */
+    uint8_t dead;                 /* a malformed header was found: no record follows */
+    int dead_err;                 /* its errno, until a read has reported it */
 };
 
 /*
@@ -76,6 +77,8 @@ struct tlsnic_rx {
  */
 struct tlsnic_sock {
     atomic_int refs;
+    atomic_int fds;         /* of refs, the program's fd table slots */
+    atomic_bool releasing;  /* the last reference is gone: nothing may take another */
     int kfd;                /* tlsnic's descriptor of the socket; closed by the last put */
     dev_t kdev;             /* the socket's inode (fstat of kfd): a table entry for kfd */
     ino_t kino;             /*   is checked against it before tlsnic trusts it */
@@ -154,7 +157,15 @@ void tlsnic_dev_tx_free(struct tlsnic_sock *s);
 int tlsnic_dev_tx_linger(struct tlsnic_sock *s, int fd, int timeout_ms);
 void tlsnic_dev_tx_patch_info(const struct tlsnic_sock *s, union tlsnic_crypto_info *ci);
 
+/* push.c: pending TX written out when the socket has room (the write-space callback) */
+extern pthread_mutex_t tlsnic_push_lock; /* also orders tlsnic_set_sys_ops for its thread */
+void tlsnic_push_watch(struct tlsnic_sock *s); /* s has TX pending; caller holds a ref */
+void tlsnic_push_forget(struct tlsnic_sock *s); /* s lost its last program fd: the thread
+                                                  lets go of it (caller holds a ref) */
+
 /* rx.c */
 ssize_t tlsnic_rx_recvmsg(struct tlsnic_sock *s, int fd, struct msghdr *msg, int flags);
+int tlsnic_rx_poll(struct tlsnic_sock *s, int fd); /* 1 readable, 0 not, 2 not until the
+                                                     program acts, -1 unknown (busy) */
 
 #endif

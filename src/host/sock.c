@@ -39,7 +39,9 @@ struct tlsnic_sys_ops tlsnic_sys = LIBC_SYS_OPS;
 
 void tlsnic_set_sys_ops(const struct tlsnic_sys_ops *ops)
 {
+    pthread_mutex_lock(&tlsnic_push_lock); /* push.c's thread reads the table under it */
     tlsnic_sys = ops ? *ops : libc_ops;
+    pthread_mutex_unlock(&tlsnic_push_lock);
 }
 
 int tlsnic_errno_ret(int rc)
@@ -231,6 +233,8 @@ static struct tlsnic_sock *slot_take(int fd)
     if (s)
         atomic_store_explicit(slot, 0, memory_order_relaxed);
     pthread_mutex_unlock(m);
+    if (s && atomic_fetch_sub(&s->fds, 1) == 1)
+        tlsnic_push_forget(s); /* the release (after the caller's put) stays here */
     return s;
 }
 
@@ -307,6 +311,7 @@ static void sock_free(struct tlsnic_sock *s, int child)
  */
 static void sock_release(struct tlsnic_sock *s)
 {
+    atomic_store(&s->releasing, 1);
     int child = inherited(s);
     int kfd = s->kfd;
     uintptr_t private_tag = (uintptr_t)s | SLOT_PRIVATE;
@@ -352,7 +357,10 @@ int tlsnic_fd_dup(int oldfd, int newfd)
         return tlsnic_errno_ret(-ENOMEM);
     }
     /* The lookup's reference becomes the slot's. */
+    atomic_fetch_add(&s->fds, 1);
     struct tlsnic_sock *old = slot_sock(slot_swap(newfd, slot, (uintptr_t)s));
+    if (old && atomic_fetch_sub(&old->fds, 1) == 1)
+        tlsnic_push_forget(old);
     tlsnic_sock_put(old);
     return 0;
 }
@@ -615,6 +623,7 @@ static int ulp_tls(int fd)
     s->kino = st.st_ino;
     s->fork_gen = atomic_load(&fork_gen);
     atomic_init(&s->refs, 1); /* the slot's */
+    atomic_init(&s->fds, 1);
     s->tx.max_payload = TLSNIC_REC_MAX_PLAINTEXT;
     pthread_mutex_lock(&default_offload_lock);
     s->offload = default_offload;
@@ -1140,29 +1149,36 @@ int tlsnic_flush_all(void)
 }
 
 /*
- * poll: a tlsnic socket with ciphertext still pending is also watched for POLLOUT, and
- * flushed when writable, so a program that sent and now waits for the answer gets it.
+ * poll on tlsnic sockets, as the kernel's poll on kTLS sockets answers:
+ *  - a socket with ciphertext still pending in user space is also watched for POLLOUT and
+ *    flushed when writable (push.c does it too, from its own thread);
+ *  - POLLIN only when a read can return something: a whole record, an error, the end. A
+ *    partial record is taken into user space (the kernel then blocks until more comes);
+ *    a socket whose reads wait for the program (a TLS 1.3 KeyUpdate before new TLS_RX keys,
+ *    a reported malformed header) is not asked for POLLIN again in this call.
+ * fds[].events is as the caller gave it when this returns.
  */
 int tlsnic_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 {
     enum { MAXW = 64 };
+    nfds_t changed[MAXW]; /* entries whose events this call changed, ... */
+    short asked[MAXW];    /* ... and what the caller had asked */
+    size_t nc = 0;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc;
     for (;;) {
-        nfds_t watched[MAXW];
-        short asked[MAXW];
-        size_t nw = 0;
-        for (nfds_t i = 0; i < nfds && nw < MAXW; i++) {
+        for (nfds_t i = 0; i < nfds && nc < MAXW; i++) {
             struct tlsnic_sock *s = get_keyed(fds[i].fd, 1);
             if (!s)
                 continue;
-            if (tlsnic_tx_has_pending(s) && !inherited(s)) {
+            if (tlsnic_tx_has_pending(s) && !inherited(s) && !(fds[i].events & POLLOUT)) {
                 pthread_mutex_lock(&s->tx.lock);
-                int rc = tlsnic_tx_flush_locked(s, s->kfd, MSG_DONTWAIT | MSG_NOSIGNAL);
+                int frc = tlsnic_tx_flush_locked(s, s->kfd, MSG_DONTWAIT | MSG_NOSIGNAL);
                 pthread_mutex_unlock(&s->tx.lock);
-                if (rc == -EAGAIN) {
-                    watched[nw] = i;
-                    asked[nw++] = fds[i].events;
+                if (frc == -EAGAIN) {
+                    changed[nc] = i;
+                    asked[nc++] = fds[i].events;
                     fds[i].events |= POLLOUT;
                 }
             }
@@ -1175,34 +1191,56 @@ int tlsnic_poll(struct pollfd *fds, nfds_t nfds, int timeout)
             long spent = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
             left = spent >= timeout ? 0 : timeout - (int)spent;
         }
-        int rc = tlsnic_sys.poll(fds, nfds, left);
-        if (nw == 0)
-            return rc;
+        rc = tlsnic_sys.poll(fds, nfds, left);
+        if (rc <= 0)
+            break;
         int saved = errno;
-        for (size_t k = 0; k < nw; k++) {
-            struct pollfd *p = &fds[watched[k]];
-            p->events = asked[k];
-            if (rc > 0 && (p->revents & POLLOUT)) {
-                struct tlsnic_sock *s = get_keyed(p->fd, 1);
-                if (s) {
-                    if (!inherited(s)) {
-                        pthread_mutex_lock(&s->tx.lock);
-                        (void)tlsnic_tx_flush_locked(s, s->kfd, MSG_DONTWAIT | MSG_NOSIGNAL);
-                        pthread_mutex_unlock(&s->tx.lock);
-                    }
-                    tlsnic_sock_put(s);
-                }
-                if (!(asked[k] & POLLOUT)) {
-                    p->revents &= (short)~POLLOUT;
-                    if (p->revents == 0)
-                        rc--;
-                }
+        for (nfds_t i = 0; i < nfds; i++) {
+            short ev = fds[i].revents;
+            if (!(ev & (POLLIN | POLLRDNORM | POLLOUT)) || !tlsnic_is_tls(fds[i].fd))
+                continue;
+            short want = fds[i].events;
+            for (size_t k = 0; k < nc; k++)
+                if (changed[k] == i)
+                    want = asked[k];
+            struct tlsnic_sock *s = tlsnic_sock_get(fds[i].fd);
+            if (!s || inherited(s)) {
+                tlsnic_sock_put(s);
+                continue;
             }
+            if ((ev & POLLOUT) && atomic_load(&s->tx_on) && tlsnic_tx_has_pending(s)) {
+                pthread_mutex_lock(&s->tx.lock);
+                (void)tlsnic_tx_flush_locked(s, s->kfd, MSG_DONTWAIT | MSG_NOSIGNAL);
+                pthread_mutex_unlock(&s->tx.lock);
+            }
+            if (!(want & POLLOUT))
+                ev &= (short)~POLLOUT;
+            int r = (ev & (POLLIN | POLLRDNORM)) && atomic_load(&s->rx_on)
+                        ? tlsnic_rx_poll(s, s->kfd) : -1;
+            if (r == 0 || r == 2)
+                ev &= (short)~(POLLIN | POLLRDNORM);
+            if (r == 2 && nc < MAXW) {
+                int known = 0;
+                for (size_t k = 0; k < nc; k++)
+                    known |= changed[k] == i;
+                if (!known) {
+                    changed[nc] = i;
+                    asked[nc++] = fds[i].events;
+                }
+                fds[i].events &= (short)~(POLLIN | POLLRDNORM);
+            }
+            tlsnic_sock_put(s);
+            if (ev == 0 && fds[i].revents != 0)
+                rc--;
+            fds[i].revents = ev;
         }
         errno = saved;
-        /* Woken only by our own flush: wait again for what the caller asked, in the time
-           it has left. */
+        /* Only our own flushes or records not whole yet woke it: wait again for what the
+           caller asked, in the time it has left. */
         if (rc != 0 || left == 0)
-            return rc;
+            break;
     }
+    for (size_t k = 0; k < nc; k++)
+        fds[changed[k]].events = asked[k];
+    return rc;
 }

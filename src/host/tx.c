@@ -18,19 +18,24 @@
 /* Sockets with ciphertext pending in user space, so an event loop knows to flush. */
 atomic_int tlsnic_tx_pending_sockets;
 
-static void count_pending(struct tlsnic_tx *tx)
+/* Call with the TX lock held. A socket that becomes pending is handed to push.c, which
+ * writes the rest when the socket has room, as the kernel's write-space callback does. */
+static void count_pending(struct tlsnic_sock *s)
 {
+    struct tlsnic_tx *tx = &s->tx;
     int p = tx->out_off < tx->out_len;
     if (p != atomic_load_explicit(&tx->pending, memory_order_relaxed)) {
         atomic_fetch_add(&tlsnic_tx_pending_sockets, p ? 1 : -1);
         atomic_store_explicit(&tx->pending, p, memory_order_relaxed);
+        if (p && !atomic_load(&s->releasing))
+            tlsnic_push_watch(s);
     }
 }
 
 void tlsnic_tx_forget_pending(struct tlsnic_sock *s)
 {
     s->tx.out_off = s->tx.out_len = 0;
-    count_pending(&s->tx);
+    count_pending(s);
 }
 
 /* Without the TX lock: a hint, confirmed under the lock by tlsnic_tx_flush_locked. */
@@ -53,14 +58,14 @@ int tlsnic_tx_flush_locked(struct tlsnic_sock *s, int fd, int flags)
             if (errno == EINTR)
                 continue;
             int rc = errno == EWOULDBLOCK ? -EAGAIN : -errno;
-            count_pending(tx);
+            count_pending(s);
             return rc;
         }
         tx->out_off += (size_t)n;
         tlsnic_dev_tx_sent(s, (size_t)n);
     }
     tx->out_off = tx->out_len = 0;
-    count_pending(tx);
+    count_pending(s);
     return 0;
 }
 

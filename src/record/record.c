@@ -465,8 +465,9 @@ static int strip_tls13_padding(const uint8_t *inner, size_t inner_len, uint8_t *
     return 0;
 }
 
-int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *content_type,
-                    uint8_t **content, size_t *content_len)
+/* Opens rec as record number rec_seq; the key's counter is the callers' business. */
+static int open_as(tlsnic_rec_key *key, uint64_t rec_seq, uint8_t *rec, size_t rec_len,
+                   uint8_t *content_type, uint8_t **content, size_t *content_len)
 {
     if (key == NULL || rec == NULL || content_type == NULL || content == NULL ||
         content_len == NULL)
@@ -479,11 +480,7 @@ int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *
     if (rec_len != TLSNIC_REC_HDR_LEN + (size_t)data_len)
         return -EBADMSG; /* truncated, or trailing bytes that belong to no record */
 
-    uint64_t rec_seq;
-    int rc = take_seq(key, &rec_seq);
-    if (rc < 0)
-        return rc;
-    rc = key_evp_for(key, 0);
+    int rc = key_evp_for(key, 0);
     if (rc < 0)
         return rc;
 
@@ -516,8 +513,27 @@ int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *
         *content_len = body_len;
     }
     *content = body;
-    advance_seq(key);
     return 0;
+}
+
+int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *content_type,
+                    uint8_t **content, size_t *content_len)
+{
+    uint64_t rec_seq;
+    if (key == NULL)
+        return -EINVAL;
+    int rc = take_seq(key, &rec_seq);
+    if (rc == 0)
+        rc = open_as(key, rec_seq, rec, rec_len, content_type, content, content_len);
+    if (rc == 0)
+        advance_seq(key);
+    return rc;
+}
+
+int tlsnic_rec_open_at(tlsnic_rec_key *key, uint64_t rec_seq, uint8_t *rec, size_t rec_len,
+                       uint8_t *content_type, uint8_t **content, size_t *content_len)
+{
+    return open_as(key, rec_seq, rec, rec_len, content_type, content, content_len);
 }
 
 

@@ -138,6 +138,13 @@ int tlsnic_rec_seal(tlsnic_rec_key *key, uint8_t content_type, const uint8_t *co
 int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *content_type,
                     uint8_t **content, size_t *content_len);
 
+/*
+ * tlsnic_rec_open of the record numbered rec_seq, leaving the key's sequence number alone:
+ * for looking at records after the next one (MSG_PEEK across records) without taking them.
+ */
+int tlsnic_rec_open_at(tlsnic_rec_key *key, uint64_t rec_seq, uint8_t *rec, size_t rec_len,
+                       uint8_t *content_type, uint8_t **content, size_t *content_len);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Streaming: one record fed in pieces, as a device meets it in TCP segments.                 */
 
