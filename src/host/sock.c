@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -31,7 +32,7 @@
         .pread = pread,                                                                       \
         .sendfile = sendfile, .readv = readv, .writev = writev, .poll = poll,                 \
         .setsockopt = setsockopt, .getsockopt = getsockopt, .fcntl = fcntl, .ioctl = ioctl,   \
-        .close = close,                                                                       \
+        .close = close, .ppoll = ppoll, .connect = connect,                                   \
     }
 
 static const struct tlsnic_sys_ops libc_ops = LIBC_SYS_OPS;
@@ -1158,14 +1159,39 @@ int tlsnic_flush_all(void)
  *    a reported malformed header) is not asked for POLLIN again in this call.
  * fds[].events is as the caller gave it when this returns.
  */
+static int64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* The kernel's poll for one round: ppoll when the caller gave a signal mask (or the
+ * table has it), else poll in milliseconds. left_ns < 0: no timeout. */
+static int sys_poll_round(struct pollfd *fds, nfds_t nfds, int64_t left_ns, const sigset_t *mask)
+{
+    struct timespec ts = {.tv_sec = left_ns / 1000000000, .tv_nsec = left_ns % 1000000000};
+    if (tlsnic_sys.ppoll)
+        return tlsnic_sys.ppoll(fds, nfds, left_ns < 0 ? NULL : &ts, mask);
+    if (mask) /* a seam table without ppoll: the system call itself */
+        return (int)syscall(SYS_ppoll, fds, nfds, left_ns < 0 ? NULL : &ts, mask, _NSIG / 8);
+    return tlsnic_sys.poll(fds, nfds, left_ns < 0 ? -1 : (int)((left_ns + 999999) / 1000000));
+}
+
 int tlsnic_poll(struct pollfd *fds, nfds_t nfds, int timeout)
+{
+    struct timespec ts = {.tv_sec = timeout / 1000, .tv_nsec = (long)(timeout % 1000) * 1000000};
+    return tlsnic_ppoll(fds, nfds, timeout < 0 ? NULL : &ts, NULL);
+}
+
+int tlsnic_ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo, const sigset_t *mask)
 {
     enum { MAXW = 64 };
     nfds_t changed[MAXW]; /* entries whose events this call changed, ... */
     short asked[MAXW];    /* ... and what the caller had asked */
     size_t nc = 0;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const int64_t t0 = mono_ns();
+    const int64_t timeout = tmo ? (int64_t)tmo->tv_sec * 1000000000 + tmo->tv_nsec : -1;
     int rc;
     for (;;) {
         for (nfds_t i = 0; i < nfds && nc < MAXW; i++) {
@@ -1184,14 +1210,12 @@ int tlsnic_poll(struct pollfd *fds, nfds_t nfds, int timeout)
             }
             tlsnic_sock_put(s);
         }
-        int left = timeout;
+        int64_t left = timeout;
         if (timeout > 0) {
-            struct timespec t1;
-            clock_gettime(CLOCK_MONOTONIC, &t1);
-            long spent = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-            left = spent >= timeout ? 0 : timeout - (int)spent;
+            int64_t spent = mono_ns() - t0;
+            left = spent >= timeout ? 0 : timeout - spent;
         }
-        rc = tlsnic_sys.poll(fds, nfds, left);
+        rc = sys_poll_round(fds, nfds, left, mask);
         if (rc <= 0)
             break;
         int saved = errno;
@@ -1243,4 +1267,28 @@ int tlsnic_poll(struct pollfd *fds, nfds_t nfds, int timeout)
     for (size_t k = 0; k < nc; k++)
         fds[changed[k]].events = asked[k];
     return rc;
+}
+
+int tlsnic_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    sa_family_t family = AF_UNSPEC + 1;
+    if (addr && len >= sizeof(family) && tlsnic_is_tls(fd) &&
+        user_read(&family, &addr->sa_family, sizeof(family)) == 0 && family == AF_UNSPEC)
+        return tlsnic_errno_ret(-EOPNOTSUPP); /* no disconnect of a TLS socket */
+    return tlsnic_sys.connect ? tlsnic_sys.connect(fd, addr, len) : connect(fd, addr, len);
+}
+
+int tlsnic_fd_next(int from)
+{
+    if (from < 0)
+        from = 0;
+    for (int c = from >> CHUNK_BITS; c < NCHUNKS; c++) {
+        sock_slot *chunk = atomic_load_explicit(&table[c], memory_order_acquire);
+        if (!chunk)
+            continue;
+        for (int i = c == (from >> CHUNK_BITS) ? from & (CHUNK_LEN - 1) : 0; i < CHUNK_LEN; i++)
+            if (atomic_load_explicit(&chunk[i], memory_order_relaxed) != 0)
+                return c * CHUNK_LEN + i;
+    }
+    return -1;
 }

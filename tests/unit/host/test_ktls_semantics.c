@@ -1140,6 +1140,20 @@ static void send_after_the_last_record_sequence_number_is_EBADMSG(void **state)
     fx_free(f);
 }
 
+/* Linux 6.15 (tls_disconnect; in the stable kernels since): connect(AF_UNSPEC), TCP's
+ * disconnect, would leave the TLS state on a socket that may connect again. */
+static void connect_af_unspec_on_a_tls_socket_is_EOPNOTSUPP(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+    assert_fails_with(api->connect(f->fd, &unspec, sizeof(unspec)), EOPNOTSUPP);
+    uint8_t got[8], type;
+    assert_int_equal(api->send(f->fd, "still", 5, 0), 5); /* and the connection stays */
+    assert_int_equal(peer_recv(f, &type, got, sizeof(got)), 5);
+    fx_free(f);
+}
+
 /* TLS_TX_MAX_PAYLOAD_LEN is Linux 6.19's: an older reference kernel does not know it. */
 static int max_payload_known(struct fx *f, uint16_t v)
 {
@@ -1280,6 +1294,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(tx_zerocopy_ro_with_a_value_longer_than_an_int_is_EINVAL),
         cmocka_unit_test(record_with_a_bad_version_and_length_is_EMSGSIZE_then_EAGAIN),
         cmocka_unit_test(send_after_the_last_record_sequence_number_is_EBADMSG),
+        cmocka_unit_test(connect_af_unspec_on_a_tls_socket_is_EOPNOTSUPP),
         cmocka_unit_test(tx_max_payload_len_limits_the_plaintext_of_each_record),
         cmocka_unit_test(tx_max_payload_len_outside_64_to_16384_or_not_a_u16_is_EINVAL),
         cmocka_unit_test(tx_max_payload_len_with_a_record_open_is_EBUSY),

@@ -47,10 +47,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "tlsnic/devops.h"
 
@@ -86,8 +88,23 @@ ssize_t tlsnic_read(int fd, void *buf, size_t len);
 ssize_t tlsnic_readv(int fd, const struct iovec *iov, int iovcnt);
 ssize_t tlsnic_recvmsg(int fd, struct msghdr *msg, int flags);
 
-/* poll(2) that first flushes pending TX of tlsnic sockets (see Readiness above). */
+/*
+ * poll(2) on any fds, answering for tlsnic sockets as the kernel's kTLS poll does (Linux
+ * 6.5+): POLLIN only when a read can return something (a whole record, an error, the
+ * end); TX pending in user space is flushed first (see Readiness above). tlsnic_ppoll is
+ * ppoll(2) (tmo NULL: no timeout; sigmask as ppoll's); the preload library's select and
+ * pselect run on it too.
+ */
 int tlsnic_poll(struct pollfd *fds, nfds_t nfds, int timeout);
+int tlsnic_ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo,
+                 const sigset_t *sigmask);
+
+/*
+ * connect(2): on a tlsnic socket, AF_UNSPEC (the TCP disconnect) is EOPNOTSUPP, as the
+ * kernel's tls_disconnect answers (Linux 6.15, in stable kernels since); anything else
+ * goes to the kernel.
+ */
+int tlsnic_connect(int fd, const struct sockaddr *addr, socklen_t len);
 
 /* Writes out pending TX ciphertext of a tlsnic socket; 0 when nothing is left pending. */
 int tlsnic_flush(int fd);
@@ -120,6 +137,10 @@ int tlsnic_is_tls(int fd);
  * EBADF for it). Cheap: one table read.
  */
 int tlsnic_fd_is_private(int fd);
+
+/* The first fd >= from that is a tlsnic socket or one of tlsnic's own, or -1 (for
+ * close_range: walks only the parts of the table in use). */
+int tlsnic_fd_next(int from);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Mode per socket and direction, and why.                                                    */
@@ -321,6 +342,11 @@ struct tlsnic_sys_ops {
     int (*fcntl)(int fd, int cmd, ...);
     int (*ioctl)(int fd, unsigned long request, ...);
     int (*close)(int fd);
+    /* Optional (NULL: poll, or the ppoll system call when a signal mask is given). */
+    int (*ppoll)(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo,
+                 const sigset_t *sigmask);
+    /* Optional (NULL: libc's connect). */
+    int (*connect)(int fd, const struct sockaddr *addr, socklen_t len);
 };
 
 /* Replaces the table (copied). NULL restores libc's functions. Call before any socket use. */
