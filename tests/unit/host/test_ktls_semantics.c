@@ -57,12 +57,17 @@ static void make_info(union tlsnic_crypto_info *ci, uint16_t version, uint16_t c
         seq[i] = (uint8_t)(rec_seq >> (56 - 8 * i));
     switch (cipher) {
     case TLS_CIPHER_AES_GCM_128:
+    case TLS_CIPHER_AES_CCM_128:  /* AES-GCM-128's layout */
+    case TLS_CIPHER_ARIA_GCM_128:
+    case TLS_CIPHER_SM4_GCM:
+    case TLS_CIPHER_SM4_CCM:
         memset(ci->aes_gcm_128.key, seed, sizeof(ci->aes_gcm_128.key));
         memset(ci->aes_gcm_128.salt, seed + 1, sizeof(ci->aes_gcm_128.salt));
         memset(ci->aes_gcm_128.iv, seed + 2, sizeof(ci->aes_gcm_128.iv));
         memcpy(ci->aes_gcm_128.rec_seq, seq, 8);
         break;
     case TLS_CIPHER_AES_GCM_256:
+    case TLS_CIPHER_ARIA_GCM_256: /* AES-GCM-256's layout */
         memset(ci->aes_gcm_256.key, seed, sizeof(ci->aes_gcm_256.key));
         memset(ci->aes_gcm_256.salt, seed + 1, sizeof(ci->aes_gcm_256.salt));
         memset(ci->aes_gcm_256.iv, seed + 2, sizeof(ci->aes_gcm_256.iv));
@@ -579,6 +584,47 @@ static void every_version_and_cipher_round_trips(void **state)
             fx_free(f);
         }
     }
+}
+
+/* AES-CCM-128 (TLS 1.2 and 1.3) and ARIA-GCM (TLS 1.2): the kernel's software kTLS runs
+ * them; tlsnic too, in software (a device does not take them). */
+static void ccm_and_aria_round_trip(void **state)
+{
+    (void)state;
+    const struct {
+        uint16_t version, cipher;
+    } suites[] = {
+        {TLS_1_2_VERSION, TLS_CIPHER_AES_CCM_128},
+        {TLS_1_3_VERSION, TLS_CIPHER_AES_CCM_128},
+        {TLS_1_2_VERSION, TLS_CIPHER_ARIA_GCM_128},
+        {TLS_1_2_VERSION, TLS_CIPHER_ARIA_GCM_256},
+    };
+    for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++) {
+        struct fx *f = fx_new_with(suites[i].version, suites[i].cipher);
+        static uint8_t data[3000], got[3000];
+        fill(data, sizeof(data), (uint32_t)i + 40);
+        uint8_t type;
+        assert_int_equal(api->send(f->fd, data, sizeof(data), 0), sizeof(data));
+        assert_int_equal(peer_recv(f, &type, got, sizeof(got)), sizeof(data));
+        assert_memory_equal(got, data, sizeof(data));
+        peer_send(f, TLSNIC_CT_APPLICATION_DATA, data, 1000);
+        assert_int_equal(api->recv(f->fd, got, sizeof(got), MSG_WAITALL), 1000);
+        assert_memory_equal(got, data, 1000);
+        union tlsnic_crypto_info back;
+        socklen_t len = (socklen_t)f->info_len;
+        assert_int_equal(api->getsockopt(f->fd, SOL_TLS, TLS_TX, &back, &len), 0);
+        assert_int_equal(back.info.cipher_type, suites[i].cipher);
+        fx_free(f);
+    }
+}
+
+static void aria_with_tls13_is_EINVAL(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new_ulp(TLS_1_2_VERSION, TLS_CIPHER_ARIA_GCM_128);
+    f->tx_info.info.version = TLS_1_3_VERSION; /* ARIA suites are TLS 1.2's (RFC 6209) */
+    assert_fails_with(api->setsockopt(f->fd, SOL_TLS, TLS_TX, &f->tx_info, f->info_len), EINVAL);
+    fx_free(f);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1262,6 +1308,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(sendfile_sends_the_file_as_records),
         cmocka_unit_test(tls13_tx_rekey_uses_the_new_keys),
         cmocka_unit_test(every_version_and_cipher_round_trips),
+        cmocka_unit_test(ccm_and_aria_round_trip),
+        cmocka_unit_test(aria_with_tls13_is_EINVAL),
         cmocka_unit_test(recv_returns_the_plaintext_of_a_data_record),
         cmocka_unit_test(recvmsg_reports_the_data_record_type),
         cmocka_unit_test(recvmsg_returns_a_control_record_with_its_type),
