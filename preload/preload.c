@@ -246,12 +246,30 @@ EXPORT int getsockopt(int fd, int level, int optname, void *optval, socklen_t *o
     return tlsnic_getsockopt(fd, level, optname, optval, optlen);
 }
 
+/*
+ * A forked child's TLS call on a socket its parent keyed fails with EBADFD (ktls.h: the
+ * record state is the parent's). Say so once per process, debug or not: an errno alone
+ * would leave a pre-fork server's author guessing.
+ */
+static ssize_t inherited_note(int fd, ssize_t rc)
+{
+    static int said;
+    if (rc < 0 && errno == EBADFD && !__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED)) {
+        int saved = errno;
+        fprintf(stderr, "tlsnic-preload: fd=%d is a TLS socket this process inherited across "
+                        "fork: its record state is in the parent; TLS I/O on it fails with "
+                        "EBADFD here (close it in the child)\n", fd);
+        errno = saved;
+    }
+    return rc;
+}
+
 EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
     RESOLVE(read);
     if (!tlsnic_is_tls(fd))
         return real.read(fd, buf, len);
-    return tlsnic_read(fd, buf, len);
+    return inherited_note(fd, tlsnic_read(fd, buf, len));
 }
 
 EXPORT ssize_t write(int fd, const void *buf, size_t len)
@@ -259,7 +277,7 @@ EXPORT ssize_t write(int fd, const void *buf, size_t len)
     RESOLVE(write);
     if (!tlsnic_is_tls(fd))
         return real.write(fd, buf, len);
-    return tlsnic_write(fd, buf, len);
+    return inherited_note(fd, tlsnic_write(fd, buf, len));
 }
 
 EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
@@ -267,7 +285,7 @@ EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
     RESOLVE(readv);
     if (!tlsnic_is_tls(fd))
         return real.readv(fd, iov, iovcnt);
-    return tlsnic_readv(fd, iov, iovcnt);
+    return inherited_note(fd, tlsnic_readv(fd, iov, iovcnt));
 }
 
 EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
@@ -275,7 +293,7 @@ EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
     RESOLVE(writev);
     if (!tlsnic_is_tls(fd))
         return real.writev(fd, iov, iovcnt);
-    return tlsnic_writev(fd, iov, iovcnt);
+    return inherited_note(fd, tlsnic_writev(fd, iov, iovcnt));
 }
 
 EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
@@ -283,7 +301,7 @@ EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
     RESOLVE(send);
     if (!tlsnic_is_tls(fd))
         return real.send(fd, buf, len, flags);
-    return tlsnic_send(fd, buf, len, flags);
+    return inherited_note(fd, tlsnic_send(fd, buf, len, flags));
 }
 
 EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
@@ -292,7 +310,7 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
     RESOLVE(sendto);
     if (!tlsnic_is_tls(fd))
         return real.sendto(fd, buf, len, flags, addr, alen);
-    return tlsnic_send(fd, buf, len, flags); /* connected TCP: the address is ignored */
+    return inherited_note(fd, tlsnic_send(fd, buf, len, flags)); /* connected TCP: no address */
 }
 
 EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -300,7 +318,7 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
     RESOLVE(sendmsg);
     if (!tlsnic_is_tls(fd))
         return real.sendmsg(fd, msg, flags);
-    return tlsnic_sendmsg(fd, msg, flags);
+    return inherited_note(fd, tlsnic_sendmsg(fd, msg, flags));
 }
 
 EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
@@ -308,7 +326,7 @@ EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
     RESOLVE(recv);
     if (!tlsnic_is_tls(fd))
         return real.recv(fd, buf, len, flags);
-    return tlsnic_recv(fd, buf, len, flags);
+    return inherited_note(fd, tlsnic_recv(fd, buf, len, flags));
 }
 
 EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
@@ -319,7 +337,7 @@ EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockadd
         return real.recvfrom(fd, buf, len, flags, addr, alen);
     if (alen)
         *alen = 0;
-    return tlsnic_recv(fd, buf, len, flags);
+    return inherited_note(fd, tlsnic_recv(fd, buf, len, flags));
 }
 
 EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
@@ -327,7 +345,7 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
     RESOLVE(recvmsg);
     if (!tlsnic_is_tls(fd))
         return real.recvmsg(fd, msg, flags);
-    return tlsnic_recvmsg(fd, msg, flags);
+    return inherited_note(fd, tlsnic_recvmsg(fd, msg, flags));
 }
 
 EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)

@@ -155,7 +155,10 @@ int tlsnic_shm_writer_new(tlsnic_shm_writer **out, uint32_t n_records, uint32_t 
  * written: touching the rest would fault in pages that never held anything. */
 static void writer_wipe(tlsnic_shm_writer *w)
 {
-    memset(w_desc(w, 0), 0, (size_t)w->desc_touched * TLSNIC_SHM_DESC_LEN);
+    /* Every descriptor, not only the ones this process wrote: a forked child that wrote the
+     * store (before tlsnic refused inherited sockets) left live-looking descriptors whose
+     * room the next connection then reuses under a reader's eyes. A few pages at most. */
+    memset(w_desc(w, 0), 0, (size_t)w->n_desc * TLSNIC_SHM_DESC_LEN);
     memset(w->data, 0, w->data_touched);
     w->oldest = w->used = w->head = w->desc_touched = w->data_touched = 0;
     w->reserved = 0;

@@ -22,6 +22,7 @@
 #include <sys/select.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -442,6 +443,44 @@ static void libc_calls_with_bad_addresses_fail_with_EFAULT(void **state)
     conn_free(&c);
 }
 
+/*
+ * fork: the record state lives in the process that keyed the socket. A forked child's TLS
+ * I/O on it fails at once with EBADFD and one line on stderr says why (no silent ciphertext,
+ * no hang); its close drops only its copy; the parent's stream goes on.
+ */
+static void a_forked_child_is_refused_its_parents_tls_socket_visibly(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c);
+    int err_pipe[2];
+    assert_int_equal(pipe(err_pipe), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(err_pipe[1], 2);
+        uint8_t b[8];
+        int ok = read(c.fd, b, sizeof(b)) == -1 && errno == EBADFD;
+        ok = ok && write(c.fd, "x", 1) == -1 && errno == EBADFD;
+        ok = ok && close(c.fd) == 0;
+        _exit(ok ? 0 : 1);
+    }
+    close(err_pipe[1]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    char msg[512] = {0};
+    ssize_t n = read(err_pipe[0], msg, sizeof(msg) - 1);
+    close(err_pipe[0]);
+    assert_true(n > 0);
+    assert_non_null(strstr(msg, "inherited across fork"));
+    uint8_t got[16];
+    assert_int_equal(send(c.fd, "parent", 6, 0), 6);
+    assert_int_equal(peer_recv(&c, got, sizeof(got)), 6);
+    conn_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -456,6 +495,7 @@ int main(void)
         cmocka_unit_test(close_range_releases_tls_sockets_and_spares_tlsnics_own_descriptors),
         cmocka_unit_test(connect_af_unspec_on_a_tls_socket_is_EOPNOTSUPP_through_libc),
         cmocka_unit_test(libc_calls_with_bad_addresses_fail_with_EFAULT),
+        cmocka_unit_test(a_forked_child_is_refused_its_parents_tls_socket_visibly),
     };
     return cmocka_run_group_tests_name("preload_calls", tests, NULL, NULL);
 }

@@ -241,6 +241,40 @@ static void a_pooled_store_left_half_written_by_another_process_still_publishes_
     tlsnic_shm_writer_free(w);
 }
 
+/*
+ * A forked child that put a record into the store (the parent's own counters never saw it)
+ * leaves it in the shared pages. Given up and handed to the next connection, the store must
+ * show no such record: a reader would otherwise serve it, and copy its room while the new
+ * writer reuses it (a torn record the seqlock cannot see: nobody moves that gen).
+ */
+static void a_pooled_store_shows_no_record_another_process_left_in_it(void **state)
+{
+    (void)state;
+    tlsnic_shm_writer *w = NULL;
+    assert_int_equal(tlsnic_shm_writer_new(&w, 2, 1400), 0);
+    int fd = tlsnic_shm_store_fd(tlsnic_shm_writer_store(w));
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        uint8_t rec[500];
+        memset(rec, 'c', sizeof(rec));
+        _exit(tlsnic_shm_writer_put(w, 7000, 3, rec, sizeof(rec)) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    tlsnic_shm_writer_free(w);
+    assert_int_equal(tlsnic_shm_writer_new(&w, 2, 1400), 0);
+    assert_int_equal(tlsnic_shm_store_fd(tlsnic_shm_writer_store(w)), fd); /* the kept one */
+    tlsnic_shm_reader *r = NULL;
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd), 0);
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    struct tlsnic_rec_ref ref;
+    assert_int_equal(st->ops->get_record(st->priv, 7100, &ref), -ENOENT);
+    tlsnic_shm_reader_free(r);
+    tlsnic_shm_writer_free(w);
+}
+
 static void flags_the_reader_publishes_are_what_the_writer_reads(void **state)
 {
     struct pair *p = *state;
@@ -498,7 +532,7 @@ static void the_reader_never_returns_a_torn_record_from_a_writer_thread(void **s
 {
     (void)state;
     struct writer_thread t = {0};
-    assert_int_equal(tlsnic_shm_writer_new(&t.w, 1, 4096), 0);
+    assert_int_equal(tlsnic_shm_writer_new(&t.w, 1, 4096), 0); /* the fork test's, pooled */
     tlsnic_shm_reader *r;
     assert_int_equal(tlsnic_shm_reader_open(&r, tlsnic_shm_store_fd(tlsnic_shm_writer_store(t.w))), 0);
     pthread_t th;
@@ -547,6 +581,7 @@ int main(void)
         T(reserve_refuses_a_second_reservation_and_bad_lengths),
         cmocka_unit_test(a_store_given_up_comes_back_wiped_and_empty),
         cmocka_unit_test(a_pooled_store_left_half_written_by_another_process_still_publishes_records),
+        cmocka_unit_test(a_pooled_store_shows_no_record_another_process_left_in_it),
         cmocka_unit_test(an_unsealed_memfd_is_refused),
         cmocka_unit_test(a_header_that_does_not_fit_the_file_is_refused),
         cmocka_unit_test(a_descriptor_claiming_bytes_past_the_ring_is_not_read),
