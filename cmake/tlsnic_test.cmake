@@ -1,6 +1,7 @@
 # tlsnic_unit_test(NAME SOURCES src... LIBS lib... [LABELS l...] [TIMEOUT s])
 # Registers a cmocka test in CTest. Every unit test carries the "unit" label, which the
-# sanitizer build in .ci/run selects.
+# sanitizer build in .ci/run selects; tests with threads also carry "threads", which the
+# ThreadSanitizer build (scripts/test-tsan.sh) selects.
 function(tlsnic_unit_test name)
   cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${name} ${T_SOURCES})

@@ -37,19 +37,21 @@ static int reader_get_record(void *priv, uint32_t tcp_seq, struct tlsnic_rec_ref
 {
     tlsnic_shm_reader *r = priv;
     for (uint32_t i = 0; i < r->n_desc; i++) {
-        const struct tlsnic_shm_desc *d = r_desc(r, i);
+        /* The map is read-only here; the accessors only load. */
+        struct tlsnic_shm_desc *d = (struct tlsnic_shm_desc *)r_desc(r, i);
         for (int attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
             uint32_t g1 = __atomic_load_n(&d->gen, __ATOMIC_ACQUIRE);
             if (g1 & 1)
                 continue; /* being written */
-            struct tlsnic_shm_desc h;
-            memcpy(&h, d, sizeof(h));
+            struct tlsnic_shm_desc h = {
+                .tcp_seq = tlsnic_shm_ld32(&d->tcp_seq), .len = tlsnic_shm_ld32(&d->len),
+                .off = tlsnic_shm_ld32(&d->off), .rec_seq = tlsnic_shm_ld64(&d->rec_seq)};
             /* Host memory is input: a record past the ring is a corrupt descriptor, not a
              * read. */
             bool match = h.len != 0 && h.len <= r->max_record && h.off <= r->data_bytes &&
                          h.len <= r->data_bytes - h.off && tlsnic_shm_seq_in(tcp_seq, h.tcp_seq, h.len);
             if (match)
-                memcpy(r->copy, r->data + h.off, h.len);
+                tlsnic_shm_copy((uint8_t *)r->data + h.off, r->copy, h.len, 0);
             __atomic_thread_fence(__ATOMIC_ACQUIRE);
             if (__atomic_load_n(&d->gen, __ATOMIC_RELAXED) != g1)
                 continue; /* changed under us: look again */

@@ -12,7 +12,8 @@
  * within CLOSE_BUDGET_MS gets a reset: nothing more of the connection leaves.
  *
  * Forks. Several processes can hold one socket; only the process that set its TLS state up
- * (TCP_ULP / TLS_TX: s->owner) ends it. A forked child that closes its inherited copy (a
+ * (TCP_ULP: a forked child's TLS calls on it fail with EBADFD, ktls.h) ends it. A forked
+ * child that closes its inherited copy (a
  * daemonizing child closing what it inherited) forgets its copy of the state and touches
  * nothing shared: not the socket (no flush of the parent's pending bytes, no SO_LINGER), not
  * the record store (no wipe: the parent writes it and the device reads it), not the device.
@@ -150,7 +151,7 @@ static void *closer_main(void *arg)
             if (again)
                 continue;
             /* Closed under the lock: a fork cannot copy a descriptor that is about to go. */
-            tlsnic_sys.close(c->fd);
+            tlsnic_sock_close_kfd(c->s);
             for (struct closing **pp = &closer_list; *pp != NULL; pp = &(*pp)->next) {
                 if (*pp == c) {
                     *pp = c->next;
@@ -210,19 +211,13 @@ int tlsnic_close_last(struct tlsnic_sock *s, int fd)
         pthread_mutex_unlock(&s->tx.lock);
         return 0;
     }
-    /* Something to wait for: the closer's own descriptor keeps the socket, so the
-     * application's can be closed now (its number reused at once). */
-    int dup = tlsnic_sys.fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (dup >= 0) {
-        tlsnic_dev_tx_set_fd(s, dup);
-        if (closer_take(s, dup) == 0) {
-            pthread_mutex_unlock(&s->tx.lock);
-            return 1;
-        }
-        tlsnic_dev_tx_set_fd(s, fd);
-        tlsnic_sys.close(dup);
+    /* Something to wait for: fd is tlsnic's own descriptor of the socket (kfd), which
+     * keeps the socket while the application's are gone; the closer takes it over. */
+    if (closer_take(s, fd) == 0) {
+        pthread_mutex_unlock(&s->tx.lock);
+        return 1;
     }
-    /* No descriptor or thread to wait with: wait here, bounded. */
+    /* No thread to wait with: wait here, bounded. */
     uint64_t deadline = now_ns() + CLOSE_BUDGET_MS * 1000000ull;
     while (close_step(s, fd, now_ns() >= deadline)) {
         struct timespec tick = {.tv_nsec = CLOSER_TICK_NS};
@@ -236,7 +231,6 @@ void tlsnic_close_inherited(struct tlsnic_sock *s)
 {
     tlsnic_dev_tx_forget(s);
     s->tx.out_off = s->tx.out_len = 0; /* the parent's pending bytes: the parent sends them */
-    tlsnic_sock_free(s);
 }
 
 int tlsnic_close_pending(int timeout_ms)

@@ -451,6 +451,8 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
         return -ECONNABORTED;
     }
     TLSNIC_ENSURE(n <= TLSNIC_REC_MAX_PLAINTEXT, EMSGSIZE);
+    /* The record with sequence number 2^64-1 is never framed: the kernel aborts the socket
+     * (EBADMSG) when its counter would wrap, before that record leaves (tx.c). */
     TLSNIC_ENSURE(d->next_seq != UINT64_MAX, EOVERFLOW);
     if (++d->framed_since_reclaim >= RECLAIM_EVERY)
         tlsnic_dev_tx_reclaim(s, fd);
@@ -717,7 +719,7 @@ int tlsnic_tx_retained(int fd, size_t *bytes, size_t *records)
     pthread_mutex_lock(&s->tx.lock);
     struct tlsnic_dev_tx *d = s->tx.dev;
     if (d) {
-        tlsnic_dev_tx_reclaim(s, fd);
+        tlsnic_dev_tx_reclaim(s, s->kfd);
         pthread_mutex_lock(&d->lock);
         if (bytes)
             *bytes = d->bytes;
@@ -726,5 +728,6 @@ int tlsnic_tx_retained(int fd, size_t *bytes, size_t *records)
         pthread_mutex_unlock(&d->lock);
     }
     pthread_mutex_unlock(&s->tx.lock);
+    tlsnic_sock_put(s);
     return d ? 0 : tlsnic_errno_ret(-EINVAL);
 }

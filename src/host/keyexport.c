@@ -230,6 +230,24 @@ static int suite_of(SSL *ssl, struct suite *suite)
         suite->key_len = TLS_CIPHER_CHACHA20_POLY1305_KEY_SIZE;
         suite->iv_len = TLS_CIPHER_CHACHA20_POLY1305_IV_SIZE;
         break;
+    case NID_aes_128_ccm:
+        /* The kernel's CCM has a 16-byte tag: not the CCM_8 suites. */
+        if (strstr(SSL_CIPHER_get_name(cipher), "CCM8") || strstr(SSL_CIPHER_get_name(cipher), "CCM_8"))
+            return -EOPNOTSUPP;
+        suite->cipher_type = TLS_CIPHER_AES_CCM_128;
+        suite->key_len = TLS_CIPHER_AES_CCM_128_KEY_SIZE;
+        suite->iv_len = TLS_CIPHER_AES_CCM_128_SALT_SIZE;
+        break;
+    case NID_aria_128_gcm:
+        suite->cipher_type = TLS_CIPHER_ARIA_GCM_128;
+        suite->key_len = TLS_CIPHER_ARIA_GCM_128_KEY_SIZE;
+        suite->iv_len = TLS_CIPHER_ARIA_GCM_128_SALT_SIZE;
+        break;
+    case NID_aria_256_gcm:
+        suite->cipher_type = TLS_CIPHER_ARIA_GCM_256;
+        suite->key_len = TLS_CIPHER_ARIA_GCM_256_KEY_SIZE;
+        suite->iv_len = TLS_CIPHER_ARIA_GCM_256_SALT_SIZE;
+        break;
     default:
         return -EOPNOTSUPP;
     }
@@ -306,7 +324,9 @@ static int fill_crypto_info(const struct suite *suite, const uint8_t *key, const
     int tls12 = suite->version == TLS_1_2_VERSION;
 
     switch (suite->cipher_type) {
-    case TLS_CIPHER_AES_GCM_128: {
+    case TLS_CIPHER_AES_GCM_128:
+    case TLS_CIPHER_AES_CCM_128:   /* the same layout: key 16, salt 4, iv 8 */
+    case TLS_CIPHER_ARIA_GCM_128: {
         struct tls12_crypto_info_aes_gcm_128 *ci = &out->aes_gcm_128;
         memcpy(ci->key, key, sizeof(ci->key));
         memcpy(ci->salt, iv, sizeof(ci->salt));
@@ -318,7 +338,8 @@ static int fill_crypto_info(const struct suite *suite, const uint8_t *key, const
         *out_len = sizeof(*ci);
         return 0;
     }
-    case TLS_CIPHER_AES_GCM_256: {
+    case TLS_CIPHER_AES_GCM_256:
+    case TLS_CIPHER_ARIA_GCM_256: { /* the same layout: key 32, salt 4, iv 8 */
         struct tls12_crypto_info_aes_gcm_256 *ci = &out->aes_gcm_256;
         memcpy(ci->key, key, sizeof(ci->key));
         memcpy(ci->salt, iv, sizeof(ci->salt));
@@ -440,12 +461,16 @@ const char *tlsnic_keyexport_suite_name(int tls_version, uint16_t cipher_type)
         case TLS_CIPHER_AES_GCM_128: return "TLS_AES_128_GCM_SHA256";
         case TLS_CIPHER_AES_GCM_256: return "TLS_AES_256_GCM_SHA384";
         case TLS_CIPHER_CHACHA20_POLY1305: return "TLS_CHACHA20_POLY1305_SHA256";
+        case TLS_CIPHER_AES_CCM_128: return "TLS_AES_128_CCM_SHA256";
         }
     } else if (tls_version == TLS1_2_VERSION) {
         switch (cipher_type) {
         case TLS_CIPHER_AES_GCM_128: return "ECDHE-ECDSA-AES128-GCM-SHA256";
         case TLS_CIPHER_AES_GCM_256: return "ECDHE-ECDSA-AES256-GCM-SHA384";
         case TLS_CIPHER_CHACHA20_POLY1305: return "ECDHE-ECDSA-CHACHA20-POLY1305";
+        case TLS_CIPHER_AES_CCM_128: return "ECDHE-ECDSA-AES128-CCM";
+        case TLS_CIPHER_ARIA_GCM_128: return "ECDHE-ECDSA-ARIA128-GCM-SHA256";
+        case TLS_CIPHER_ARIA_GCM_256: return "ECDHE-ECDSA-ARIA256-GCM-SHA384";
         }
     }
     return NULL;

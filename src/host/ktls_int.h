@@ -8,12 +8,16 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "tlsnic/check.h"
 #include "tlsnic/devops.h"
 #include "tlsnic/ktls.h"
 #include "tlsnic/record.h"
+
+/* TLS_TX_MAX_PAYLOAD_LEN's floor: RFC 8449's smallest record size limit. */
+#define TLSNIC_MIN_RECORD_SIZE_LIMIT 64
 
 /* Largest record tlsnic accepts on RX: TLS 1.3 allows 2^14 + 256 bytes of ciphertext. */
 #define TLSNIC_RX_BUF_LEN (TLSNIC_REC_HDR_LEN + TLSNIC_REC_MAX_PLAINTEXT + 256 + 8)
@@ -34,8 +38,10 @@ struct tlsnic_tx {
                                      the record store, valid until acknowledged */
     size_t out_off, out_len;      /* bytes of out sealed but not yet written */
     int zc_ro;                    /* TLS_TX_ZEROCOPY_RO (accepted; tlsnic always copies) */
+    size_t max_payload;           /* TLS_TX_MAX_PAYLOAD_LEN: content bytes per record */
     int err;                      /* sticky negative errno (nonce space exhausted, ...) */
-    int pending_counted;          /* counted in tlsnic_tx_pending_sockets */
+    atomic_int pending;           /* out_off < out_len, readable without the lock; counted
+                                     in tlsnic_tx_pending_sockets */
     struct tlsnic_dev_tx *dev;    /* device mode only */
 };
 
@@ -54,26 +60,83 @@ struct tlsnic_rx {
     uint8_t *content;             /* into buf */
     size_t clen, off;             /* content length, bytes of it already returned */
     int no_pad;                   /* TLS_RX_EXPECT_NO_PAD */
-    int err;                      /* sticky negative errno: the stream is dead */
+    int err;                      /* sticky negative errno (a record that failed to open:
+                                     every read gives it again, as the kernel's does) */
+    uint8_t dead;                 /* a malformed header was found: no record follows */
+    int dead_err;                 /* its errno, until a read has reported it */
 };
 
+/*
+ * One socket's TLS state. Lifetime: refs counts the fd table slots that point here plus
+ * the calls in progress that looked it up (tlsnic_sock_get); the last tlsnic_sock_put
+ * does what the kernel does when it releases a kTLS socket (push sealed records, device
+ * linger and del) and frees. The socket's own descriptor kfd (a CLOEXEC dup made at
+ * TCP_ULP) is what every system call of tlsnic uses: it keeps the kernel socket alive, and
+ * its number from being reused, for as long as any call is in progress, so a close(2) of
+ * the program's fd from another thread cannot make tlsnic read or write another file.
+ */
 struct tlsnic_sock {
-    atomic_int fdrefs; /* fd table slots that point here */
-    pid_t owner;       /* the process that set it up (TCP_ULP, TLS_TX): a forked child's
-                          copy is only forgotten at close (closer.c) */
+    atomic_int refs;
+    atomic_int fds;         /* of refs, the program's fd table slots */
+    atomic_bool releasing;  /* the last reference is gone: nothing may take another */
+    int kfd;                /* tlsnic's descriptor of the socket; closed when released */
+    dev_t kdev;             /* the socket's inode (fstat of kfd): a table entry for kfd */
+    ino_t kino;             /*   is checked against it before tlsnic trusts it */
+    _Atomic uint32_t prot;  /* version << 16 | cipher of the first direction keyed: both
+                               directions must agree (tls_main.c) */
+    unsigned fork_gen;      /* tlsnic_fork_gen when made: another value means a forked
+                               child inherited it (ktls.h: refused with EBADFD) */
+    atomic_bool tx_on, rx_on; /* TLS_TX / TLS_RX keys set: the lock-free test of the
+                                 data calls (keys are never removed) */
     struct tlsnic_offload offload; /* where TLS_TX is offered (ktls.h); under tx.lock */
     struct tlsnic_tx tx;
     struct tlsnic_rx rx;
 };
 
+/*
+ * The bytes of msg's iovecs a call may use, as the kernel's copy to / from an iovec goes:
+ * up to the first iovec whose base cannot be an address of the process (NULL, the first
+ * page, not canonical, or wrapping), where the kernel would stop with EFAULT. *iovs is how
+ * many iovecs that covers (the last possibly in part: callers stop at the total), *asked
+ * what the iovecs asked for in all. A base inside the address space that is merely not
+ * mapped is not caught here (it faults in the caller, as memcpy of libc does).
+ */
+static inline size_t tlsnic_iov_usable(const struct msghdr *msg, size_t *iovs, size_t *asked)
+{
+    size_t total = 0, want = 0, i = 0, n = 0;
+    int bad = msg->msg_iovlen > 0 && !msg->msg_iov;
+    for (; !bad && i < msg->msg_iovlen; i++) {
+        uintptr_t b = (uintptr_t)msg->msg_iov[i].iov_base;
+        size_t l = msg->msg_iov[i].iov_len;
+        want += l;
+        if (l == 0)
+            continue;
+        if (b < 4096 || b >= ((uintptr_t)1 << 56) || l > ((uintptr_t)1 << 56) - b) {
+            bad = 1;
+            break;
+        }
+        total += l;
+        n = i + 1;
+    }
+    for (; i < msg->msg_iovlen && msg->msg_iov; i++)
+        want += msg->msg_iov[i].iov_len;
+    *iovs = n;
+    *asked = want;
+    return total;
+}
+
 /* sock.c */
 extern struct tlsnic_sys_ops tlsnic_sys;
+/* The socket of a program fd, with a reference (NULL: not a tlsnic socket). */
 struct tlsnic_sock *tlsnic_sock_get(int fd);
-void tlsnic_sock_free(struct tlsnic_sock *s); /* wipes and frees; the device part ended */
+void tlsnic_sock_put(struct tlsnic_sock *s);
+/* The end of a released socket (closer.c): its own descriptor closed, then its state freed. */
+void tlsnic_sock_close_kfd(struct tlsnic_sock *s);
+void tlsnic_sock_free(struct tlsnic_sock *s);
 
-/* closer.c: the end of a socket whose last descriptor this process closed */
-int tlsnic_close_last(struct tlsnic_sock *s, int fd);
-void tlsnic_close_inherited(struct tlsnic_sock *s);
+/* closer.c: the end of a socket whose last reference is gone (sock.c, sock_release) */
+int tlsnic_close_last(struct tlsnic_sock *s, int kfd); /* 1: the closer took it */
+void tlsnic_close_inherited(struct tlsnic_sock *s);     /* a forked child's copy: forget */
 void tlsnic_stat_add(enum tlsnic_stat which, int64_t delta);
 int tlsnic_errno_ret(int rc); /* rc < 0: errno = -rc and returns -1; else rc */
 
@@ -104,7 +167,15 @@ void tlsnic_dev_tx_set_fd(struct tlsnic_sock *s, int fd);
 void tlsnic_dev_tx_forget(struct tlsnic_sock *s);
 void tlsnic_dev_tx_patch_info(const struct tlsnic_sock *s, union tlsnic_crypto_info *ci);
 
+/* push.c: pending TX written out when the socket has room (the write-space callback) */
+extern pthread_mutex_t tlsnic_push_lock; /* also orders tlsnic_set_sys_ops for its thread */
+void tlsnic_push_watch(struct tlsnic_sock *s); /* s has TX pending; caller holds a ref */
+void tlsnic_push_forget(struct tlsnic_sock *s); /* s lost its last program fd: the thread
+                                                  lets go of it (caller holds a ref) */
+
 /* rx.c */
 ssize_t tlsnic_rx_recvmsg(struct tlsnic_sock *s, int fd, struct msghdr *msg, int flags);
+int tlsnic_rx_poll(struct tlsnic_sock *s, int fd); /* 1 readable, 0 not, 2 not until the
+                                                     program acts, -1 unknown (busy) */
 
 #endif

@@ -10,6 +10,10 @@
  *     fd stays readable (no hang in poll while tlsnic holds data).
  */
 #include <errno.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/uio.h>
 
@@ -46,6 +50,30 @@ static void rx_release(struct tlsnic_rx *rx, int fd)
  * (-EAGAIN when the record is not complete and flags has MSG_DONTWAIT or the socket is
  * non-blocking; a record error is sticky: the stream is dead, as in the kernel).
  */
+/*
+ * After a malformed header the kernel stops its record parser and reports the error once
+ * (through sk_err); later reads find no record: EAGAIN when non-blocking, else they wait
+ * for the end of the stream (0) or SO_RCVTIMEO (EAGAIN), as tls_rx_rec_wait does.
+ */
+static int rx_dead(int fd, int flags)
+{
+    int fl = tlsnic_sys.fcntl(fd, F_GETFL);
+    if ((flags & MSG_DONTWAIT) || (fl >= 0 && (fl & O_NONBLOCK)))
+        return -EAGAIN;
+    struct timeval tv = {0};
+    socklen_t l = sizeof(tv);
+    int timeout = -1;
+    if (tlsnic_sys.getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &l) == 0 &&
+        (tv.tv_sec > 0 || tv.tv_usec > 0))
+        timeout = (int)(tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000);
+    /* The bytes after the bad header stay readable: wait for the peer's end only. */
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    int n = tlsnic_sys.poll(&p, 1, timeout);
+    if (n < 0)
+        return -errno;
+    return n == 0 ? -EAGAIN : 0;
+}
+
 static int rx_fill(struct tlsnic_rx *rx, int fd, int flags)
 {
     for (;;) {
@@ -53,6 +81,11 @@ static int rx_fill(struct tlsnic_rx *rx, int fd, int flags)
             return 1;
         if (rx->err)
             return rx->err;
+        if (rx->dead) {
+            int e = rx->dead_err; /* reported once */
+            rx->dead_err = 0;
+            return e ? e : rx_dead(fd, flags);
+        }
         if (rx->rekey_pending)
             return -EKEYEXPIRED;
         ssize_t n;
@@ -64,10 +97,13 @@ static int rx_fill(struct tlsnic_rx *rx, int fd, int flags)
             if (rx->have < TLSNIC_REC_HDR_LEN)
                 continue;
             int len = tlsnic_rec_parse_header(rx->key, rx->buf);
-            if (len < 0)
-                return rx->err = len;
-            if ((size_t)len > TLSNIC_RX_BUF_LEN || (size_t)len <= TLSNIC_REC_HDR_LEN)
-                return rx->err = -EMSGSIZE;
+            if (len >= 0 && ((size_t)len > TLSNIC_RX_BUF_LEN || (size_t)len <= TLSNIC_REC_HDR_LEN))
+                len = -EMSGSIZE;
+            if (len < 0) {
+                rx->dead = 1; /* reported once, as the kernel's sk_err */
+                rx->dead_err = len;
+                continue;
+            }
             rx->need = (size_t)len;
         }
         if (rx->have + 1 < rx->need) {
@@ -142,6 +178,79 @@ static void copy_to_iov(const struct msghdr *msg, size_t at, const uint8_t *src,
     }
 }
 
+/*
+ * MSG_PEEK past the record in hand. The kernel keeps every record it decrypted on its
+ * rx_list, so a peek goes on across data records as a read does (and with MSG_WAITALL
+ * waits for more). tlsnic looks at the bytes after the record in hand without taking them
+ * (MSG_PEEK on the kernel socket; its first byte is the held last byte of the record in
+ * hand) and opens copies of those records at their own sequence numbers. Stops at a record
+ * of another type, an incomplete one (unless wait), one that does not open (the read that
+ * takes it will say why), or after PEEK_AHEAD_MAX bytes.
+ */
+#define PEEK_AHEAD_MAX (256u * 1024u)
+
+static void peek_ahead(struct tlsnic_rx *rx, int fd, struct msghdr *msg, size_t *copied,
+                       size_t asked, size_t usable, int wait)
+{
+    size_t cap = 64u * 1024u, have = 0, off = rx->last_held ? 1 : 0, need = off + TLSNIC_REC_HDR_LEN;
+    uint64_t seq = tlsnic_rec_key_next_seq(rx->key);
+    uint8_t *buf = malloc(cap);
+    int peeked = 0; /* buf holds the queue's first `have` bytes as of the last peek */
+    for (int round = 0; buf && *copied < asked && round < 4096; round++) {
+        if (!peeked || have < need) {
+            if (need > PEEK_AHEAD_MAX)
+                break;
+            if (need > cap) {
+                size_t ncap = need * 2 < PEEK_AHEAD_MAX ? need * 2 : PEEK_AHEAD_MAX;
+                uint8_t *b = malloc(ncap);
+                if (!b)
+                    break;
+                OPENSSL_cleanse(buf, have);
+                free(buf);
+                buf = b;
+                cap = ncap;
+            }
+            ssize_t n = sys_recv(fd, buf, cap, MSG_PEEK | MSG_DONTWAIT);
+            if (n >= 0 && (size_t)n < need && wait) /* the kernel waits for the bytes */
+                n = sys_recv(fd, buf, need, MSG_PEEK | MSG_WAITALL);
+            if (n < 0 || (size_t)n < need)
+                break;
+            have = (size_t)n;
+            peeked = 1;
+        }
+        if (have - off < TLSNIC_REC_HDR_LEN) {
+            need = off + TLSNIC_REC_HDR_LEN;
+            peeked = 0;
+            continue;
+        }
+        int len = tlsnic_rec_parse_header(rx->key, buf + off);
+        if (len <= TLSNIC_REC_HDR_LEN || (size_t)len > TLSNIC_RX_BUF_LEN)
+            break;
+        if (have - off < (size_t)len) {
+            need = off + (size_t)len;
+            peeked = 0;
+            continue;
+        }
+        uint8_t type, *content;
+        size_t clen;
+        if (tlsnic_rec_open_at(rx->key, seq, buf + off, (size_t)len, &type, &content, &clen) < 0 ||
+            type != TLSNIC_CT_APPLICATION_DATA)
+            break;
+        size_t take = clen < asked - *copied ? clen : asked - *copied;
+        if (take > usable - *copied)
+            break; /* it would reach an iovec the kernel cannot write */
+        copy_to_iov(msg, *copied, content, take);
+        *copied += take;
+        off += (size_t)len;
+        need = off + TLSNIC_REC_HDR_LEN;
+        seq++;
+    }
+    if (buf) {
+        OPENSSL_cleanse(buf, have); /* plaintext of records not taken yet */
+        free(buf);
+    }
+}
+
 static ssize_t recvmsg_locked(struct tlsnic_sock *s, int fd, struct msghdr *msg, int flags)
 {
     struct tlsnic_rx *rx = &s->rx;
@@ -149,11 +258,11 @@ static ssize_t recvmsg_locked(struct tlsnic_sock *s, int fd, struct msghdr *msg,
     int waitall = flags & MSG_WAITALL;
     int dontwait = flags & MSG_DONTWAIT;
     int has_control = msg->msg_control != NULL;
-    size_t total = 0;
-    for (size_t i = 0; i < msg->msg_iovlen; i++)
-        total += msg->msg_iov[i].iov_len;
+    size_t iovs = 0, asked = 0;
+    /* total: the bytes up to an iovec the kernel could not write (then < asked) */
+    size_t total = tlsnic_iov_usable(msg, &iovs, &asked);
     msg->msg_flags = 0;
-    if (total == 0) {
+    if (asked == 0) {
         if (has_control)
             msg->msg_controllen = 0;
         return 0;
@@ -162,7 +271,7 @@ static ssize_t recvmsg_locked(struct tlsnic_sock *s, int fd, struct msghdr *msg,
     size_t copied = 0;
     uint8_t control = 0;
     int cmsg_ok = 0;
-    while (copied < total) {
+    while (copied < asked) {
         int more_wait = copied == 0 || waitall;
         int rc = rx_fill(rx, fd, (dontwait || !more_wait) ? MSG_DONTWAIT : 0);
         if (rc <= 0) {
@@ -181,12 +290,25 @@ static ssize_t recvmsg_locked(struct tlsnic_sock *s, int fd, struct msghdr *msg,
             break; /* never two record types in one call */
         }
         size_t n = rx->clen - rx->off;
-        if (n > total - copied)
-            n = total - copied;
+        if (n > asked - copied)
+            n = asked - copied;
+        if (n > total - copied) {
+            /* The kernel's copy of this record would reach the unreadable iovec: it fails
+             * and the record stays whole for the next call (EFAULT, or what went before). */
+            if (copied > 0)
+                break;
+            if (has_control)
+                msg->msg_controllen = 0;
+            return -EFAULT;
+        }
         copy_to_iov(msg, copied, rx->content + rx->off, n);
         copied += n;
-        if (peek)
+        if (peek) {
+            if (control == TLSNIC_CT_APPLICATION_DATA && n == rx->clen - rx->off &&
+                copied < asked)
+                peek_ahead(rx, fd, msg, &copied, asked, total, waitall && !dontwait);
             break;
+        }
         rx->off += n;
         if (rx->off == rx->clen)
             rx_release(rx, fd);
@@ -201,7 +323,7 @@ static ssize_t recvmsg_locked(struct tlsnic_sock *s, int fd, struct msghdr *msg,
 ssize_t tlsnic_rx_recvmsg(struct tlsnic_sock *s, int fd, struct msghdr *msg, int flags)
 {
     /* A sender that now waits for the answer must not leave its last record behind. */
-    if (s->tx.key && tlsnic_tx_has_pending(s) && pthread_mutex_trylock(&s->tx.lock) == 0) {
+    if (atomic_load(&s->tx_on) && tlsnic_tx_has_pending(s) && pthread_mutex_trylock(&s->tx.lock) == 0) {
         (void)tlsnic_tx_flush_locked(s, fd, MSG_DONTWAIT | MSG_NOSIGNAL);
         pthread_mutex_unlock(&s->tx.lock);
     }
@@ -209,4 +331,35 @@ ssize_t tlsnic_rx_recvmsg(struct tlsnic_sock *s, int fd, struct msghdr *msg, int
     ssize_t rc = recvmsg_locked(s, fd, msg, flags);
     pthread_mutex_unlock(&s->rx.lock);
     return rc;
+}
+
+/*
+ * For poll / select / epoll: whether a read can return something now, as the kernel's
+ * poll on a kTLS socket says readable only for a whole record (or an error, or the end).
+ * 1: a read would (a record, an error, the end); 0: not (a partial record: its bytes are
+ * taken into user space, so the fd stops being readable until more arrives); 2: no read
+ * can until the program acts (a TLS 1.3 KeyUpdate waits for TLS_RX keys, a malformed
+ * header was reported): the caller stops asking the kernel for POLLIN, whose bytes stay;
+ * -1: another thread is reading (trust the kernel's answer).
+ */
+int tlsnic_rx_poll(struct tlsnic_sock *s, int fd)
+{
+    struct tlsnic_rx *rx = &s->rx;
+    if (pthread_mutex_trylock(&rx->lock) != 0)
+        return -1;
+    int r;
+    if (rx->ready || rx->err || (rx->dead && rx->dead_err)) {
+        r = 1;
+    } else if (rx->rekey_pending || rx->dead) {
+        r = 2;
+    } else {
+        int rc = rx_fill(rx, fd, MSG_DONTWAIT);
+        r = rc == -EAGAIN ? 0 : 1;
+        if (rc < 0 && rc != -EAGAIN && rx->dead) { /* the error just found: keep it */
+            rx->dead_err = rc;
+            r = 1;
+        }
+    }
+    pthread_mutex_unlock(&rx->lock);
+    return r;
 }

@@ -45,10 +45,12 @@ static int writer_get_record(void *priv, uint32_t tcp_seq, struct tlsnic_rec_ref
 {
     const tlsnic_shm_writer *w = priv;
     for (uint32_t n = 0; n < w->used; n++) {
-        const struct tlsnic_shm_desc *d = w_desc(w, (w->oldest + n) % w->n_desc);
-        if (d->len != 0 && tlsnic_shm_seq_in(tcp_seq, d->tcp_seq, d->len)) {
-            *out = (struct tlsnic_rec_ref){.tcp_seq = d->tcp_seq, .len = d->len,
-                                           .rec_seq = d->rec_seq, .bytes = w->data + d->off};
+        struct tlsnic_shm_desc *d = w_desc(w, (w->oldest + n) % w->n_desc);
+        uint32_t len = tlsnic_shm_ld32(&d->len), start = tlsnic_shm_ld32(&d->tcp_seq);
+        if (len != 0 && tlsnic_shm_seq_in(tcp_seq, start, len)) {
+            *out = (struct tlsnic_rec_ref){.tcp_seq = start, .len = len,
+                                           .rec_seq = tlsnic_shm_ld64(&d->rec_seq),
+                                           .bytes = w->data + tlsnic_shm_ld32(&d->off)};
             return 0;
         }
     }
@@ -186,7 +188,10 @@ int tlsnic_shm_writer_new(tlsnic_shm_writer **out, uint32_t n_records, uint32_t 
  * written: touching the rest would fault in pages that never held anything. */
 static void writer_wipe(tlsnic_shm_writer *w)
 {
-    memset(w_desc(w, 0), 0, (size_t)w->desc_touched * TLSNIC_SHM_DESC_LEN);
+    /* Every descriptor, not only the ones this process wrote: a forked child that wrote the
+     * store (before tlsnic refused inherited sockets) left live-looking descriptors whose
+     * room the next connection then reuses under a reader's eyes. A few pages at most. */
+    memset(w_desc(w, 0), 0, (size_t)w->n_desc * TLSNIC_SHM_DESC_LEN);
     memset(w->data, 0, w->data_touched);
     w->oldest = w->used = w->head = w->desc_touched = w->data_touched = 0;
     w->reserved = 0;
@@ -263,16 +268,19 @@ void tlsnic_shm_writer_free(tlsnic_shm_writer *w)
         writer_destroy(w);
 }
 
-/* Seqlock writer: gen odd while the descriptor changes. */
+/* Seqlock writer: gen odd while the descriptor changes (the writer is gen's only writer,
+ * so its own relaxed load is exact). Fields in between: relaxed atomic stores. The parity
+ * is set, not toggled: a store that comes back from the pool may hold a descriptor another
+ * process left half-written (gen odd), and toggling would then mark writes as stable. */
 static void desc_begin(struct tlsnic_shm_desc *d)
 {
-    __atomic_store_n(&d->gen, d->gen + 1, __ATOMIC_RELAXED);
+    tlsnic_shm_st32(&d->gen, tlsnic_shm_ld32(&d->gen) | 1u);
     __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
 static void desc_end(struct tlsnic_shm_desc *d)
 {
-    __atomic_store_n(&d->gen, d->gen + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&d->gen, (tlsnic_shm_ld32(&d->gen) | 1u) + 1u, __ATOMIC_RELEASE);
 }
 
 /* Where a record of len bytes can go in the data ring, or -ENOSPC. */
@@ -280,7 +288,7 @@ static int64_t place(const tlsnic_shm_writer *w, uint32_t len)
 {
     if (w->used == 0)
         return 0;
-    uint32_t tail = w_desc(w, w->oldest)->off; /* the oldest record's bytes */
+    uint32_t tail = tlsnic_shm_ld32(&w_desc(w, w->oldest)->off); /* the oldest record's bytes */
     if (w->head > tail) { /* free: [head, end) and [0, tail) */
         if (len <= w->data_bytes - w->head)
             return w->head;
@@ -307,6 +315,11 @@ int tlsnic_shm_writer_reserve(tlsnic_shm_writer *w, uint32_t len, uint8_t **room
     w->reserved_off = (uint32_t)off;
     w->reserved_len = len;
     *room = w->data + off;
+    /* Orders the release of the record that had this room (its gen store) before every
+     * byte the caller now writes here: a reader whose copy holds any of those bytes then
+     * sees gen moved (its acquire fence pairs with this one), and throws the copy away.
+     * Without it the new bytes may become visible first (the compiler may hoist them). */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
     return 0;
 }
 
@@ -323,10 +336,10 @@ int tlsnic_shm_writer_commit(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t re
     uint32_t i = (w->oldest + w->used) % w->n_desc;
     struct tlsnic_shm_desc *d = w_desc(w, i);
     desc_begin(d);
-    d->tcp_seq = tcp_seq;
-    d->rec_seq = rec_seq;
-    d->off = w->reserved_off;
-    d->len = len;
+    tlsnic_shm_st32(&d->tcp_seq, tcp_seq);
+    tlsnic_shm_st64(&d->rec_seq, rec_seq);
+    tlsnic_shm_st32(&d->off, w->reserved_off);
+    tlsnic_shm_st32(&d->len, len);
     desc_end(d);
     w->used++;
     w->head = w->reserved_off + len;
@@ -346,7 +359,7 @@ int tlsnic_shm_writer_put(tlsnic_shm_writer *w, uint32_t tcp_seq, uint64_t rec_s
     int rc = tlsnic_shm_writer_reserve(w, len, &room);
     if (rc < 0)
         return rc;
-    memcpy(room, bytes, len);
+    tlsnic_shm_copy(room, (uint8_t *)bytes, len, 1); /* bytes a reader may be copying */
     return tlsnic_shm_writer_commit(w, tcp_seq, rec_seq, len);
 }
 
@@ -354,11 +367,11 @@ void tlsnic_shm_writer_release(tlsnic_shm_writer *w, uint32_t acked_seq)
 {
     while (w->used > 0) {
         struct tlsnic_shm_desc *d = w_desc(w, w->oldest);
-        uint32_t end = d->tcp_seq + d->len;
+        uint32_t end = tlsnic_shm_ld32(&d->tcp_seq) + tlsnic_shm_ld32(&d->len);
         if ((int32_t)(acked_seq - end) < 0)
             break;
         desc_begin(d); /* before its bytes can be reused: a reader copying them notices */
-        d->len = 0;
+        tlsnic_shm_st32(&d->len, 0);
         desc_end(d);
         w->oldest = (w->oldest + 1) % w->n_desc;
         w->used--;

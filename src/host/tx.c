@@ -18,24 +18,30 @@
 /* Sockets with ciphertext pending in user space, so an event loop knows to flush. */
 atomic_int tlsnic_tx_pending_sockets;
 
-static void count_pending(struct tlsnic_tx *tx)
+/* Call with the TX lock held. A socket that becomes pending is handed to push.c, which
+ * writes the rest when the socket has room, as the kernel's write-space callback does. */
+static void count_pending(struct tlsnic_sock *s)
 {
+    struct tlsnic_tx *tx = &s->tx;
     int p = tx->out_off < tx->out_len;
-    if (p != tx->pending_counted) {
+    if (p != atomic_load_explicit(&tx->pending, memory_order_relaxed)) {
         atomic_fetch_add(&tlsnic_tx_pending_sockets, p ? 1 : -1);
-        tx->pending_counted = p;
+        atomic_store_explicit(&tx->pending, p, memory_order_relaxed);
+        if (p && !atomic_load(&s->releasing))
+            tlsnic_push_watch(s);
     }
 }
 
 void tlsnic_tx_forget_pending(struct tlsnic_sock *s)
 {
     s->tx.out_off = s->tx.out_len = 0;
-    count_pending(&s->tx);
+    count_pending(s);
 }
 
+/* Without the TX lock: a hint, confirmed under the lock by tlsnic_tx_flush_locked. */
 int tlsnic_tx_has_pending(struct tlsnic_sock *s)
 {
-    return s->tx.out_off < s->tx.out_len;
+    return atomic_load_explicit(&s->tx.pending, memory_order_relaxed);
 }
 
 /* Writes the pending part of the sealed record. 0, -EAGAIN (still pending), -errno. */
@@ -52,14 +58,14 @@ int tlsnic_tx_flush_locked(struct tlsnic_sock *s, int fd, int flags)
             if (errno == EINTR)
                 continue;
             int rc = errno == EWOULDBLOCK ? -EAGAIN : -errno;
-            count_pending(tx);
+            count_pending(s);
             return rc;
         }
         tx->out_off += (size_t)n;
         tlsnic_dev_tx_sent(s, (size_t)n);
     }
     tx->out_off = tx->out_len = 0;
-    count_pending(tx);
+    count_pending(s);
     return 0;
 }
 
@@ -74,6 +80,25 @@ static void count_record(const struct tlsnic_tx *tx, size_t wire_len)
     }
 }
 
+/*
+ * A failure that ends the TX stream. The kernel seals the record with sequence number
+ * 2^64-1, finds the counter wrapping (tls_advance_record_sn) and aborts the socket with
+ * EBADMSG before the record leaves: that send and every later one fail with EBADMSG (seen
+ * on Linux 6.12, the reference run). tlsnic refuses to seal that record at all (the record
+ * layer's EOVERFLOW, or this check) and reports the kernel's errno.
+ */
+static int tx_fatal(int rc)
+{
+    return rc == -EOVERFLOW ? -EBADMSG : rc;
+}
+
+/* -EOVERFLOW when the next record would carry sequence number 2^64-1 (software mode; the
+ * device path refuses it in dev.c). */
+static int last_seq_check(const struct tlsnic_tx *tx)
+{
+    return !tx->dev && tlsnic_rec_key_next_seq(tx->key) == UINT64_MAX ? -EOVERFLOW : 0;
+}
+
 /* Seals the open record and writes it: 0, -EAGAIN (sealed, partly pending), -errno. */
 int tlsnic_tx_push_locked(struct tlsnic_sock *s, int fd, int flags)
 {
@@ -82,15 +107,15 @@ int tlsnic_tx_push_locked(struct tlsnic_sock *s, int fd, int flags)
     if (!tx->open)
         return 0;
     uint8_t *out = tx->buf;
-    int rc = tx->dev ? tlsnic_dev_tx_frame(s, fd, tx->open_type, NULL, tx->open_len, &out, &out_len)
+    int rc = last_seq_check(tx);
+    if (rc == 0)
+        rc = tx->dev ? tlsnic_dev_tx_frame(s, fd, tx->open_type, NULL, tx->open_len, &out, &out_len)
                      : tlsnic_rec_seal(tx->key, tx->open_type, tx->buf + tx->hdr_room,
                                        tx->open_len, tx->buf, TLSNIC_REC_MAX_WIRE_LEN, &out_len);
     tx->open = 0;
     tx->open_len = 0;
-    if (rc < 0) {
-        tx->err = rc; /* nonce space exhausted, device abort: the stream is dead */
-        return rc;
-    }
+    if (rc < 0)
+        return tx->err = tx_fatal(rc); /* nonce space exhausted, device abort: dead */
     count_record(tx, out_len);
     tx->out = out;
     tx->out_off = 0;
@@ -109,13 +134,13 @@ static int seal_direct(struct tlsnic_sock *s, int fd, uint8_t type, const uint8_
     struct tlsnic_tx *tx = &s->tx;
     size_t out_len = 0;
     uint8_t *out = tx->buf;
-    int rc = tx->dev ? tlsnic_dev_tx_frame(s, fd, type, p, n, &out, &out_len)
+    int rc = last_seq_check(tx);
+    if (rc == 0)
+        rc = tx->dev ? tlsnic_dev_tx_frame(s, fd, type, p, n, &out, &out_len)
                      : tlsnic_rec_seal(tx->key, type, p, n, tx->buf, TLSNIC_REC_MAX_WIRE_LEN,
                                        &out_len);
-    if (rc < 0) {
-        tx->err = rc;
-        return rc;
-    }
+    if (rc < 0)
+        return tx->err = tx_fatal(rc);
     count_record(tx, out_len);
     tx->out = out;
     tx->out_off = 0;
@@ -168,21 +193,37 @@ static ssize_t sendmsg_locked(struct tlsnic_sock *s, int fd, const struct msghdr
     if (tx->open && tx->open_type != record_type)
         TLSNIC_TRY(tlsnic_tx_push_locked(s, fd, wflags));
 
-    size_t total = 0;
-    for (size_t i = 0; i < msg->msg_iovlen; i++)
-        total += msg->msg_iov[i].iov_len;
+    size_t iovs = 0, asked = 0;
+    size_t total = tlsnic_iov_usable(msg, &iovs, &asked);
+    if (total < asked) {
+        /* An iovec the kernel could not read: tls_sw_sendmsg copies what the open record has
+         * room for, then a record at a time, and the chunk that reaches that iovec fails
+         * (EFAULT, or what went before it). */
+        size_t room = tx->max_payload - (tx->open ? tx->open_len : 0), ok = 0;
+        while (ok < asked) {
+            size_t chunk = asked - ok < room ? asked - ok : room;
+            if (chunk > total - ok)
+                break;
+            ok += chunk;
+            room = tx->max_payload;
+        }
+        total = ok;
+        TLSNIC_ENSURE(total > 0, EFAULT);
+    }
     if (total == 0 && record_type != TLSNIC_CT_APPLICATION_DATA)
         open_record(tx, record_type);
 
     size_t copied = 0;
-    for (size_t i = 0; i < msg->msg_iovlen; i++) {
+    for (size_t i = 0; i < iovs && copied < total; i++) {
         const uint8_t *p = msg->msg_iov[i].iov_base;
         size_t left = msg->msg_iov[i].iov_len;
+        if (left > total - copied)
+            left = total - copied;
         while (left > 0) {
             size_t rest = total - copied; /* this byte on, to the end of the call */
-            if (!tx->open && (left >= TLSNIC_REC_MAX_PLAINTEXT ||
+            if (!tx->open && (left >= tx->max_payload ||
                               (rest == left && !(flags & MSG_MORE)))) {
-                size_t n = left < TLSNIC_REC_MAX_PLAINTEXT ? left : TLSNIC_REC_MAX_PLAINTEXT;
+                size_t n = left < tx->max_payload ? left : tx->max_payload;
                 int rc = seal_direct(s, fd, record_type, p, n, wflags);
                 if (rc < 0 && rc != -EAGAIN)
                     return copied ? (ssize_t)copied : rc;
@@ -194,14 +235,14 @@ static ssize_t sendmsg_locked(struct tlsnic_sock *s, int fd, const struct msghdr
                 continue;
             }
             open_record(tx, record_type);
-            size_t room = TLSNIC_REC_MAX_PLAINTEXT - tx->open_len;
+            size_t room = tx->max_payload - tx->open_len;
             size_t n = left < room ? left : room;
             memcpy(tx->buf + tx->hdr_room + tx->open_len, p, n);
             tx->open_len += n;
             copied += n;
             p += n;
             left -= n;
-            if (tx->open_len == TLSNIC_REC_MAX_PLAINTEXT) {
+            if (tx->open_len >= tx->max_payload) {
                 int rc = tlsnic_tx_push_locked(s, fd, wflags);
                 if (rc == -EAGAIN)
                     return (ssize_t)copied; /* sealed: those bytes are the socket's now */
@@ -240,7 +281,7 @@ static ssize_t sendfile_locked(struct tlsnic_sock *s, int fd, int in_fd, off_t *
     ssize_t rc = 0;
     while (copied < count) {
         open_record(tx, TLSNIC_CT_APPLICATION_DATA);
-        size_t room = TLSNIC_REC_MAX_PLAINTEXT - tx->open_len;
+        size_t room = tx->max_payload - tx->open_len;
         size_t want = count - copied < room ? count - copied : room;
         uint8_t *dst = tx->buf + tx->hdr_room + tx->open_len;
         ssize_t n = offset ? tlsnic_sys.pread(in_fd, dst, want, *offset + (off_t)copied)
@@ -255,7 +296,7 @@ static ssize_t sendfile_locked(struct tlsnic_sock *s, int fd, int in_fd, off_t *
             break; /* end of file */
         tx->open_len += (size_t)n;
         copied += (size_t)n;
-        if (tx->open_len == TLSNIC_REC_MAX_PLAINTEXT) {
+        if (tx->open_len >= tx->max_payload) {
             rc = tlsnic_tx_push_locked(s, fd, 0);
             if (rc < 0)
                 break;

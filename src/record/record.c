@@ -67,7 +67,10 @@ struct tlsnic_rec_key {
     uint16_t version;
     uint16_t cipher;
     const EVP_CIPHER *aead;
-    const EVP_CIPHER *keystream; /* AES-CTR or ChaCha20 with the same key */
+    const EVP_CIPHER *keystream; /* AES-CTR or ChaCha20 with the same key; NULL: the key
+                                    does not stream (CCM, and what a device never takes) */
+    EVP_CIPHER *fetched[2];      /* aead / keystream when fetched by name (freed with the key) */
+    int ccm;                     /* AES-CCM: one-shot EVP calls, length and tag up front */
     const uint8_t *key_bytes;    /* points into info */
     size_t key_len;
     uint8_t static_iv[NONCE_LEN]; /* TLS 1.2 GCM: salt then zeros; else the 12-byte IV */
@@ -113,6 +116,16 @@ size_t tlsnic_crypto_info_size(uint16_t cipher_type)
         return sizeof(struct tls12_crypto_info_aes_gcm_256);
     case TLS_CIPHER_CHACHA20_POLY1305:
         return sizeof(struct tls12_crypto_info_chacha20_poly1305);
+    case TLS_CIPHER_AES_CCM_128:
+        return sizeof(struct tls12_crypto_info_aes_ccm_128);
+    case TLS_CIPHER_ARIA_GCM_128:
+        return sizeof(struct tls12_crypto_info_aria_gcm_128);
+    case TLS_CIPHER_ARIA_GCM_256:
+        return sizeof(struct tls12_crypto_info_aria_gcm_256);
+    case TLS_CIPHER_SM4_GCM:
+        return sizeof(struct tls12_crypto_info_sm4_gcm);
+    case TLS_CIPHER_SM4_CCM:
+        return sizeof(struct tls12_crypto_info_sm4_ccm);
     default:
         return 0;
     }
@@ -127,27 +140,31 @@ const char *tlsnic_cipher_name(uint16_t cipher_type)
         return "AES-256-GCM";
     case TLS_CIPHER_CHACHA20_POLY1305:
         return "CHACHA20-POLY1305";
+    case TLS_CIPHER_AES_CCM_128:
+        return "AES-128-CCM";
+    case TLS_CIPHER_ARIA_GCM_128:
+        return "ARIA-128-GCM";
+    case TLS_CIPHER_ARIA_GCM_256:
+        return "ARIA-256-GCM";
+    case TLS_CIPHER_SM4_GCM:
+        return "SM4-GCM";
+    case TLS_CIPHER_SM4_CCM:
+        return "SM4-CCM";
     default:
         return "unknown";
     }
 }
 
-/* Ciphers the kernel's UAPI knows but tlsnic does not offload. */
-static int cipher_known_unsupported(uint16_t cipher_type)
+/* The ciphers a device can take: those the streaming API runs. */
+static int cipher_streams(uint16_t cipher_type)
 {
-    switch (cipher_type) {
-    case 53: /* AES-CCM-128 */
-    case 55: /* SM4-GCM */
-    case 56: /* SM4-CCM */
-    case 57: /* ARIA-GCM-128 */
-    case 58: /* ARIA-GCM-256 */
-        return 1;
-    default:
-        return 0;
-    }
+    return cipher_type == TLS_CIPHER_AES_GCM_128 || cipher_type == TLS_CIPHER_AES_GCM_256 ||
+           cipher_type == TLS_CIPHER_CHACHA20_POLY1305;
 }
 
-int tlsnic_crypto_info_check(const void *crypto_info, size_t info_len)
+/* The kernel's checks (tls_main.c): version, a cipher the UAPI knows (ARIA only with TLS
+ * 1.2), the length of that cipher's struct. */
+static int crypto_info_check_uapi(const void *crypto_info, size_t info_len)
 {
     struct tls_crypto_info hdr;
 
@@ -158,10 +175,30 @@ int tlsnic_crypto_info_check(const void *crypto_info, size_t info_len)
         return -EINVAL;
     size_t want = tlsnic_crypto_info_size(hdr.cipher_type);
     if (want == 0)
-        return cipher_known_unsupported(hdr.cipher_type) ? -EOPNOTSUPP : -EINVAL;
+        return -EINVAL;
+    if ((hdr.cipher_type == TLS_CIPHER_ARIA_GCM_128 || hdr.cipher_type == TLS_CIPHER_ARIA_GCM_256) &&
+        hdr.version != TLS_1_2_VERSION)
+        return -EINVAL;
     if (info_len != want)
         return -EINVAL;
     return 0;
+}
+
+int tlsnic_crypto_info_check(const void *crypto_info, size_t info_len)
+{
+    int rc = crypto_info_check_uapi(crypto_info, info_len);
+    if (rc < 0)
+        return rc;
+    struct tls_crypto_info hdr;
+    memcpy(&hdr, crypto_info, sizeof(hdr));
+    return cipher_streams(hdr.cipher_type) ? 0 : -EOPNOTSUPP;
+}
+
+/* A cipher of this libcrypto by name; NULL if it lacks it (then the kernel's ENOENT). */
+static const EVP_CIPHER *fetch(tlsnic_rec_key *key, int slot, const char *name)
+{
+    key->fetched[slot] = EVP_CIPHER_fetch(NULL, name, NULL);
+    return key->fetched[slot];
 }
 
 int tlsnic_rec_key_new(tlsnic_rec_key **out, const void *crypto_info, size_t info_len)
@@ -169,7 +206,7 @@ int tlsnic_rec_key_new(tlsnic_rec_key **out, const void *crypto_info, size_t inf
     if (out == NULL)
         return -EINVAL;
     *out = NULL;
-    int rc = tlsnic_crypto_info_check(crypto_info, info_len);
+    int rc = crypto_info_check_uapi(crypto_info, info_len);
     if (rc < 0)
         return rc;
 
@@ -211,7 +248,7 @@ int tlsnic_rec_key_new(tlsnic_rec_key **out, const void *crypto_info, size_t inf
         rec_seq = ci->rec_seq;
         break;
     }
-    default: { /* TLS_CIPHER_CHACHA20_POLY1305, the only other one the check lets through */
+    case TLS_CIPHER_CHACHA20_POLY1305: {
         const struct tls12_crypto_info_chacha20_poly1305 *ci = &key->info.chacha20_poly1305;
         key->aead = EVP_chacha20_poly1305();
         key->keystream = EVP_chacha20();
@@ -221,16 +258,56 @@ int tlsnic_rec_key_new(tlsnic_rec_key **out, const void *crypto_info, size_t inf
         rec_seq = ci->rec_seq;
         break;
     }
+    default: {
+        /*
+         * AES-CCM-128, ARIA-GCM, SM4-GCM / SM4-CCM: the layout of AES-GCM (salt, explicit
+         * nonce in TLS 1.2), software only (no keystream: a device never takes them). The
+         * 128-bit ones share AES-GCM-128's struct layout, ARIA-256 AES-GCM-256's.
+         */
+        static const struct {
+            uint16_t cipher;
+            const char *aead;
+            int ccm;
+        } sw[] = {
+            {TLS_CIPHER_AES_CCM_128, "AES-128-CCM", 1},
+            {TLS_CIPHER_ARIA_GCM_128, "ARIA-128-GCM", 0},
+            {TLS_CIPHER_ARIA_GCM_256, "ARIA-256-GCM", 0},
+            {TLS_CIPHER_SM4_GCM, "SM4-GCM", 0},
+            {TLS_CIPHER_SM4_CCM, "SM4-CCM", 1},
+        };
+        size_t i = 0;
+        while (i < sizeof(sw) / sizeof(sw[0]) && sw[i].cipher != key->cipher)
+            i++;
+        int wide = key->cipher == TLS_CIPHER_ARIA_GCM_256;
+        const uint8_t *k = wide ? key->info.aes_gcm_256.key : key->info.aes_gcm_128.key;
+        const uint8_t *salt = wide ? key->info.aes_gcm_256.salt : key->info.aes_gcm_128.salt;
+        const uint8_t *iv = wide ? key->info.aes_gcm_256.iv : key->info.aes_gcm_128.iv;
+        key->aead = i < sizeof(sw) / sizeof(sw[0]) ? fetch(key, 0, sw[i].aead) : NULL;
+        if (key->aead == NULL) {
+            tlsnic_rec_key_free(key);
+            return -ENOENT; /* this libcrypto lacks it: crypto_alloc_aead's answer */
+        }
+        key->ccm = sw[i].ccm;
+        key->key_bytes = k;
+        key->key_len = wide ? 32 : 16;
+        memcpy(key->static_iv, salt, 4);
+        if (key->version == TLS_1_3_VERSION)
+            memcpy(key->static_iv + 4, iv, 8);
+        key->initial_explicit = load_be64(iv);
+        rec_seq = wide ? key->info.aes_gcm_256.rec_seq : key->info.aes_gcm_128.rec_seq;
+        break;
+    }
     }
     key->explicit_nonce_len = (key->version == TLS_1_2_VERSION &&
-                               key->cipher != TLS_CIPHER_CHACHA20_POLY1305)
+                               key->cipher != TLS_CIPHER_CHACHA20_POLY1305) /* RFC 5288, 6655, 6209 */
                                   ? TLSNIC_REC_EXPLICIT_NONCE_LEN
                                   : 0;
     key->initial_seq = load_be64(rec_seq);
     key->next_seq = key->initial_seq;
 
     key->evp = EVP_CIPHER_CTX_new();
-    if (key->evp == NULL || key->aead == NULL || key->keystream == NULL) {
+    if (key->evp == NULL || key->aead == NULL ||
+        (key->keystream == NULL && cipher_streams(key->cipher))) {
         tlsnic_rec_key_free(key);
         return -ENOMEM;
     }
@@ -243,6 +320,8 @@ void tlsnic_rec_key_free(tlsnic_rec_key *key)
     if (key == NULL)
         return;
     EVP_CIPHER_CTX_free(key->evp); /* libcrypto cleanses the key schedule */
+    EVP_CIPHER_free(key->fetched[0]);
+    EVP_CIPHER_free(key->fetched[1]);
     OPENSSL_clear_free(key, sizeof(*key));
 }
 
@@ -304,8 +383,18 @@ int tlsnic_rec_key_export(const tlsnic_rec_key *key, union tlsnic_crypto_info *o
         if (key->version == TLS_1_2_VERSION)
             store_be64(out->aes_gcm_256.iv, explicit_nonce_of(key, key->next_seq));
         break;
-    default:
+    case TLS_CIPHER_CHACHA20_POLY1305:
         store_be64(out->chacha20_poly1305.rec_seq, key->next_seq);
+        break;
+    case TLS_CIPHER_ARIA_GCM_256: /* AES-GCM-256's layout */
+        store_be64(out->aes_gcm_256.rec_seq, key->next_seq);
+        if (key->version == TLS_1_2_VERSION)
+            store_be64(out->aes_gcm_256.iv, explicit_nonce_of(key, key->next_seq));
+        break;
+    default: /* AES-GCM-128's layout: CCM, ARIA-128, SM4 */
+        store_be64(out->aes_gcm_128.rec_seq, key->next_seq);
+        if (key->version == TLS_1_2_VERSION)
+            store_be64(out->aes_gcm_128.iv, explicit_nonce_of(key, key->next_seq));
         break;
     }
     return (int)key->info_len;
@@ -347,13 +436,13 @@ static size_t make_aad(const tlsnic_rec_key *key, uint64_t rec_seq,
  * length field of the header (bytes after the header). */
 static int check_header(const tlsnic_rec_key *key, const uint8_t hdr[TLSNIC_REC_HDR_LEN])
 {
-    if (hdr[1] != LEGACY_VERSION_MAJOR || hdr[2] != LEGACY_VERSION_MINOR)
-        return -EINVAL;
     size_t data_len = ((size_t)hdr[3] << 8) | hdr[4];
     if (data_len > TLSNIC_REC_MAX_PLAINTEXT + body_overhead(key))
         return -EMSGSIZE;
     if (data_len < key->explicit_nonce_len + TLSNIC_REC_TAG_LEN)
         return -EBADMSG;
+    if (hdr[1] != LEGACY_VERSION_MAJOR || hdr[2] != LEGACY_VERSION_MINOR)
+        return -EINVAL; /* last: a header both too long and of another version is EMSGSIZE */
     return (int)data_len;
 }
 
@@ -401,6 +490,39 @@ static int ranges_overlap(const uint8_t *a, size_t a_len, const uint8_t *b, size
     return a0 < b0 + b_len && b0 < a0 + a_len;
 }
 
+/*
+ * CCM (RFC 6655 / RFC 8446 with a 16-byte tag) through EVP, which takes a CCM message in
+ * one piece: tag length and nonce length first (and on decryption the expected tag), then
+ * key and nonce, the message length, the AAD, the message. In place. On decryption a bad
+ * tag fails the message update: -EBADMSG.
+ */
+static int ccm_crypt(tlsnic_rec_key *key, int enc, const uint8_t nonce[NONCE_LEN],
+                     const uint8_t *aad, size_t aad_len, uint8_t *buf, size_t len,
+                     uint8_t tag[TLSNIC_REC_TAG_LEN])
+{
+    EVP_CIPHER_CTX *evp = key->evp;
+    int outl;
+    key->evp_keyed_for = -1; /* re-keyed per record: the whole-record path's cache is not */
+    EVP_CHECK(EVP_CipherInit_ex(evp, key->aead, NULL, NULL, NULL, enc));
+    EVP_CHECK(EVP_CIPHER_CTX_ctrl(evp, EVP_CTRL_AEAD_SET_IVLEN, NONCE_LEN, NULL));
+    EVP_CHECK(EVP_CIPHER_CTX_ctrl(evp, EVP_CTRL_AEAD_SET_TAG, TLSNIC_REC_TAG_LEN, enc ? NULL : tag));
+    EVP_CHECK(EVP_CipherInit_ex(evp, NULL, NULL, key->key_bytes, nonce, enc));
+    EVP_CHECK(EVP_CipherUpdate(evp, NULL, &outl, NULL, (int)len));
+    EVP_CHECK(EVP_CipherUpdate(evp, NULL, &outl, aad, (int)aad_len));
+    if (EVP_CipherUpdate(evp, buf, &outl, buf, (int)len) != 1) {
+        if (enc)
+            return -EINVAL;
+        OPENSSL_cleanse(buf, len); /* never leave unauthenticated plaintext behind */
+        return -EBADMSG;
+    }
+    if (enc) {
+        uint8_t unused[16];
+        EVP_CHECK(EVP_CipherFinal_ex(evp, unused, &outl));
+        EVP_CHECK(EVP_CIPHER_CTX_ctrl(evp, EVP_CTRL_AEAD_GET_TAG, TLSNIC_REC_TAG_LEN, tag));
+    }
+    return 0;
+}
+
 int tlsnic_rec_seal(tlsnic_rec_key *key, uint8_t content_type, const uint8_t *content,
                     size_t content_len, uint8_t *out, size_t cap, size_t *out_len)
 {
@@ -421,9 +543,11 @@ int tlsnic_rec_seal(tlsnic_rec_key *key, uint8_t content_type, const uint8_t *co
     int rc = take_seq(key, &rec_seq);
     if (rc < 0)
         return rc;
-    rc = key_evp_for(key, 1);
-    if (rc < 0)
-        return rc;
+    if (!key->ccm) {
+        rc = key_evp_for(key, 1);
+        if (rc < 0)
+            return rc;
+    }
 
     uint8_t *hdr = out;
     hdr[0] = tls13 ? TLSNIC_CT_APPLICATION_DATA : content_type;
@@ -437,6 +561,18 @@ int tlsnic_rec_seal(tlsnic_rec_key *key, uint8_t content_type, const uint8_t *co
     make_nonce(key, rec_seq, out + TLSNIC_REC_HDR_LEN, nonce);
     size_t aad_len = make_aad(key, rec_seq, hdr, content_len, aad);
 
+    if (key->ccm) { /* one piece: content (and TLS 1.3's type) in place, then encrypted */
+        if (content_len != 0 && content != body)
+            memcpy(body, content, content_len);
+        if (tls13)
+            body[content_len] = content_type;
+        rc = ccm_crypt(key, 1, nonce, aad, aad_len, body, body_len, body + body_len);
+        if (rc < 0)
+            return rc;
+        advance_seq(key);
+        *out_len = rec_len;
+        return 0;
+    }
     int outl;
     EVP_CHECK(aead_set_nonce(key->evp, nonce, 1));
     EVP_CHECK(EVP_EncryptUpdate(key->evp, NULL, &outl, aad, (int)aad_len));
@@ -465,8 +601,9 @@ static int strip_tls13_padding(const uint8_t *inner, size_t inner_len, uint8_t *
     return 0;
 }
 
-int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *content_type,
-                    uint8_t **content, size_t *content_len)
+/* Opens rec as record number rec_seq; the key's counter is the callers' business. */
+static int open_as(tlsnic_rec_key *key, uint64_t rec_seq, uint8_t *rec, size_t rec_len,
+                   uint8_t *content_type, uint8_t **content, size_t *content_len)
 {
     if (key == NULL || rec == NULL || content_type == NULL || content == NULL ||
         content_len == NULL)
@@ -479,11 +616,7 @@ int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *
     if (rec_len != TLSNIC_REC_HDR_LEN + (size_t)data_len)
         return -EBADMSG; /* truncated, or trailing bytes that belong to no record */
 
-    uint64_t rec_seq;
-    int rc = take_seq(key, &rec_seq);
-    if (rc < 0)
-        return rc;
-    rc = key_evp_for(key, 0);
+    int rc = key->ccm ? 0 : key_evp_for(key, 0);
     if (rc < 0)
         return rc;
 
@@ -496,15 +629,21 @@ int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *
     make_nonce(key, rec_seq, explicit_nonce, nonce);
     size_t aad_len = make_aad(key, rec_seq, rec, body_len, aad);
 
-    int outl;
-    EVP_CHECK(aead_set_nonce(key->evp, nonce, 0));
-    EVP_CHECK(EVP_DecryptUpdate(key->evp, NULL, &outl, aad, (int)aad_len));
-    if (body_len != 0)
-        EVP_CHECK(EVP_DecryptUpdate(key->evp, body, &outl, body, (int)body_len));
-    EVP_CHECK(aead_set_tag(key->evp, tag));
-    if (EVP_DecryptFinal_ex(key->evp, tag, &outl) != 1) {
-        OPENSSL_cleanse(body, body_len); /* never leave unauthenticated plaintext behind */
-        return -EBADMSG;
+    if (key->ccm) {
+        rc = ccm_crypt(key, 0, nonce, aad, aad_len, body, body_len, tag);
+        if (rc < 0)
+            return rc;
+    } else {
+        int outl;
+        EVP_CHECK(aead_set_nonce(key->evp, nonce, 0));
+        EVP_CHECK(EVP_DecryptUpdate(key->evp, NULL, &outl, aad, (int)aad_len));
+        if (body_len != 0)
+            EVP_CHECK(EVP_DecryptUpdate(key->evp, body, &outl, body, (int)body_len));
+        EVP_CHECK(aead_set_tag(key->evp, tag));
+        if (EVP_DecryptFinal_ex(key->evp, tag, &outl) != 1) {
+            OPENSSL_cleanse(body, body_len); /* never leave unauthenticated plaintext behind */
+            return -EBADMSG;
+        }
     }
 
     if (key->version == TLS_1_3_VERSION) {
@@ -516,8 +655,27 @@ int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *
         *content_len = body_len;
     }
     *content = body;
-    advance_seq(key);
     return 0;
+}
+
+int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *content_type,
+                    uint8_t **content, size_t *content_len)
+{
+    uint64_t rec_seq;
+    if (key == NULL)
+        return -EINVAL;
+    int rc = take_seq(key, &rec_seq);
+    if (rc == 0)
+        rc = open_as(key, rec_seq, rec, rec_len, content_type, content, content_len);
+    if (rc == 0)
+        advance_seq(key);
+    return rc;
+}
+
+int tlsnic_rec_open_at(tlsnic_rec_key *key, uint64_t rec_seq, uint8_t *rec, size_t rec_len,
+                       uint8_t *content_type, uint8_t **content, size_t *content_len)
+{
+    return open_as(key, rec_seq, rec, rec_len, content_type, content, content_len);
 }
 
 
@@ -733,6 +891,8 @@ int tlsnic_rec_stream_begin(struct tlsnic_rec_stream *s, const tlsnic_rec_key *k
 {
     if (s == NULL || s->evp == NULL || key == NULL || hdr == NULL)
         return -EINVAL;
+    if (!cipher_streams(key->cipher))
+        return -EOPNOTSUPP; /* software-only cipher: no device takes it */
     if ((explicit_nonce != NULL) != (key->explicit_nonce_len != 0))
         return -EINVAL;
     int data_len = check_header(key, hdr);
@@ -881,6 +1041,8 @@ int tlsnic_rec_keystream_xor(struct tlsnic_rec_keystream *ks, const tlsnic_rec_k
 {
     if (ks == NULL || ks->evp == NULL || key == NULL)
         return -EINVAL;
+    if (!cipher_streams(key->cipher))
+        return -EOPNOTSUPP;
     if ((explicit_nonce != NULL) != (key->explicit_nonce_len != 0))
         return -EINVAL;
     if (off > TLSNIC_REC_MAX_PLAINTEXT + 256 || len > TLSNIC_REC_MAX_PLAINTEXT + 256 - off)

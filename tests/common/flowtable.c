@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <openssl/crypto.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ struct tlsnic_flowtable {
     struct tlsnic_dev dev;
     struct flow_ctx *ctx;
     uint32_t max_flows;
-    uint32_t count;
+    _Atomic uint32_t count; /* read by tests while a serving thread adds */
 };
 
 static bool flow_equal(const struct tlsnic_flow *a, const struct tlsnic_flow *b)
@@ -71,7 +72,7 @@ static int ft_add(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *
         c->info_len = info_len;
         c->resync_tcp_seq = start_tcp_seq;
         c->resync_rec_seq = 0; /* the record at start_tcp_seq has crypto_info's rec_seq */
-        t->count++;
+        atomic_fetch_add(&t->count, 1);
         return 0;
     }
     return -ENOSPC;
@@ -91,7 +92,7 @@ static int ft_del(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *
     if (c == NULL)
         return -ENOENT;
     wipe(c);
-    t->count--;
+    atomic_fetch_sub(&t->count, 1);
     return 0;
 }
 
@@ -162,5 +163,5 @@ struct tlsnic_dev *tlsnic_flowtable_dev(struct tlsnic_flowtable *t)
 
 uint32_t tlsnic_flowtable_count(const struct tlsnic_flowtable *t)
 {
-    return t->count;
+    return atomic_load(&((struct tlsnic_flowtable *)t)->count);
 }

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -15,7 +16,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/select.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -236,6 +243,244 @@ static void epoll_wait_flushes_what_a_nonblocking_send_left_pending(void **state
     conn_free(&c);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Calls the library used not to wrap                                                         */
+
+/* Writes the first part of a sealed record now, the rest later (half a record). */
+static size_t peer_seal_raw(struct conn *c, const void *data, size_t len, uint8_t *rec, size_t cap)
+{
+    size_t n;
+    assert_int_equal(tlsnic_rec_seal(c->peer_tx, 23, data, len, rec, cap, &n), 0);
+    return n;
+}
+
+static void select_and_ppoll_see_a_tls_socket_readable_only_for_a_whole_record(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c);
+    uint8_t rec[256], buf[64];
+    size_t n = peer_seal_raw(&c, "whole", 5, rec, sizeof(rec));
+    assert_int_equal(write(c.peer, rec, n - 4), (ssize_t)(n - 4));
+    usleep(20000);
+    fd_set r;
+    FD_ZERO(&r);
+    FD_SET(c.fd, &r);
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 50000};
+    assert_int_equal(select(c.fd + 1, &r, NULL, NULL, &tv), 0);
+    struct pollfd p = {.fd = c.fd, .events = POLLIN};
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 50000000};
+    assert_int_equal(ppoll(&p, 1, &ts, NULL), 0);
+    assert_int_equal(write(c.peer, rec + n - 4, 4), 4);
+    FD_ZERO(&r);
+    FD_SET(c.fd, &r);
+    tv = (struct timeval){.tv_sec = 2};
+    assert_int_equal(select(c.fd + 1, &r, NULL, NULL, &tv), 1);
+    assert_true(FD_ISSET(c.fd, &r));
+    p.revents = 0;
+    ts = (struct timespec){.tv_sec = 2};
+    assert_int_equal(ppoll(&p, 1, &ts, NULL), 1);
+    assert_int_equal(read(c.fd, buf, sizeof(buf)), 5);
+    assert_memory_equal(buf, "whole", 5);
+    conn_free(&c);
+}
+
+static void splice_from_a_pipe_sends_the_bytes_as_records(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c);
+    static uint8_t data[20000], got[20000];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 13);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    size_t sent = 0;
+    for (int i = 0; i < 100 && sent < sizeof(data); i++) {
+        size_t chunk = sizeof(data) - sent < 4096 ? sizeof(data) - sent : 4096;
+        assert_int_equal(write(p[1], data + sent, chunk), (ssize_t)chunk);
+        ssize_t n = splice(p[0], NULL, c.fd, NULL, chunk, 0);
+        assert_int_equal(n, (ssize_t)chunk);
+        sent += (size_t)n;
+    }
+    size_t have = 0;
+    for (int i = 0; i < 100 && have < sizeof(data); i++) {
+        ssize_t n = peer_recv(&c, got + have, sizeof(got) - have); /* records, not raw bytes */
+        assert_true(n > 0);
+        have += (size_t)n;
+    }
+    assert_memory_equal(got, data, sizeof(data));
+    close(p[0]);
+    close(p[1]);
+    conn_free(&c);
+}
+
+static void vmsplice_then_splice_sends_records(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    static char msg[] = "from user pages";
+    struct iovec iov = {.iov_base = msg, .iov_len = sizeof(msg) - 1};
+    assert_int_equal(vmsplice(p[1], &iov, 1, 0), (ssize_t)iov.iov_len);
+    assert_int_equal(splice(p[0], NULL, c.fd, NULL, iov.iov_len, 0), (ssize_t)iov.iov_len);
+    uint8_t got[64];
+    assert_int_equal(peer_recv(&c, got, sizeof(got)), (ssize_t)iov.iov_len);
+    assert_memory_equal(got, msg, iov.iov_len);
+    close(p[0]);
+    close(p[1]);
+    conn_free(&c);
+}
+
+static void splice_to_a_pipe_gives_the_plaintext_of_data_records(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c);
+    peer_send(&c, 23, "plain", 5);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(splice(c.fd, NULL, p[1], NULL, 100, 0), 5);
+    char got[16];
+    assert_int_equal(read(p[0], got, sizeof(got)), 5);
+    assert_memory_equal(got, "plain", 5);
+    const uint8_t alert[2] = {1, 0};
+    peer_send(&c, 21, alert, 2);
+    errno = 0;
+    assert_int_equal(splice(c.fd, NULL, p[1], NULL, 100, 0), -1);
+    assert_int_equal(errno, EINVAL); /* a control record: not for splice, and it stays */
+    union {
+        char b[CMSG_SPACE(1)];
+        struct cmsghdr align;
+    } cb;
+    struct iovec iov = {.iov_base = got, .iov_len = sizeof(got)};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.b,
+                       .msg_controllen = sizeof(cb.b)};
+    assert_int_equal(recvmsg(c.fd, &m, 0), 2);
+    close(p[0]);
+    close(p[1]);
+    conn_free(&c);
+}
+
+/* tlsnic's own descriptor of c's socket: the other fd of this process with its inode. */
+static int own_fd_of(int fd)
+{
+    struct stat want, st;
+    assert_int_equal(fstat(fd, &want), 0);
+    for (int i = 0; i < 65536; i++)
+        if (i != fd && fstat(i, &st) == 0 && st.st_dev == want.st_dev && st.st_ino == want.st_ino)
+            return i;
+    return -1;
+}
+
+static void close_range_releases_tls_sockets_and_spares_tlsnics_own_descriptors(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c);
+    int kfd = own_fd_of(c.fd);
+    assert_true(kfd > 2);
+    /* The program does not know kfd: closing "it" must not pull the socket from tlsnic. */
+    assert_int_equal(close_range((unsigned)kfd, (unsigned)kfd, 0), 0);
+    assert_true(fcntl(kfd, F_GETFD) >= 0);
+    int other = dup(c.peer);
+    errno = 0;
+    assert_int_equal(dup2(other, kfd), -1); /* nor may a dup2 replace it */
+    assert_int_equal(errno, EBUSY);
+    close(other);
+    assert_int_equal(send(c.fd, "alive", 5, 0), 5);
+    uint8_t got[16];
+    assert_int_equal(peer_recv(&c, got, sizeof(got)), 5);
+    assert_int_equal(send(c.fd, "last", 4, 0), 4);
+    /* The TLS socket in a range: closed through tlsnic (state released, socket closed). */
+    assert_int_equal(close_range((unsigned)c.fd, (unsigned)c.fd, 0), 0);
+    assert_true(fcntl(c.fd, F_GETFD) < 0);
+    assert_int_equal(peer_recv(&c, got, sizeof(got)), 4);
+    uint8_t eof;
+    assert_int_equal(read(c.peer, &eof, 1), 0);
+    assert_true(fcntl(kfd, F_GETFD) < 0); /* released with the socket */
+    c.fd = open("/dev/null", O_RDONLY); /* for conn_free */
+    conn_free(&c);
+}
+
+/* connect(AF_UNSPEC), TCP's disconnect, is refused on a TLS socket (Linux 6.15). */
+static void connect_af_unspec_on_a_tls_socket_is_EOPNOTSUPP_through_libc(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c);
+    struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+    errno = 0;
+    assert_int_equal(connect(c.fd, &unspec, sizeof(unspec)), -1);
+    assert_int_equal(errno, EOPNOTSUPP);
+    conn_free(&c);
+}
+
+/* Bad addresses from the program are the kernel's EFAULT through libc too. */
+static void libc_calls_with_bad_addresses_fail_with_EFAULT(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(tcp_pair(fds), 0);
+    void *bad = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(bad != MAP_FAILED);
+    errno = 0;
+    assert_int_equal(setsockopt(fds[0], SOL_TCP, TCP_ULP, bad, 4), -1);
+    assert_int_equal(errno, EFAULT);
+    munmap(bad, 4096);
+    close(fds[0]);
+    close(fds[1]);
+    struct conn c;
+    conn_new(&c);
+    peer_send(&c, 23, "x", 1);
+    struct iovec iov = {.iov_base = NULL, .iov_len = 16};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+    errno = 0;
+    assert_int_equal(recvmsg(c.fd, &m, 0), -1);
+    assert_int_equal(errno, EFAULT);
+    conn_free(&c);
+}
+
+/*
+ * fork: the record state lives in the process that keyed the socket. A forked child's TLS
+ * I/O on it fails at once with EBADFD and one line on stderr says why (no silent ciphertext,
+ * no hang); its close drops only its copy; the parent's stream goes on.
+ */
+static void a_forked_child_is_refused_its_parents_tls_socket_visibly(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c);
+    int err_pipe[2];
+    assert_int_equal(pipe(err_pipe), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(err_pipe[1], 2);
+        uint8_t b[8];
+        int ok = read(c.fd, b, sizeof(b)) == -1 && errno == EBADFD;
+        ok = ok && write(c.fd, "x", 1) == -1 && errno == EBADFD;
+        ok = ok && close(c.fd) == 0;
+        _exit(ok ? 0 : 1);
+    }
+    close(err_pipe[1]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    char msg[512] = {0};
+    ssize_t n = read(err_pipe[0], msg, sizeof(msg) - 1);
+    close(err_pipe[0]);
+    assert_true(n > 0);
+    assert_non_null(strstr(msg, "inherited across fork"));
+    uint8_t got[16];
+    assert_int_equal(send(c.fd, "parent", 6, 0), 6);
+    assert_int_equal(peer_recv(&c, got, sizeof(got)), 6);
+    conn_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +488,14 @@ int main(void)
         cmocka_unit_test(a_dup_of_a_tls_socket_shares_its_records),
         cmocka_unit_test(other_descriptors_are_untouched),
         cmocka_unit_test(epoll_wait_flushes_what_a_nonblocking_send_left_pending),
+        cmocka_unit_test(select_and_ppoll_see_a_tls_socket_readable_only_for_a_whole_record),
+        cmocka_unit_test(splice_from_a_pipe_sends_the_bytes_as_records),
+        cmocka_unit_test(vmsplice_then_splice_sends_records),
+        cmocka_unit_test(splice_to_a_pipe_gives_the_plaintext_of_data_records),
+        cmocka_unit_test(close_range_releases_tls_sockets_and_spares_tlsnics_own_descriptors),
+        cmocka_unit_test(connect_af_unspec_on_a_tls_socket_is_EOPNOTSUPP_through_libc),
+        cmocka_unit_test(libc_calls_with_bad_addresses_fail_with_EFAULT),
+        cmocka_unit_test(a_forked_child_is_refused_its_parents_tls_socket_visibly),
     };
     return cmocka_run_group_tests_name("preload_calls", tests, NULL, NULL);
 }

@@ -5,9 +5,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -202,6 +204,76 @@ static void a_store_given_up_comes_back_wiped_and_empty(void **state)
     assert_int_equal(tlsnic_shm_writer_put(again, 9000, 9, rec, sizeof(rec)), -ENOSPC);
     tlsnic_shm_reader_free(r);
     tlsnic_shm_writer_free(again);
+}
+
+/*
+ * A forked child that wrote into a store and was killed between the two halves of a
+ * descriptor update leaves its gen odd; the parent's pool hands the same memfd to its next
+ * connection. The writer must still publish records with an even gen (a toggling writer
+ * would mark them odd, unreadable, and mark its writes in progress as stable).
+ */
+static void a_pooled_store_left_half_written_by_another_process_still_publishes_records(void **state)
+{
+    (void)state;
+    tlsnic_shm_writer *w = NULL;
+    assert_int_equal(tlsnic_shm_writer_new(&w, 2, 1300), 0);
+    int fd = tlsnic_shm_store_fd(tlsnic_shm_writer_store(w));
+    struct stat sb;
+    assert_int_equal(fstat(fd, &sb), 0);
+    uint8_t *map = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    assert_true(map != MAP_FAILED);
+    struct tlsnic_shm_desc *d0 = (struct tlsnic_shm_desc *)(map + TLSNIC_SHM_HDR_LEN);
+    d0->gen = 7; /* the other process's update, never finished */
+    munmap(map, (size_t)sb.st_size);
+    tlsnic_shm_writer_free(w);
+    assert_int_equal(tlsnic_shm_writer_new(&w, 2, 1300), 0);
+    assert_int_equal(tlsnic_shm_store_fd(tlsnic_shm_writer_store(w)), fd); /* the kept one */
+    uint8_t rec[300];
+    memset(rec, 'q', sizeof(rec));
+    assert_int_equal(tlsnic_shm_writer_put(w, 100, 1, rec, sizeof(rec)), 0);
+    tlsnic_shm_reader *r = NULL;
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd), 0);
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    struct tlsnic_rec_ref ref;
+    assert_int_equal(st->ops->get_record(st->priv, 150, &ref), 0);
+    assert_int_equal(ref.rec_seq, 1);
+    assert_memory_equal(ref.bytes, rec, sizeof(rec));
+    tlsnic_shm_reader_free(r);
+    tlsnic_shm_writer_free(w);
+}
+
+/*
+ * A forked child that put a record into the store (the parent's own counters never saw it)
+ * leaves it in the shared pages. Given up and handed to the next connection, the store must
+ * show no such record: a reader would otherwise serve it, and copy its room while the new
+ * writer reuses it (a torn record the seqlock cannot see: nobody moves that gen).
+ */
+static void a_pooled_store_shows_no_record_another_process_left_in_it(void **state)
+{
+    (void)state;
+    tlsnic_shm_writer *w = NULL;
+    assert_int_equal(tlsnic_shm_writer_new(&w, 2, 1400), 0);
+    int fd = tlsnic_shm_store_fd(tlsnic_shm_writer_store(w));
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        uint8_t rec[500];
+        memset(rec, 'c', sizeof(rec));
+        _exit(tlsnic_shm_writer_put(w, 7000, 3, rec, sizeof(rec)) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    tlsnic_shm_writer_free(w);
+    assert_int_equal(tlsnic_shm_writer_new(&w, 2, 1400), 0);
+    assert_int_equal(tlsnic_shm_store_fd(tlsnic_shm_writer_store(w)), fd); /* the kept one */
+    tlsnic_shm_reader *r = NULL;
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd), 0);
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    struct tlsnic_rec_ref ref;
+    assert_int_equal(st->ops->get_record(st->priv, 7100, &ref), -ENOENT);
+    tlsnic_shm_reader_free(r);
+    tlsnic_shm_writer_free(w);
 }
 
 static void flags_the_reader_publishes_are_what_the_writer_reads(void **state)
@@ -528,6 +600,74 @@ static void the_reader_never_returns_a_torn_record(void **state)
     tlsnic_shm_writer_free(w);
 }
 
+struct writer_thread {
+    tlsnic_shm_writer *w;
+    atomic_int stop;
+    int failed;
+};
+
+static void *rewrite_one_record(void *arg)
+{
+    struct writer_thread *t = arg;
+    static uint8_t rec[4096];
+    for (uint64_t n = 0; n < 2000000 && !atomic_load(&t->stop); n++) {
+        memset(rec, (int)(n & 0xff), sizeof(rec));
+        if (tlsnic_shm_writer_put(t->w, 5000, n, rec, sizeof(rec)) != 0) {
+            t->failed = 1;
+            break;
+        }
+        if ((n & 63) == 0) {
+            struct timespec hold = {.tv_sec = 0, .tv_nsec = 20000};
+            nanosleep(&hold, NULL);
+        }
+        tlsnic_shm_writer_release(t->w, 5000 + sizeof(rec));
+    }
+    return NULL;
+}
+
+/*
+ * The same with the writer on a thread of this process, where ThreadSanitizer sees both
+ * ends (scripts/test-tsan.sh): the seqlock must be free of data races, not only of torn
+ * records.
+ */
+static void the_reader_never_returns_a_torn_record_from_a_writer_thread(void **state)
+{
+    (void)state;
+    struct writer_thread t = {0};
+    assert_int_equal(tlsnic_shm_writer_new(&t.w, 1, 4096), 0); /* the fork test's, pooled */
+    tlsnic_shm_reader *r;
+    assert_int_equal(tlsnic_shm_reader_open(&r, tlsnic_shm_store_fd(tlsnic_shm_writer_store(t.w))), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, rewrite_one_record, &t), 0);
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    int whole = 0;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (long i = 0; whole < 500; i++) { /* bounded: 500 whole records or 3 seconds */
+        if ((i & 1023) == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec - start.tv_sec >= 3)
+                break;
+        }
+        struct tlsnic_rec_ref ref;
+        if (st->ops->get_record(st->priv, 5100, &ref) != 0)
+            continue;
+        assert_int_equal(ref.len, 4096);
+        uint8_t expect = (uint8_t)(ref.rec_seq & 0xff);
+        for (uint32_t b = 0; b < ref.len; b++) {
+            if (ref.bytes[b] != expect)
+                fail_msg("torn record %llu at byte %u", (unsigned long long)ref.rec_seq, b);
+        }
+        whole++;
+    }
+    atomic_store(&t.stop, 1);
+    pthread_join(th, NULL);
+    assert_false(t.failed);
+    assert_true(whole > 0);
+    tlsnic_shm_reader_free(r);
+    tlsnic_shm_writer_free(t.w);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -543,6 +683,8 @@ int main(void)
         T(reserve_refuses_a_second_reservation_and_bad_lengths),
         T(a_commit_longer_than_its_reservation_keeps_the_record_out),
         cmocka_unit_test(a_store_given_up_comes_back_wiped_and_empty),
+        cmocka_unit_test(a_pooled_store_left_half_written_by_another_process_still_publishes_records),
+        cmocka_unit_test(a_pooled_store_shows_no_record_another_process_left_in_it),
         cmocka_unit_test(an_unsealed_memfd_is_refused),
         cmocka_unit_test(a_header_that_does_not_fit_the_file_is_refused),
         cmocka_unit_test(absurd_headers_are_refused_with_a_reason),
@@ -550,6 +692,7 @@ int main(void)
         cmocka_unit_test(a_descriptor_claiming_bytes_past_the_ring_is_not_read),
         cmocka_unit_test(records_are_packed_and_wrap_to_the_start_of_the_ring),
         cmocka_unit_test(the_reader_never_returns_a_torn_record),
+        cmocka_unit_test(the_reader_never_returns_a_torn_record_from_a_writer_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -550,6 +550,29 @@ static void test_table_full_refuses_add_with_enospc(void **state)
     tlsnic_nic_free(nic);
 }
 
+/* CCM and ARIA run in the host's software only: the device refuses them as a NIC refuses
+ * a cipher it has no engine for (the host then stays in software, "cipher not offloaded"). */
+static void test_device_refuses_software_only_ciphers(void **state)
+{
+    (void)state;
+    tlsnic_nic *nic;
+    assert_int_equal(tlsnic_nic_new(&nic, NULL), 0);
+    struct tlsnic_dev *dev = tlsnic_nic_dev(nic);
+    struct tlsnic_flow f = tg_flow(AF_INET);
+    const uint16_t ciphers[] = {TLS_CIPHER_AES_CCM_128, TLS_CIPHER_ARIA_GCM_128,
+                                TLS_CIPHER_ARIA_GCM_256};
+    for (size_t i = 0; i < sizeof(ciphers) / sizeof(ciphers[0]); i++) {
+        struct tls12_crypto_info_aes_gcm_256 ci; /* the largest of their layouts */
+        memset(&ci, 0x21, sizeof(ci));
+        ci.info.version = TLS_1_2_VERSION;
+        ci.info.cipher_type = ciphers[i];
+        size_t cl = tlsnic_crypto_info_size(ciphers[i]);
+        assert_int_equal(dev->ops->add(dev, -1, &f, TLSNIC_DIR_TX, &ci, cl, 0, NULL), -EOPNOTSUPP);
+    }
+    assert_int_equal(tlsnic_nic_flow_count(nic), 0);
+    tlsnic_nic_free(nic);
+}
+
 static void test_add_del_errors_and_counters(void **state)
 {
     tlsnic_nic *nic;
@@ -645,6 +668,7 @@ int main(void)
         cmocka_unit_test(test_resync_from_host_moves_to_record_boundary),
         cmocka_unit_test(test_table_full_refuses_add_with_enospc),
         cmocka_unit_test(test_add_del_errors_and_counters),
+        cmocka_unit_test(test_device_refuses_software_only_ciphers),
         cmocka_unit_test(test_many_flows_are_found_by_their_tuple),
         cmocka_unit_test(test_truncated_frames_never_read_out_of_bounds),
     };

@@ -22,6 +22,7 @@ const struct sockapi sockapi_kernel = {
     .recvmsg = recvmsg,
     .poll = poll,
     .close = close,
+    .connect = connect,
 };
 
 const struct sockapi sockapi_tlsnic = {
@@ -35,6 +36,7 @@ const struct sockapi sockapi_tlsnic = {
     .recvmsg = tlsnic_recvmsg,
     .poll = tlsnic_poll,
     .close = tlsnic_close,
+    .connect = tlsnic_connect,
 };
 
 const char *sockapi_unavailable(const struct sockapi *api)

@@ -21,6 +21,7 @@ struct sockapi {
     ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
     int (*poll)(struct pollfd *fds, nfds_t nfds, int timeout);
     int (*close)(int fd);
+    int (*connect)(int fd, const struct sockaddr *addr, socklen_t len);
 };
 
 extern const struct sockapi sockapi_kernel;

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,7 +36,7 @@ struct daemon {
     struct tlsnic_flowtable *table;
     tlsnic_ctl_server *server;
     pthread_t thread;
-    volatile int stop;
+    atomic_int stop; /* the serving thread reads it */
 };
 
 static char ctl_path[108];
@@ -43,7 +44,7 @@ static char ctl_path[108];
 static void *serve(void *arg)
 {
     struct daemon *d = arg;
-    while (!d->stop) {
+    while (!atomic_load(&d->stop)) {
         struct pollfd pfd[16];
         int n = tlsnic_ctl_server_poll_setup(d->server, pfd, 16);
         /* as tlsnicd: processed after every wake-up, so finishing flows are looked at */
@@ -66,7 +67,7 @@ static void daemon_start(struct daemon *d)
 /* Like SIGKILL as far as the host can tell: its control connection ends. */
 static void daemon_stop(struct daemon *d)
 {
-    d->stop = 1;
+    atomic_store(&d->stop, 1);
     pthread_join(d->thread, NULL);
     tlsnic_ctl_server_free(d->server);
     tlsnic_flowtable_free(d->table);

@@ -224,6 +224,15 @@ static uint32_t peer_rcv_nxt(int peer)
     return seq;
 }
 
+/* The device is handed the socket itself (tlsnic passes its own descriptor of it, which
+ * stays valid while a close of the program's fd races with calls in progress). */
+static int same_socket(int a, int b)
+{
+    struct stat sa, sb;
+    return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
 static void accepting_device_takes_tx_and_mode_says_device(void **state)
 {
     (void)state;
@@ -242,7 +251,7 @@ static void accepting_device_takes_tx_and_mode_says_device(void **state)
 
     assert_int_equal(fake.adds, 1);
     assert_int_equal(fake.dir, TLSNIC_DIR_TX);
-    assert_int_equal(fake.sockfd, c.fd);
+    assert_true(same_socket(fake.sockfd, c.fd));
     assert_int_equal(fake.start, peer_rcv_nxt(c.peer)); /* the real TCP sequence number */
     assert_int_equal(fake.ci_len, c.ci_len);
     assert_memory_equal(&fake.ci, &c.ci, c.ci_len);
@@ -610,6 +619,21 @@ static void tx_rekey_in_device_mode_is_EOPNOTSUPP(void **state)
     errno = 0;
     assert_int_equal(tlsnic_setsockopt(c.fd, SOL_TLS, TLS_TX, &c.ci, (socklen_t)c.ci_len), -1);
     assert_int_equal(errno, EOPNOTSUPP);
+    conn_free(&c);
+}
+
+/* TLS 1.2 is never rekeyed: EBUSY, as in software mode, before anything about the device. */
+static void second_tls_tx_on_tls12_in_device_mode_is_EBUSY(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    struct tlsnic_mode_info m;
+    assert_int_equal(tlsnic_get_mode(c.fd, TLSNIC_DIR_TX, &m), 0);
+    assert_int_equal(m.mode, TLSNIC_MODE_DEVICE);
+    errno = 0;
+    assert_int_equal(tlsnic_setsockopt(c.fd, SOL_TLS, TLS_TX, &c.ci, (socklen_t)c.ci_len), -1);
+    assert_int_equal(errno, EBUSY);
     conn_free(&c);
 }
 
@@ -1004,7 +1028,7 @@ static void readd_starts_at_the_first_unacknowledged_record(void **state)
 
     assert_int_equal(tlsnic_device_readd(&fake.dev), 1);
     assert_int_equal(fake.adds, adds0 + 1);
-    assert_int_equal(fake.sockfd, c.fd);
+    assert_true(same_socket(fake.sockfd, c.fd));
     assert_ptr_equal(fake.store, &mirror->view);
     /* It starts at the record that holds the next byte the peer waits for, with that
        record's sequence number, explicit nonce and the same key. */
@@ -1543,6 +1567,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(integrity_failure_aborts_the_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(getsockopt_tls_tx_follows_the_framed_records, setup, teardown),
         cmocka_unit_test_setup_teardown(tx_rekey_in_device_mode_is_EOPNOTSUPP, setup, teardown),
+        cmocka_unit_test_setup_teardown(second_tls_tx_on_tls12_in_device_mode_is_EBUSY, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(reading_the_tcp_sequence_number_keeps_so_reuseaddr, setup, teardown),
         cmocka_unit_test_setup_teardown(hundreds_of_unacknowledged_records_are_all_found_then_all_released,
                                         setup, teardown),

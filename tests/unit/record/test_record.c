@@ -590,6 +590,69 @@ static void test_crypto_info_with_cipher_tlsnic_does_not_offload_is_eopnotsupp(v
     assert_int_equal(tlsnic_crypto_info_check(&ci, len), -EOPNOTSUPP);
 }
 
+/* AES-CCM-128 and ARIA-GCM: whole records in software (libssl reads them: test_interop);
+ * the streaming API a device needs refuses them, and so does the device's check. */
+static void test_software_only_ciphers_seal_open_and_refuse_streaming(void **state)
+{
+    (void)state;
+    const struct combo sw[] = {{TLS_1_2_VERSION, TLS_CIPHER_AES_CCM_128},
+                               {TLS_1_3_VERSION, TLS_CIPHER_AES_CCM_128},
+                               {TLS_1_2_VERSION, TLS_CIPHER_ARIA_GCM_128},
+                               {TLS_1_2_VERSION, TLS_CIPHER_ARIA_GCM_256}};
+    for (size_t i = 0; i < sizeof(sw) / sizeof(sw[0]); i++) {
+        union tlsnic_crypto_info ci;
+        memset(&ci, 0x33, sizeof(ci));
+        ci.info.version = sw[i].version;
+        ci.info.cipher_type = sw[i].cipher;
+        size_t len = tlsnic_crypto_info_size(sw[i].cipher);
+        assert_int_equal(tlsnic_crypto_info_check(&ci, len), -EOPNOTSUPP);
+        tlsnic_rec_key *tx, *rx;
+        assert_int_equal(tlsnic_rec_key_new(&tx, &ci, len), 0);
+        assert_int_equal(tlsnic_rec_key_new(&rx, &ci, len), 0);
+        static uint8_t rec[TLSNIC_REC_MAX_WIRE_LEN], data[1500];
+        for (size_t b = 0; b < sizeof(data); b++)
+            data[b] = (uint8_t)(b * 7 + i);
+        for (int r = 0; r < 3; r++) { /* sequence numbers move on alike */
+            size_t n = 0;
+            assert_int_equal(tlsnic_rec_seal(tx, TLSNIC_CT_APPLICATION_DATA, data, sizeof(data),
+                                             rec, sizeof(rec), &n), 0);
+            uint8_t type, *content;
+            size_t clen;
+            assert_int_equal(tlsnic_rec_open(rx, rec, n, &type, &content, &clen), 0);
+            assert_int_equal(clen, sizeof(data));
+            assert_memory_equal(content, data, clen);
+        }
+        size_t n = 0;
+        assert_int_equal(tlsnic_rec_seal(tx, TLSNIC_CT_APPLICATION_DATA, data, 10, rec,
+                                         sizeof(rec), &n), 0);
+        rec[n - 1] ^= 1;
+        uint8_t type, *content;
+        size_t clen;
+        assert_int_equal(tlsnic_rec_open(rx, rec, n, &type, &content, &clen), -EBADMSG);
+        struct tlsnic_rec_stream st;
+        assert_int_equal(tlsnic_rec_stream_init(&st), 0);
+        uint8_t nonce[8] = {0};
+        assert_int_equal(tlsnic_rec_stream_begin(&st, tx, 1, 1, rec,
+                                                 sw[i].version == TLS_1_2_VERSION ? nonce : NULL),
+                         -EOPNOTSUPP);
+        tlsnic_rec_stream_cleanup(&st);
+        tlsnic_rec_key_free(tx);
+        tlsnic_rec_key_free(rx);
+    }
+}
+
+static void test_aria_with_tls13_is_einval(void **state)
+{
+    (void)state;
+    union tlsnic_crypto_info ci;
+    memset(&ci, 0x33, sizeof(ci));
+    ci.info.version = TLS_1_3_VERSION;
+    ci.info.cipher_type = TLS_CIPHER_ARIA_GCM_128;
+    tlsnic_rec_key *key;
+    assert_int_equal(tlsnic_rec_key_new(&key, &ci, tlsnic_crypto_info_size(TLS_CIPHER_ARIA_GCM_128)),
+                     -EINVAL);
+}
+
 static void test_crypto_info_with_wrong_length_is_einval(void **state)
 {
     for (size_t c = 0; c < N_COMBOS; c++) {
@@ -914,6 +977,8 @@ int main(void)
         cmocka_unit_test(test_crypto_info_with_unknown_cipher_is_einval),
         cmocka_unit_test(test_crypto_info_with_cipher_tlsnic_does_not_offload_is_eopnotsupp),
         cmocka_unit_test(test_crypto_info_with_wrong_length_is_einval),
+        cmocka_unit_test(test_software_only_ciphers_seal_open_and_refuse_streaming),
+        cmocka_unit_test(test_aria_with_tls13_is_einval),
         cmocka_unit_test(test_key_export_reports_advanced_sequence_and_explicit_nonce),
         cmocka_unit_test(test_seal_of_more_than_2_14_bytes_is_emsgsize),
         cmocka_unit_test(test_seal_into_too_small_buffer_is_enobufs_and_writes_nothing),

@@ -138,7 +138,7 @@ static void unknown_cipher_is_einval_and_closes_the_given_fds(void **state)
     int fds[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
     struct tls_pair p;
-    assert_int_equal(tls_pair_new(&p, TLS1_3_VERSION, TLS_CIPHER_AES_CCM_128, fds), -EINVAL);
+    assert_int_equal(tls_pair_new(&p, TLS1_3_VERSION, TLS_CIPHER_SM4_GCM, fds), -EINVAL); /* no libssl suite */
     assert_false(fd_is_open(fds[0]));
     assert_false(fd_is_open(fds[1]));
     assert_null(p.server);

@@ -17,8 +17,20 @@
  * buffer, EKEYEXPIRED while a received TLS 1.3 KeyUpdate waits for new TLS_RX keys, ...).
  *
  * Threads: any number of sockets may be used from any threads; one socket may have one
- * thread sending and one receiving at the same time (TX and RX have separate locks).
- * tlsnic_close must not race with other calls on the same fd (as with close(2)).
+ * thread sending and one receiving at the same time (TX and RX have separate locks), and
+ * tlsnic_close may be called while other threads are inside calls on the same socket, as
+ * with close(2): every call holds a reference to the socket's state, and tlsnic makes its
+ * own system calls on a descriptor of its own (a CLOEXEC dup made at TCP_ULP, placed high
+ * in the descriptor table), so a call in progress keeps the kernel socket alive, as the
+ * kernel's file reference does, and never reaches whatever file reuses the closed number.
+ * The TLS state is released (sealed records pushed, device context deleted) when the last
+ * fd is closed and the last call has returned. Each tlsnic socket therefore costs two
+ * descriptors.
+ *
+ * fork: the record state lives in the process that set the keys. A forked child that
+ * inherits a tlsnic socket cannot use it: its TLS calls (and SOL_TLS options) on it fail
+ * with EBADFD; close in the child only drops the child's copy (no records pushed, no
+ * device context touched), and the parent keeps using the socket.
  *
  * Readiness: tlsnic never takes bytes from the kernel socket beyond the end of the record it
  * is assembling, and while a decrypted record still has unread plaintext, the last byte of
@@ -35,10 +47,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "tlsnic/devops.h"
 
@@ -51,6 +65,9 @@ extern "C" {
 #endif
 #ifndef TCP_ULP
 #define TCP_ULP 31
+#endif
+#ifndef TLS_TX_MAX_PAYLOAD_LEN
+#define TLS_TX_MAX_PAYLOAD_LEN 5 /* Linux 6.19: largest plaintext per record sent (u16) */
 #endif
 
 /* ------------------------------------------------------------------------------------------ */
@@ -71,8 +88,23 @@ ssize_t tlsnic_read(int fd, void *buf, size_t len);
 ssize_t tlsnic_readv(int fd, const struct iovec *iov, int iovcnt);
 ssize_t tlsnic_recvmsg(int fd, struct msghdr *msg, int flags);
 
-/* poll(2) that first flushes pending TX of tlsnic sockets (see Readiness above). */
+/*
+ * poll(2) on any fds, answering for tlsnic sockets as the kernel's kTLS poll does (Linux
+ * 6.5+): POLLIN only when a read can return something (a whole record, an error, the
+ * end); TX pending in user space is flushed first (see Readiness above). tlsnic_ppoll is
+ * ppoll(2) (tmo NULL: no timeout; sigmask as ppoll's); the preload library's select and
+ * pselect run on it too.
+ */
 int tlsnic_poll(struct pollfd *fds, nfds_t nfds, int timeout);
+int tlsnic_ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo,
+                 const sigset_t *sigmask);
+
+/*
+ * connect(2): on a tlsnic socket, AF_UNSPEC (the TCP disconnect) is EOPNOTSUPP, as the
+ * kernel's tls_disconnect answers (Linux 6.15, in stable kernels since); anything else
+ * goes to the kernel.
+ */
+int tlsnic_connect(int fd, const struct sockaddr *addr, socklen_t len);
 
 /* Writes out pending TX ciphertext of a tlsnic socket; 0 when nothing is left pending. */
 int tlsnic_flush(int fd);
@@ -116,6 +148,17 @@ void tlsnic_fd_forget(int fd);
 
 /* 1 if fd did TCP_ULP "tls" through tlsnic (cheap: one table read), else 0. */
 int tlsnic_is_tls(int fd);
+
+/*
+ * 1 if fd is one of tlsnic's own descriptors (see Threads above), which the program never
+ * opened: a wrapper of close / close_range / dup2 must leave it alone (tlsnic_close gives
+ * EBADF for it). Cheap: one table read.
+ */
+int tlsnic_fd_is_private(int fd);
+
+/* The first fd >= from that is a tlsnic socket or one of tlsnic's own, or -1 (for
+ * close_range: walks only the parts of the table in use). */
+int tlsnic_fd_next(int from);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Mode per socket and direction, and why.                                                    */
@@ -324,6 +367,11 @@ struct tlsnic_sys_ops {
     int (*fcntl)(int fd, int cmd, ...);
     int (*ioctl)(int fd, unsigned long request, ...);
     int (*close)(int fd);
+    /* Optional (NULL: poll, or the ppoll system call when a signal mask is given). */
+    int (*ppoll)(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo,
+                 const sigset_t *sigmask);
+    /* Optional (NULL: libc's connect). */
+    int (*connect)(int fd, const struct sockaddr *addr, socklen_t len);
 };
 
 /* Replaces the table (copied). NULL restores libc's functions. Call before any socket use. */

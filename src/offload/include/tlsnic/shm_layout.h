@@ -20,7 +20,13 @@
  * descriptor before its bytes can be reused; the reader copies a record out and keeps the
  * copy only if gen was even and unchanged around the copy (a seqlock), so it never uses a
  * record torn by a release and a reuse. The reader trusts nothing it reads there: every
- * offset and length is checked against the ring.
+ * offset and length is checked against the ring. Every word and byte both ends may touch at
+ * once is accessed with atomics (relaxed, ordered by the seqlock's release / acquire on gen:
+ * the helpers below), so the protocol has no data race in C11 terms either, and
+ * ThreadSanitizer can check it (tests/unit/daemon/test_shmstore.c runs a writer thread
+ * against a reader). The one plain access left is the writer's own framing into a reserved
+ * room (tlsnic_shm_writer_reserve): a reader that copies those bytes is copying a record
+ * released under it, and throws the copy away when it sees gen move.
  *
  * device_flags is the one word the daemon writes (the analog of a NIC writing a status
  * word into host memory): the flow's TLSNIC_FLOW_F_* flags | TLSNIC_FLOW_F_LIVE, so the
@@ -84,6 +90,59 @@ static inline size_t tlsnic_shm_data_offset(uint32_t n_desc)
 static inline uint32_t *tlsnic_shm_flags_word(uint8_t *map)
 {
     return (uint32_t *)(map + TLSNIC_SHM_FLAGS_OFFSET);
+}
+
+/* Seqlock accessors: relaxed atomics for the shared words (gen gives the order). */
+static inline uint32_t tlsnic_shm_ld32(const uint32_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t tlsnic_shm_ld64(const uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static inline void tlsnic_shm_st32(uint32_t *p, uint32_t v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+static inline void tlsnic_shm_st64(uint64_t *p, uint64_t v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELAXED);
+}
+
+/*
+ * Copies len bytes between shared memory (shm) and private memory (priv) with relaxed
+ * atomic accesses on the shared side: bytes up to an 8-byte boundary of shm, then 8-byte
+ * words, then the tail. to_shm: the writer's direction.
+ */
+static inline void tlsnic_shm_copy(uint8_t *shm, uint8_t *priv, size_t len, int to_shm)
+{
+    size_t i = 0;
+    for (; i < len && ((uintptr_t)(shm + i) & 7) != 0; i++) {
+        if (to_shm)
+            __atomic_store_n(shm + i, priv[i], __ATOMIC_RELAXED);
+        else
+            priv[i] = __atomic_load_n(shm + i, __ATOMIC_RELAXED);
+    }
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        if (to_shm) {
+            __builtin_memcpy(&w, priv + i, 8);
+            __atomic_store_n((uint64_t *)(void *)(shm + i), w, __ATOMIC_RELAXED);
+        } else {
+            w = __atomic_load_n((const uint64_t *)(const void *)(shm + i), __ATOMIC_RELAXED);
+            __builtin_memcpy(priv + i, &w, 8);
+        }
+    }
+    for (; i < len; i++) {
+        if (to_shm)
+            __atomic_store_n(shm + i, priv[i], __ATOMIC_RELAXED);
+        else
+            priv[i] = __atomic_load_n(shm + i, __ATOMIC_RELAXED);
+    }
 }
 
 /* 1 if TCP sequence seq lies in [start, start + len) (mod 2^32). */

@@ -1,6 +1,8 @@
 /*
  * tlsnic record layer: TLS 1.2 and TLS 1.3 record protection with AES-128-GCM, AES-256-GCM
- * and ChaCha20-Poly1305. All primitives come from OpenSSL's libcrypto (EVP).
+ * and ChaCha20-Poly1305, and in software only (whole records: no device takes them) with
+ * AES-128-CCM, ARIA-128/256-GCM (TLS 1.2) and SM4-GCM / SM4-CCM where libcrypto has them.
+ * All primitives come from OpenSSL's libcrypto (EVP).
  *
  * Keys come in as the Linux UAPI structs of <linux/tls.h>, exactly as a program hands them
  * to setsockopt(SOL_TLS, TLS_TX / TLS_RX). One key object serves one direction.
@@ -9,7 +11,10 @@
  * negative errno on failure, as the kernel's net/tls does:
  *   -EINVAL      malformed argument, unknown version or cipher, wrong crypto_info length,
  *                wrong record version bytes
- *   -EOPNOTSUPP  a cipher <linux/tls.h> knows but tlsnic does not offload (CCM, SM4, ARIA)
+ *   -EOPNOTSUPP  tlsnic_crypto_info_check / the streaming API: a cipher tlsnic runs in
+ *                software only (CCM, ARIA, SM4): a device does not take it
+ *   -ENOENT      a cipher <linux/tls.h> knows that this libcrypto lacks (SM4 before OpenSSL
+ *                3.2): the kernel's answer when it has no such crypto algorithm
  *   -EMSGSIZE    plaintext above 2^14 bytes, or a ciphertext record above the protocol limit
  *   -EBADMSG     authentication failed, record shorter than its overhead, TLS 1.3 record
  *                with no content type, truncated record
@@ -56,16 +61,23 @@ union tlsnic_crypto_info {
     struct tls12_crypto_info_aes_gcm_128 aes_gcm_128;
     struct tls12_crypto_info_aes_gcm_256 aes_gcm_256;
     struct tls12_crypto_info_chacha20_poly1305 chacha20_poly1305;
+    struct tls12_crypto_info_aes_ccm_128 aes_ccm_128;   /* software only */
+    struct tls12_crypto_info_aria_gcm_128 aria_gcm_128; /* software only, TLS 1.2 */
+    struct tls12_crypto_info_aria_gcm_256 aria_gcm_256; /* software only, TLS 1.2 */
+    struct tls12_crypto_info_sm4_gcm sm4_gcm;           /* software only, if libcrypto has it */
+    struct tls12_crypto_info_sm4_ccm sm4_ccm;           /* software only, if libcrypto has it */
 };
 
 /*
- * Checks a crypto_info the way the kernel's setsockopt(SOL_TLS) does: version must be
- * TLS_1_2_VERSION or TLS_1_3_VERSION, the cipher known, and info_len exactly the size of
- * that cipher's struct. Returns 0, -EINVAL or -EOPNOTSUPP (see above).
+ * Checks a crypto_info the way the kernel's setsockopt(SOL_TLS) does (version
+ * TLS_1_2_VERSION or TLS_1_3_VERSION, a cipher <linux/tls.h> knows, ARIA only with TLS 1.2,
+ * info_len exactly the size of that cipher's struct), and that a device can take it (the
+ * streaming API runs it). Returns 0, -EINVAL, or -EOPNOTSUPP for a software-only cipher.
+ * tlsnic_rec_key_new makes the same checks but the last.
  */
 int tlsnic_crypto_info_check(const void *crypto_info, size_t info_len);
 
-/* Size of the crypto_info struct for a TLS_CIPHER_* value; 0 if tlsnic does not support it. */
+/* Size of the crypto_info struct of a TLS_CIPHER_* value <linux/tls.h> knows; 0 otherwise. */
 size_t tlsnic_crypto_info_size(uint16_t cipher_type);
 
 /* Human-readable name ("AES-128-GCM", ...) of a TLS_CIPHER_* value; "unknown" otherwise. */
@@ -78,7 +90,10 @@ typedef struct tlsnic_rec_key tlsnic_rec_key;
 
 /*
  * Creates a key from a crypto_info (copied; the caller may wipe its own copy at once).
- * The key's next record sequence number starts at crypto_info->rec_seq.
+ * The key's next record sequence number starts at crypto_info->rec_seq. Any cipher the
+ * kernel's UAPI knows: -ENOENT when this libcrypto lacks it (SM4 on OpenSSL 3.0). Keys of
+ * software-only ciphers seal and open whole records; the streaming API and the positional
+ * keystream refuse them with -EOPNOTSUPP.
  * On success *out owns a new key, freed (and wiped) with tlsnic_rec_key_free.
  */
 int tlsnic_rec_key_new(tlsnic_rec_key **out, const void *crypto_info, size_t info_len);
@@ -112,8 +127,9 @@ int tlsnic_rec_key_export(const tlsnic_rec_key *key, union tlsnic_crypto_info *o
 
 /*
  * Parses a record header (5 bytes) received for this key and returns the total length of
- * the record (header included, > 0), or -EINVAL (legacy version is not 0x0303),
- * -EMSGSIZE (longer than the protocol allows), -EBADMSG (shorter than the overhead).
+ * the record (header included, > 0), or, checked in the kernel's order (tls_rx_msg_size),
+ * -EMSGSIZE (longer than the protocol allows), -EBADMSG (shorter than the overhead),
+ * -EINVAL (legacy version is not 0x0303).
  */
 int tlsnic_rec_parse_header(const tlsnic_rec_key *key, const uint8_t hdr[TLSNIC_REC_HDR_LEN]);
 
@@ -136,6 +152,13 @@ int tlsnic_rec_seal(tlsnic_rec_key *key, uint8_t content_type, const uint8_t *co
  */
 int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *content_type,
                     uint8_t **content, size_t *content_len);
+
+/*
+ * tlsnic_rec_open of the record numbered rec_seq, leaving the key's sequence number alone:
+ * for looking at records after the next one (MSG_PEEK across records) without taking them.
+ */
+int tlsnic_rec_open_at(tlsnic_rec_key *key, uint64_t rec_seq, uint8_t *rec, size_t rec_len,
+                       uint8_t *content_type, uint8_t **content, size_t *content_len);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Streaming: one record fed in pieces, as a device meets it in TCP segments.                 */
