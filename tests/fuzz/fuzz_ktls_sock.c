@@ -304,15 +304,17 @@ static int k_getsockopt(int fd, int level, int optname, void *optval, socklen_t 
             : optname == SO_TYPE   ? (k.tcp ? SOCK_STREAM : SOCK_DGRAM)
                                    : 0;
     } else if (level == IPPROTO_TCP && optname == TCP_INFO && k.tcp) {
-        memset(optval, 0, *optlen);
-        if (*optlen > 0)
+        if (*optlen > 0) {
+            memset(optval, 0, *optlen);
             ((uint8_t *)optval)[0] = (uint8_t)(k.established ? TCP_ESTABLISHED : TCP_CLOSE);
+        }
         return 0;
     } else {
         return errno = ENOPROTOOPT, -1;
     }
     socklen_t n = *optlen < sizeof(v) ? *optlen : (socklen_t)sizeof(v);
-    memcpy(optval, &v, n);
+    if (n > 0)
+        memcpy(optval, &v, n);
     *optlen = n;
     return 0;
 }

@@ -234,8 +234,8 @@ static int store_file(const struct store *s, int sealed)
     if (pwrite(fd, &s->h, head, 0) != (ssize_t)head ||
         pwrite(fd, s->tail, s->tail_len, TLSNIC_SHM_HDR_LEN) != (ssize_t)s->tail_len)
         abort();
-    if (sealed) /* the flags word the reader may publish is within the header */
-        cache[slot].dirty = dirty > TLSNIC_SHM_FLAGS_OFFSET + 4 ? dirty : TLSNIC_SHM_FLAGS_OFFSET + 4;
+    if (sealed) /* (the flags word the reader may publish is within the header: dirty) */
+        cache[slot].dirty = dirty;
     return fd;
 }
 
