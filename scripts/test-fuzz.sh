@@ -9,6 +9,7 @@
 #
 # Usage: scripts/test-fuzz.sh [seconds per target (20)] [build-dir (build-fuzz)]
 #   TLSNIC_FUZZ_TARGETS="fuzz_a fuzz_b"  only these targets
+#   TLSNIC_FUZZ_RUNS=n                   stop a target after n executions (or the seconds)
 #   TLSNIC_FUZZ_KEEP=dir                 keep the corpora the run grew in dir/<name>
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +40,7 @@ while read -r name bin max_len dict corpus regress; do
   args=(-max_total_time="$secs" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048
         -print_final_stats=1 -artifact_prefix="$artifacts/$name-")
   [[ $dict != - ]] && args+=(-dict="$dict")
+  [[ -n ${TLSNIC_FUZZ_RUNS:-} ]] && args+=(-runs="$TLSNIC_FUZZ_RUNS")
   dirs=("$grown" "$corpus")
   [[ -d $regress ]] && dirs+=("$regress")
   log=$work/$name.log

@@ -45,20 +45,49 @@ static int has(const struct collected *c, const struct tlsnic_flow *f)
     return 0;
 }
 
-/* A path to a memfd holding data (no file system needed). */
-static int memfd_path(const uint8_t *data, size_t size, char *path, size_t cap)
+/* A path to a file holding data: one memfd, rewritten for each input (no file system). */
+static const char *memfd_path(const uint8_t *data, size_t size)
 {
-    int fd = memfd_create("fuzz-state", MFD_CLOEXEC);
-    if (fd < 0 || write(fd, data, size) != (ssize_t)size)
+    static int fd = -1;
+    static char path[64];
+    if (fd < 0) {
+        fd = memfd_create("fuzz-state", MFD_CLOEXEC);
+        if (fd < 0)
+            abort();
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    }
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, data, size, 0) != (ssize_t)size)
         abort();
-    snprintf(path, cap, "/proc/self/fd/%d", fd);
-    return fd;
+    return path;
+}
+
+/* Where the round trip saves: a directory on tmpfs (the writer's fsync costs nothing). */
+static const char *save_path(void)
+{
+    static char dir[] = "/dev/shm/fuzz-state-XXXXXX", file[sizeof(dir) + 8];
+    if (file[0] == 0) {
+        if (mkdtemp(dir) == NULL)
+            abort();
+        snprintf(file, sizeof(file), "%s/state", dir);
+    }
+    return file;
+}
+
+static void remove_save_dir(void)
+{
+    const char *file = save_path();
+    unlink(file);
+    char dir[64];
+    snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(file, '/') - file), file);
+    rmdir(dir);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char path[64];
-    int fd = memfd_path(data, size, path, sizeof(path));
+    static int cleanup;
+    if (!cleanup)
+        cleanup = atexit(remove_save_dir) == 0;
+    const char *path = memfd_path(data, size);
     tlsnic_fence *fence;
     if (tlsnic_fence_new(&fence, MAX_FLOWS) != 0)
         abort();
@@ -71,10 +100,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort(); /* fenced more flows than it says (a repeated line fences once) */
 
     /* Round trip: what was fenced, saved by the daemon's writer, reads back the same. */
-    char dir[] = "/dev/shm/fuzz-state-XXXXXX"; /* tmpfs: the writer's fsync costs nothing */
-    if (got.n > 0 && mkdtemp(dir) != NULL) {
-        char file[sizeof(dir) + 8];
-        snprintf(file, sizeof(file), "%s/state", dir);
+    if (got.n > 0) {
+        const char *file = save_path();
         if (tlsnic_state_save(file, got.list, got.n) != 0)
             abort();
         tlsnic_fence *again;
@@ -90,11 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (tlsnic_fence_count(again) != 0)
             abort();
         tlsnic_fence_free(again);
-        unlink(file);
-        rmdir(dir);
     }
     tlsnic_fence_free(fence);
-    close(fd);
     return 0;
 }
 
