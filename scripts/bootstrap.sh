@@ -2,8 +2,10 @@
 # Installs everything tlsnic needs from Debian packages. Idempotent; run as root.
 set -euo pipefail
 
+# clang + libclang-rt-14-dev (libFuzzer's runtime) + llvm (llvm-symbolizer, for readable
+# sanitizer stacks): the fuzz build, scripts/test-fuzz.sh.
 packages=(
-  build-essential cmake pkg-config clang libclang-rt-14-dev
+  build-essential cmake pkg-config clang libclang-rt-14-dev llvm
   libssl-dev libcmocka-dev
   openssl gnutls-bin curl
   libgnutls28-dev iproute2 tshark gnuplot-nox python3 util-linux jq

@@ -164,6 +164,12 @@ static int parse_cmsgs(struct tlsnic_sock *s, int fd, const struct msghdr *msg, 
         return 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c;
          c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+        /* The kernel's CMSG_OK (tls_process_cmsg): a header whose length runs past the
+         * control buffer is EINVAL, and nothing past the buffer is read. */
+        size_t at = (size_t)((const char *)c - (const char *)msg->msg_control);
+        TLSNIC_ENSURE(c->cmsg_len >= sizeof(struct cmsghdr) &&
+                          c->cmsg_len <= msg->msg_controllen - at,
+                      EINVAL);
         if (c->cmsg_level != SOL_TLS)
             continue;
         if (c->cmsg_type != TLS_SET_RECORD_TYPE)
