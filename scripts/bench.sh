@@ -18,13 +18,18 @@
 #                         [--version 1.2|1.3] [--sizes 1457,4096,16384] [--mb N] [--rounds N]
 #                         [--loss "0 0.005 0.02"] [--loss-sizes 16384] [--rate MBIT|0]
 #                         [--paced-mb N] [--cc NAME] [--build DIR] [--seconds S]
-#                         [--background S]
+#                         [--background S] [--notsent-lowat BYTES]
 # --rate: a second phase runs the network scenarios again, all paced to MBIT Mbit/s (default
 # auto: per record size, half of what the slowest scenario reached in the first phase; 0
 # skips it), so host CPU per byte is compared at equal throughput: the headline.
 # --seconds: length of every sample of those two phases (default 2; --quick 0.5); the loss
 # phase sends --mb per sample. --background: seconds measured with nothing of the bench
 # running, before each round and size (what else the machine does; default 0.5).
+# --notsent-lowat: TCP_NOTSENT_LOWAT of every connection (default 131072; 0: none). Without
+# it a sender keeps as much unsent data in its socket as the send buffer holds (4 MB once
+# autotuned: ss showed 2-4 MB unsent at 1 Gbit/s), for every scenario alike; servers that
+# care about memory and latency set it, and it keeps what each scenario touches per byte
+# (socket buffers, tlsnic's record store) near the data in flight.
 # --cc: the TCP congestion control of every benchmark connection (default cubic, the
 # paper's; "" keeps the system default). BBR, a common default, paces inside TCP without an
 # fq qdisc, one high-resolution timer per packet: in a VM that timer costs the sender more
@@ -37,7 +42,7 @@ cmdline="tlsnic bench${*:+ $*}"
 
 quick=0 out="" cipher=aes128 version=1.2 sizes=1457,4096,16384 mb="" rounds="" loss_rates=""
 loss_sizes="" rate=auto paced_mb="" cc=cubic build=${TLSNIC_BUILD_DIR:-$root/build} seconds=""
-background=
+background="" lowat=131072
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -54,6 +59,7 @@ while [ $# -gt 0 ]; do
     --cc) cc=$2; shift ;;
     --seconds) seconds=$2; shift ;;
     --background) background=$2; shift ;;
+    --notsent-lowat) lowat=$2; shift ;;
     --build) build=$2; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
@@ -96,7 +102,8 @@ sender() { # bench_eval send args...
   tb_in host taskset -c "$sender_cpu" "$eval_bin" send --addr "$tb_peer_v4" \
     --port 5201 --version "$version" --cipher "$cipher" --ctl "$tb_ctl" \
     --daemon-pid "$tb_daemon_pid" --recv-pid "$recv_pid" --host-cpu "$sender_cpu" \
-    --device-cpu "$daemon_cpu" --json "$work/samples.jsonl" --progress --timeout 3000 --cc "$cc" "$@"
+    --device-cpu "$daemon_cpu" --json "$work/samples.jsonl" --progress --timeout 3000 --cc "$cc" \
+    --notsent-lowat "$lowat" "$@"
 }
 
 mkdir -p "$out"
@@ -171,13 +178,14 @@ cpu_model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 jq -s --arg cpu "${cpu_model:-unknown}" --arg nproc "$ncpu" --arg kernel "$(uname -r)" \
   --arg when "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg cmd "$cmdline" --arg suite "TLS $version $suite_c" \
   --arg mb "$mb" --arg rounds "$rounds" --arg scpu "$sender_cpu" --arg dcpu "$daemon_cpu" \
-  --arg seconds "$seconds" --arg rps "$([ "$ncpu" -gt 1 ] && echo 1 || echo 0)" \
+  --arg seconds "$seconds" --arg rps "$([ "$ncpu" -gt 1 ] && echo 1 || echo 0)" --arg lowat "$lowat" \
   --arg secs "$(($(date -u +%s) - started))" --arg cc "${cc:-system default}" --arg note "${TLSNIC_BENCH_NOTE:-}" \
   '{meta: {cpu: $cpu, nproc: ($nproc | tonumber), kernel: $kernel, when: $when, command: $cmd,
            suite: $suite, mb: ($mb | tonumber), rounds: ($rounds | tonumber),
            sender_cpu: ($scpu | tonumber), daemon_cpu: ($dcpu | tonumber),
            seconds: ($secs | tonumber), cc: $cc, note: $note,
-           sample_seconds: ($seconds | tonumber), host_rx_steered: ($rps == "1")},
+           sample_seconds: ($seconds | tonumber), host_rx_steered: ($rps == "1"),
+           notsent_lowat: ($lowat | tonumber)},
     samples: .}' "$work/samples.jsonl" >"$out/results.json"
 cp "$work/samples.jsonl" "$out/samples.jsonl"
 python3 "$root/bench/eval/report.py" "$out/results.json" "$out"

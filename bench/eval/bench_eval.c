@@ -49,7 +49,8 @@
  *       arming a high-resolution timer for nearly every packet; in a VM each one is a timer
  *       exit and an interrupt, which costs the sender more than the TLS work under test, and
  *       more for scenarios that send smaller packets. scripts/bench.sh passes cubic (the
- *       paper's kernel default); --cc "" keeps the system's default.
+ *       paper's kernel default); --cc "" keeps the system's default. --notsent-lowat sets
+ *       TCP_NOTSENT_LOWAT on every connection (unsent data the socket keeps).
  *
  * Every run is bounded: socket timeouts (--io-timeout, 30 s), and alarm() over the whole
  * program (--timeout).
@@ -426,6 +427,7 @@ struct send_opts {
     const char *json;
     double rate_mbit; /* > 0: SO_MAX_PACING_RATE on every connection */
     const char *cc;   /* TCP_CONGESTION of every connection; NULL or "": the default */
+    int notsent_lowat; /* > 0: TCP_NOTSENT_LOWAT of every connection */
     const char *labels[MAX_LABELS];
     int n_labels;
     int progress;
@@ -560,6 +562,12 @@ static int connect_scenario(const struct send_opts *o, SSL_CTX *cctx, enum scena
         return rc;
     }
     freeaddrinfo(ai);
+    if (o->notsent_lowat > 0 && setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &o->notsent_lowat,
+                                           sizeof(o->notsent_lowat)) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
     if (o->rate_mbit > 0) {
         /* TCP's own pacing (no fq needed since Linux 4.13): every scenario at one rate. */
         unsigned long long rate = (unsigned long long)(o->rate_mbit * 1e6 / 8);
@@ -997,7 +1005,8 @@ static void usage(void)
             "                  [--cipher aes128|aes256|chacha] [--ctl PATH] [--daemon-pid PID]\n"
             "                  [--json FILE] [--label K=V]... [--progress] [--timeout S]\n"
             "                  [--io-timeout S] [--rate MBIT] [--cc NAME] [--seconds S]\n"
-            "                  [--host-cpu N] [--device-cpu N] [--recv-pid PID] [--background S]\n");
+            "                  [--host-cpu N] [--device-cpu N] [--recv-pid PID] [--background S]\n"
+            "                  [--notsent-lowat BYTES]\n");
 }
 
 int main(int argc, char **argv)
@@ -1043,6 +1052,8 @@ int main(int argc, char **argv)
             o.host_cpu = atoi(v);
         else if (!strcmp(a, "--device-cpu") && v)
             o.device_cpu = atoi(v);
+        else if (!strcmp(a, "--notsent-lowat") && v)
+            o.notsent_lowat = atoi(v);
         else if (!strcmp(a, "--seconds") && v)
             o.seconds = atof(v);
         else if (!strcmp(a, "--background") && v)

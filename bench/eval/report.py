@@ -426,7 +426,9 @@ def main():
       f"{meta['sender_cpu']} (the sender, and the host stack's receive processing, steered "
       f"there with RPS); device core: CPU {meta['daemon_cpu']} (tlsnicd, the peer's stack, the "
       f"receiver, which discards). Host CPU = the host core's busy time. TCP congestion control "
-      f"{meta.get('cc', 'system default')}. {meta['when']}, {meta.get('seconds', '?')} s.")
+      f"{meta.get('cc', 'system default')}"
+      + (f", TCP_NOTSENT_LOWAT {meta['notsent_lowat']} B" if meta.get('notsent_lowat') else "")
+      + f". {meta['when']}, {meta.get('seconds', '?')} s.")
     w("")
     w(f"Command: `{meta['command']}`")
     w("")
