@@ -18,7 +18,7 @@
 #                         [--version 1.2|1.3] [--sizes 1457,4096,16384] [--mb N] [--rounds N]
 #                         [--loss "0 0.005 0.02"] [--loss-sizes 16384] [--rate MBIT|0]
 #                         [--paced-mb N] [--cc NAME] [--build DIR] [--seconds S]
-#                         [--background S] [--notsent-lowat BYTES]
+#                         [--background S] [--notsent-lowat BYTES] [--no-profile]
 # --rate: a second phase runs the network scenarios again, all paced to MBIT Mbit/s (default
 # auto: per record size, half of what the slowest scenario reached in the first phase; 0
 # skips it), so host CPU per byte is compared at equal throughput: the headline.
@@ -30,6 +30,9 @@
 # autotuned: ss showed 2-4 MB unsent at 1 Gbit/s), for every scenario alike; servers that
 # care about memory and latency set it, and it keeps what each scenario touches per byte
 # (socket buffers, tlsnic's record store) near the data in flight.
+# --no-profile: skip the profiles. By default, after the measurements, bench/eval/profile.sh
+# records the host core with perf over one sample of plain TCP, NULL, offload and software
+# per record size at the paced rate (profile/table-SIZE.md: s/GB by symbol side by side).
 # --cc: the TCP congestion control of every benchmark connection (default cubic, the
 # paper's; "" keeps the system default). BBR, a common default, paces inside TCP without an
 # fq qdisc, one high-resolution timer per packet: in a VM that timer costs the sender more
@@ -42,7 +45,7 @@ cmdline="tlsnic bench${*:+ $*}"
 
 quick=0 out="" cipher=aes128 version=1.2 sizes=1457,4096,16384 mb="" rounds="" loss_rates=""
 loss_sizes="" rate=auto paced_mb="" cc=cubic build=${TLSNIC_BUILD_DIR:-$root/build} seconds=""
-background="" lowat=131072
+background="" lowat=131072 profile=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -60,6 +63,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds=$2; shift ;;
     --background) background=$2; shift ;;
     --notsent-lowat) lowat=$2; shift ;;
+    --no-profile) profile=0 ;;
     --build) build=$2; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
@@ -148,9 +152,11 @@ else:
     print(int(r // q * q))
 PY
 }
+declare -A paced_rates=()
 if [ "$rate" != 0 ]; then
   for size in ${sizes//,/ }; do
     r=$(paced_rate "$size")
+    paced_rates[$size]=$r
     if [ "$r" = 0 ]; then echo "bench.sh: no rate for the paced phase at $size B" >&2; continue; fi
     echo "--- scenarios, alternating, $size-byte records, all paced to $r Mbit/s" >&2
     sender --scenarios tcp,ssl,sw,dev,null --sizes "$size" "${paced_len[@]}" --rounds "$rounds" \
@@ -173,6 +179,16 @@ for loss in $loss_rates; do
   done
 done
 tb_daemon_start # leave the daemon as it was for nothing else; stats of the last one are in the log
+
+if [ "$profile" = 1 ] && [ "$quick" = 0 ] && command -v perf >/dev/null; then
+  for size in ${sizes//,/ }; do
+    echo "--- profile of the host core, $size-byte records (perf, one sample per scenario)" >&2
+    args=()
+    [ -z "${paced_rates[$size]:-}" ] || args=(--rate "${paced_rates[$size]}")
+    "$root/bench/eval/profile.sh" "$build" "$out/profile" tcp,null,dev,sw "$size" "${args[@]}" \
+      >/dev/null || echo "bench.sh: the profile at $size B failed" >&2
+  done
+fi
 
 cpu_model=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 jq -s --arg cpu "${cpu_model:-unknown}" --arg nproc "$ncpu" --arg kernel "$(uname -r)" \

@@ -4,7 +4,7 @@
 Usage: profile_table.py SAMPLES_JSONL SCENARIO PERF_DATA [SCENARIO PERF_DATA ...]
 Each perf file is `perf record -e cpu-clock -C HOST_CORE` over one sample of that scenario;
 its samples (periods, ns) are divided by the GB the sample sent: seconds of the host core
-per GB, by symbol, the first scenario first, sorted by how much the last one adds to it.
+per GB, by symbol, the first scenario first, sorted by how much offload (dev) adds to it.
 PROFILE_COMMS=bench_eval,swapper/1,ksoftirqd/1 (say) keeps only those tasks' samples, for a
 machine where other work shares the core (softirq work done inside another task is then lost).
 """
@@ -39,7 +39,8 @@ def main():
         s = samples[sc]
         profs.append(per_symbol(data, s["bytes"] / 1e9))
     names = [sc for sc, _ in pairs]
-    first, last = profs[0], profs[-1]
+    # Sorted by what offload adds to the first scenario (the last one's if there is no offload).
+    first, last = profs[0], profs[names.index("dev")] if "dev" in names else profs[-1]
     keys = sorted(set().union(*profs), key=lambda k: -(last.get(k, 0) - first.get(k, 0)))
     print("| symbol | " + " | ".join(f"{n} s/GB" for n in names) + " |")
     print("|---|" + "---:|" * len(names))

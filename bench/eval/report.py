@@ -484,6 +484,13 @@ def main():
             w(f"| {ph} | {rec} | {SCEN_LABEL[hi]} / {SCEN_LABEL[lo]} | {fmt_range(r, 2)} | "
               f"{'**impossible**' if v else 'ok'} |")
         w("")
+    profiles = sorted(f for f in os.listdir(os.path.join(out_dir, "profile"))
+                      if f.startswith("table-")) if os.path.isdir(os.path.join(out_dir, "profile")) else []
+    if profiles:
+        w("Where the host core's time goes, by symbol, scenarios side by side (perf over one "
+          "sample each, at the paced rate; bench/eval/profile.sh): " + ", ".join(
+              f"[{p[6:-3]} B](profile/{p})" for p in profiles) + ".")
+        w("")
     loss_rows = loss_section(w, verdicts, samples)
     w("![host CPU per GB](host_cpu.png) ![throughput](throughput.png)"
       + (" ![host CPU per GB, paced](host_cpu_paced.png)" if paced_p.samples else ""))
