@@ -16,7 +16,8 @@
  *       [--sizes 1457,4096,16384] [--mb N] [--rounds N] [--version 1.2|1.3]
  *       [--cipher aes128|aes256|chacha] [--ctl PATH] [--daemon-pid PID]
  *       [--json FILE] [--label K=V]... [--progress] [--io-timeout S] [--rate MBIT]
- *       [--cc NAME]
+ *       [--cc NAME] [--seconds S] [--host-cpu N] [--device-cpu N] [--recv-pid PID]
+ *       [--background S]
  *       In the host namespace. Runs rounds x sizes x scenarios, one connection each, the
  *       scenario order rotated every round so that drift hits all alike:
  *         tcp   write(2) of plaintext;
@@ -30,17 +31,26 @@
  *         evp   no network: raw EVP AEAD sealing of the same bytes in the same record
  *               sizes, in this process (what the device's crypto is judged against).
  *       Each sample is one JSON object per line appended to --json: wall time from the first
- *       write to the receiver's EOF, the sender's user and system CPU (getrusage), tlsnicd's
- *       CPU over the same interval (/proc/PID/stat and schedstat), TCP_INFO retransmissions,
- *       and the deltas of tlsnicd's device counters. --label adds fixed fields (loss, resync
- *       configuration) to every sample. --rate paces every connection to MBIT Mbit/s
+ *       write to the receiver's EOF; over that window, everything the host's core did
+ *       (--host-cpu: busy time, its tick-sampled split, the packets its network receive
+ *       processing handled and the RPS interrupts it took; see eval_cpu.h) and the same for
+ *       the device's core (--device-cpu: tlsnicd, the peer's stack, the receiver); the
+ *       sender's own CPU (exact, and getrusage's user / system split), tlsnicd's
+ *       (/proc/PID/stat and schedstat) and the receiver's (--recv-pid); TCP_INFO
+ *       retransmissions and segment counts; the deltas of tlsnicd's device counters.
+ *       --seconds makes every sample last at least S seconds (the bytes sent are then what
+ *       fit; --mb caps them); raw EVP runs that long too. --background S measures, before
+ *       the scenarios of each round and size, S seconds in which nothing of the bench runs:
+ *       the busy share of both cores that is not ours (bg_host, bg_dev in each sample).
+ *       --label adds fixed fields (loss, resync configuration) to every sample. --rate paces every connection to MBIT Mbit/s
  *       (SO_MAX_PACING_RATE), so that all scenarios run at one throughput. --cc sets the
  *       congestion control of every connection (TCP_CONGESTION before connect; root may pick
  *       any the kernel has). Why it matters: BBR paces inside TCP when there is no fq qdisc,
  *       arming a high-resolution timer for nearly every packet; in a VM each one is a timer
  *       exit and an interrupt, which costs the sender more than the TLS work under test, and
  *       more for scenarios that send smaller packets. scripts/bench.sh passes cubic (the
- *       paper's kernel default); --cc "" keeps the system's default.
+ *       paper's kernel default); --cc "" keeps the system's default. --notsent-lowat sets
+ *       TCP_NOTSENT_LOWAT on every connection (unsent data the socket keeps).
  *
  * Every run is bounded: socket timeouts (--io-timeout, 30 s), and alarm() over the whole
  * program (--timeout).
@@ -60,12 +70,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "eval.h"
+#include "eval_cpu.h"
 #include "tlsnic/attach.h"
 #include "tlsnic/ctl_client.h"
 #include "tlsnic/keyexport.h"
@@ -84,6 +96,7 @@
 #define MAX_LABELS 8
 #define STATS_CAP 16384
 #define FLUSH_MAX_TRIES 5000
+#define TIME_BOUND_CAP 1000000000000ull /* bytes: a time-bound sample never gets there */
 
 enum scenario { S_TCP, S_SSL, S_SW, S_DEV, S_NULL, S_EVP, N_SCENARIOS };
 static const char *const scenario_names[N_SCENARIOS] = {"tcp", "ssl", "sw", "dev", "null", "evp"};
@@ -407,9 +420,15 @@ struct send_opts {
     uint16_t cipher;
     const char *ctl;
     int daemon_pid;
+    int recv_pid;     /* the receiver (peer namespace), for its CPU time; 0: unknown */
+    int host_cpu;     /* the host's core (the sender is pinned there), -1: not accounted */
+    int device_cpu;   /* the device's core (tlsnicd, the peer and its receiver), -1: none */
+    double seconds;   /* > 0: each sample sends for at least this long (bytes: a cap) */
+    double bg_s;      /* > 0: a window this long with nothing of ours running, per group */
     const char *json;
     double rate_mbit; /* > 0: SO_MAX_PACING_RATE on every connection */
     const char *cc;   /* TCP_CONGESTION of every connection; NULL or "": the default */
+    int notsent_lowat; /* > 0: TCP_NOTSENT_LOWAT of every connection */
     const char *labels[MAX_LABELS];
     int n_labels;
     int progress;
@@ -420,7 +439,12 @@ struct sample {
     size_t rec;
     uint64_t bytes;
     double wall_s, user_s, sys_s;
+    double proc_s;     /* the sender's CPU time (CLOCK_PROCESS_CPUTIME_ID: exact, not ticks) */
     double dev_cpu_s, dev_user_s, dev_sys_s;
+    double recv_cpu_s; /* the receiver's CPU time (schedstat) */
+    struct eval_core host, devcore; /* the two cores over the window (eval_cpu.h) */
+    int have_cores;
+    double bg_host, bg_dev; /* busy share of each core with nothing of ours running */
     struct eval_retrans rt;
     int64_t dev_delta[N_DEV_COUNTERS];
     int have_dev_counters;
@@ -539,6 +563,12 @@ static int connect_scenario(const struct send_opts *o, SSL_CTX *cctx, enum scena
         return rc;
     }
     freeaddrinfo(ai);
+    if (o->notsent_lowat > 0 && setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &o->notsent_lowat,
+                                           sizeof(o->notsent_lowat)) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
     if (o->rate_mbit > 0) {
         /* TCP's own pacing (no fq needed since Linux 4.13): every scenario at one rate. */
         unsigned long long rate = (unsigned long long)(o->rate_mbit * 1e6 / 8);
@@ -630,7 +660,102 @@ static double tv_s(struct timeval tv)
     return (double)tv.tv_sec + (double)tv.tv_usec * 1e-6;
 }
 
-/* One network sample: connect, send bytes in records of rec, wait for the receiver's EOF. */
+static double process_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* CPU time of a process from its schedstat (ns, exact), 0 if unknown. */
+static double pid_cpu_s(int pid)
+{
+    char path[64];
+    unsigned long long ns = 0;
+    if (pid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/schedstat", pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%llu", &ns) != 1)
+        ns = 0;
+    fclose(f);
+    return (double)ns * 1e-9;
+}
+
+/*
+ * The measurement window of one sample: opened right before the first byte is written,
+ * closed once the receiver has everything. Everything the host's core and the device's
+ * core did in between is counted (eval_cpu.h), along with the sender's own CPU (exact and
+ * getrusage's tick-sampled split), tlsnicd's and the receiver's.
+ */
+struct window {
+    struct eval_snap snap;
+    struct rusage ru;
+    struct daemon_cpu daemon;
+    int have_daemon, have_snap;
+    double proc_s, recv_s, t;
+};
+
+static void window_mark(const struct send_opts *o, struct window *w, int closing)
+{
+    /* Closing: the clock first, then what is read about it; opening: the reverse, so the
+     * reads themselves stay outside the window as far as possible. */
+    if (closing)
+        w->t = now_s();
+    w->recv_s = pid_cpu_s(o->recv_pid);
+    w->have_daemon = daemon_cpu_read(o->daemon_pid, &w->daemon) == 0;
+    w->have_snap = o->host_cpu >= 0 && eval_snap_take(&w->snap) == 0;
+    getrusage(RUSAGE_SELF, &w->ru);
+    w->proc_s = process_cpu_s();
+    if (!closing)
+        w->t = now_s();
+}
+
+static void window_fill(const struct send_opts *o, const struct window *a, const struct window *b,
+                        struct sample *s)
+{
+    s->wall_s = b->t - a->t;
+    s->user_s = tv_s(b->ru.ru_utime) - tv_s(a->ru.ru_utime);
+    s->sys_s = tv_s(b->ru.ru_stime) - tv_s(a->ru.ru_stime);
+    s->proc_s = b->proc_s - a->proc_s;
+    s->recv_cpu_s = b->recv_s - a->recv_s;
+    if (a->have_daemon && b->have_daemon) {
+        s->dev_user_s = b->daemon.user_s - a->daemon.user_s;
+        s->dev_sys_s = b->daemon.sys_s - a->daemon.sys_s;
+        s->dev_cpu_s = b->daemon.total_s - a->daemon.total_s;
+    }
+    s->have_cores = a->have_snap && b->have_snap &&
+                    eval_core_between(&a->snap, &b->snap, o->host_cpu, &s->host) == 0;
+    if (s->have_cores && o->device_cpu >= 0)
+        (void)eval_core_between(&a->snap, &b->snap, o->device_cpu, &s->devcore);
+}
+
+/* Busy share of the host's and the device's cores over bg_s seconds in which nothing of
+ * the bench runs (tlsnicd and the receiver wait): whatever else the machine does. */
+static void background(const struct send_opts *o, double *host, double *dev)
+{
+    struct eval_snap a, b;
+    struct eval_core h, d;
+    *host = *dev = -1;
+    if (o->host_cpu < 0 || o->bg_s <= 0 || eval_snap_take(&a) < 0)
+        return;
+    struct timespec nap = {.tv_sec = (time_t)o->bg_s,
+                           .tv_nsec = (long)((o->bg_s - (double)(time_t)o->bg_s) * 1e9)};
+    nanosleep(&nap, NULL);
+    if (eval_snap_take(&b) < 0 || eval_core_between(&a, &b, o->host_cpu, &h) < 0)
+        return;
+    *host = h.wall_s > 0 ? h.busy_s / h.wall_s : -1;
+    if (o->device_cpu >= 0 && eval_core_between(&a, &b, o->device_cpu, &d) == 0 && d.wall_s > 0)
+        *dev = d.busy_s / d.wall_s;
+}
+
+/* Records between two looks at the clock in a time-bound sample (a vDSO call each). */
+#define CLOCK_EVERY 32
+
+/* One network sample: connect, send bytes in records of rec (for at least o->seconds, if
+ * set), wait for the receiver's EOF. */
 static int run_net(const struct send_opts *o, SSL_CTX *cctx, struct sample *s)
 {
     SSL *ssl = NULL;
@@ -641,18 +766,18 @@ static int run_net(const struct send_opts *o, SSL_CTX *cctx, struct sample *s)
     }
     uint64_t c0[N_DEV_COUNTERS], c1[N_DEV_COUNTERS];
     s->have_dev_counters = dev_counters_read(o->ctl, c0) == 0;
-    struct daemon_cpu d0, d1;
-    int have_daemon = daemon_cpu_read(o->daemon_pid, &d0) == 0;
-    struct rusage r0, r1;
-    getrusage(RUSAGE_SELF, &r0);
-    double t0 = now_s();
+    struct window w0, w1;
+    window_mark(o, &w0, 0);
     int rc = 0;
-    uint64_t sent = 0;
-    while (sent < s->bytes && rc == 0) {
-        size_t len = s->bytes - sent < s->rec ? (size_t)(s->bytes - sent) : s->rec;
+    uint64_t sent = 0, cap = s->bytes;
+    for (unsigned i = 1; sent < cap && rc == 0; i++) {
+        size_t len = cap - sent < s->rec ? (size_t)(cap - sent) : s->rec;
         rc = send_chunk(s->sc, fd, ssl, pattern + sent % PATTERN_PERIOD, len);
         sent += len;
+        if (o->seconds > 0 && i % CLOCK_EVERY == 0 && now_s() - w0.t >= o->seconds)
+            break;
     }
+    s->bytes = sent;
     if (rc == 0 && tlsnic_is_tls(fd)) {
         int tries = 0;
         while (tlsnic_flush(fd) != 0 && tries++ < FLUSH_MAX_TRIES)
@@ -669,13 +794,8 @@ static int run_net(const struct send_opts *o, SSL_CTX *cctx, struct sample *s)
         if (n < 0 && errno != EINTR)
             rc = -errno;
     }
-    double t1 = now_s();
-    getrusage(RUSAGE_SELF, &r1);
-    if (have_daemon && daemon_cpu_read(o->daemon_pid, &d1) == 0) {
-        s->dev_user_s = d1.user_s - d0.user_s;
-        s->dev_sys_s = d1.sys_s - d0.sys_s;
-        s->dev_cpu_s = d1.total_s - d0.total_s;
-    }
+    window_mark(o, &w1, 1);
+    window_fill(o, &w0, &w1, s);
     eval_tcp_retrans(fd, &s->rt);
     if (s->have_dev_counters && dev_counters_read(o->ctl, c1) == 0) {
         for (size_t i = 0; i < N_DEV_COUNTERS; i++)
@@ -683,9 +803,6 @@ static int run_net(const struct send_opts *o, SSL_CTX *cctx, struct sample *s)
     } else {
         s->have_dev_counters = 0;
     }
-    s->wall_s = t1 - t0;
-    s->user_s = tv_s(r1.ru_utime) - tv_s(r0.ru_utime);
-    s->sys_s = tv_s(r1.ru_stime) - tv_s(r0.ru_stime);
     s->ok = rc == 0;
     if (rc < 0)
         fprintf(stderr, "bench_eval: %s rec %zu: %s\n", scenario_names[s->sc], s->rec, strerror(-rc));
@@ -697,51 +814,65 @@ static int run_net(const struct send_opts *o, SSL_CTX *cctx, struct sample *s)
     return rc;
 }
 
-static const EVP_CIPHER *evp_cipher(uint16_t cipher)
+static const char *evp_cipher_name(uint16_t cipher)
 {
-    return cipher == TLS_CIPHER_AES_GCM_256       ? EVP_aes_256_gcm()
-           : cipher == TLS_CIPHER_CHACHA20_POLY1305 ? EVP_chacha20_poly1305()
-                                                    : EVP_aes_128_gcm();
+    return cipher == TLS_CIPHER_AES_GCM_256       ? "AES-256-GCM"
+           : cipher == TLS_CIPHER_CHACHA20_POLY1305 ? "ChaCha20-Poly1305"
+                                                    : "AES-128-GCM";
 }
 
 /* Raw EVP AEAD: seal the same bytes in records of rec (new nonce, 13-byte AAD, tag each). */
 #define EVP_MIN_S 0.3
-#define EVP_MAX_PASSES 64
+#define EVP_MAX_PASSES 4096
+#define EVP_PASS_MAX (64u << 20) /* bytes per pass of a time-bound sample */
 
 static int run_evp(const struct send_opts *o, struct sample *s)
 {
     static uint8_t out[MAX_REC + TAG_LEN];
     uint8_t key[32] = {1}, nonce[12] = {2}, aad[13] = {23, 3, 3}, tag[TAG_LEN];
+    /* The cheapest way through EVP, so the device is judged against libcrypto at its best:
+     * a fetched cipher (a legacy EVP_aes_128_gcm() object is looked up again at every
+     * init), the nonce through EVP_CipherInit_ex2, the tag through the params API. */
+    EVP_CIPHER *ciph = EVP_CIPHER_fetch(NULL, evp_cipher_name(o->cipher), NULL);
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-    if (c == NULL || EVP_EncryptInit_ex(c, evp_cipher(o->cipher), NULL, key, NULL) != 1)
+    if (ciph == NULL || c == NULL || EVP_CipherInit_ex2(c, ciph, key, NULL, 1, NULL) != 1) {
+        EVP_CIPHER_free(ciph);
+        EVP_CIPHER_CTX_free(c);
         return -ENOMEM;
-    snprintf(s->mode, sizeof(s->mode), "%s", EVP_CIPHER_get0_name(evp_cipher(o->cipher)));
+    }
+    snprintf(s->mode, sizeof(s->mode), "%s", EVP_CIPHER_get0_name(ciph));
     struct rusage r0, r1;
     getrusage(RUSAGE_SELF, &r0);
-    double t0 = now_s();
+    double t0 = now_s(), c0 = process_cpu_s();
     int ok = 1;
-    /* Whole passes over the sample's bytes until EVP_MIN_S have gone by (a pass over
-     * 150 MB takes ~30 ms here: too short to time against the machine's noise). */
-    uint64_t total = 0, i = 0;
+    /* Whole passes over the sample's bytes until the sample's time has gone by (a pass
+     * over 150 MB takes ~30 ms here: too short to time against the machine's noise). */
+    double min_s = o->seconds > 0 ? o->seconds : EVP_MIN_S;
+    uint64_t total = 0, i = 0, pass_bytes = s->bytes < EVP_PASS_MAX ? s->bytes : EVP_PASS_MAX;
     double t1 = t0;
-    for (int pass = 0; ok && pass < EVP_MAX_PASSES && (pass == 0 || t1 - t0 < EVP_MIN_S); pass++) {
-        for (uint64_t done = 0; done < s->bytes && ok; i++) {
-            size_t len = s->bytes - done < s->rec ? (size_t)(s->bytes - done) : s->rec;
+    for (int pass = 0; ok && pass < EVP_MAX_PASSES && (pass == 0 || t1 - t0 < min_s); pass++) {
+        for (uint64_t done = 0; done < pass_bytes && ok; i++) {
+            size_t len = pass_bytes - done < s->rec ? (size_t)(pass_bytes - done) : s->rec;
             memcpy(nonce + 4, &i, sizeof(i));
             int n = 0;
-            ok = EVP_EncryptInit_ex(c, NULL, NULL, NULL, nonce) == 1 &&
+            OSSL_PARAM tag_param[2] = {
+                OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, TAG_LEN),
+                OSSL_PARAM_construct_end()};
+            ok = EVP_CipherInit_ex2(c, NULL, NULL, nonce, 1, NULL) == 1 &&
                  EVP_EncryptUpdate(c, NULL, &n, aad, sizeof(aad)) == 1 &&
                  EVP_EncryptUpdate(c, out, &n, pattern + done % PATTERN_PERIOD, (int)len) == 1 &&
                  EVP_EncryptFinal_ex(c, out + n, &n) == 1 &&
-                 EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, TAG_LEN, tag) == 1;
+                 EVP_CIPHER_CTX_get_params(c, tag_param) == 1;
             done += len;
         }
-        total += s->bytes;
+        total += pass_bytes;
         t1 = now_s();
     }
     s->bytes = total;
+    s->proc_s = process_cpu_s() - c0;
     getrusage(RUSAGE_SELF, &r1);
     EVP_CIPHER_CTX_free(c);
+    EVP_CIPHER_free(ciph);
     s->wall_s = t1 - t0;
     s->user_s = tv_s(r1.ru_utime) - tv_s(r0.ru_utime);
     s->sys_s = tv_s(r1.ru_stime) - tv_s(r0.ru_stime);
@@ -754,6 +885,15 @@ static const char *cipher_label(uint16_t cipher)
     return cipher == TLS_CIPHER_AES_GCM_256       ? "aes256gcm"
            : cipher == TLS_CIPHER_CHACHA20_POLY1305 ? "chacha20poly1305"
                                                     : "aes128gcm";
+}
+
+static void json_core(FILE *f, const char *name, int cpu, const struct eval_core *c)
+{
+    fprintf(f, ",\"%s\":{\"cpu\":%d,\"busy_s\":%.6f,\"wall_s\":%.6f,\"user_s\":%.3f,"
+               "\"sys_s\":%.3f,\"irq_s\":%.3f,\"softirq_s\":%.3f,\"steal_s\":%.3f,"
+               "\"packets\":%" PRIu64 ",\"rps_ipis\":%" PRIu64 ",\"precise\":%d}",
+            name, cpu, c->busy_s, c->wall_s, c->user_s, c->sys_s, c->irq_s, c->softirq_s,
+            c->steal_s, c->packets, c->rps_ipis, c->precise);
 }
 
 static void json_sample(FILE *f, const struct send_opts *o, const struct sample *s, int round)
@@ -772,6 +912,17 @@ static void json_sample(FILE *f, const struct send_opts *o, const struct sample 
                ",\"retrans_segs\":%u,\"mss\":%u",
             s->wall_s, s->user_s, s->sys_s, s->dev_cpu_s, s->dev_user_s, s->dev_sys_s,
             s->rt.bytes_retrans, s->rt.total_retrans, s->rt.snd_mss);
+    fprintf(f, ",\"proc_s\":%.6f,\"recv_cpu_s\":%.6f,\"segs_in\":%u,\"segs_out\":%u,\"min_s\":%.3f",
+            s->proc_s, s->recv_cpu_s, s->rt.segs_in, s->rt.segs_out, o->seconds);
+    if (s->bg_host >= 0)
+        fprintf(f, ",\"bg_host\":%.4f", s->bg_host);
+    if (s->bg_dev >= 0)
+        fprintf(f, ",\"bg_dev\":%.4f", s->bg_dev);
+    if (s->have_cores) {
+        json_core(f, "host", o->host_cpu, &s->host);
+        if (o->device_cpu >= 0)
+            json_core(f, "devcore", o->device_cpu, &s->devcore);
+    }
     if (s->have_dev_counters) {
         fprintf(f, ",\"dev\":{");
         for (size_t i = 0; i < N_DEV_COUNTERS; i++)
@@ -824,17 +975,20 @@ static int do_send(const struct send_opts *o, const int *scs, int n_sc, const si
     int tty = isatty(STDERR_FILENO);
     for (int r = 0; r < rounds; r++) {
         for (int z = 0; z < n_sizes; z++) {
+            double bg_host, bg_dev;
+            background(o, &bg_host, &bg_dev);
             for (int k = 0; k < n_sc; k++) {
                 /* Rotate the order each round and size: no scenario always goes first. */
                 struct sample s = {.sc = (enum scenario)scs[(k + r + z) % n_sc], .rec = sizes[z],
-                                   .bytes = bytes};
+                                   .bytes = bytes, .bg_host = bg_host, .bg_dev = bg_dev};
                 int rc = s.sc == S_EVP ? run_evp(o, &s) : run_net(o, cctx, &s);
                 failed |= rc < 0;
                 json_sample(json, o, &s, r);
                 done++;
                 if (o->progress) {
-                    double host = (s.user_s + s.sys_s) / ((double)s.bytes / 1e9);
-                    fprintf(stderr, "%s[%3d/%3d] round %d rec %5zu %-4s %7.0f Mbit/s  host %.3f s/GB  tlsnicd %.3f s/GB%s%s",
+                    double host = (s.have_cores ? s.host.busy_s : s.user_s + s.sys_s) /
+                                  ((double)s.bytes / 1e9);
+                    fprintf(stderr, "%s[%3d/%3d] round %d rec %5zu %-4s %7.0f Mbit/s  host core %.3f s/GB  tlsnicd %.3f s/GB%s%s",
                             tty ? "\r" : "", done, total, r + 1, s.rec, scenario_names[s.sc],
                             s.sc == S_EVP ? 0.0 : (double)s.bytes * 8 / s.wall_s / 1e6, host,
                             s.dev_cpu_s / ((double)s.bytes / 1e9), s.ok ? "" : "  FAILED",
@@ -862,7 +1016,9 @@ static void usage(void)
             "                  [--sizes 1457,4096,16384] [--mb N] [--rounds N] [--version 1.2|1.3]\n"
             "                  [--cipher aes128|aes256|chacha] [--ctl PATH] [--daemon-pid PID]\n"
             "                  [--json FILE] [--label K=V]... [--progress] [--timeout S]\n"
-            "                  [--io-timeout S] [--rate MBIT] [--cc NAME]\n");
+            "                  [--io-timeout S] [--rate MBIT] [--cc NAME] [--seconds S]\n"
+            "                  [--host-cpu N] [--device-cpu N] [--recv-pid PID] [--background S]\n"
+            "                  [--notsent-lowat BYTES]\n");
 }
 
 int main(int argc, char **argv)
@@ -877,13 +1033,14 @@ int main(int argc, char **argv)
         return 2;
     }
     struct send_opts o = {.addr = "198.18.0.2", .port = 5201, .version = TLS1_2_VERSION,
-                          .cipher = TLS_CIPHER_AES_GCM_128};
+                          .cipher = TLS_CIPHER_AES_GCM_128, .host_cpu = -1, .device_cpu = -1};
     int scs[N_SCENARIOS] = {S_TCP, S_SSL, S_SW, S_DEV, S_NULL};
     int n_sc = 5;
     size_t sizes[MAX_SIZES] = {1457, 4096, 16384};
     int n_sizes = 3, rounds = 3, verify = 0;
     long max_conns = 0, timeout_s = 3600;
     double mb = 200;
+    int mb_given = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1;
@@ -901,12 +1058,26 @@ int main(int argc, char **argv)
             o.ctl = v;
         else if (!strcmp(a, "--daemon-pid") && v)
             o.daemon_pid = atoi(v);
+        else if (!strcmp(a, "--recv-pid") && v)
+            o.recv_pid = atoi(v);
+        else if (!strcmp(a, "--host-cpu") && v)
+            o.host_cpu = atoi(v);
+        else if (!strcmp(a, "--device-cpu") && v)
+            o.device_cpu = atoi(v);
+        else if (!strcmp(a, "--notsent-lowat") && v)
+            o.notsent_lowat = atoi(v);
+        else if (!strcmp(a, "--seconds") && v)
+            o.seconds = atof(v);
+        else if (!strcmp(a, "--background") && v)
+            o.bg_s = atof(v);
         else if (!strcmp(a, "--json") && v)
             o.json = v;
         else if (!strcmp(a, "--label") && v && strchr(v, '=') && o.n_labels < MAX_LABELS)
             o.labels[o.n_labels++] = v;
-        else if (!strcmp(a, "--mb") && v)
+        else if (!strcmp(a, "--mb") && v) {
             mb = atof(v);
+            mb_given = 1;
+        }
         else if (!strcmp(a, "--rounds") && v)
             rounds = atoi(v);
         else if (!strcmp(a, "--max-conns") && v)
@@ -942,7 +1113,9 @@ int main(int argc, char **argv)
         i += takes;
     }
     if (n_sc <= 0 || n_sizes <= 0 || rounds < 1 || rounds > 1000 || !(mb > 0 && mb <= 100000) ||
-        o.port <= 0 || o.port > 65530 || timeout_s < 1 || io_timeout_s < 1) {
+        o.port <= 0 || o.port > 65530 || timeout_s < 1 || io_timeout_s < 1 ||
+        o.host_cpu >= EVAL_MAX_CPUS || o.device_cpu >= EVAL_MAX_CPUS || !(o.seconds >= 0) ||
+        o.seconds > 600 || !(o.bg_s >= 0) || o.bg_s > 10) {
         usage();
         return 2;
     }
@@ -960,5 +1133,7 @@ int main(int argc, char **argv)
     alarm((unsigned)timeout_s); /* the whole program is bounded */
     if (!is_send)
         return do_recv(o.addr, o.port, verify, o.version, o.cipher, max_conns);
-    return do_send(&o, scs, n_sc, sizes, n_sizes, (uint64_t)(mb * 1e6), rounds);
+    /* A time-bound sample sends until its time is up; --mb, if given, caps it. */
+    uint64_t bytes = o.seconds > 0 && !mb_given ? TIME_BOUND_CAP : (uint64_t)(mb * 1e6);
+    return do_send(&o, scs, n_sc, sizes, n_sizes, bytes, rounds);
 }

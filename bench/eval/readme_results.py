@@ -18,10 +18,17 @@ def main():
     os.makedirs("bench/results", exist_ok=True)
     for f in ("results.md", "results.json", "host_cpu.png", "throughput.png", "host_cpu_paced.png"):
         shutil.copy(os.path.join(out, f), os.path.join("bench/results", f))
+    prof = os.path.join(out, "profile")
+    if os.path.isdir(prof):
+        os.makedirs("bench/results/profile", exist_ok=True)
+        for f in os.listdir(prof):
+            if f.startswith("table-"):
+                shutil.copy(os.path.join(prof, f), os.path.join("bench/results/profile", f))
     with open(os.path.join(out, "results.md")) as f:
         md = f.read().replace("](host_cpu.png)", "](bench/results/host_cpu.png)")
         md = md.replace("](throughput.png)", "](bench/results/throughput.png)")
     md = md.replace("](host_cpu_paced.png)", "](bench/results/host_cpu_paced.png)")
+    md = md.replace("](profile/", "](bench/results/profile/")
     md = md.replace("### ", "#### ")
     with open("README.md") as f:
         readme = f.read()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A tiny `tlsnic bench` (2 MB samples, one round, 2% loss only): the outputs exist and are
-# well formed. No timing is judged here: a smoke run's numbers mean nothing.
+# A tiny `tlsnic bench` (0.5 s samples, one round, 2% loss only, 2 MB loss samples): the
+# outputs exist and are well formed. No timing is judged here: a smoke run's numbers mean
+# nothing (and the run says it is not valid: its samples are too short).
 #
 #   smoke.sh BUILD_DIR        root only (77 otherwise, as bench.sh)
 set -euo pipefail
@@ -34,8 +35,19 @@ jq -e '[.samples[] | select(.scenario == "dev" and .ok) | .dev.tx_tls_encrypted_
   "$out/results.json" >/dev/null || fail "results.json: a dev sample without device counters"
 jq -e '(.verdicts | length) > 0 and all(.verdicts[]; has("target") and has("met"))' "$out/summary.json" \
   >/dev/null || fail "summary.json: no verdicts"
+# Every network sample of the main phase carries the two cores' accounting, and the host
+# core processed the ACKs (the steering works); the run judges itself (a quick run is too
+# short to be valid, and says so).
+jq -e '[.samples[] | select(.phase == "main" and .scenario != "evp" and .ok)
+        | .host.cpu != .devcore.cpu and .host.busy_s > 0 and .host.packets >= 0.9 * .segs_in]
+       | (length > 0) and all' "$out/results.json" >/dev/null \
+  || fail "results.json: a main sample without the host core's accounting or steering"
+jq -e '(.valid == false) and any(.validity[]; (.check | startswith("samples of at least")) and .ok == false)
+       and all(.validity[]; has("check") and has("ok") and has("detail"))' "$out/summary.json" \
+  >/dev/null || fail "summary.json: the quick run is not judged too short"
+grep -q '^Validity: \*\*INVALID\*\*' "$out/results.md" || fail "results.md: no validity verdict"
 grep -q '^| record | scenario | Mbit/s' "$out/results.md" || fail "results.md: no main table"
-grep -q '^| target | record | measured | met? |' "$out/results.md" || fail "results.md: no targets table"
+grep -q '^| target | record | measured' "$out/results.md" || fail "results.md: no targets table"
 grep -q '^| loss | resync from' "$out/results.md" || fail "results.md: no loss table"
 grep -q 'progress\|\[ *[0-9]*/ *[0-9]*\]' "$out/stderr" || fail "no progress display"
 echo "PASS: bench outputs well formed ($(jq '.samples | length' "$out/results.json") samples)"

@@ -202,6 +202,30 @@ tb_netns_down() {
   _tb_namespaces=()
 }
 
+# tb_steer_rx NS CPU: the receive processing of NS's TUN (host or peer) runs on CPU: RPS
+# on every receive queue of the interface. A frame tlsnicd writes into the TUN then only
+# starts the stack on tlsnicd's core; TCP (the ACK, the sends it releases) runs on CPU, in
+# softirq, as a NIC's interrupt would put it there. CPU -1 turns steering off (mask 0).
+# Checked by reading back.
+tb_steer_rx() {
+  local ns if mask q
+  ns=$(_tb_ns "$1")
+  case "$1" in host) if=$tb_host_if ;; peer) if=$tb_peer_if ;; *) tb_say "tb_steer_rx: host or peer"; return 2 ;; esac
+  if [ "$2" -ge 0 ] 2>/dev/null; then mask=$(printf '%x' $((1 << $2))); else mask=0; fi
+  # `ip netns exec` mounts the namespace's own /sys, where its interfaces are.
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  ip netns exec "$ns" sh -c 'for q in /sys/class/net/$1/queues/rx-*/rps_cpus; do
+      [ -e "$q" ] || exit 3; echo "$2" >"$q" || exit 4; done' steer "$if" "$mask" || {
+    tb_say "could not steer $if's receive processing in $ns (no RPS?)"
+    return 1
+  }
+  q=$(ip netns exec "$ns" cat "/sys/class/net/$if/queues/rx-0/rps_cpus" 2>/dev/null | tr -d ',')
+  [[ $q =~ ^[0-9a-fA-F]+$ ]] && [ $((16#$q)) = $((16#$mask)) ] || {
+    tb_say "$if in $ns: rps_cpus reads '${q}', not $mask"
+    return 1
+  }
+}
+
 # ---- running in a namespace ----
 
 _tb_ns() {

@@ -466,9 +466,15 @@ int tlsnic_dev_tx_frame(struct tlsnic_sock *s, int fd, uint8_t type, const uint8
         if (!retained_copy)
             return -ENOMEM;
     }
-    pthread_mutex_lock(&d->lock);
-    int rc = ring_reserve(d);
-    pthread_mutex_unlock(&d->lock);
+    /* Only a thread holding the TX lock (this one) changes the ring: while it has room,
+     * nothing changes and the lock that readers take is not needed (it was a second lock
+     * pair per record). Growing it replaces d->ring: readers must not see that half done. */
+    int rc = 0;
+    if (d->count == d->ring_cap) {
+        pthread_mutex_lock(&d->lock);
+        rc = ring_reserve(d);
+        pthread_mutex_unlock(&d->lock);
+    }
     if (rc < 0) {
         free(retained_copy);
         return rc;

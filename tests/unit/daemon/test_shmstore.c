@@ -542,6 +542,47 @@ static void records_are_packed_and_wrap_to_the_start_of_the_ring(void **state)
     tlsnic_shm_writer_free(w);
 }
 
+/* A sender that keeps a small window: its records go back to the ring's start as soon as
+ * the start holds the window, so they stay in a few times the window instead of walking
+ * through the whole ring (which would take them out of the cache); every one reads back. */
+static void records_of_a_small_window_stay_near_the_start_of_the_ring(void **state)
+{
+    (void)state;
+    tlsnic_shm_writer *w;
+    assert_int_equal(tlsnic_shm_writer_new(&w, 64, 100000), 0);
+    tlsnic_shm_reader *r;
+    assert_int_equal(tlsnic_shm_reader_open(&r, tlsnic_shm_store_fd(tlsnic_shm_writer_store(w))), 0);
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    uint8_t *base = NULL;
+    size_t highest = 0;
+    uint32_t seq = 0;
+    for (int i = 0; i < 2000; i++) {
+        uint8_t *room;
+        uint32_t len = 100 + (uint32_t)(i % 7) * 10; /* 100..160 bytes */
+        assert_int_equal(tlsnic_shm_writer_reserve(w, len, &room), 0);
+        if (base == NULL)
+            base = room;
+        assert_true(room >= base);
+        if ((size_t)(room - base) + len > highest)
+            highest = (size_t)(room - base) + len;
+        memset(room, (uint8_t)i, len);
+        tlsnic_shm_writer_commit(w, seq, (uint64_t)i, len);
+        struct tlsnic_rec_ref ref;
+        assert_int_equal(st->ops->get_record(st->priv, seq + len / 2, &ref), 0);
+        assert_int_equal(ref.len, len);
+        assert_int_equal(ref.bytes[0], (uint8_t)i);
+        assert_int_equal(ref.bytes[len - 1], (uint8_t)i);
+        seq += len;
+        /* Acknowledged up to 4 records back: at most ~5 records (<= 800 bytes) held. */
+        if (i >= 4)
+            tlsnic_shm_writer_release(w, seq - 4 * 160);
+    }
+    /* 2000 records of ~130 bytes (260 KB) went through a 100 KB ring in < 4 KB of it. */
+    assert_true(highest < 4000);
+    tlsnic_shm_reader_free(r);
+    tlsnic_shm_writer_free(w);
+}
+
 /*
  * A writer process rewrites one record as fast as it can, each version filled with one
  * byte value tied to its record number; every record the reader accepts must be whole.
@@ -691,6 +732,7 @@ int main(void)
         cmocka_unit_test(the_reader_maps_what_the_header_names_not_the_whole_file),
         cmocka_unit_test(a_descriptor_claiming_bytes_past_the_ring_is_not_read),
         cmocka_unit_test(records_are_packed_and_wrap_to_the_start_of_the_ring),
+        cmocka_unit_test(records_of_a_small_window_stay_near_the_start_of_the_ring),
         cmocka_unit_test(the_reader_never_returns_a_torn_record),
         cmocka_unit_test(the_reader_never_returns_a_torn_record_from_a_writer_thread),
     };

@@ -116,7 +116,11 @@ struct tlsnic_fwd_dir_stats {
     uint64_t write_errors;    /* the receiving TUN refused the frame */
     uint64_t hook_ns;         /* time inside the frame hook (the device model's own work,
                                  what a NIC does in silicon; the rest of the daemon's CPU
-                                 is the emulation: TUN reads and writes) */
+                                 is the emulation: TUN reads and writes), as run time: a
+                                 stretch of frames in which the daemon's thread did not
+                                 run all the time (preempted by the peer's receiver on its
+                                 core, say) counts its hook time in the share it ran */
+    uint64_t hook_wall_ns;    /* the same by the clock on the wall, preemption included */
 };
 
 struct tlsnic_fwd_stats {
