@@ -496,6 +496,21 @@ static void check_received(const uint8_t *got, size_t n, uint8_t type, int peek)
     }
 }
 
+/* 1 if the key's records can be opened in pieces (the streaming API); software-only
+ * ciphers (AES-CCM, ARIA) open whole records only. */
+static int key_streams(const tlsnic_rec_key *key)
+{
+    struct tlsnic_rec_stream probe;
+    static const uint8_t hdr[TLSNIC_REC_HDR_LEN] = {23, 3, 3, 0, 64};
+    static const uint8_t nonce[8];
+    if (tlsnic_rec_stream_init(&probe) != 0)
+        FAIL();
+    int rc = tlsnic_rec_stream_begin(&probe, key, 0, 0, hdr,
+                                     tlsnic_rec_key_explicit_nonce_len(key) ? nonce : NULL);
+    tlsnic_rec_stream_cleanup(&probe);
+    return rc != -EOPNOTSUPP;
+}
+
 /* Everything on the socket since TLS_TX: records under the program's keys, the accepted
  * bytes' prefix, no canary. */
 static void check_sent(void)
@@ -531,6 +546,31 @@ static void check_sent(void)
             }
             size_t nl = tlsnic_rec_key_explicit_nonce_len(key);
             int v13 = tlsnic_rec_key_version(key) == TLS_1_3_VERSION;
+            if (!key_streams(key)) {
+                /* A software-only cipher (AES-CCM, ARIA): the whole-record open, which
+                   takes TLS 1.3's inner type off. A record of type 0 cannot be told from
+                   padding that way: such a record ends the check (not a failure). */
+                uint8_t type, *content;
+                size_t clen;
+                memcpy(body, rec, rlen);
+                int rc = tlsnic_rec_open_at(key, seq, body, rlen, &type, &content, &clen);
+                if (rc == -EBADMSG && v13 && key_i + 1 == s.n_tx_keys)
+                    break;
+                if (rc == 0) {
+                    opened = 1;
+                    seq++;
+                    if (clen > s.accepted - plain)
+                        FAIL(); /* more plaintext than the program sent */
+                    if (memcmp(content, tx_pattern_at(plain), clen) != 0)
+                        FAIL(); /* not the bytes the program sent, in its order */
+                    plain += clen;
+                } else {
+                    tlsnic_rec_key_free(key);
+                    key = NULL;
+                    key_i++;
+                }
+                continue;
+            }
             if (tlsnic_rec_stream_begin(&st, key, 0, seq, rec, nl ? rec + TLSNIC_REC_HDR_LEN : NULL) == 0 &&
                 tlsnic_rec_stream_update(&st, rec + TLSNIC_REC_HDR_LEN + nl, body, st.body_len) == 0 &&
                 tlsnic_rec_stream_open_final(&st, rec + TLSNIC_REC_HDR_LEN + nl + st.body_len) == 0 &&
@@ -550,6 +590,8 @@ static void check_sent(void)
                 key_i++;
             }
         }
+        if (!opened && key_i < s.n_tx_keys)
+            break; /* a software-only cipher's record that cannot be judged (above) */
         if (!opened)
             FAIL(); /* bytes on the socket that are no record of the program's keys */
         off += rlen;
