@@ -715,17 +715,15 @@ static void check_key_info(const union tlsnic_crypto_info *got, size_t len,
         return;
     const uint8_t *a, *b;
     size_t n;
-    switch (set->info.cipher_type) {
-    case TLS_CIPHER_AES_GCM_128:
-        a = got->aes_gcm_128.key, b = set->aes_gcm_128.key, n = sizeof(set->aes_gcm_128.key);
-        break;
-    case TLS_CIPHER_AES_GCM_256:
-        a = got->aes_gcm_256.key, b = set->aes_gcm_256.key, n = sizeof(set->aes_gcm_256.key);
-        break;
-    default:
+    /* Three layouts in <linux/tls.h>: AES-GCM-128's (also CCM, ARIA-128, SM4), AES-GCM-256's
+       (also ARIA-256), ChaCha20-Poly1305's. */
+    if (set->info.cipher_type == TLS_CIPHER_CHACHA20_POLY1305) {
         a = got->chacha20_poly1305.key, b = set->chacha20_poly1305.key,
         n = sizeof(set->chacha20_poly1305.key);
-        break;
+    } else if (tlsnic_crypto_info_size(set->info.cipher_type) == sizeof(set->aes_gcm_128)) {
+        a = got->aes_gcm_128.key, b = set->aes_gcm_128.key, n = sizeof(set->aes_gcm_128.key);
+    } else {
+        a = got->aes_gcm_256.key, b = set->aes_gcm_256.key, n = sizeof(set->aes_gcm_256.key);
     }
     if (len != tlsnic_crypto_info_size(set->info.cipher_type) || memcmp(a, b, n) != 0)
         FAIL();
