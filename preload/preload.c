@@ -9,7 +9,10 @@
  *
  * Environment:
  *   TLSNIC_STATS_FILE=path  tlsnic's counters (/proc/net/tls_stat form) are written there
- *                           whenever a tlsnic socket is closed and at exit.
+ *                           whenever a tlsnic socket is closed and at exit. Each "%p" in
+ *                           path is replaced by the writing process's id, so that the
+ *                           workers a server forks keep one file each (otherwise the last
+ *                           process to close a socket overwrites the others' counters).
  *   TLSNIC_PRELOAD_DEBUG=1  one line on stderr per tlsnic socket event (TLS_TX with the
  *                           mode it got and, in software, why).
  *   TLSNIC_CTL=path         tlsnicd's control socket (default /run/tlsnicd.sock, "off" =
@@ -19,6 +22,10 @@
  *                           format (for Wireshark/tshark), unless the program set its own
  *                           key log callback: SSL_new is wrapped to install one on the
  *                           SSL_CTX (libssl looked up at run time; no link dependency).
+ *
+ * The environment is read once, in the constructor, and copied: a program may later write
+ * over the memory its environment strings were in (nginx's, PostgreSQL's setproctitle moves
+ * environ and writes the process title over the old strings).
  *
  * tlsnic itself reaches the kernel through the real libc functions (dlsym RTLD_NEXT), set
  * as its system-call table in the constructor, so a wrapped call never re-enters itself.
@@ -97,8 +104,43 @@ static struct {
 } real;
 
 static int debug;
-static const char *stats_file;
+static const char *stats_file; /* NULL or one of the copies below */
 static const char *keylog_file;
+static char stats_file_copy[4096], keylog_file_copy[4096];
+
+/* NAME's value copied into BUF (see the top: the original may be overwritten later); NULL
+   when unset, empty or longer than BUF. */
+static const char *env_copy(const char *name, char *buf, size_t cap)
+{
+    const char *v = getenv(name);
+    size_t n = v ? strlen(v) : 0;
+    if (n == 0 || n >= cap)
+        return NULL;
+    memcpy(buf, v, n + 1);
+    return buf;
+}
+
+/* The stats file's path with each "%p" replaced by this process's id; 0, or -1 if too long. */
+static int stats_path(char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const char *p = stats_file; *p; p++) {
+        char pid[24];
+        const char *piece = p;
+        size_t n = 1;
+        if (p[0] == '%' && p[1] == 'p') {
+            n = (size_t)snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+            piece = pid;
+            p++;
+        }
+        if (o + n >= cap)
+            return -1;
+        memcpy(out + o, piece, n);
+        o += n;
+    }
+    out[o] = '\0';
+    return 0;
+}
 
 #define RESOLVE(name)                                                                        \
     do {                                                                                     \
@@ -158,7 +200,10 @@ static void write_stats(void)
         return;
     if ((size_t)n >= sizeof(buf))
         n = (int)sizeof(buf) - 1;
-    int fd = open(stats_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    char path[sizeof(stats_file_copy) + 64];
+    if (stats_path(path, sizeof(path)) < 0)
+        return;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return;
     (void)!real.write(fd, buf, (size_t)n);
@@ -189,10 +234,8 @@ __attribute__((constructor)) static void preload_init(void)
     };
     tlsnic_set_sys_ops(&ops);
     debug = getenv("TLSNIC_PRELOAD_DEBUG") != NULL;
-    stats_file = getenv("TLSNIC_STATS_FILE");
-    keylog_file = getenv("SSLKEYLOGFILE");
-    if (keylog_file && !keylog_file[0])
-        keylog_file = NULL;
+    stats_file = env_copy("TLSNIC_STATS_FILE", stats_file_copy, sizeof(stats_file_copy));
+    keylog_file = env_copy("SSLKEYLOGFILE", keylog_file_copy, sizeof(keylog_file_copy));
     int err = tlsnic_attach_daemon(NULL);
     if (err < 0 && debug)
         fprintf(stderr, "tlsnic-preload: no daemon attach: %s\n", strerror(-err));

@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config clang libclang-rt-14-dev llvm
   libssl-dev libcmocka-dev
-  openssl gnutls-bin curl
+  openssl gnutls-bin curl nginx wrk procps
   libgnutls28-dev iproute2 tshark gnuplot-nox python3 util-linux jq
   qemu-system-x86 busybox-static kmod xz-utils zstd ethtool
 )

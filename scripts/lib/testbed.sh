@@ -320,6 +320,10 @@ tb_daemon_kill() {
 # tb_daemon_stats: the running daemon's counters on stdout (`tlsnicd stats`).
 tb_daemon_stats() { "$tb_tlsnicd" stats --ctl "$tb_ctl"; }
 
+# tb_counter NAME FILE: the value of counter NAME in FILE ("name value" lines; the last one
+# wins; 0 when absent), printed whole however large (mawk would print 2.5e+09).
+tb_counter() { awk -v k="$1" '$1 == k { v = $2 } END { printf "%.0f\n", v + 0 }' "$2" 2>/dev/null || echo 0; }
+
 # tb_wait_counter NAME MIN SECONDS FILE: until the daemon's counter NAME exceeds MIN (each
 # poll's counters left in FILE); 1 if it did not within SECONDS.
 tb_wait_counter() {

@@ -21,6 +21,7 @@
 #define DEFAULT_MAX_CLIENTS 32u
 #define DEFAULT_MAX_FLOWS 4096u
 #define DEFAULT_FINISH_TIMEOUT_MS 60000u
+#define DEFAULT_LINGER_MS 5000u
 #define FINISH_CHECK_NS 5000000 /* how often finishing sockets are looked at */
 /* Entries of one FLOW_STATS reply: as many as fit with every counter this build knows. */
 #define FLOW_PAGE_ROOM                                                                        \
@@ -79,6 +80,7 @@ struct ctl_counters {
     uint64_t finished;       /* finishing flows whose socket had nothing more to send */
     uint64_t finish_resets;  /* ... ended with a reset (asked for, or past the timeout) */
     uint64_t finish_timeouts;/* ... of those, past the finish timeout */
+    uint64_t linger_full;    /* deleted TX flows not fenced: the linger set was full */
 };
 
 struct tlsnic_ctl_server {
@@ -92,6 +94,7 @@ struct tlsnic_ctl_server {
     uint64_t published_ns; /* last tlsnic_ctl_server_publish_flags pass */
     uint64_t finish_checked_ns; /* last look at the finishing sockets */
     uint64_t finish_timeout_ns;
+    uint64_t linger_ns;
     uint64_t fence_syn_lifts_saved; /* tlsnic_fence_lifted_by_syn at the last save */
     uint32_t n_flows;       /* used slots (finishing ones too) */
     uint32_t n_finishing;
@@ -391,12 +394,31 @@ static int socket_outq(int fd)
     return fd >= 0 && ioctl(fd, SIOCOUTQ, &outq) == 0 ? outq : -1;
 }
 
+/*
+ * A TX flow whose context is deleted (or whose restart fence is lifted) may still have
+ * frames on their way to the device: sent by the socket before it closed (a reset) or before
+ * the ACK that made it done (a retransmission), queued in the host's qdisc and TUN. The
+ * kernel's tls_device keeps its context until the socket's last skb is freed; tlsnicd's
+ * TUN orphans them, so the daemon cannot see them: it fences the 4-tuple for linger_ns
+ * instead (payload dropped, never sent in the clear; a new connection's SYN lifts it).
+ */
+static void linger(tlsnic_ctl_server *s, const struct owned_flow *f)
+{
+    if (s->cfg.linger == NULL || f->dir != TLSNIC_DIR_TX || s->shutting_down)
+        return;
+    uint64_t now = mono_ns();
+    tlsnic_fence_expire(s->cfg.linger, now);
+    if (tlsnic_fence_add_until(s->cfg.linger, &f->flow, now + s->linger_ns) < 0)
+        s->counters.linger_full++;
+}
+
 /* Deletes the context (or lifts the fence of a flow without one) and forgets the flow. */
 static int end_flow(tlsnic_ctl_server *s, struct owned_flow *f, const char *what)
 {
     char text[128];
     flow_text(&f->flow, text, sizeof(text));
     int err = 0;
+    linger(s, f); /* first: nothing of the flow passes the gate from here on */
     if (f->ctx) {
         if (!s->shutting_down)
             remember_ended(s, f);
@@ -974,6 +996,7 @@ int tlsnic_ctl_server_new(tlsnic_ctl_server **out, const struct tlsnic_ctl_serve
     s->max_flows = cfg->max_flows ? cfg->max_flows : DEFAULT_MAX_FLOWS;
     s->finish_timeout_ns = (uint64_t)(cfg->finish_timeout_ms ? cfg->finish_timeout_ms
                                                              : DEFAULT_FINISH_TIMEOUT_MS) * 1000000ull;
+    s->linger_ns = (uint64_t)(cfg->linger_ms ? cfg->linger_ms : DEFAULT_LINGER_MS) * 1000000ull;
     s->clients = calloc(s->max_clients, sizeof(*s->clients));
     s->flows = calloc(s->max_flows, sizeof(*s->flows));
     int err = (s->clients == NULL || s->flows == NULL) ? -ENOMEM : 0;
@@ -1053,6 +1076,7 @@ void tlsnic_ctl_server_process(tlsnic_ctl_server *s, const struct pollfd *pfd, i
 {
     tlsnic_ctl_server_publish_flags(s);
     finish_pass(s, false);
+    tlsnic_fence_expire(s->cfg.linger, mono_ns());
     /* Fences the packet path lifted (a new connection's SYN): the state file follows. */
     if (tlsnic_fence_lifted_by_syn(s->cfg.fence) != s->fence_syn_lifts_saved)
         save_state(s);
@@ -1078,7 +1102,8 @@ int tlsnic_ctl_server_stats_format(const tlsnic_ctl_server *s, char *buf, size_t
                      "ctl_adds %llu\nctl_dels %llu\nctl_resyncs %llu\nctl_flows_reaped %llu\n"
                      "ctl_fenced %u\nctl_fences_lifted %llu\nctl_state_errors %llu\n"
                      "ctl_releases %llu\nctl_finishing %u\nctl_finished %llu\n"
-                     "ctl_finish_resets %llu\nctl_finish_timeouts %llu\n",
+                     "ctl_finish_resets %llu\nctl_finish_timeouts %llu\n"
+                     "ctl_lingering %u\nctl_linger_full %llu\n",
                      s->n_flows, (unsigned long long)s->counters.connections,
                      (unsigned long long)s->counters.requests,
                      (unsigned long long)s->counters.refused, (unsigned long long)s->counters.adds,
@@ -1090,7 +1115,9 @@ int tlsnic_ctl_server_stats_format(const tlsnic_ctl_server *s, char *buf, size_t
                      (unsigned long long)s->counters.releases, s->n_finishing,
                      (unsigned long long)s->counters.finished,
                      (unsigned long long)s->counters.finish_resets,
-                     (unsigned long long)s->counters.finish_timeouts);
+                     (unsigned long long)s->counters.finish_timeouts,
+                     s->cfg.linger != NULL ? tlsnic_fence_count(s->cfg.linger) : 0u,
+                     (unsigned long long)s->counters.linger_full);
     if (n < 0 || (size_t)n >= cap)
         return -ENOBUFS;
     return n;

@@ -258,6 +258,23 @@ static int stats_command(int argc, char **argv)
     return 0;
 }
 
+/* The frames towards the wire pass both fence sets: the restart fences (state file) and
+ * the 4-tuples of flows deleted a moment ago (ctl_server.h linger). A host's SYN lifts its
+ * 4-tuple in both. */
+struct gates {
+    tlsnic_fence *restart, *linger;
+};
+
+static int gate_both(const void *ctx, const uint8_t *frame, size_t len)
+{
+    const struct gates *g = ctx;
+    int blocked = tlsnic_fence_filter(g->restart, frame, len);
+    return tlsnic_fence_filter(g->linger, frame, len) || blocked;
+}
+
+/* Deleted flows fenced at once: ~3000 closing connections a second for LINGER's 5 s. */
+#define LINGER_MAX_FLOWS 16384u
+
 static int run(const struct options *o, const struct tlsnic_daemon_stand_in *stand_in)
 {
     int host_fd = tlsnic_tun_open(o->host_ns, o->host_if);
@@ -300,9 +317,14 @@ static int run(const struct options *o, const struct tlsnic_daemon_stand_in *sta
     active_stand_in = stand_in;
     tlsnic_fwd *fwd = NULL;
     tlsnic_ctl_server *ctl = NULL;
-    tlsnic_fence *fence = NULL;
+    tlsnic_fence *fence = NULL, *linger = NULL;
+    struct gates gates = {0};
     int rc = 1;
-    int err = 0;
+    int err = tlsnic_fence_new(&linger, LINGER_MAX_FLOWS);
+    if (err < 0) {
+        fprintf(stderr, "tlsnicd: fences: %s\n", strerror(-err));
+        goto out;
+    }
     if (o->state_file != NULL) {
         err = tlsnic_fence_new(&fence, 0);
         int fenced = err < 0 ? err : tlsnic_state_load(o->state_file, fence);
@@ -313,9 +335,10 @@ static int run(const struct options *o, const struct tlsnic_daemon_stand_in *sta
         }
         fprintf(stderr, "tlsnicd: %d offloaded TX flow(s) fenced until their host adds them again\n",
                 fenced);
-        fc.to_wire_gate = tlsnic_fence_gate;
-        fc.gate_ctx = fence;
     }
+    gates = (struct gates){.restart = fence, .linger = linger};
+    fc.to_wire_gate = gate_both;
+    fc.gate_ctx = &gates;
     err = tlsnic_fwd_new(&fwd, &fc);
     if (err < 0) {
         fprintf(stderr, "tlsnicd: forwarder: %s\n", strerror(-err));
@@ -336,6 +359,7 @@ static int run(const struct options *o, const struct tlsnic_daemon_stand_in *sta
                 .fence = fence,
                 .state_path = o->state_file,
                 .finish_timeout_ms = o->finish_timeout_ms,
+                .linger = linger,
             };
             err = tlsnic_ctl_server_new(&ctl, &sc);
         }
@@ -409,6 +433,7 @@ out:
     tlsnic_fwd_free(fwd);
     tlsnic_nic_free(nic); /* after the server: its shutdown deletes the flows first */
     tlsnic_fence_free(fence);
+    tlsnic_fence_free(linger);
     close(wire_fd);
     close(host_fd);
     return rc;

@@ -22,6 +22,7 @@ enum slot_state { SLOT_FREE = 0, SLOT_USED = 1, SLOT_GONE = 2 /* tombstone */ };
 struct fence_slot {
     uint8_t state;
     struct tlsnic_flow flow;
+    uint64_t until_ns; /* 0: until lifted; else lifted by tlsnic_fence_expire from then on */
 };
 
 struct tlsnic_fence {
@@ -29,6 +30,8 @@ struct tlsnic_fence {
     uint32_t mask;  /* capacity - 1, capacity a power of two >= 2 * max_flows */
     uint32_t max_flows;
     uint32_t count;
+    uint32_t n_until;    /* fences with an expiry */
+    uint64_t next_until; /* none of them expires before this */
     uint64_t lifted_by_syn;
 };
 
@@ -52,6 +55,19 @@ static uint32_t flow_hash(const struct tlsnic_flow *flow)
     for (size_t i = 0; i < 16; i++)
         h = (h ^ flow->remote[i]) * 16777619u;
     return h;
+}
+
+/* Frees a used slot (a tombstone, or the whole table once no fence is left). */
+static void lift_slot(tlsnic_fence *f, struct fence_slot *s)
+{
+    if (s->until_ns != 0)
+        f->n_until--;
+    s->state = SLOT_GONE;
+    f->count--;
+    if (f->count == 0) {
+        memset(f->slots, 0, sizeof(*f->slots) * ((size_t)f->mask + 1)); /* drop tombstones */
+        f->n_until = 0;
+    }
 }
 
 /* The slot holding flow, or NULL. Probing is bounded by the capacity. */
@@ -103,8 +119,20 @@ void tlsnic_fence_free(tlsnic_fence *f)
 
 int tlsnic_fence_add(tlsnic_fence *f, const struct tlsnic_flow *flow)
 {
-    if (lookup(f, flow) != NULL)
+    return tlsnic_fence_add_until(f, flow, 0);
+}
+
+int tlsnic_fence_add_until(tlsnic_fence *f, const struct tlsnic_flow *flow, uint64_t until_ns)
+{
+    struct fence_slot *have = lookup(f, flow);
+    if (have != NULL) { /* the later end wins; no expiry is the latest */
+        if (have->until_ns != 0 && (until_ns == 0 || until_ns > have->until_ns)) {
+            if (until_ns == 0)
+                f->n_until--;
+            have->until_ns = until_ns;
+        }
         return 0;
+    }
     if (f->count >= f->max_flows)
         return -ENOSPC;
     /* Load stays <= 1/2 counting live slots; tombstones are reused. */
@@ -114,7 +142,13 @@ int tlsnic_fence_add(tlsnic_fence *f, const struct tlsnic_flow *flow)
         if (s->state != SLOT_USED) {
             s->state = SLOT_USED;
             s->flow = *flow;
+            s->until_ns = until_ns;
             f->count++;
+            if (until_ns != 0) {
+                if (f->n_until == 0 || until_ns < f->next_until)
+                    f->next_until = until_ns;
+                f->n_until++;
+            }
             return 0;
         }
     }
@@ -126,11 +160,34 @@ int tlsnic_fence_lift(tlsnic_fence *f, const struct tlsnic_flow *flow)
     struct fence_slot *s = lookup(f, flow);
     if (s == NULL)
         return -ENOENT;
-    s->state = SLOT_GONE;
-    f->count--;
-    if (f->count == 0)
-        memset(f->slots, 0, sizeof(*f->slots) * ((size_t)f->mask + 1)); /* drop tombstones */
+    lift_slot(f, s);
     return 0;
+}
+
+uint32_t tlsnic_fence_expire(tlsnic_fence *f, uint64_t now_ns)
+{
+    if (f == NULL || f->n_until == 0 || now_ns < f->next_until)
+        return 0;
+    uint32_t lifted = 0;
+    uint64_t next = UINT64_MAX;
+    for (uint32_t i = 0; i <= f->mask && f->n_until > 0; i++) {
+        struct fence_slot *s = &f->slots[i];
+        if (s->state != SLOT_USED || s->until_ns == 0)
+            continue;
+        if (s->until_ns <= now_ns) {
+            lift_slot(f, s); /* may clear the table: then n_until is 0 and the loop ends */
+            lifted++;
+        } else if (s->until_ns < next) {
+            next = s->until_ns;
+        }
+    }
+    f->next_until = next;
+    return lifted;
+}
+
+uint32_t tlsnic_fence_count_expiring(const tlsnic_fence *f)
+{
+    return f != NULL ? f->n_until : 0;
 }
 
 int tlsnic_fence_contains(const tlsnic_fence *f, const struct tlsnic_flow *flow)

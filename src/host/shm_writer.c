@@ -285,12 +285,11 @@ static void desc_end(struct tlsnic_shm_desc *d)
 
 /*
  * Where a record of len bytes can go in the data ring, or -ENOSPC. The ring's start is
- * taken again as soon as the room before the oldest record holds as much as is held now
- * (and the record): the bytes written then follow the unacknowledged window, not the
- * ring's size. A sender with a small window (paced, or a small socket buffer) writes its
- * records into the same few hundred KB, which stay in the cache, instead of marching
- * through 8 MB of cold memory (perf: the stores of the copy into the store were the
- * largest part of device mode's own cost per record).
+ * taken again as soon as the room before the oldest record holds half the ring: a sender
+ * with a small window (paced, or a small socket buffer) writes its records into the first
+ * half, which stays warmer in the cache, instead of marching through all 8 MB of cold
+ * memory (perf: the stores of the copy into the store were the largest part of device
+ * mode's own cost per record). Any window of up to half the ring always fits.
  */
 static int64_t place(const tlsnic_shm_writer *w, uint32_t len)
 {
@@ -298,8 +297,14 @@ static int64_t place(const tlsnic_shm_writer *w, uint32_t len)
         return 0;
     uint32_t tail = tlsnic_shm_ld32(&w_desc(w, w->oldest)->off); /* the oldest record's bytes */
     if (w->head > tail) { /* free: [head, end) and [0, tail) */
-        if ((uint64_t)tail > (uint64_t)(w->head - tail) + len)
-            return 0; /* early: the start holds more than the window and this record */
+        /* Early, when the room before the oldest record holds half the ring and this
+         * record: the ring is sized for a window of at most half of it (twice the largest
+         * send buffer), so the records written there while the older ones drain always
+         * fit. (Judged on the window held now, the new records could outgrow that room
+         * while the old ones wait for ACKs, and a record that should fit was refused.) */
+        if ((uint64_t)tail >= (uint64_t)w->data_bytes / 2 + len &&
+            (uint64_t)tail > (uint64_t)(w->head - tail) + len)
+            return 0;
         if (len <= w->data_bytes - w->head)
             return w->head;
         return len < tail ? 0 : -ENOSPC; /* <: head == tail would read as empty */

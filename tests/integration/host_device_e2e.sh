@@ -43,7 +43,7 @@ tb_on_failure() {
   grep -v '^tlsnic-preload: \(read\|write\|send\|recv\|poll\)' "$work/server.err" 2>/dev/null | tail -n 20 >&2 || true
 }
 fail() { echo "FAIL: $*"; exit 1; }
-counter() { awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' "$2" 2>/dev/null || echo 0; }
+counter() { tb_counter "$@"; }
 delta() { echo $(( $(counter "$1" after) - $(counter "$1" before) )); } # device counter over one download
 
 cd "$work"

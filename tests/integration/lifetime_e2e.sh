@@ -41,7 +41,7 @@ tb_on_failure() {
   grep -v '^tlsnic-preload: \(read\|write\|send\|recv\|poll\)' "$work/server.err" 2>/dev/null | tail -n 12 >&2 || true
 }
 fail() { echo "FAIL: $*"; exit 1; }
-counter() { awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' "$2" 2>/dev/null || echo 0; }
+counter() { tb_counter "$@"; }
 markers() { cat "$@" 2>/dev/null | { grep -a -o TLSNIC-CANARY-PLAINTEXT || true; } | wc -l; }
 # The log of the Nth start of tlsnicd (tb_daemon_start appends each under a "===" line).
 daemon_log() { awk -v n="$1" '/^=== tlsnicd/ { i++ } i == n' "$tb_daemon_log"; }

@@ -26,7 +26,7 @@ tb_netns tlsnic-it-serve
 server_ip=$tb_host_v4 port=5443
 tb_on_failure() { tb_show_log "$work"/server*.out; }
 fail() { echo "FAIL: $*"; exit 1; }
-counter() { awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' "$2" 2>/dev/null || echo 0; }
+counter() { tb_counter "$@"; }
 got_sha() { sha256sum < "$1" | cut -d' ' -f1; }
 
 cd "$work"

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
@@ -481,8 +482,70 @@ static void a_forked_child_is_refused_its_parents_tls_socket_visibly(void **stat
     conn_free(&c);
 }
 
-int main(void)
+/*
+ * A program that writes over its environment strings after start (nginx's setproctitle
+ * moves environ and writes "nginx: worker process" over the old strings) still gets its
+ * counters in TLSNIC_STATS_FILE, one file per process with "%p" in the path. Run in a
+ * child (the preload library reads the environment in its constructor): this binary again,
+ * with "--rewritten-env-child".
+ */
+static int rewritten_env_child(void)
 {
+    extern char **environ;
+    for (char **e = environ; *e; e++)
+        memset(*e, 0, strlen(*e)); /* what setproctitle leaves of the old strings */
+    int fds[2];
+    if (tcp_pair(fds) != 0)
+        return 2;
+    struct tls12_crypto_info_aes_gcm_128 tx;
+    memset(&tx, 0x61, sizeof(tx));
+    tx.info.version = TLS_1_3_VERSION;
+    tx.info.cipher_type = TLS_CIPHER_AES_GCM_128;
+    if (setsockopt(fds[0], SOL_TCP, TCP_ULP, "tls", sizeof("tls")) != 0 ||
+        setsockopt(fds[0], SOL_TLS, TLS_TX, &tx, sizeof(tx)) != 0)
+        return 3;
+    close(fds[0]); /* the counters are written here */
+    close(fds[1]);
+    return 0;
+}
+
+static void stats_file_written_after_the_program_rewrote_its_environment(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/tlsnic-preload-env.XXXXXX", want[128], tmpl[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(tmpl, sizeof(tmpl), "%s/stats.%%p", dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setenv("TLSNIC_STATS_FILE", tmpl, 1);
+        setenv("TLSNIC_CTL", "off", 1);
+        execl("/proc/self/exe", "test_preload_calls", "--rewritten-env-child", (char *)NULL);
+        _exit(127);
+    }
+    int status = -1;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    snprintf(want, sizeof(want), "%s/stats.%ld", dir, (long)pid);
+    char buf[4096] = {0};
+    int fd = open(want, O_RDONLY);
+    if (fd < 0)
+        print_error("no counters file %s: %s\n", want, strerror(errno));
+    assert_true(fd >= 0);
+    assert_true(read(fd, buf, sizeof(buf) - 1) > 0);
+    close(fd);
+    unlink(want);
+    rmdir(dir);
+    const char *line = strstr(buf, "TlsTxSw ");
+    assert_non_null(line);
+    assert_int_equal(strtol(line + strlen("TlsTxSw"), NULL, 10), 1);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--rewritten-env-child") == 0)
+        return rewritten_env_child();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(libc_calls_on_a_tls_socket_carry_records),
         cmocka_unit_test(a_dup_of_a_tls_socket_shares_its_records),
@@ -496,6 +559,7 @@ int main(void)
         cmocka_unit_test(connect_af_unspec_on_a_tls_socket_is_EOPNOTSUPP_through_libc),
         cmocka_unit_test(libc_calls_with_bad_addresses_fail_with_EFAULT),
         cmocka_unit_test(a_forked_child_is_refused_its_parents_tls_socket_visibly),
+        cmocka_unit_test(stats_file_written_after_the_program_rewrote_its_environment),
     };
     return cmocka_run_group_tests_name("preload_calls", tests, NULL, NULL);
 }

@@ -51,6 +51,7 @@ struct fixture {
     int with_counters;         /* counters fixture: the device reports per-flow counters */
     uint32_t finish_timeout_ms; /* 0: the server's default */
     int state_path_always;      /* a state file even without a fence */
+    tlsnic_fence *linger;       /* linger fixture only */
     _Atomic uint64_t counter_base; /* what they are: counter k of a flow = base + k */
 };
 
@@ -99,7 +100,9 @@ static void start_server(struct fixture *f)
                                                              ? f->state_path : NULL,
                                            .flow_counters = f->with_counters ? fake_flow_counters : NULL,
                                            .flow_counters_ctx = f,
-                                           .finish_timeout_ms = f->finish_timeout_ms};
+                                           .finish_timeout_ms = f->finish_timeout_ms,
+                                           .linger = f->linger,
+                                           .linger_ms = f->linger ? 300 : 0};
     assert_int_equal(tlsnic_ctl_server_new(&f->server, &cfg), 0);
 }
 
@@ -137,6 +140,8 @@ static int setup_common(void **state, int stateful, int counters)
     assert_int_equal(tlsnic_flowtable_new(&f->table, 8), 0);
     if (stateful == 1)
         assert_int_equal(tlsnic_fence_new(&f->fence, 8), 0);
+    if (stateful == 3) /* the linger fixture: deleted flows fenced for 300 ms */
+        assert_int_equal(tlsnic_fence_new(&f->linger, 8), 0);
     start_server(f);
     assert_int_equal(pipe2(f->stop_pipe, O_CLOEXEC), 0);
     assert_int_equal(pthread_create(&f->thread, NULL, serve, f), 0);
@@ -166,6 +171,11 @@ static int setup_short_finish(void **state)
     return setup_common(state, 2, 0);
 }
 
+static int setup_linger(void **state)
+{
+    return setup_common(state, 3, 0);
+}
+
 static int teardown(void **state)
 {
     struct fixture *f = *state;
@@ -177,6 +187,7 @@ static int teardown(void **state)
     }
     tlsnic_flowtable_free(f->table);
     tlsnic_fence_free(f->fence);
+    tlsnic_fence_free(f->linger);
     unlink(f->state_path);
     close(f->stop_pipe[0]);
     close(f->stop_pipe[1]);
@@ -617,6 +628,34 @@ static void a_release_after_the_peer_closed_ends_once_the_last_fin_is_acknowledg
     assert_int_equal(how, 0);
     assert_int_equal(flows_become(f, 0), 0);
     assert_int_equal(daemon_stat(f, "ctl_finish_resets"), 0);
+}
+
+/*
+ * Frames the socket sent before it closed may still be queued on their way to the device
+ * when the daemon deletes the context (nginx under wrk: a reset closed the socket, its last
+ * segment, queued in the TUN, then left in the clear): the 4-tuple stays fenced for the
+ * linger time after the delete, then the fence goes.
+ */
+static void a_deleted_flow_stays_fenced_while_its_frames_may_still_be_queued(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    assert_int_equal(daemon_stat(f, "ctl_lingering"), 0);
+    assert_int_equal(send(f->tcp_local, "last words", 10, 0), 10);
+    assert_int_equal(release(f->client, f->tcp_local, 0), 0);
+    close(f->tcp_local);
+    f->tcp_local = -1;
+    int how = 1;
+    assert_int_equal(read_to_end(f->tcp_remote, &how), 10);
+    assert_int_equal(flows_become(f, 0), 0);
+    assert_int_equal(daemon_stat(f, "ctl_lingering"), 1); /* fenced with the delete */
+    long lingering = 1;
+    for (int i = 0; i < 60 && lingering != 0; i++) { /* 300 ms, looked at for up to 3 s */
+        usleep(50000);
+        lingering = daemon_stat(f, "ctl_lingering");
+    }
+    assert_int_equal(lingering, 0);
+    assert_int_equal(daemon_stat(f, "ctl_linger_full"), 0);
 }
 
 static void release_with_abort_resets_the_connection(void **state)
@@ -1093,6 +1132,8 @@ int main(void)
         T(release_ends_the_connection_with_a_fin_and_deletes_the_flow),
         T(a_released_flow_stays_offloaded_until_its_bytes_are_acknowledged),
         T(a_release_after_the_peer_closed_ends_once_the_last_fin_is_acknowledged),
+        cmocka_unit_test_setup_teardown(a_deleted_flow_stays_fenced_while_its_frames_may_still_be_queued,
+                                        setup_linger, teardown),
         T(release_with_abort_resets_the_connection),
         T(release_of_a_socket_with_so_linger_zero_resets_it),
         T(release_of_a_socket_with_unread_bytes_resets_it),

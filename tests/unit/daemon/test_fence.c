@@ -167,6 +167,61 @@ static void a_new_connection_on_a_fenced_4tuple_lifts_its_fence(void **state)
     assert_int_equal(tlsnic_fence_count(f), 1);
 }
 
+static void a_fence_with_an_expiry_blocks_until_it_expires(void **state)
+{
+    tlsnic_fence *f = *state;
+    struct tlsnic_flow fl = flow4(40000, 443), other = flow4(40001, 443), kept = flow4(40002, 443);
+    assert_int_equal(tlsnic_fence_add_until(f, &fl, 1000), 0);
+    assert_int_equal(tlsnic_fence_add_until(f, &other, 3000), 0);
+    assert_int_equal(tlsnic_fence_add(f, &kept), 0);
+    assert_int_equal(tlsnic_fence_count_expiring(f), 2);
+    size_t len = tcp_frame(frame, &fl, 0, 100);
+    assert_int_equal(tlsnic_fence_expire(f, 999), 0);
+    assert_int_equal(tlsnic_fence_filter(f, frame, len), 1);
+    /* A later end wins: the flow is fenced again before the first one expired. */
+    assert_int_equal(tlsnic_fence_add_until(f, &fl, 2000), 0);
+    assert_int_equal(tlsnic_fence_add_until(f, &fl, 1500), 0);
+    assert_int_equal(tlsnic_fence_expire(f, 1000), 0);
+    assert_int_equal(tlsnic_fence_filter(f, frame, len), 1);
+    assert_int_equal(tlsnic_fence_expire(f, 2000), 1);
+    assert_int_equal(tlsnic_fence_filter(f, frame, len), 0);
+    len = tcp_frame(frame, &other, 0, 100);
+    assert_int_equal(tlsnic_fence_filter(f, frame, len), 1);
+    /* A SYN lifts it before its time, as it lifts any fence. */
+    len = tcp_frame(frame, &other, 0, 0);
+    frame[20 + 13] = TLSNIC_TCP_SYN;
+    assert_int_equal(tlsnic_fence_filter(f, frame, len), 0);
+    assert_int_equal(tlsnic_fence_count_expiring(f), 0);
+    /* A fence without expiry never expires, and one that gets no expiry keeps none. */
+    assert_int_equal(tlsnic_fence_add_until(f, &kept, 10), 0);
+    assert_int_equal(tlsnic_fence_add_until(f, &fl, 10), 0);
+    assert_int_equal(tlsnic_fence_add(f, &fl), 0);
+    assert_int_equal(tlsnic_fence_expire(f, UINT64_MAX), 0);
+    assert_int_equal(tlsnic_fence_count(f), 2);
+    len = tcp_frame(frame, &kept, 0, 100);
+    assert_int_equal(tlsnic_fence_filter(f, frame, len), 1);
+}
+
+static void expired_fences_make_room(void **state)
+{
+    (void)state;
+    tlsnic_fence *f;
+    assert_int_equal(tlsnic_fence_new(&f, 8), 0);
+    for (uint16_t i = 0; i < 8; i++) {
+        struct tlsnic_flow fl = flow4((uint16_t)(40000 + i), 443);
+        assert_int_equal(tlsnic_fence_add_until(f, &fl, 100 + i), 0);
+    }
+    struct tlsnic_flow more = flow4(41000, 443);
+    assert_int_equal(tlsnic_fence_add_until(f, &more, 500), -ENOSPC);
+    assert_int_equal(tlsnic_fence_expire(f, 103), 4);
+    assert_int_equal(tlsnic_fence_add_until(f, &more, 500), 0);
+    assert_int_equal(tlsnic_fence_expire(f, 499), 4);
+    assert_int_equal(tlsnic_fence_count(f), 1);
+    assert_int_equal(tlsnic_fence_expire(f, 500), 1);
+    assert_int_equal(tlsnic_fence_count(f), 0);
+    tlsnic_fence_free(f);
+}
+
 static void an_ipv6_flow_is_fenced(void **state)
 {
     tlsnic_fence *f = *state;
@@ -313,6 +368,8 @@ int main(void)
         T(the_peers_frames_of_a_fenced_flow_are_not_matched),
         T(a_lifted_fence_lets_payload_pass),
         T(a_new_connection_on_a_fenced_4tuple_lifts_its_fence),
+        T(a_fence_with_an_expiry_blocks_until_it_expires),
+        cmocka_unit_test(expired_fences_make_room),
         T(an_ipv6_flow_is_fenced),
         T(an_ipv6_flow_behind_extension_headers_is_fenced),
         T(unreadable_tcp_is_blocked_only_while_a_fence_is_up),

@@ -55,6 +55,15 @@ struct tlsnic_ctl_server_config {
      * may take to have nothing more to send before its connection is reset; 0 = 60000 ms.
      */
     uint32_t finish_timeout_ms;
+    /*
+     * Optional (may be NULL): when a TX flow's context is deleted, or its restart fence
+     * lifted, its 4-tuple is fenced in this set for linger_ms (0 = 5000 ms; a SYN on the
+     * 4-tuple lifts it earlier), since frames the socket sent before it closed may still be
+     * queued between the host's stack and the device. The caller gates frames with it, as
+     * with fence. Not written to the state file.
+     */
+    struct tlsnic_fence *linger;
+    uint32_t linger_ms;
 };
 
 /* Binds and listens (mode 0600). -EADDRINUSE if a live daemon listens on path. */

@@ -40,6 +40,20 @@ void tlsnic_fence_free(tlsnic_fence *f);
 /* Fences a TX flow (0 if it already is). -ENOSPC when max_flows are fenced. */
 int tlsnic_fence_add(tlsnic_fence *f, const struct tlsnic_flow *flow);
 
+/*
+ * Fences a TX flow until tlsnic_fence_expire is called with a time past until_ns (0: no
+ * expiry, as tlsnic_fence_add), or it is lifted earlier. A flow already fenced keeps the
+ * later of the two ends. -ENOSPC when max_flows are fenced.
+ */
+int tlsnic_fence_add_until(tlsnic_fence *f, const struct tlsnic_flow *flow, uint64_t until_ns);
+
+/* Lifts every fence whose expiry is <= now_ns (same clock as until_ns; cheap when none
+ * is due). Returns how many. f may be NULL. */
+uint32_t tlsnic_fence_expire(tlsnic_fence *f, uint64_t now_ns);
+
+/* How many of the fences have an expiry (f may be NULL: 0). */
+uint32_t tlsnic_fence_count_expiring(const tlsnic_fence *f);
+
 /* Lifts the fence of a flow: 0, or -ENOENT if it had none. */
 int tlsnic_fence_lift(tlsnic_fence *f, const struct tlsnic_flow *flow);
 
