@@ -130,7 +130,7 @@ uint8_t *tlsnic_simhost_stream(tlsnic_simhost *h, size_t *len)
 
 struct tlsnic_rec_store tlsnic_simhost_store(tlsnic_simhost *h)
 {
-    struct tlsnic_rec_store s = {&store_ops, h};
+    struct tlsnic_rec_store s = {.ops = &store_ops, .priv = h};
     return s;
 }
 

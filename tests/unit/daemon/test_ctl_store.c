@@ -74,7 +74,8 @@ static int spy_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *flow, enu
     return 0;
 }
 
-static const struct tlsnic_dev_ops spy_ops = {"spy", spy_add, spy_del, spy_resync, spy_flags};
+static const struct tlsnic_dev_ops spy_ops = {
+    .name = "spy", .add = spy_add, .del = spy_del, .resync = spy_resync, .flow_flags = spy_flags};
 
 struct fixture {
     char dir[64], path[128];

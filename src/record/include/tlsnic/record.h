@@ -137,6 +137,17 @@ int tlsnic_rec_seal(tlsnic_rec_key *key, uint8_t content_type, const uint8_t *co
 int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *content_type,
                     uint8_t **content, size_t *content_len);
 
+/*
+ * Takes a record whose body a device already decrypted and authenticated (RX offload:
+ * the device's verdict, rx_status.h) as the key's next record: checks the header and the
+ * length as tlsnic_rec_open does, finds the content as tlsnic_rec_open would after
+ * decryption (TLS 1.3: inner type, padding stripped) and advances the key's sequence
+ * number. No crypto. Errors as tlsnic_rec_open (-EBADMSG: no content type in a TLS 1.3
+ * record, truncated record); on error the key does not advance.
+ */
+int tlsnic_rec_accept(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *content_type,
+                      uint8_t **content, size_t *content_len);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Streaming: one record fed in pieces, as a device meets it in TCP segments.                 */
 
