@@ -110,6 +110,8 @@ void tlsnic_rxs_put(struct tlsnic_rxs *s, uint64_t id, const struct tlsnic_rxs_e
     __atomic_store_n(&d->state, e->state, __ATOMIC_RELAXED);
     d->epoch = e->epoch;
     d->hn = e->hn;
+    d->flags = e->flags;
+    d->gap_seq = e->gap_seq;
     __atomic_store_n(&d->id, (uint32_t)id, __ATOMIC_RELEASE);
     __atomic_store_n(&s->hdr->head, id + 1, __ATOMIC_RELEASE);
 }
@@ -128,6 +130,29 @@ void tlsnic_rxs_request(struct tlsnic_rxs *s, uint32_t tcp_seq)
 void tlsnic_rxs_set_dev_epoch(struct tlsnic_rxs *s, uint32_t epoch)
 {
     __atomic_store_n(&s->hdr->dev_epoch, epoch, __ATOMIC_RELAXED);
+}
+
+void tlsnic_rxs_set_hi(struct tlsnic_rxs *s, uint32_t seq)
+{
+    __atomic_store_n(&s->hdr->hi_seq, seq, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&s->hdr->hi_valid, __ATOMIC_RELAXED) != 1)
+        __atomic_store_n(&s->hdr->hi_valid, 1, __ATOMIC_RELEASE);
+}
+
+int tlsnic_rxs_hi(const struct tlsnic_rxs *s, uint32_t *seq)
+{
+    if (__atomic_load_n(&s->hdr->hi_valid, __ATOMIC_ACQUIRE) != 1)
+        return 0;
+    *seq = __atomic_load_n(&s->hdr->hi_seq, __ATOMIC_RELAXED);
+    return 1;
+}
+
+static int read_entry(const struct tlsnic_rxs *s, uint64_t id, struct tlsnic_rxs_entry *out);
+
+int tlsnic_rxs_get(const struct tlsnic_rxs *s, uint64_t id, struct tlsnic_rxs_entry *out)
+{
+    TLSNIC_ENSURE(s && out, EINVAL);
+    return read_entry(s, id, out);
 }
 
 int tlsnic_rxs_consumed(const struct tlsnic_rxs *s, uint32_t *seq)
@@ -176,6 +201,8 @@ static int read_entry(const struct tlsnic_rxs *s, uint64_t id, struct tlsnic_rxs
     out->state = __atomic_load_n(&d->state, __ATOMIC_ACQUIRE);
     out->epoch = d->epoch;
     out->hn = d->hn;
+    out->flags = d->flags;
+    out->gap_seq = d->gap_seq;
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     if (__atomic_load_n(&d->id, __ATOMIC_RELAXED) != (uint32_t)id)
         return -ESTALE;
@@ -310,6 +337,10 @@ int tlsnic_rxs_record(struct tlsnic_rxs_reader *r, const struct tlsnic_rxs_keys 
     info->entries = (uint8_t)(c.count > 255 ? 255 : c.count);
     if (c.count == 0)
         return 0; /* untouched: ciphertext as on the wire */
+    if (c.have_first && (c.first.flags & TLSNIC_RXS_F_AFTER_GAP)) {
+        info->after_gap = 1;
+        info->gap_seq = c.first.gap_seq;
+    }
     size_t hn = TLSNIC_REC_HDR_LEN + tlsnic_rec_key_explicit_nonce_len(k->cur);
     const struct tlsnic_rxs_entry *e = &c.first;
     uint32_t dec = TLSNIC_RXS_STATE_DEC(e->state);

@@ -99,7 +99,10 @@ struct tlsnic_rxs_hdr {
     uint64_t head;      /* device: entries with id < head are published (release) */
     uint32_t req_seq;   /* device: TCP sequence number of a resync candidate */
     uint32_t req_gen;   /* device: bumped (release) after req_seq is written; 0 = none */
-    uint32_t reserved[8];
+    uint32_t hi_seq;    /* device: the end of the highest byte it has forwarded ... */
+    uint32_t hi_valid;  /* ... once it forwarded any (a device taking over after a
+                           restart places everything before it as already decided) */
+    uint32_t reserved[6];
 };
 
 /* One record the device decrypted (all of it, or a prefix of its body). */
@@ -111,10 +114,16 @@ struct tlsnic_rxs_entry {
     uint32_t state;             /* TLSNIC_RXS_STATE(dec_len, verdict); updated atomically */
     uint16_t epoch;             /* key generation (0 at add, +1 per rekey) */
     uint8_t hn;                 /* header + explicit nonce bytes (5 or 13) */
-    uint8_t reserved0;
+    uint8_t flags;              /* TLSNIC_RXS_F_* */
     uint32_t id;                /* low 32 bits of the entry id (a reused slot shows) */
-    uint32_t reserved1;
+    uint32_t gap_seq;           /* TLSNIC_RXS_F_AFTER_GAP: where it saw data again */
 };
+
+/* The first record the device decrypted after a gap (a loss, reordering): gap_seq is the
+ * first byte it saw after the gap. The host, which knows every record boundary, counts
+ * the records from the one holding gap_seq to this one: the resync distance (1: the
+ * very next record, the best a device that cannot hold packets can do). */
+#define TLSNIC_RXS_F_AFTER_GAP 0x1u
 
 /* The host's words: written by the host only. */
 struct tlsnic_rxs_host {
@@ -176,6 +185,15 @@ void tlsnic_rxs_request(struct tlsnic_rxs *s, uint32_t tcp_seq);
 /* The device's key epoch, for a person (and a device that adopts the status). */
 void tlsnic_rxs_set_dev_epoch(struct tlsnic_rxs *s, uint32_t epoch);
 
+/* The end of what the device has forwarded (hi_seq), for a device that takes over. */
+void tlsnic_rxs_set_hi(struct tlsnic_rxs *s, uint32_t seq);
+/* 1 and *seq if a device has published hi_seq, else 0. */
+int tlsnic_rxs_hi(const struct tlsnic_rxs *s, uint32_t *seq);
+
+/* Copies entry id out (its slot may have been reused: -ESTALE). For a device that takes
+ * over an RX status after a restart: what it reads there is input, to be checked. */
+int tlsnic_rxs_get(const struct tlsnic_rxs *s, uint64_t id, struct tlsnic_rxs_entry *out);
+
 /* The host's consumed_seq: 1 and *seq if the host has written it, else 0. */
 int tlsnic_rxs_consumed(const struct tlsnic_rxs *s, uint32_t *seq);
 
@@ -218,6 +236,8 @@ struct tlsnic_rxs_info {
     uint32_t restored;  /* bytes XORed back (decrypted by the device, not verified) */
     uint8_t device_bad; /* the device decrypted the whole body and its tag check failed */
     uint8_t entries;    /* entries that touched the record */
+    uint8_t after_gap;  /* an entry starts the record: the first after a gap at gap_seq */
+    uint32_t gap_seq;
 };
 
 /*
