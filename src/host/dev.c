@@ -143,6 +143,13 @@ void tlsnic_set_device_store(const struct tlsnic_dev_store_ops *ops, void *ctx)
     atomic_store(&mirror_ops_set, ops);
 }
 
+const struct tlsnic_dev_store_ops *tlsnic_dev_store_get(void **ctx)
+{
+    const struct tlsnic_dev_store_ops *ops = atomic_load(&mirror_ops_set);
+    *ctx = atomic_load(&mirror_ctx_set);
+    return ops;
+}
+
 static void registry_add(struct tlsnic_dev_tx *d)
 {
     pthread_mutex_lock(&registry_lock);
@@ -512,6 +519,11 @@ static int readd_one(struct tlsnic_dev_tx *d)
 int tlsnic_device_readd(struct tlsnic_dev *dev)
 {
     int added = 0, first_err = 0;
+    int rx = tlsnic_dev_rx_readd(dev); /* RX first: a reader waits on nothing of ours */
+    if (rx > 0)
+        added += rx;
+    else if (rx < 0)
+        first_err = rx;
     pthread_mutex_lock(&registry_lock);
     for (struct tlsnic_dev_tx *d = registry; d; d = d->reg_next) {
         if (d->dev != dev)

@@ -18,6 +18,7 @@
 #define TLSNIC_RX_BUF_LEN (TLSNIC_REC_HDR_LEN + TLSNIC_REC_MAX_PLAINTEXT + 256 + 8)
 
 struct tlsnic_dev_tx; /* dev.c: retained records of a device-mode TX direction */
+struct tlsnic_dev_rx; /* rxdev.c: a device-mode RX direction (the device's RX status) */
 
 struct tlsnic_tx {
     pthread_mutex_t lock;
@@ -54,6 +55,7 @@ struct tlsnic_rx {
     size_t clen, off;             /* content length, bytes of it already returned */
     int no_pad;                   /* TLS_RX_EXPECT_NO_PAD */
     int err;                      /* sticky negative errno: the stream is dead */
+    struct tlsnic_dev_rx *dev;    /* device mode only */
 };
 
 struct tlsnic_sock {
@@ -80,6 +82,8 @@ void tlsnic_tx_forget_pending(struct tlsnic_sock *s);
 extern atomic_int tlsnic_tx_pending_sockets;
 
 /* dev.c (device mode, TX) */
+/* The device store ops set with tlsnic_set_device_store (NULL: none), and their ctx. */
+const struct tlsnic_dev_store_ops *tlsnic_dev_store_get(void **ctx);
 /* Stream position (bytes since the ISN, the SYN counted) of the next byte fd will send. */
 int tlsnic_stream_pos(int fd, uint64_t *pos);
 int tlsnic_dev_tx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
@@ -94,5 +98,21 @@ void tlsnic_dev_tx_patch_info(const struct tlsnic_sock *s, union tlsnic_crypto_i
 
 /* rx.c */
 ssize_t tlsnic_rx_recvmsg(struct tlsnic_sock *s, int fd, struct msghdr *msg, int flags);
+
+/* rxdev.c (device mode, RX); the rx functions are called with the RX lock held */
+int tlsnic_dev_rx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
+                        struct tlsnic_mode_info *m);
+/* The record's header was read into hdr[0..5): undo anything the device did to it. */
+int tlsnic_dev_rx_header(struct tlsnic_rx *rx, uint8_t *hdr);
+/* tlsnic_rec_open for device mode: the device's verdict, or restore and open. */
+int tlsnic_dev_rx_open(struct tlsnic_rx *rx, uint8_t *rec, size_t len, uint8_t *type,
+                       uint8_t **content, size_t *content_len);
+/* The record of rx->need bytes was taken from the socket (its last byte too). */
+void tlsnic_dev_rx_release(struct tlsnic_rx *rx, int fd);
+/* TLS 1.3 rekey: old_key is handed over (kept to restore what the device decrypted). */
+void tlsnic_dev_rx_rekey(struct tlsnic_rx *rx, int fd, tlsnic_rec_key *old_key,
+                         const tlsnic_rec_key *new_key, const void *crypto_info, size_t len);
+void tlsnic_dev_rx_free(struct tlsnic_sock *s);
+int tlsnic_dev_rx_readd(struct tlsnic_dev *dev);
 
 #endif

@@ -35,6 +35,8 @@ static void rx_release(struct tlsnic_rx *rx, int fd)
         uint8_t b;
         (void)sys_recv(fd, &b, 1, MSG_DONTWAIT);
     }
+    if (rx->dev)
+        tlsnic_dev_rx_release(rx, fd);
     rx->have = rx->need = 0;
     rx->ready = rx->last_held = 0;
     rx->content = NULL;
@@ -63,6 +65,8 @@ static int rx_fill(struct tlsnic_rx *rx, int fd, int flags)
             rx->have += (size_t)n;
             if (rx->have < TLSNIC_REC_HDR_LEN)
                 continue;
+            if (rx->dev && tlsnic_dev_rx_header(rx, rx->buf) < 0)
+                return rx->err = -EBADMSG;
             int len = tlsnic_rec_parse_header(rx->key, rx->buf);
             if (len < 0)
                 return rx->err = len;
@@ -84,7 +88,10 @@ static int rx_fill(struct tlsnic_rx *rx, int fd, int flags)
         rx->last_held = 1;
 
         uint8_t type = 0;
-        int rc = tlsnic_rec_open(rx->key, rx->buf, rx->need, &type, &rx->content, &rx->clen);
+        int rc = rx->dev ? tlsnic_dev_rx_open(rx, rx->buf, rx->need, &type, &rx->content, &rx->clen)
+                         : tlsnic_rec_open(rx->key, rx->buf, rx->need, &type, &rx->content, &rx->clen);
+        if (rc == 0 && !rx->dev)
+            tlsnic_stat_add(TLSNIC_STAT_RX_SW_BYTES, (int64_t)rx->need);
         if (rc < 0) {
             if (rc == -EBADMSG)
                 tlsnic_stat_add(TLSNIC_STAT_DECRYPT_ERROR, 1);

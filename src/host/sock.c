@@ -87,6 +87,16 @@ static const char *const stat_names[TLSNIC_STAT_COUNT] = {
     [TLSNIC_STAT_TX_DEVICE_BYTES] = "TlsnicTxDeviceBytes",
     [TLSNIC_STAT_TX_SW_BYTES] = "TlsnicTxSwBytes",
     [TLSNIC_STAT_TX_PRE_KEY_BYTES] = "TlsnicTxPreKeyBytes",
+    [TLSNIC_STAT_RX_DEVICE_RECORDS] = "TlsnicRxDeviceRecords",
+    [TLSNIC_STAT_RX_DEVICE_BYTES] = "TlsnicRxDeviceBytes",
+    [TLSNIC_STAT_RX_SW_BYTES] = "TlsnicRxSwBytes",
+    [TLSNIC_STAT_RX_REENCRYPT_RECORDS] = "TlsnicRxReencryptRecords",
+    [TLSNIC_STAT_RX_REENCRYPT_BYTES] = "TlsnicRxReencryptBytes",
+    [TLSNIC_STAT_RX_DEVICE_TAG_FAIL] = "TlsnicRxDeviceTagFail",
+    [TLSNIC_STAT_RX_RESYNC_GAPS] = "TlsnicRxResyncGaps",
+    [TLSNIC_STAT_RX_RESYNC_RECORDS] = "TlsnicRxResyncRecords",
+    [TLSNIC_STAT_RX_RESYNC_WITHIN2] = "TlsnicRxResyncWithin2",
+    [TLSNIC_STAT_RX_DEVICE_READD] = "TlsnicRxDeviceReadd",
 };
 
 void tlsnic_stat_add(enum tlsnic_stat which, int64_t delta)
@@ -186,6 +196,7 @@ static void sock_free(struct tlsnic_sock *s)
 {
     tlsnic_tx_forget_pending(s);
     tlsnic_dev_tx_free(s); /* del: the device lets go of the store before it goes */
+    tlsnic_dev_rx_free(s);
     mode_stat(TLSNIC_DIR_TX, s->tx.mode.mode, -1);
     mode_stat(TLSNIC_DIR_RX, s->rx.mode.mode, -1);
     tlsnic_rec_key_free(s->tx.key);
@@ -291,7 +302,7 @@ const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason)
     case TLSNIC_SW_REASON_CIPHER_NOT_OFFLOADED: return "cipher not offloaded";
     case TLSNIC_SW_REASON_DEVICE_GONE: return "device gone";
     case TLSNIC_SW_REASON_NOT_A_FLOW: return "not an IP flow";
-    case TLSNIC_SW_REASON_RX_NOT_OFFERED: return "RX not offered to devices";
+    case TLSNIC_SW_REASON_RX_NOT_OFFERED: return "RX not offered (the device does not decrypt)";
     case TLSNIC_SW_REASON_NO_TCP_SEQ: return "TCP sequence number unreadable (CAP_NET_ADMIN)";
     case TLSNIC_SW_REASON_DEVICE_UNREACHABLE: return "device unreachable (no daemon)";
     }
@@ -309,8 +320,7 @@ int tlsnic_get_mode(int fd, enum tlsnic_dir dir, struct tlsnic_mode_info *out)
 
 /*
  * Offers the direction to the device; falls back to software with the reason recorded.
- * RX is not offered: a device-decrypted stream needs the device's per-range RX status,
- * which devops.h does not carry yet.
+ * RX only to a device that says it decrypts (TLSNIC_DEV_CAP_RX).
  */
 static struct tlsnic_mode_info choose_mode(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir)
 {
@@ -318,11 +328,12 @@ static struct tlsnic_mode_info choose_mode(struct tlsnic_sock *s, int fd, enum t
     struct tlsnic_dev *dev = atomic_load(&the_device);
     if (!dev)
         return m;
-    if (dir == TLSNIC_DIR_RX) {
+    if (dir == TLSNIC_DIR_RX && !(dev->ops->caps & TLSNIC_DEV_CAP_RX)) {
         m.reason = TLSNIC_SW_REASON_RX_NOT_OFFERED;
         return m;
     }
-    int rc = tlsnic_dev_tx_offer(s, fd, dev, &m);
+    int rc = dir == TLSNIC_DIR_RX ? tlsnic_dev_rx_offer(s, fd, dev, &m)
+                                  : tlsnic_dev_tx_offer(s, fd, dev, &m);
     if (rc < 0) {
         m.mode = TLSNIC_MODE_SW;
         m.reason = TLSNIC_SW_REASON_DEVICE_REFUSED;
@@ -438,7 +449,10 @@ static int conf_set(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir, const vo
         s->tx.hdr_room = TLSNIC_REC_HDR_LEN + tlsnic_rec_key_explicit_nonce_len(key);
     } else {
         if (update) {
-            tlsnic_rec_key_free(s->rx.key);
+            if (s->rx.dev) /* the device switches at the next record; it keeps the old key */
+                tlsnic_dev_rx_rekey(&s->rx, fd, s->rx.key, key, optval, optlen);
+            else
+                tlsnic_rec_key_free(s->rx.key);
             s->rx.key = key;
             s->rx.rekey_pending = 0;
             tlsnic_stat_add(TLSNIC_STAT_RX_REKEY_OK, 1);

@@ -277,7 +277,12 @@ static void deliver(tlsnic_simwire *w)
         struct seg_slot *sl = &w->link[i];
         struct tlsnic_frame fr;
         int tcp = tlsnic_frame_parse(sl->data, sl->len, &fr) == TLSNIC_FRAME_TCP;
-        if (tcp && w->tamper && fr.payload_len && w->tamper(w->tamper_priv, sl->data, sl->len)) {
+        int t = tcp && w->tamper && fr.payload_len ? w->tamper(w->tamper_priv, sl->data, sl->len) : 0;
+        if (t < 0) {
+            w->st.segs_lost++;
+            continue;
+        }
+        if (t > 0) {
             tlsnic_tcp_csum_fill(sl->data, &fr);
             w->st.tampered++;
         }
@@ -591,6 +596,11 @@ void tlsnic_simwire_free(tlsnic_simwire *w)
 void tlsnic_simwire_flow(const tlsnic_simwire *w, struct tlsnic_flow *flow)
 {
     *flow = w->flow;
+}
+
+void tlsnic_simwire_set_hook(tlsnic_simwire *w, struct tlsnic_wire_hook hook)
+{
+    w->hook = hook;
 }
 
 void tlsnic_simwire_set_tamper(tlsnic_simwire *w,

@@ -158,10 +158,14 @@ void tlsnic_simwire_flow(const tlsnic_simwire *w, struct tlsnic_flow *flow);
 /*
  * Called for every data segment on the link before anything else sees it (RX mode:
  * before the device), e.g. to flip bits as a faulty or hostile path does; returns 1 if it
- * changed the frame, and the wire then writes a valid TCP checksum (so only TLS can tell).
+ * changed the frame, and the wire then writes a valid TCP checksum (so only TLS can tell);
+ * -1 to lose the segment; 0 to leave it.
  */
 void tlsnic_simwire_set_tamper(tlsnic_simwire *w,
                                int (*fn)(void *priv, uint8_t *frame, size_t len), void *priv);
+
+/* Replaces the device hook (a device that restarted: a new one in its place). */
+void tlsnic_simwire_set_hook(tlsnic_simwire *w, struct tlsnic_wire_hook hook);
 
 /* Called for every segment the link carries (after the device), e.g. to scan it. */
 void tlsnic_simwire_set_observer(tlsnic_simwire *w,
