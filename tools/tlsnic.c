@@ -36,6 +36,7 @@
 
 #include "demo_simwire.h"
 #include "fd_io.h"
+#include "get.h"
 #include "serve.h"
 #include "tls_pair.h"
 #include "tlsnic/attach.h"
@@ -635,6 +636,11 @@ static void usage(FILE *to)
             "           handed to tlsnic (TCP_ULP tls, TLS_TX/TLS_RX), the file sent with\n"
             "           tlsnic_sendfile; device mode when tlsnicd ($TLSNIC_CTL) takes the\n"
             "           flow. One line per connection with its mode (device, or sw and why)\n"
+            "  get --addr A --port P [--path /F] [--out FILE] [--tls12|--tls13] [--cipher NAME]\n"
+            "           an HTTPS client on the tlsnic socket layer (the download direction):\n"
+            "           libssl handshake, keys exported, the socket handed to tlsnic; RX in\n"
+            "           device mode when tlsnicd ($TLSNIC_CTL) takes the flow: the device\n"
+            "           decrypts what the host receives. One line with the modes and what came\n"
             "  bench    the paper's evaluation through tlsnicd (root): scripts/bench.sh,\n"
             "           options passed on (--quick, --cipher, --version, ...; see --help)\n"
             "  help     this text (also -h, --help)\n");
@@ -682,6 +688,8 @@ int main(int argc, char **argv)
         return cmd_bench(argv + 1);
     if (strcmp(argv[1], "serve") == 0)
         return tlsnic_cmd_serve(argc, argv);
+    if (strcmp(argv[1], "get") == 0)
+        return tlsnic_cmd_get(argc, argv);
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "--help") == 0) {
         usage(stdout);

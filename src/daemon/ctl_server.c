@@ -247,12 +247,20 @@ static void add_fenced(void *ctx, const struct tlsnic_flow *flow)
         l->entries[l->n++] = (struct tlsnic_flow_dir){.flow = *flow, .dir = TLSNIC_DIR_TX};
 }
 
+static void add_fenced_rx(void *ctx, const struct tlsnic_flow *flow)
+{
+    struct state_list *l = ctx;
+    if (l->n < l->cap)
+        l->entries[l->n++] = (struct tlsnic_flow_dir){.flow = *flow, .dir = TLSNIC_DIR_RX};
+}
+
 /* Writes the offloaded and the still fenced flows to the state file (control path only). */
 static void save_state(tlsnic_ctl_server *s)
 {
     if (s->cfg.state_path == NULL || s->shutting_down)
         return;
-    uint32_t fenced = s->cfg.fence != NULL ? tlsnic_fence_count(s->cfg.fence) : 0;
+    uint32_t fenced = (s->cfg.fence != NULL ? tlsnic_fence_count(s->cfg.fence) : 0) +
+                      (s->cfg.rx_fence != NULL ? tlsnic_fence_count(s->cfg.rx_fence) : 0);
     struct state_list l = {.cap = (size_t)s->n_flows + fenced, .s = s};
     l.entries = calloc(l.cap ? l.cap : 1, sizeof(*l.entries));
     if (l.entries == NULL) {
@@ -265,8 +273,10 @@ static void save_state(tlsnic_ctl_server *s)
                                                         .dir = s->flows[i].dir};
     }
     /* A flow both fenced and offloaded cannot be: add lifts the fence first. */
-    if (fenced > 0)
+    if (fenced > 0 && s->cfg.fence != NULL)
         tlsnic_fence_foreach(s->cfg.fence, add_fenced, &l);
+    if (fenced > 0 && s->cfg.rx_fence != NULL)
+        tlsnic_fence_foreach(s->cfg.rx_fence, add_fenced_rx, &l);
     int err = tlsnic_state_save(s->cfg.state_path, l.entries, l.n);
     free(l.entries);
     if (err < 0) {
@@ -330,6 +340,18 @@ static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_
             return;
         }
     }
+    /* RX: a device that decrypts writes what it did into the host's RX status, which
+     * only an RX store carries; TX stores carry none. (What a device that does not say it
+     * decrypts makes of an RX add is its own business: the channel carries it.) */
+    const struct tlsnic_rec_store *rs = store != NULL ? tlsnic_shm_reader_store(store) : NULL;
+    int rx_store = rs != NULL && rs->rx_status != NULL;
+    int decrypts = (s->cfg.dev->ops->caps & TLSNIC_DEV_CAP_RX) != 0;
+    if ((dir == TLSNIC_DIR_TX && rx_store) || (dir == TLSNIC_DIR_RX && decrypts && !rx_store)) {
+        tlsnic_shm_reader_free(store);
+        set_outcome(o, -EINVAL, dir == TLSNIC_DIR_RX ? "an RX add needs an RX store"
+                                                     : "a TX add got an RX store");
+        return;
+    }
     int err = s->cfg.dev->ops->add(s->cfg.dev, fds[0], &flow, dir, m->info, m->info_len,
                                    m->tcp_seq, store != NULL ? tlsnic_shm_reader_store(store) : NULL);
     if (err < 0) {
@@ -344,8 +366,8 @@ static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_
     s->counters.adds++;
     publish_flags(s, slot);
     /* The device holds the keys again: the flow's frames may pass to it. */
-    bool lifted = dir == TLSNIC_DIR_TX && s->cfg.fence != NULL &&
-                  tlsnic_fence_lift(s->cfg.fence, &flow) == 0;
+    tlsnic_fence *fence = dir == TLSNIC_DIR_TX ? s->cfg.fence : s->cfg.rx_fence;
+    bool lifted = fence != NULL && tlsnic_fence_lift(fence, &flow) == 0;
     s->counters.fences_lifted += lifted;
     save_state(s);
     set_outcome(o, 0, lifted ? "added (fence lifted)" : "added");
@@ -398,13 +420,14 @@ static void do_del(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, int n_f
                    const int *fds, struct outcome *o)
 {
     struct owned_flow *f = held_flow(s, m, n_fds, fds, o);
-    if (f == NULL && o->status == -ENOENT && m->dir == TLSNIC_DIR_TX && s->cfg.fence != NULL) {
+    tlsnic_fence *fence = m->dir == TLSNIC_DIR_TX ? s->cfg.fence : s->cfg.rx_fence;
+    if (f == NULL && o->status == -ENOENT && fence != NULL) {
         /* A host stopping the offload of a fenced flow: its frames are plain from now on. */
         struct tlsnic_flow flow;
         uint64_t cookie;
         struct outcome ignored;
         if (flow_from_socket(fds[0], &flow, &cookie, &ignored) == 0 &&
-            tlsnic_fence_lift(s->cfg.fence, &flow) == 0) {
+            tlsnic_fence_lift(fence, &flow) == 0) {
             s->counters.fences_lifted++;
             save_state(s);
             set_outcome(o, 0, "fence lifted (the context was lost in a restart)");
@@ -438,6 +461,22 @@ static void do_resync(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, int 
         set_outcome(o, err, "device %s: resync: %s", s->cfg.dev->ops->name, strerror(-err));
     else
         set_outcome(o, 0, "resynced");
+}
+
+static void do_rekey(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, int n_fds,
+                     const int *fds, struct outcome *o)
+{
+    struct owned_flow *f = held_flow(s, m, n_fds, fds, o);
+    if (f == NULL)
+        return;
+    int err = s->cfg.dev->ops->rekey == NULL
+                  ? -EOPNOTSUPP
+                  : s->cfg.dev->ops->rekey(s->cfg.dev, fds[0], &f->flow, f->dir, m->info,
+                                           m->info_len, m->tcp_seq);
+    if (err < 0)
+        set_outcome(o, err, "device %s: rekey: %s", s->cfg.dev->ops->name, strerror(-err));
+    else
+        set_outcome(o, 0, "rekeyed");
 }
 
 static void do_flow_flags(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_ctl_msg *m,
@@ -592,6 +631,7 @@ static void serve_one(tlsnic_ctl_server *s, struct client *cl)
         case TLSNIC_CTL_ADD: do_add(s, cl, &m, n_fds, fds, &o); break;
         case TLSNIC_CTL_DEL: do_del(s, &m, n_fds, fds, &o); break;
         case TLSNIC_CTL_RESYNC: do_resync(s, &m, n_fds, fds, &o); break;
+        case TLSNIC_CTL_REKEY: do_rekey(s, &m, n_fds, fds, &o); break;
         case TLSNIC_CTL_FLOW_FLAGS: do_flow_flags(s, cl, &m, &o); break;
         case TLSNIC_CTL_STATS: do_stats(s, &o); break;
         case TLSNIC_CTL_FLOW_STATS: do_flow_stats(s, &m, &o); break;

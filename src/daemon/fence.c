@@ -145,7 +145,7 @@ void tlsnic_fence_foreach(const tlsnic_fence *f,
     }
 }
 
-int tlsnic_fence_blocks(const tlsnic_fence *f, const uint8_t *frame, size_t len)
+static int blocks(const tlsnic_fence *f, const uint8_t *frame, size_t len, int to_host)
 {
     if (f == NULL || f->count == 0)
         return 0;
@@ -157,11 +157,28 @@ int tlsnic_fence_blocks(const tlsnic_fence *f, const uint8_t *frame, size_t len)
         return 1; /* the device could not read it either: it may be a fenced flow's */
     if (v.payload_len == 0)
         return 0; /* no payload: no record bytes to leak */
-    /* Towards the wire the source is the host's end of the flow. */
-    struct tlsnic_flow flow = {.family = v.family, .local_port = v.sport, .remote_port = v.dport};
-    memcpy(flow.local, v.src, 16);
-    memcpy(flow.remote, v.dst, 16);
+    /* Towards the wire the source is the host's end of the flow, towards it the
+     * destination. */
+    struct tlsnic_flow flow = {.family = v.family, .local_port = to_host ? v.dport : v.sport,
+                               .remote_port = to_host ? v.sport : v.dport};
+    memcpy(flow.local, to_host ? v.dst : v.src, 16);
+    memcpy(flow.remote, to_host ? v.src : v.dst, 16);
     return lookup(f, &flow) != NULL;
+}
+
+int tlsnic_fence_blocks(const tlsnic_fence *f, const uint8_t *frame, size_t len)
+{
+    return blocks(f, frame, len, 0);
+}
+
+int tlsnic_fence_blocks_to_host(const tlsnic_fence *f, const uint8_t *frame, size_t len)
+{
+    return blocks(f, frame, len, 1);
+}
+
+int tlsnic_fence_gate_to_host(const void *ctx, const uint8_t *frame, size_t len)
+{
+    return blocks(ctx, frame, len, 1);
 }
 
 int tlsnic_fence_gate(const void *ctx, const uint8_t *frame, size_t len)
@@ -255,7 +272,19 @@ static int parse_line(char *line, struct tlsnic_flow_dir *out)
     return 0;
 }
 
+static int state_load(const char *path, tlsnic_fence *f, enum tlsnic_dir dir);
+
 int tlsnic_state_load(const char *path, tlsnic_fence *f)
+{
+    return state_load(path, f, TLSNIC_DIR_TX);
+}
+
+int tlsnic_state_load_rx(const char *path, tlsnic_fence *f)
+{
+    return state_load(path, f, TLSNIC_DIR_RX);
+}
+
+static int state_load(const char *path, tlsnic_fence *f, enum tlsnic_dir dir)
 {
     FILE *in = fopen(path, "re");
     if (in == NULL)
@@ -269,7 +298,7 @@ int tlsnic_state_load(const char *path, tlsnic_fence *f)
         }
         struct tlsnic_flow_dir e;
         err = parse_line(line, &e);
-        if (err == 0 && e.dir == TLSNIC_DIR_TX) {
+        if (err == 0 && e.dir == dir) {
             err = tlsnic_fence_add(f, &e.flow);
             fenced += err == 0;
         }

@@ -25,6 +25,9 @@ struct tlsnic_shm_reader {
     uint32_t max_record;
     const uint8_t *data;
     uint8_t *copy; /* max_record bytes: where get_record puts the record */
+    uint8_t *rx_map; /* RX store: the status region, mapped writable (the device's) */
+    size_t rx_len;
+    struct tlsnic_rxs rxs;
 };
 
 static const struct tlsnic_shm_desc *r_desc(const tlsnic_shm_reader *r, uint32_t i)
@@ -85,9 +88,18 @@ int tlsnic_shm_reader_open(tlsnic_shm_reader **out, int memfd)
     struct tlsnic_shm_hdr h;
     memcpy(&h, map, sizeof(h));
     int err = 0;
-    if (h.magic != TLSNIC_SHM_MAGIC || h.version != TLSNIC_SHM_VERSION || h.n_desc == 0 ||
+    /* An RX store: an RX status and no records. */
+    int rx = h.magic == TLSNIC_SHM_MAGIC && h.version == TLSNIC_SHM_VERSION && h.n_desc == 0 &&
+             h.data_bytes == 0 && h.rx_offset != 0;
+    if (rx) {
+        if (h.rx_offset != TLSNIC_SHM_RX_OFFSET || h.rx_bytes < tlsnic_shm_rx_bytes(16) ||
+            h.rx_bytes % TLSNIC_SHM_HDR_LEN || (uint64_t)h.rx_offset + h.rx_bytes > size ||
+            sysconf(_SC_PAGESIZE) != (long)TLSNIC_SHM_HDR_LEN)
+            err = -EBADMSG;
+        h.max_record = 1;
+    } else if (h.magic != TLSNIC_SHM_MAGIC || h.version != TLSNIC_SHM_VERSION || h.n_desc == 0 ||
         h.n_desc > TLSNIC_SHM_MAX_RECORDS || h.data_bytes == 0 || h.data_bytes > TLSNIC_SHM_MAX_DATA_BYTES ||
-        h.max_record == 0 || h.max_record > h.data_bytes ||
+        h.max_record == 0 || h.max_record > h.data_bytes || h.rx_offset != 0 ||
         (uint64_t)tlsnic_shm_data_offset(h.n_desc) + (uint64_t)h.data_bytes > size)
         err = -EBADMSG;
     tlsnic_shm_reader *r = err == 0 ? calloc(1, sizeof(*r)) : NULL;
@@ -112,6 +124,26 @@ int tlsnic_shm_reader_open(tlsnic_shm_reader **out, int memfd)
                    ? mmap(NULL, r->flags_page_len, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0)
                    : MAP_FAILED;
     r->flags_page = fp == MAP_FAILED ? NULL : fp;
+    if (rx) {
+        /* The device writes the status: its own pages, mapped writable. What it reads there
+         * (and the host's words in the header page) stays input: the view checks the
+         * layout once, the device checks every value it uses. */
+        void *rm = r->flags_page ? mmap(NULL, h.rx_bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+                                        memfd, h.rx_offset)
+                                 : MAP_FAILED;
+        err = rm == MAP_FAILED ? -EACCES : 0;
+        if (err == 0) {
+            r->rx_map = rm;
+            r->rx_len = h.rx_bytes;
+            err = tlsnic_rxs_view(&r->rxs, r->rx_map, r->rx_len,
+                                  tlsnic_shm_rx_host(r->flags_page));
+        }
+        if (err < 0) {
+            tlsnic_shm_reader_free(r);
+            return err;
+        }
+        r->store.rx_status = &r->rxs;
+    }
     r->n_desc = h.n_desc;
     r->data_bytes = h.data_bytes;
     r->max_record = h.max_record;
@@ -127,6 +159,8 @@ void tlsnic_shm_reader_free(tlsnic_shm_reader *r)
     if (r == NULL)
         return;
     munmap((void *)r->map, r->map_len);
+    if (r->rx_map != NULL)
+        munmap(r->rx_map, r->rx_len);
     if (r->flags_page != NULL)
         munmap(r->flags_page, r->flags_page_len);
     if (r->copy != NULL) {

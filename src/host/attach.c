@@ -197,12 +197,26 @@ static int attach_flow_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *f
     return client ? client->ops->flow_flags(client, flow, dir, flags) : -ENODEV;
 }
 
+static int attach_rekey(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                        enum tlsnic_dir dir, const void *crypto_info, size_t info_len,
+                        uint32_t tcp_seq)
+{
+    struct tlsnic_dev *client = atomic_load(&((struct attach *)dev->priv)->client);
+    return client && client->ops->rekey
+               ? client->ops->rekey(client, sockfd, flow, dir, crypto_info, info_len, tcp_seq)
+               : -ENODEV;
+}
+
+/* RX too: the store ops below give every RX context its status in shared memory. A daemon
+ * whose device does not decrypt refuses the add, and RX stays in software. */
 static const struct tlsnic_dev_ops attach_ops = {
     .name = "tlsnicd",
     .add = attach_add,
     .del = attach_del,
     .resync = attach_resync,
     .flow_flags = attach_flow_flags,
+    .rekey = attach_rekey,
+    .caps = TLSNIC_DEV_CAP_RX,
 };
 
 /* ---- the record store in shared memory ------------------------------------------------ */
@@ -249,6 +263,17 @@ static void shm_close(void *store)
     tlsnic_shm_writer_free(store);
 }
 
+static int shm_open_rx(void *ctx, void **store)
+{
+    (void)ctx;
+    return tlsnic_shm_writer_new_rx((tlsnic_shm_writer **)store, 0);
+}
+
+static struct tlsnic_rxs *shm_rx_status(void *store)
+{
+    return tlsnic_shm_writer_rx_status(store);
+}
+
 const struct tlsnic_dev_store_ops tlsnic_attach_shm_store_ops = {
     .open = shm_open_store,
     .put = shm_put,
@@ -258,6 +283,8 @@ const struct tlsnic_dev_store_ops tlsnic_attach_shm_store_ops = {
     .release = shm_release,
     .view = shm_view,
     .close = shm_close,
+    .open_rx = shm_open_rx,
+    .rx_status = shm_rx_status,
 };
 
 /* ---- setup ------------------------------------------------------------------------------ */

@@ -307,8 +307,12 @@ void tlsnic_dev_rx_release(struct tlsnic_rx *rx, int fd)
     uint32_t next = d->start_seq + (uint32_t)d->pos;
     tlsnic_rxs_consume(&d->rd, next);
     /* The kernel's next-record hint: records the device did nothing for, and nothing more
-     * queued, so the next record is one the device has not seen yet. */
-    if (d->untouched >= HINT_AFTER && !d->req_on) {
+     * queued, so the next record is one the device has not seen yet. Right after TLS_RX one
+     * such record is enough: it was in the socket before the device had the flow (the
+     * TLS 1.2 Finished, the start of a response), so the device cannot know where the
+     * records after it start. */
+    unsigned after = d->idx <= 2 ? 1 : HINT_AFTER;
+    if (d->untouched >= after && !d->req_on) {
         int inq = -1;
         if (tlsnic_sys.ioctl(fd, SIOCINQ, &inq) == 0 && inq == 0) {
             resync(d, next, tlsnic_rec_key_next_seq(rx->key));

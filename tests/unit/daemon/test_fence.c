@@ -258,6 +258,43 @@ static void state_file_round_trip_fences_the_tx_flows(void **state)
     unlink(path);
 }
 
+/* RX: the fence holds the peer's payload towards the host until the flow is added again. */
+static void rx_fence_blocks_the_peers_payload_towards_the_host(void **state)
+{
+    tlsnic_fence *f = *state;
+    struct tlsnic_flow fl = flow4(40000, 443);
+    assert_int_equal(tlsnic_fence_add(f, &fl), 0);
+    size_t len = tcp_frame(frame, &fl, 1, 100); /* remote -> local */
+    assert_int_equal(tlsnic_fence_blocks_to_host(f, frame, len), 1);
+    len = tcp_frame(frame, &fl, 1, 0); /* an ACK carries nothing to decide about */
+    assert_int_equal(tlsnic_fence_blocks_to_host(f, frame, len), 0);
+    len = tcp_frame(frame, &fl, 0, 100); /* the host's own frames are not the RX flow's */
+    assert_int_equal(tlsnic_fence_blocks_to_host(f, frame, len), 0);
+    assert_int_equal(tlsnic_fence_lift(f, &fl), 0);
+    len = tcp_frame(frame, &fl, 1, 100);
+    assert_int_equal(tlsnic_fence_blocks_to_host(f, frame, len), 0);
+}
+
+static void state_file_round_trip_fences_the_rx_flows_apart(void **state)
+{
+    tlsnic_fence *f = *state;
+    char path[] = "/tmp/tlsnic-state-test.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    struct tlsnic_flow_dir list[2] = {
+        {.flow = flow4(40000, 443), .dir = TLSNIC_DIR_TX},
+        {.flow = flow6(40002, 443), .dir = TLSNIC_DIR_RX},
+    };
+    assert_int_equal(tlsnic_state_save(path, list, 2), 0);
+    assert_int_equal(tlsnic_state_load_rx(path, f), 1);
+    size_t len = tcp_frame(frame, &list[1].flow, 1, 10);
+    assert_int_equal(tlsnic_fence_blocks_to_host(f, frame, len), 1);
+    len = tcp_frame(frame, &list[0].flow, 1, 10);
+    assert_int_equal(tlsnic_fence_blocks_to_host(f, frame, len), 0);
+    unlink(path);
+}
+
 static void a_missing_state_file_fences_nothing(void **state)
 {
     tlsnic_fence *f = *state;
@@ -296,6 +333,8 @@ int main(void)
         T(lookups_stay_right_across_many_lifts),
         T(state_file_round_trip_fences_the_tx_flows),
         T(a_missing_state_file_fences_nothing),
+        T(rx_fence_blocks_the_peers_payload_towards_the_host),
+        T(state_file_round_trip_fences_the_rx_flows_apart),
         T(a_malformed_state_file_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -57,6 +57,16 @@ int tlsnic_fence_blocks(const tlsnic_fence *f, const uint8_t *frame, size_t len)
 /* tlsnic_fence_blocks as the packet path's to_wire_gate (fwd.h); ctx is the fence. */
 int tlsnic_fence_gate(const void *ctx, const uint8_t *frame, size_t len);
 
+/*
+ * RX fences: for a frame from the wire towards the host, 1 if it carries TCP payload of a
+ * flow fenced in f (a set of RX flows: the destination is the host's end), or claims TCP
+ * but cannot be read while a fence is up. Until the host adds the flow again, no copy of
+ * bytes the last device decided about may reach the host undecided; the new device takes
+ * over those decisions from the host's RX status at the add.
+ */
+int tlsnic_fence_blocks_to_host(const tlsnic_fence *f, const uint8_t *frame, size_t len);
+int tlsnic_fence_gate_to_host(const void *ctx, const uint8_t *frame, size_t len);
+
 /* One entry of the state file. */
 struct tlsnic_flow_dir {
     struct tlsnic_flow flow;
@@ -72,6 +82,9 @@ int tlsnic_state_save(const char *path, const struct tlsnic_flow_dir *list, size
  * the flows fenced before it stay fenced), -ENOSPC, or another -errno of reading.
  */
 int tlsnic_state_load(const char *path, tlsnic_fence *f);
+
+/* tlsnic_state_load for the RX flows of the state file. */
+int tlsnic_state_load_rx(const char *path, tlsnic_fence *f);
 
 #ifdef __cplusplus
 }

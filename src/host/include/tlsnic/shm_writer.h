@@ -34,6 +34,16 @@ int tlsnic_shm_writer_new(tlsnic_shm_writer **out, uint32_t n_records, uint32_t 
  */
 void tlsnic_shm_writer_free(tlsnic_shm_writer *w);
 
+/*
+ * An RX store: no records, an RX status of n_entries entries (rx_status.h; 0 = the
+ * default) the device writes. The host maps the status read-only (its own words, in the
+ * header page, stay writable). tlsnic_shm_writer_store(w) is then what add gets for RX
+ * (rx_status set; its memfd goes to the daemon with the add), tlsnic_shm_writer_rx_status
+ * the host's view. Freed (not kept) by tlsnic_shm_writer_free.
+ */
+int tlsnic_shm_writer_new_rx(tlsnic_shm_writer **out, uint32_t n_entries);
+struct tlsnic_rxs *tlsnic_shm_writer_rx_status(tlsnic_shm_writer *w);
+
 /* How many given-up stores this process keeps (each holds its memfd open). */
 int tlsnic_shm_writers_kept(void);
 

@@ -11,6 +11,7 @@
  *   ADD        u8 dir | 3 x u8 0 | u32 start_tcp_seq | u16 info_len | u16 0 | info_len bytes
  *              of crypto_info (struct tls12_crypto_info_*, <linux/tls.h>)
  *                                                     + socket [+ record store memfd]
+ *   REKEY      as ADD (RX, TLS 1.3: new keys from the record at tcp_seq on)  + socket
  *   DEL        u8 dir | 3 x u8 0                                             + socket
  *   RESYNC     u8 dir | 3 x u8 0 | u32 tcp_seq | u64 rec_seq                 + socket
  *   FLOW_FLAGS u8 dir | 3 x u8 0 | u8 family | 3 x u8 0 | local[16] | remote[16]
@@ -46,7 +47,9 @@
  *
  * The optional second fd of an ADD is the host's record store (shmstore.h): the daemon
  * maps it read-only, gives it to the device as the flow's tlsnic_rec_store, and unmaps
- * it when the flow is deleted (a host that goes away frees its share).
+ * it when the flow is deleted (a host that goes away frees its share). An RX ADD must
+ * carry one: an RX store, whose RX status the daemon maps writable for the device (the
+ * device's RX resync requests reach the host there; its answers come back as RESYNC).
  *
  * Errors (REPLY status, and what the client devops return): the device's errno (devops.h:
  * -EEXIST, -ENOENT, -ENOSPC, -EOPNOTSUPP, -EINVAL), and -EBADF (no socket passed),
@@ -83,6 +86,7 @@ enum tlsnic_ctl_type {
     TLSNIC_CTL_FLOW_FLAGS = 4,
     TLSNIC_CTL_STATS = 5,
     TLSNIC_CTL_FLOW_STATS = 6,
+    TLSNIC_CTL_REKEY = 7,
     TLSNIC_CTL_REPLY = 0x80,
 };
 
@@ -90,10 +94,10 @@ enum tlsnic_ctl_type {
 struct tlsnic_ctl_msg {
     uint16_t type;
     uint32_t id;
-    uint8_t dir;                     /* ADD, DEL, RESYNC, FLOW_FLAGS */
-    uint32_t tcp_seq;                /* ADD: start sequence; RESYNC */
+    uint8_t dir;                     /* ADD, DEL, RESYNC, FLOW_FLAGS, REKEY */
+    uint32_t tcp_seq;                /* ADD: start sequence; RESYNC; REKEY */
     uint64_t rec_seq;                /* RESYNC */
-    const uint8_t *info;             /* ADD */
+    const uint8_t *info;             /* ADD, REKEY */
     uint16_t info_len;
     struct tlsnic_flow flow;         /* FLOW_FLAGS */
     uint32_t first;                  /* FLOW_STATS: index of the first flow wanted */
@@ -135,7 +139,19 @@ int tlsnic_ctl_decode(const uint8_t *buf, size_t len, struct tlsnic_ctl_msg *m);
     X(tx_tls_drop_no_sync_data)                                                               \
     X(tx_tls_drop_integrity)                                                                  \
     X(tx_tls_drop_bad_frame)                                                                  \
-    X(tx_tls_ack_trims)
+    X(tx_tls_ack_trims)                                                                       \
+    X(rx_tls_decrypted_packets)                                                               \
+    X(rx_tls_decrypted_bytes)                                                                 \
+    X(rx_tls_err)                                                                             \
+    X(rx_tls_resync_req_start)                                                                \
+    X(rx_tls_resync_req_end)                                                                  \
+    X(rx_tls_resync_res_ok)                                                                   \
+    X(rx_tls_resync_res_skip)                                                                 \
+    X(rx_tls_rec_ok)                                                                          \
+    X(rx_tls_rec_bytes)                                                                       \
+    X(rx_tls_ooo)                                                                             \
+    X(rx_tls_resync_placed)                                                                   \
+    X(rx_tls_recheck) /* 25 counters: a page still holds 64 flows */
 
 enum tlsnic_ctl_flow_counter {
 #define TLSNIC_CTL_FC_ENUM_(name) TLSNIC_CTL_FC_##name,

@@ -27,6 +27,12 @@
  * host reads them with a load instead of a control-channel round trip. The daemon maps only
  * the header's page writable. 0 (LIVE clear) means the daemon has not published: ask it.
  *
+ * An RX store (version 4) carries no records (n_desc = data_bytes = 0) but an RX status
+ * (rx_status.h) at rx_offset, a page of its own onwards (rx_bytes): what the device did to
+ * the received stream, written by the device only, which the daemon maps writable and the
+ * host read-only. The host's words of that status (consumed_seq, epoch) are in the header
+ * page (rx_host), which both map writable; the daemon reads them as untrusted input.
+ *
  * The writer is the host's (shm_writer.h, src/host), the reader the daemon's
  * (shm_reader.h, src/daemon); both compile this layout and nothing of each other.
  */
@@ -36,8 +42,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tlsnic/rx_status.h"
+
 #define TLSNIC_SHM_MAGIC 0x544c534eu /* "TLSN" */
-#define TLSNIC_SHM_VERSION 3u
+#define TLSNIC_SHM_VERSION 4u
 #define TLSNIC_SHM_HDR_LEN 4096u
 #define TLSNIC_SHM_DESC_LEN 24u
 #define TLSNIC_SHM_MAX_RECORDS 65536u
@@ -63,7 +71,29 @@ struct tlsnic_shm_hdr {
     uint32_t data_bytes;
     uint32_t device_flags; /* written by the daemon only */
     uint32_t max_record;
+    uint32_t rx_offset;    /* RX store: where the RX status starts (page aligned); else 0 */
+    uint32_t rx_bytes;     /* ... and its length (whole pages) */
+    struct tlsnic_rxs_host rx_host; /* RX store: the host's words of the status */
 };
+
+#define TLSNIC_SHM_RX_HOST_OFFSET 32u /* of rx_host in the header */
+_Static_assert(__builtin_offsetof(struct tlsnic_shm_hdr, rx_host) == TLSNIC_SHM_RX_HOST_OFFSET,
+               "shm header layout");
+
+/* RX stores: the status starts on the page after the header's. */
+#define TLSNIC_SHM_RX_OFFSET TLSNIC_SHM_HDR_LEN
+
+/* Bytes of an RX status region of n entries, in whole pages. */
+static inline size_t tlsnic_shm_rx_bytes(uint32_t n_entries)
+{
+    return (tlsnic_rxs_region_len(n_entries) + TLSNIC_SHM_HDR_LEN - 1) & ~(size_t)(TLSNIC_SHM_HDR_LEN - 1);
+}
+
+/* The rx_host words of a mapped header. */
+static inline struct tlsnic_rxs_host *tlsnic_shm_rx_host(uint8_t *map)
+{
+    return (struct tlsnic_rxs_host *)(map + TLSNIC_SHM_RX_HOST_OFFSET);
+}
 
 /* Where the data ring starts: after the descriptors, on a cache line. */
 static inline size_t tlsnic_shm_data_offset(uint32_t n_desc)
