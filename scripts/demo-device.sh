@@ -10,15 +10,20 @@
 # libtlsnic-preload.so in the host namespace (TX in device mode: records framed in the
 # clear, encrypted by the device); curl (TLS 1.3) and openssl s_client (TLS 1.2) fetch a
 # 50 MB file from the peer namespace; then `tlsnic serve` (the CLI's own server on the
-# tlsnic socket layer) serves it to curl too; sha256 checked; counters per device and per
-# flow; everything torn down.
+# tlsnic socket layer) serves it to curl too. Then the download direction (RX offload: the
+# device decrypts what the host receives): an unmodified `openssl s_server -WWW` in the peer
+# namespace, and in the host namespace an unmodified `openssl s_client -tls1_2` under
+# libtlsnic-preload.so (OpenSSL 3.0's kTLS receives TLS 1.2 only) and `tlsnic get --tls13`
+# (the CLI's own client) fetching it. sha256 checked; counters per device and per flow,
+# with the share of the bytes the host did not encrypt and did not decrypt; everything
+# torn down.
 # Environment: TLSNIC_DEMO_MB (file size, default 50), TLSNIC_DEMO_LOSS / _REORDER.
 set -euo pipefail
 
 tlsnicd=$1 preload=$2 net_sh=$3 tlsnic=$4
 size_mb=${TLSNIC_DEMO_MB:-50}
 loss=${TLSNIC_DEMO_LOSS:-0.01} reorder=${TLSNIC_DEMO_REORDER:-0.01}
-steps=9
+steps=11
 prefix="tlsnic-demo-$$"
 host="$prefix-host" peer="$prefix-peer"
 server_ip=198.18.0.1
@@ -26,10 +31,11 @@ for tool in openssl curl sha256sum ip ss timeout; do
   command -v "$tool" >/dev/null || { echo "tlsnic demo: $tool is not installed (./scripts/bootstrap.sh)"; exit 77; }
 done
 work=$(mktemp -d /tmp/tlsnic-demo.XXXXXX)
-daemon_pid="" server_pid="" serve_pid=""
+daemon_pid="" server_pid="" serve_pid="" peer_server_pid=""
 cleanup() {
   local rc=$?
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  [ -n "$peer_server_pid" ] && kill "$peer_server_pid" 2>/dev/null || true
   [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null || true
   [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -56,8 +62,11 @@ cd "$work"
 echo "tlsnic demo: TLS offload to a network device, in the real Linux packet path"
 echo "  host namespace: unmodified openssl s_server under libtlsnic-preload.so (kTLS API -> tlsnic),"
 echo "                  and tlsnic serve (libssl handshake, then the socket handed to tlsnic)"
-echo "  tlsnicd:        the device model between the namespaces: encrypts records inline"
-echo "  peer namespace: unmodified curl and openssl s_client"
+echo "                  then, downloading: unmodified openssl s_client under the preload library,"
+echo "                  and tlsnic get (the CLI's own client)"
+echo "  tlsnicd:        the device model between the namespaces: encrypts the records the host"
+echo "                  sends and decrypts the ones it receives, inline"
+echo "  peer namespace: unmodified curl and openssl s_client, then an unmodified openssl s_server"
 echo
 
 step 1 "network namespaces $host <-> $peer ..."
@@ -144,15 +153,56 @@ echo "$(rate "$(stat -c %s serve.bin)" "$t0" "$t1"), sha256 ok"
 grep '#1 ' serve.out | sed 's/^tlsnic serve: #1 /      server: /'
 grep -q 'TX device' serve.out || die "tlsnic serve did not use the device"
 
-step 8 "counters (tlsnic stats: the device, its flows, the s_server host):"
+step 8 "openssl s_server -WWW in the peer namespace (no preload: a plain TLS peer) ..."
+kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+peer_ip=198.18.0.2
+ip netns exec "$peer" timeout 300 openssl s_server -accept "$peer_ip:4435" -cert cert.pem   -key key.pem -WWW >peer-server.out 2>peer-server.err &
+peer_server_pid=$!
+for ((i = 0; i < 100; i++)); do
+  ip netns exec "$peer" ss -ltn | grep -q ":4435 " && break
+  sleep 0.05
+done
+ip netns exec "$peer" ss -ltn | grep -q ":4435 " || die "the peer's s_server does not listen"
+echo "listening on $peer_ip:4435"
+
+step 9 "downloads into the host namespace, RX in device mode:"
+echo
+t0=$(now)
+printf 'GET /file.bin HTTP/1.0\r\n\r\n' | ip netns exec "$host" env OPENSSL_CONF="$work/openssl.cnf" \
+  TLSNIC_CTL="$work/ctl.sock" TLSNIC_STATS_FILE="$work/rx-stats" TLSNIC_PRELOAD_DEBUG=1 \
+  LD_PRELOAD="$preload" timeout 120 openssl s_client -connect "$peer_ip:4435" -tls1_2 -quiet \
+  -ign_eof >rx.raw 2>rx.err || true
+t1=$(now)
+tail -c +$((${#header} + 1)) rx.raw > rx.bin
+got=$(sha256sum < rx.bin | cut -d' ' -f1)
+[ "$got" = "$want" ] || die "s_client download: sha256 $got, want $want"
+rx_mode=$(grep 'setsockopt TLS_RX' rx.err | tail -n 1 | sed 's/.* mode //; s/ ([-0-9]*)$//')
+[ "$rx_mode" = device ] || die "s_client's RX was not in device mode: $(grep 'TLS_RX' rx.err | tail -n 1)"
+fetched=$((fetched + 1))
+echo "      openssl s_client -tls1_2 under libtlsnic-preload.so: $(rate "$(stat -c %s rx.bin)" "$t0" "$t1"), sha256 ok; client RX mode: $rx_mode"
+ip netns exec "$host" env TLSNIC_CTL="$work/ctl.sock" TLSNIC_STATS_FILE="$work/get-stats" \
+  timeout 120 "$tlsnic" get --addr "$peer_ip" --port 4435 --path /file.bin --out "$work/get.bin" \
+  --tls13 >get.out 2>&1 || die "tlsnic get: $(tail -n 1 get.out)"
+got=$(sha256sum < get.bin | cut -d' ' -f1)
+[ "$got" = "$want" ] || die "tlsnic get: sha256 $got, want $want"
+grep -q 'RX device' get.out || die "tlsnic get did not receive through the device: $(cat get.out)"
+fetched=$((fetched + 1))
+echo "      $(cat get.out), sha256 ok"
+
+step 10 "counters (tlsnic stats: the device, its flows, the hosts):"
 echo
 "$tlsnic" stats --brief --ctl "$work/ctl.sock" --host "$work/host-stats" | sed 's/^/      /'
 echo "      tlsnic serve's own host counters: $(awk '$1 ~ /^(TlsTxDevice|TlsTxSw|TlsnicTxDeviceBytes|TlsnicTxSwBytes)$/ { printf "%s %s  ", $1, $2 }' serve-stats)"
-step 9 "teardown ..."
-kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+echo "      the downloading s_client (host counters, RX):"
+"$tlsnic" stats --ctl /nonexistent --host "$work/rx-stats" | sed -n '/^summary: of .* received/,$p' | sed 's/^/      /'
+echo "      tlsnic get --tls13: $(awk '$1 ~ /^(TlsRxDevice|TlsnicRxDeviceBytes|TlsnicRxSwBytes)$/ { printf "%s %s  ", $1, $2 }' get-stats)"
+step 11 "teardown ..."
+kill "$peer_server_pid"; wait "$peer_server_pid" 2>/dev/null || true; peer_server_pid=""
 kill -TERM "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=""
 "$net_sh" down "$prefix" >/dev/null
 echo "ok"
 echo
-echo "tlsnic demo: PASS: $fetched downloads of $size_mb MB (s_server under the preload library, and"
-echo "             tlsnic serve), byte-exact, encrypted by the device"
+echo "tlsnic demo: PASS: $fetched downloads of $size_mb MB, byte-exact: 3 served by the host (s_server"
+echo "             under the preload library, and tlsnic serve), encrypted by the device; 2 received"
+echo "             by the host (s_client under the preload library, and tlsnic get), decrypted by"
+echo "             the device"
