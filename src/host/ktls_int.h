@@ -107,6 +107,19 @@ int tlsnic_dev_rx_header(struct tlsnic_rx *rx, uint8_t *hdr);
 /* tlsnic_rec_open for device mode: the device's verdict, or restore and open. */
 int tlsnic_dev_rx_open(struct tlsnic_rx *rx, uint8_t *rec, size_t len, uint8_t *type,
                        uint8_t **content, size_t *content_len);
+/* The batched path, when no record is held: device-verified application data records
+ * already in the socket, their content scattered into msg's buffer from byte at (at most
+ * room bytes; only whole records). block: the caller would wait for data; a record the
+ * device is decrypting that is not all there yet is then read as it arrives, its content
+ * straight into msg's buffer. Returns the content bytes placed (> 0); 0 when the ordinary
+ * path must go on (rx->buf may then hold the start of the record); -EINPROGRESS when
+ * block is 0 and the next record is one the device is decrypting that is not all there,
+ * or does not fit in room (a caller that has data returns it rather than take the record
+ * in pieces; one without data takes the ordinary path, which keeps the readiness rule);
+ * or a negative errno (sticky if
+ * rx->err was set). Bytes of msg's buffer past the returned count may have been zeroed. */
+ssize_t tlsnic_dev_rx_bulk(struct tlsnic_rx *rx, int fd, const struct msghdr *msg, size_t at,
+                           size_t room, int block);
 /* The record of rx->need bytes was taken from the socket (its last byte too). */
 void tlsnic_dev_rx_release(struct tlsnic_rx *rx, int fd);
 /* TLS 1.3 rekey: old_key is handed over (kept to restore what the device decrypted). */

@@ -300,6 +300,353 @@ int tlsnic_dev_rx_open(struct tlsnic_rx *rx, uint8_t *rec, size_t len, uint8_t *
     return 0;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* The batched path: device-verified records straight into the program's buffer.              */
+
+#define BULK_RECS 64                    /* records per batch */
+#define BULK_IOV (BULK_RECS * 2 + 16)   /* content and trailer per record, plus content
+                                           split over the program's iovecs */
+
+/* Where the program's bytes [at, ...) go: a cursor over its iovecs. */
+struct app_cursor {
+    const struct msghdr *msg;
+    size_t i, off; /* iovec index, offset in it */
+};
+
+static void app_seek(struct app_cursor *c, const struct msghdr *msg, size_t at)
+{
+    c->msg = msg;
+    c->i = 0;
+    c->off = at;
+    while (c->i < msg->msg_iovlen && c->off >= msg->msg_iov[c->i].iov_len) {
+        c->off -= msg->msg_iov[c->i].iov_len;
+        c->i++;
+    }
+}
+
+/* Appends the next n bytes of the program's buffer to iov (*ni < cap): 0, or -1 if out of
+ * iovecs (the batch ends before this record). */
+static int app_take(struct app_cursor *c, struct iovec *iov, size_t *ni, size_t cap, size_t n)
+{
+    struct app_cursor save = *c;
+    size_t start = *ni;
+    while (n > 0) {
+        if (*ni == cap || c->i >= c->msg->msg_iovlen) {
+            *c = save;
+            *ni = start;
+            return -1;
+        }
+        size_t l = c->msg->msg_iov[c->i].iov_len - c->off;
+        if (l > n)
+            l = n;
+        iov[(*ni)++] = (struct iovec){(uint8_t *)c->msg->msg_iov[c->i].iov_base + c->off, l};
+        n -= l;
+        c->off += l;
+        if (c->off == c->msg->msg_iov[c->i].iov_len) {
+            c->i++;
+            c->off = 0;
+        }
+    }
+    return 0;
+}
+
+/* Zeroes n bytes of the program's buffer from byte at: what a look or a read put there
+ * that is not delivered (it may be plaintext no one verified). */
+static void app_zero(const struct msghdr *msg, size_t at, size_t n)
+{
+    struct app_cursor c;
+    app_seek(&c, msg, at);
+    while (n > 0 && c.i < msg->msg_iovlen) {
+        size_t l = msg->msg_iov[c.i].iov_len - c.off;
+        if (l > n)
+            l = n;
+        memset((uint8_t *)msg->msg_iov[c.i].iov_base + c.off, 0, l);
+        n -= l;
+        c.i++;
+        c.off = 0;
+    }
+}
+
+/* One record delivered without its bytes ever being in rx->buf (the bookkeeping of
+ * tlsnic_dev_rx_open and tlsnic_dev_rx_release for a device-verified record). */
+static void bulk_account(struct tlsnic_dev_rx *d, uint32_t seq, uint64_t rec_seq,
+                         const struct tlsnic_rxs_info *info)
+{
+    if (info->after_gap)
+        resync_distance(d, info->gap_seq);
+    struct rec_start *h = &d->hist[(d->hist_head + d->hist_n) % HIST];
+    if (d->hist_n == HIST)
+        d->hist_head = (d->hist_head + 1) % HIST;
+    else
+        d->hist_n++;
+    *h = (struct rec_start){.seq = seq, .rec_seq = rec_seq, .idx = d->idx};
+    d->idx++;
+    d->untouched = 0;
+}
+
+/* One record taken: the bookkeeping of a device-verified record delivered by this path. */
+static void bulk_done(struct tlsnic_rx *rx, uint32_t seq, size_t take, unsigned records)
+{
+    struct tlsnic_dev_rx *d = rx->dev;
+    d->pos += take;
+    tlsnic_rxs_consume(&d->rd, seq);
+    set_boundary(d, seq, tlsnic_rec_key_next_seq(rx->key));
+    tlsnic_stat_add(TLSNIC_STAT_RX_RECORDS, records);
+    tlsnic_stat_add(TLSNIC_STAT_RX_DEVICE_RECORDS, records);
+    tlsnic_stat_add(TLSNIC_STAT_RX_DEVICE_BYTES, (int64_t)take);
+}
+
+/* Judges the record at the reading position, its bytes read: 1 if it is device-verified
+ * application data (the key then takes it), 0 if the ordinary path must open it. */
+static int bulk_judge(struct tlsnic_rx *rx, const struct tlsnic_rxs_keys *k, uint32_t seq,
+                      size_t len, const uint8_t *hdr, uint8_t inner_type)
+{
+    struct tlsnic_dev_rx *d = rx->dev;
+    int tls13 = rx->version == TLS_1_3_VERSION;
+    size_t hn = TLSNIC_REC_HDR_LEN + tlsnic_rec_key_explicit_nonce_len(rx->key);
+    uint64_t rec_seq = tlsnic_rec_key_next_seq(rx->key);
+    answer(d, seq, rec_seq);
+    if (hdr[0] != TLSNIC_CT_APPLICATION_DATA || (tls13 && inner_type != TLSNIC_CT_APPLICATION_DATA))
+        return 0; /* a control record, or TLS 1.3 padding */
+    struct tlsnic_rxs_info info;
+    if (tlsnic_rxs_verified(&d->rd, k, seq, len, hn > TLSNIC_REC_HDR_LEN ? hdr + TLSNIC_REC_HDR_LEN : NULL,
+                            rec_seq, &info) != 1 ||
+        tlsnic_rec_accept_header(rx->key, hdr, len) < 0)
+        return 0;
+    bulk_account(d, seq, rec_seq, &info);
+    return 1;
+}
+
+/* A record laid out apart: [0, hn) in head, the content in the program's buffer from
+ * byte at, the trailer in trail. */
+struct split {
+    uint8_t *head, *trail;
+    const struct msghdr *msg;
+    size_t at, hn, content, len;
+};
+
+/* The iovecs for the record's bytes [from, to): how many (0: the program's buffer has too
+ * many pieces for cap). */
+static size_t split_iov(const struct split *sp, size_t from, size_t to, struct iovec *iov, size_t cap)
+{
+    size_t ni = 0, hc = sp->hn + sp->content;
+    if (from < to && from < sp->hn) {
+        size_t e = to < sp->hn ? to : sp->hn;
+        iov[ni++] = (struct iovec){sp->head + from, e - from};
+        from = e;
+    }
+    if (from < to && from < hc) {
+        size_t e = to < hc ? to : hc;
+        struct app_cursor c;
+        app_seek(&c, sp->msg, sp->at + (from - sp->hn));
+        if (app_take(&c, iov, &ni, cap - 1, e - from) < 0)
+            return 0;
+        from = e;
+    }
+    if (from < to)
+        iov[ni++] = (struct iovec){sp->trail + (from - hc), to - from};
+    return ni;
+}
+
+/* The first have bytes of a record laid out apart go to rx->buf, for the ordinary path
+ * to go on with (it parses the header and, with all of the record there, opens it). */
+static void split_stash(struct tlsnic_rx *rx, const struct split *sp, size_t have)
+{
+    struct iovec iov[BULK_IOV];
+    size_t ni = have ? split_iov(sp, 0, have, iov, BULK_IOV) : 0, off = 0;
+    for (size_t i = 0; i < ni; i++) {
+        memmove(rx->buf + off, iov[i].iov_base, iov[i].iov_len);
+        off += iov[i].iov_len;
+    }
+    rx->have = off;
+    rx->need = 0;
+}
+
+/* Reads the record's bytes [*have, to), consuming them as they arrive (MSG_WAITALL: one
+ * call, unless a signal, a timeout or the end of the stream cuts it short). 1 when all
+ * are there, else what ended it (0 at the end of the stream, or -errno; -ENOBUFS: too
+ * many pieces in the program's buffer). */
+static int split_read(int fd, const struct split *sp, size_t *have, size_t to)
+{
+    struct iovec iov[BULK_IOV];
+    for (size_t guard = 0; *have < to && guard <= to; guard++) {
+        size_t ni = split_iov(sp, *have, to, iov, BULK_IOV);
+        if (ni == 0)
+            return -ENOBUFS;
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = ni};
+        ssize_t r = tlsnic_sys.recvmsg(fd, &m, MSG_WAITALL);
+        if (r > 0)
+            *have += (size_t)r;
+        else if (r == 0)
+            return 0;
+        else if (errno != EINTR)
+            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    }
+    return *have == to ? 1 : -EIO;
+}
+
+/*
+ * A program that would wait, and the record at the reading position is not all there
+ * yet: it is read as it arrives, its content straight into the program's buffer (no copy
+ * through rx->buf, no peek of its last byte), in one call that consumes the pieces as
+ * they come (MSG_WAITALL), and judged once whole. (Not waited for with MSG_PEEK: a record
+ * the receive buffer cannot hold, with the skb overhead, would never complete there.)
+ * Its header (taken already into rx->buf, seen by the last look, or read first) is
+ * checked against the device's record length before anything past it is taken.
+ */
+static ssize_t bulk_in_pieces(struct tlsnic_rx *rx, int fd, const struct tlsnic_rxs_keys *k,
+                              const struct msghdr *msg, size_t at, size_t len,
+                              const uint8_t *seen)
+{
+    struct tlsnic_dev_rx *d = rx->dev;
+    int tls13 = rx->version == TLS_1_3_VERSION;
+    size_t hn = TLSNIC_REC_HDR_LEN + tlsnic_rec_key_explicit_nonce_len(rx->key);
+    size_t tl = (tls13 ? 1 : 0) + TLSNIC_REC_TAG_LEN;
+    uint8_t head[TLSNIC_REC_HDR_LEN + TLSNIC_REC_EXPLICIT_NONCE_LEN], trail[1 + TLSNIC_REC_TAG_LEN];
+    struct split sp = {.head = head, .trail = trail, .msg = msg, .at = at, .hn = hn,
+                       .content = len - hn - tl, .len = len};
+    uint32_t seq = d->start_seq + (uint32_t)d->pos;
+    size_t have = rx->have; /* taken already: up to hn bytes, in rx->buf */
+    memcpy(head, rx->buf, have);
+    int rc = 1;
+    if (!seen && have < TLSNIC_REC_HDR_LEN)
+        rc = split_read(fd, &sp, &have, TLSNIC_REC_HDR_LEN);
+    if (rc == 1) {
+        if (!seen)
+            seen = head;
+        uint8_t h[TLSNIC_REC_HDR_LEN];
+        memcpy(h, seen, sizeof(h));
+        if (tlsnic_dev_rx_header(rx, h) == 0 && memcmp(h, seen, sizeof(h)) == 0 &&
+            tlsnic_rec_parse_header(rx->key, h) == (int)len)
+            rc = split_read(fd, &sp, &have, len);
+        else
+            rc = 0; /* not the record the device described: the ordinary path */
+    }
+    if (rc == 1 && bulk_judge(rx, k, seq, len, head, tls13 ? trail[0] : 0)) {
+        rx->have = 0;
+        bulk_done(rx, seq + (uint32_t)len, len, 1);
+        return (ssize_t)sp.content;
+    }
+    /* Cut short (end of stream, timeout, signal), or not device-verified: what was read
+     * goes on through the ordinary path, which reports the end or the error, or opens
+     * the record (restoring what the device decrypted). */
+    split_stash(rx, &sp, have);
+    if (have > hn)
+        app_zero(msg, at, (have < hn + sp.content ? have : hn + sp.content) - hn);
+    return rc < 0 && rc != -ENOBUFS ? rc : 0;
+}
+
+ssize_t tlsnic_dev_rx_bulk(struct tlsnic_rx *rx, int fd, const struct msghdr *msg, size_t at,
+                           size_t room, int block)
+{
+    struct tlsnic_dev_rx *d = rx->dev;
+    int tls13 = rx->version == TLS_1_3_VERSION;
+    size_t hn = TLSNIC_REC_HDR_LEN + tlsnic_rec_key_explicit_nonce_len(rx->key);
+    size_t tl = (tls13 ? 1 : 0) + TLSNIC_REC_TAG_LEN; /* trailer */
+    size_t pre = rx->have; /* the record's first bytes, taken already (rx->buf) */
+    if (pre > hn)
+        return 0;
+    struct tlsnic_rxs_keys k = keys_of(rx);
+    uint32_t seq0 = d->start_seq + (uint32_t)d->pos;
+    uint64_t rec_seq0 = tlsnic_rec_key_next_seq(rx->key);
+    uint32_t lens[BULK_RECS];
+    unsigned planned = tlsnic_rxs_plan(&d->rd, &k, seq0, rec_seq0, lens, BULK_RECS);
+    int arriving = 0; /* the device is decrypting the first record as it arrives */
+    if (planned == 0) {
+        if (!tlsnic_rxs_pending(&d->rd, &k, seq0, rec_seq0, &lens[0]))
+            return block ? 0 : -EINPROGRESS; /* a caller with data returns it */
+        planned = 1;
+        arriving = 1;
+    }
+    size_t content0 = lens[0] - hn - tl;
+    if (!block && (arriving || content0 > room))
+        return -EINPROGRESS; /* better taken whole by the next call */
+    if (content0 > room || (tls13 && lens[0] == hn + TLSNIC_REC_TAG_LEN))
+        return 0;
+    if (arriving)
+        return bulk_in_pieces(rx, fd, &k, msg, at, lens[0], NULL);
+
+    /* One scatter: content into the program's buffer, the rest apart: the first header
+     * (+ explicit nonce; less what was taken already), then after each content the
+     * record's trailer (a TLS 1.3 record's last body byte, its content type if unpadded;
+     * the tag) together with the next record's header: two pieces per record. */
+    uint8_t head[TLSNIC_REC_HDR_LEN + TLSNIC_REC_EXPLICIT_NONCE_LEN];
+    uint8_t trail[BULK_RECS][1 + TLSNIC_REC_TAG_LEN + TLSNIC_REC_HDR_LEN +
+                             TLSNIC_REC_EXPLICIT_NONCE_LEN];
+    struct iovec iov[BULK_IOV];
+    size_t ni = 0, used = 0;
+    unsigned n = 0;
+    struct app_cursor cur;
+    app_seek(&cur, msg, at);
+    memcpy(head, rx->buf, pre);
+    if (pre < hn)
+        iov[ni++] = (struct iovec){head + pre, hn - pre};
+    for (; n < planned; n++) {
+        size_t body = lens[n] - hn - TLSNIC_REC_TAG_LEN;
+        size_t content = tls13 ? body - 1 : body;
+        if ((tls13 && body == 0) || used + content > room)
+            break;
+        size_t mark = ni;
+        if (app_take(&cur, iov, &ni, BULK_IOV - 1, content) < 0) {
+            ni = mark;
+            break;
+        }
+        iov[ni++] = (struct iovec){trail[n], tl + hn};
+        used += content;
+    }
+    if (n == 0)
+        return 0;
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = ni};
+    ssize_t got = tlsnic_sys.recvmsg(fd, &m, MSG_PEEK | MSG_DONTWAIT);
+    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+        return 0; /* the end of the stream, or an error: the ordinary path reports it */
+    size_t avail = pre + (got > 0 ? (size_t)got : 0); /* from the record's first byte */
+    size_t written = 0; /* content bytes the look put into the program's buffer */
+    for (size_t r = 0, off = 0; r < n && off + hn < avail; off += lens[r], r++) {
+        size_t c = lens[r] - hn - tl;
+        written += avail - (off + hn) < c ? avail - (off + hn) : c;
+    }
+    if (avail < lens[0]) {
+        app_zero(msg, at, written);
+        if (!block)
+            return -EINPROGRESS;
+        return bulk_in_pieces(rx, fd, &k, msg, at, lens[0], avail >= TLSNIC_REC_HDR_LEN ? head : NULL);
+    }
+
+    /* Judge each record now that its bytes are read (a later copy the device forwards
+     * before this point revokes the verdict): stop at the first that is not verified
+     * whole application data. Only the records taken leave the kernel socket. */
+    size_t take = 0, delivered = 0;
+    uint32_t seq = seq0;
+    unsigned i = 0;
+    for (; i < n && take + lens[i] <= avail; i++) {
+        const uint8_t *hdr = i == 0 ? head : trail[i - 1] + tl;
+        if (!bulk_judge(rx, &k, seq, lens[i], hdr, tls13 ? trail[i][0] : 0))
+            break;
+        take += lens[i];
+        delivered += lens[i] - hn - tl;
+        seq += lens[i];
+    }
+    if (written > delivered)
+        app_zero(msg, at + delivered, written - delivered);
+    if (i == 0)
+        return 0;
+    for (size_t left = take - pre; left > 0;) {
+        ssize_t r = tlsnic_sys.recv(fd, NULL, left, MSG_TRUNC | MSG_DONTWAIT);
+        if (r <= 0) {
+            if (r < 0 && errno == EINTR)
+                continue;
+            /* The bytes were peeked under the RX lock: only someone reading the socket
+             * behind tlsnic's back gets here. The stream is lost. */
+            return rx->err = -EIO;
+        }
+        left -= (size_t)r;
+    }
+    rx->have = 0;
+    bulk_done(rx, seq, take, i);
+    return (ssize_t)delivered;
+}
+
 void tlsnic_dev_rx_release(struct tlsnic_rx *rx, int fd)
 {
     struct tlsnic_dev_rx *d = rx->dev;

@@ -323,14 +323,11 @@ static int scan_one(void *ctx, const struct tlsnic_rxs_entry *e, int64_t rel)
     return 0;
 }
 
-int tlsnic_rxs_record(struct tlsnic_rxs_reader *r, const struct tlsnic_rxs_keys *k,
-                      uint32_t seq, uint8_t *rec, size_t len, size_t from, uint64_t rec_seq,
-                      struct tlsnic_rxs_info *info)
+/* The judgement of tlsnic_rxs_record, without touching the bytes: 1 if verified whole. */
+static int judge(struct tlsnic_rxs_reader *r, const struct tlsnic_rxs_keys *k, uint32_t seq,
+                 size_t len, const uint8_t *explicit_nonce, uint64_t rec_seq,
+                 struct tlsnic_rxs_info *info)
 {
-    TLSNIC_ENSURE(r && r->s && k && k->cur && rec && from <= len, EINVAL);
-    struct tlsnic_rxs_info dummy;
-    if (!info)
-        info = &dummy;
     memset(info, 0, sizeof(*info));
     struct scan_ctx c = {0};
     TLSNIC_TRY(visit(r, seq, len, scan_one, &c));
@@ -350,12 +347,96 @@ int tlsnic_rxs_record(struct tlsnic_rxs_reader *r, const struct tlsnic_rxs_keys 
     if (c.count == 1 && whole && verdict == TLSNIC_RXS_OK && e->rec_seq == rec_seq &&
         e->epoch == (uint16_t)k->epoch &&
         (hn == TLSNIC_REC_HDR_LEN ||
-         memcmp(e->explicit_nonce, rec + TLSNIC_REC_HDR_LEN, TLSNIC_REC_EXPLICIT_NONCE_LEN) == 0))
+         (explicit_nonce &&
+          memcmp(e->explicit_nonce, explicit_nonce, TLSNIC_REC_EXPLICIT_NONCE_LEN) == 0)))
         return 1;
     info->device_bad = whole && verdict == TLSNIC_RXS_BAD;
+    return 0;
+}
+
+int tlsnic_rxs_record(struct tlsnic_rxs_reader *r, const struct tlsnic_rxs_keys *k,
+                      uint32_t seq, uint8_t *rec, size_t len, size_t from, uint64_t rec_seq,
+                      struct tlsnic_rxs_info *info)
+{
+    TLSNIC_ENSURE(r && r->s && k && k->cur && rec && from <= len, EINVAL);
+    struct tlsnic_rxs_info dummy;
+    if (!info)
+        info = &dummy;
+    size_t hn = TLSNIC_REC_HDR_LEN + tlsnic_rec_key_explicit_nonce_len(k->cur);
+    int v = judge(r, k, seq, len, len >= hn ? rec + TLSNIC_REC_HDR_LEN : NULL, rec_seq, info);
+    if (v != 0 || info->entries == 0)
+        return v;
     uint32_t restored = 0;
     TLSNIC_TRY(restore_range(r, k, seq, rec, len, from, &restored));
     info->restored = restored;
+    return 0;
+}
+
+int tlsnic_rxs_verified(struct tlsnic_rxs_reader *r, const struct tlsnic_rxs_keys *k,
+                        uint32_t seq, size_t len, const uint8_t *explicit_nonce,
+                        uint64_t rec_seq, struct tlsnic_rxs_info *info)
+{
+    TLSNIC_ENSURE(r && r->s && k && k->cur && info, EINVAL);
+    return judge(r, k, seq, len, explicit_nonce, rec_seq, info);
+}
+
+unsigned tlsnic_rxs_plan(struct tlsnic_rxs_reader *r, const struct tlsnic_rxs_keys *k,
+                         uint32_t seq, uint64_t rec_seq, uint32_t *lens, unsigned max)
+{
+    if (!r || !r->s || !k || !k->cur || !lens)
+        return 0;
+    struct tlsnic_rxs *s = r->s;
+    size_t hn = TLSNIC_REC_HDR_LEN + tlsnic_rec_key_explicit_nonce_len(k->cur);
+    uint64_t head = __atomic_load_n(&s->hdr->head, __ATOMIC_ACQUIRE);
+    uint64_t id = r->next;
+    if (id > head || head - id > s->n)
+        id = head > s->n ? head - s->n : 0;
+    unsigned n = 0;
+    for (; id < head && n < max; id++) {
+        struct tlsnic_rxs_entry e;
+        if (read_entry(s, id, &e) < 0)
+            continue;
+        int64_t rel = (int32_t)(e.tcp_seq - seq);
+        if (rel < 0 && rel + (int64_t)e.len <= 0)
+            continue; /* before seq: already read */
+        uint32_t dec = TLSNIC_RXS_STATE_DEC(e.state);
+        if (rel != 0 || e.hn != hn || e.len < hn + TLSNIC_REC_TAG_LEN ||
+            e.len > TLSNIC_REC_MAX_WIRE_LEN || dec != e.len - hn - TLSNIC_REC_TAG_LEN ||
+            TLSNIC_RXS_STATE_VERDICT(e.state) != TLSNIC_RXS_OK || e.rec_seq != rec_seq + n ||
+            e.epoch != (uint16_t)k->epoch)
+            break;
+        lens[n++] = e.len;
+        seq += e.len;
+    }
+    return n;
+}
+
+int tlsnic_rxs_pending(struct tlsnic_rxs_reader *r, const struct tlsnic_rxs_keys *k,
+                       uint32_t seq, uint64_t rec_seq, uint32_t *len)
+{
+    if (!r || !r->s || !k || !k->cur || !len)
+        return 0;
+    struct tlsnic_rxs *s = r->s;
+    size_t hn = TLSNIC_REC_HDR_LEN + tlsnic_rec_key_explicit_nonce_len(k->cur);
+    uint64_t head = __atomic_load_n(&s->hdr->head, __ATOMIC_ACQUIRE);
+    uint64_t id = r->next;
+    if (id > head || head - id > s->n)
+        id = head > s->n ? head - s->n : 0;
+    for (; id < head; id++) {
+        struct tlsnic_rxs_entry e;
+        if (read_entry(s, id, &e) < 0)
+            continue;
+        int64_t rel = (int32_t)(e.tcp_seq - seq);
+        if (rel < 0 && rel + (int64_t)e.len <= 0)
+            continue;
+        if (rel != 0 || e.hn != hn || e.len < hn + TLSNIC_REC_TAG_LEN ||
+            e.len > TLSNIC_REC_MAX_WIRE_LEN || e.rec_seq != rec_seq ||
+            e.epoch != (uint16_t)k->epoch ||
+            TLSNIC_RXS_STATE_VERDICT(e.state) > TLSNIC_RXS_OK)
+            return 0;
+        *len = e.len;
+        return 1;
+    }
     return 0;
 }
 

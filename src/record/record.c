@@ -553,6 +553,24 @@ int tlsnic_rec_accept(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t
     return 0;
 }
 
+int tlsnic_rec_accept_header(tlsnic_rec_key *key, const uint8_t hdr[TLSNIC_REC_HDR_LEN],
+                             size_t rec_len)
+{
+    if (key == NULL || hdr == NULL)
+        return -EINVAL;
+    int data_len = check_header(key, hdr);
+    if (data_len < 0)
+        return data_len;
+    if (rec_len != TLSNIC_REC_HDR_LEN + (size_t)data_len)
+        return -EBADMSG;
+    uint64_t rec_seq;
+    int rc = take_seq(key, &rec_seq);
+    if (rc < 0)
+        return rc;
+    advance_seq(key);
+    return data_len - (int)key->explicit_nonce_len - TLSNIC_REC_TAG_LEN;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* ChaCha20-Poly1305 streaming (RFC 8439 2.8) composed from EVP ChaCha20 and EVP_MAC Poly1305. */
 

@@ -10,6 +10,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,7 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -115,6 +120,8 @@ struct pipe {
     union tlsnic_crypto_info ci2; /* keys after the KeyUpdate */
     size_t ci2_len;
     int (*tamper)(void *, uint8_t *, size_t);
+    int odd_iov;     /* read with three iovecs of odd sizes instead of one */
+    uint32_t window; /* the wire's window (0: 64 KB) */
     void *tamper_priv;
 };
 
@@ -198,7 +205,7 @@ static void pipe_wire(struct pipe *p, uint16_t loss_pm, uint16_t reorder_pm, uin
 {
     size_t len;
     tlsnic_simhost_stream(p->sh, &len);
-    struct tlsnic_simwire_config wc = {.mss = 1400, .window = 65536, .seed = seed,
+    struct tlsnic_simwire_config wc = {.mss = 1400, .window = p->window ? p->window : 65536, .seed = seed,
                                        .loss_pm = loss_pm, .reorder_pm = reorder_pm,
                                        .dup_pm = dup_pm, .rexmit = TLSNIC_REXMIT_SELECTIVE,
                                        .start_seq = p->sd.start, .max_stream = len, .rx = 1,
@@ -214,8 +221,13 @@ static void pipe_read(struct pipe *p)
     static uint8_t buf[65536];
     for (int guard = 0; guard < 100000 && !p->err; guard++) {
         uint8_t cbuf[CMSG_SPACE(1)];
-        struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+        struct iovec iov[3] = {{.iov_base = buf, .iov_len = sizeof(buf)}};
+        if (p->odd_iov) {
+            iov[0].iov_len = 777;
+            iov[1] = (struct iovec){buf + 777, 1};
+            iov[2] = (struct iovec){buf + 778, 5000};
+        }
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = p->odd_iov ? 3 : 1, .msg_control = cbuf,
                             .msg_controllen = sizeof(cbuf)};
         ssize_t n = tlsnic_recvmsg(p->h, &mh, MSG_DONTWAIT);
         if (n < 0) {
@@ -375,6 +387,158 @@ static void download_is_byte_exact_under_loss_reordering_and_duplication(void **
     }
 }
 
+/* Every recv/recvmsg the socket layer makes on the kernel socket, counted. */
+static int sys_calls;
+
+static ssize_t counting_recv(int fd, void *buf, size_t len, int flags)
+{
+    sys_calls++;
+    return recv(fd, buf, len, flags);
+}
+
+static ssize_t counting_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    sys_calls++;
+    return recvmsg(fd, msg, flags);
+}
+
+static void queued_verified_records_come_in_one_peek_and_one_discard(void **state)
+{
+    const struct tlsnic_sys_ops ops = {
+        .sendmsg = sendmsg, .recvmsg = counting_recvmsg, .recv = counting_recv, .read = read,
+        .pread = pread, .readv = readv, .writev = writev, .poll = poll,
+        .setsockopt = setsockopt, .getsockopt = getsockopt, .fcntl = fcntl, .ioctl = ioctl,
+        .close = close,
+    };
+    static uint8_t buf[65536];
+    for (size_t c = 0; c < 6; c++) {
+        struct pipe p;
+        if (pipe_open(&p, &tg_combos[c], NULL) < 0)
+            fail_msg("RX not in device mode");
+        pipe_records(&p, 40, 1400, TLSNIC_CT_APPLICATION_DATA);
+        pipe_wire(&p, 0, 0, 0, 3);
+        int done = 0;
+        for (int round = 0; round < MAX_ROUNDS && !done; round++) {
+            int rc = tlsnic_simwire_step(p.w);
+            assert_true(rc >= 0);
+            done = rc == 1;
+        }
+        assert_true(done);
+        size_t avail;
+        const uint8_t *got = tlsnic_simwire_received(p.w, &avail);
+        for (int guard = 0; guard < 1000 && p.written < avail; guard++) {
+            ssize_t n = write(p.r, got + p.written, avail - p.written);
+            assert_true(n > 0);
+            p.written += (size_t)n;
+        }
+        struct snap s0 = snap();
+        tlsnic_set_sys_ops(&ops);
+        sys_calls = 0;
+        ssize_t n = tlsnic_recv(p.h, buf, sizeof(buf), MSG_DONTWAIT);
+        int calls = sys_calls;
+        tlsnic_set_sys_ops(NULL);
+        assert_int_equal(n, 40 * 1400);
+        assert_memory_equal(buf, p.expect, 40 * 1400);
+        /* the peek, the discard, and the header read that finds nothing more */
+        assert_true(calls <= 3);
+        assert_int_equal(delta(s0).dev_recs, 40);
+        assert_int_equal(delta(s0).sw_bytes, 0);
+        pipe_close(&p);
+    }
+}
+
+struct late_writer {
+    int fd;
+    const uint8_t *p;
+    size_t len;
+};
+
+static void *write_late(void *arg)
+{
+    struct late_writer *l = arg;
+    usleep(30000);
+    size_t off = 0;
+    for (int guard = 0; guard < 1000 && off < l->len; guard++) {
+        ssize_t n = write(l->fd, l->p + off, l->len - off);
+        if (n > 0)
+            off += (size_t)n;
+        else
+            usleep(1000);
+    }
+    return NULL;
+}
+
+static void blocking_read_takes_an_arriving_record_straight_into_the_buffer(void **state)
+{
+    const struct tlsnic_sys_ops ops = {
+        .sendmsg = sendmsg, .recvmsg = counting_recvmsg, .recv = counting_recv, .read = read,
+        .pread = pread, .readv = readv, .writev = writev, .poll = poll,
+        .setsockopt = setsockopt, .getsockopt = getsockopt, .fcntl = fcntl, .ioctl = ioctl,
+        .close = close,
+    };
+    static uint8_t buf[TLSNIC_REC_MAX_PLAINTEXT];
+    for (size_t c = 0; c < 6; c++) {
+        struct pipe p;
+        if (pipe_open(&p, &tg_combos[c], NULL) < 0)
+            fail_msg("RX not in device mode");
+        pipe_records(&p, 1, 16000, TLSNIC_CT_APPLICATION_DATA);
+        pipe_wire(&p, 0, 0, 0, 5);
+        int done = 0;
+        for (int round = 0; round < MAX_ROUNDS && !done; round++) {
+            int rc = tlsnic_simwire_step(p.w);
+            assert_true(rc >= 0);
+            done = rc == 1;
+        }
+        assert_true(done);
+        size_t avail;
+        const uint8_t *got = tlsnic_simwire_received(p.w, &avail);
+        /* half the record now, the rest later */
+        assert_int_equal(write(p.r, got, avail / 2), (ssize_t)(avail / 2));
+        struct late_writer lw = {.fd = p.r, .p = got + avail / 2, .len = avail - avail / 2};
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, write_late, &lw), 0);
+        struct snap s0 = snap();
+        tlsnic_set_sys_ops(&ops);
+        sys_calls = 0;
+        ssize_t n = tlsnic_recv(p.h, buf, 16000, 0);
+        int calls = sys_calls;
+        tlsnic_set_sys_ops(NULL);
+        pthread_join(t, NULL);
+        assert_int_equal(n, 16000);
+        assert_memory_equal(buf, p.expect, 16000);
+        /* a look (which sees the header), the two pieces as they arrive (the ordinary
+         * path: header, piece, piece, last byte peeked, last byte taken) */
+        assert_true(calls <= 3);
+        assert_int_equal(delta(s0).dev_recs, 1);
+        pipe_close(&p);
+    }
+}
+
+static void batched_reads_over_odd_iovecs_and_between_control_records_are_byte_exact(void **state)
+{
+    for (size_t c = 0; c < 6; c++) {
+        for (uint16_t loss = 0; loss <= 10; loss += 10) {
+            struct pipe p;
+            if (pipe_open(&p, &tg_combos[c], NULL) < 0)
+                fail_msg("RX not in device mode");
+            p.odd_iov = 1;
+            for (int k = 0; k < 4; k++) {
+                pipe_records(&p, 30, 1400, TLSNIC_CT_APPLICATION_DATA);
+                pipe_records(&p, 1, 60, TLSNIC_CT_HANDSHAKE); /* not 24: no KeyUpdate */
+                pipe_records(&p, 5, 7000, TLSNIC_CT_APPLICATION_DATA);
+            }
+            pipe_wire(&p, loss, loss, loss, 40 + c + loss);
+            struct snap s0 = snap();
+            assert_true(pipe_run(&p, MAX_ROUNDS, NULL));
+            assert_int_equal(p.err, 0);
+            assert_int_equal(p.got, p.expect_len);
+            if (loss == 0)
+                assert_int_equal(delta(s0).sw_bytes, 0);
+            pipe_close(&p);
+        }
+    }
+}
+
 struct flip {
     size_t at; /* stream offset of the byte to flip (first copy only) */
     uint32_t start;
@@ -436,6 +600,122 @@ static int drop_fn(void *priv, uint8_t *frame, size_t len)
         return 0;
     d->done = 1;
     return -1;
+}
+
+/* Runs the wire to the end; the received stream. */
+static const uint8_t *pipe_wire_all(struct pipe *p, size_t *avail)
+{
+    int done = 0;
+    for (int round = 0; round < MAX_ROUNDS && !done; round++) {
+        int rc = tlsnic_simwire_step(p->w);
+        assert_true(rc >= 0);
+        done = rc == 1;
+    }
+    assert_true(done);
+    return tlsnic_simwire_received(p->w, avail);
+}
+
+static void arriving_record_cut_short_by_a_receive_timeout_loses_no_byte(void **state)
+{
+    static uint8_t buf[TLSNIC_REC_MAX_PLAINTEXT];
+    for (size_t c = 0; c < 6; c++) {
+        struct pipe p;
+        if (pipe_open(&p, &tg_combos[c], NULL) < 0)
+            fail_msg("RX not in device mode");
+        pipe_records(&p, 2, 16000, TLSNIC_CT_APPLICATION_DATA);
+        pipe_wire(&p, 0, 0, 0, 6);
+        size_t avail;
+        const uint8_t *got = pipe_wire_all(&p, &avail);
+        struct timeval tv = {.tv_usec = 20000};
+        assert_int_equal(setsockopt(p.h, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        size_t rl = 16000 + tlsnic_rec_key_overhead(p.peer);
+        /* inside the first record's header; then the first record whole and the second cut
+         * inside its body */
+        const size_t cuts[2] = {3, rl + 7000};
+        size_t have = 0;
+        for (int k = 0; k < 2; k++) {
+            assert_int_equal(write(p.r, got + p.written, cuts[k] - p.written), (ssize_t)(cuts[k] - p.written));
+            p.written = cuts[k];
+            if (k == 1) {
+                assert_int_equal(tlsnic_recv(p.h, buf, sizeof(buf), 0), 16000);
+                assert_memory_equal(buf, p.expect, 16000);
+                have = 16000;
+            }
+            errno = 0;
+            assert_int_equal(tlsnic_recv(p.h, buf, sizeof(buf), 0), -1);
+            assert_int_equal(errno, EAGAIN);
+        }
+        assert_int_equal(write(p.r, got + p.written, avail - p.written), (ssize_t)(avail - p.written));
+        for (int i = 0; i < 10 && have < 32000; i++) {
+            ssize_t n = tlsnic_recv(p.h, buf, sizeof(buf), 0);
+            assert_true(n > 0);
+            assert_memory_equal(buf, p.expect + have, (size_t)n);
+            have += (size_t)n;
+        }
+        assert_int_equal(have, 32000);
+        pipe_close(&p);
+    }
+}
+
+/* The rest of the wire, stepped in another thread after a pause: the device meets the
+ * rest of the stream while the program waits in a read. */
+static void *wire_late(void *arg)
+{
+    struct pipe *p = arg;
+    usleep(30000);
+    int done = 0;
+    for (int round = 0; round < MAX_ROUNDS && !done; round++) {
+        done = tlsnic_simwire_step(p->w) == 1;
+        size_t avail;
+        const uint8_t *got = tlsnic_simwire_received(p->w, &avail);
+        for (int guard = 0; guard < 1000 && p->written < avail; guard++) {
+            ssize_t n = write(p->r, got + p->written, avail - p->written);
+            if (n > 0)
+                p->written += (size_t)n;
+            else
+                usleep(1000);
+        }
+    }
+    return NULL;
+}
+
+static void arriving_record_the_device_finds_bad_is_ebadmsg_not_plaintext(void **state)
+{
+    static uint8_t buf[TLSNIC_REC_MAX_PLAINTEXT];
+    for (size_t c = 0; c < 6; c++) {
+        struct pipe p;
+        if (pipe_open(&p, &tg_combos[c], NULL) < 0)
+            fail_msg("RX not in device mode");
+        pipe_records(&p, 2, 16000, TLSNIC_CT_APPLICATION_DATA);
+        size_t rl = 16000 + tlsnic_rec_key_overhead(p.peer);
+        struct flip f = {.at = rl + 12000, .start = p.sd.start}; /* the second record */
+        p.tamper = flip_fn;
+        p.tamper_priv = &f;
+        p.window = 2800;
+        pipe_wire(&p, 0, 0, 0, 8);
+        /* the device has met the first record and the start of the second, no more */
+        size_t avail = 0;
+        const uint8_t *got = NULL;
+        for (int round = 0; round < MAX_ROUNDS && avail < rl + 3000; round++) {
+            assert_int_equal(tlsnic_simwire_step(p.w), 0);
+            got = tlsnic_simwire_received(p.w, &avail);
+        }
+        assert_false(f.done);
+        assert_int_equal(write(p.r, got, avail), (ssize_t)avail);
+        p.written = avail;
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, wire_late, &p), 0);
+        assert_int_equal(tlsnic_recv(p.h, buf, sizeof(buf), 0), 16000);
+        assert_memory_equal(buf, p.expect, 16000);
+        errno = 0;
+        assert_int_equal(tlsnic_recv(p.h, buf, sizeof(buf), 0), -1); /* waits for it whole */
+        assert_int_equal(errno, EBADMSG);
+        for (size_t i = 0; i < 16000; i++) /* nothing of it left in the program's buffer */
+            assert_int_equal(buf[i], 0);
+        pthread_join(t, NULL);
+        assert_true(f.done);
+        pipe_close(&p);
+    }
 }
 
 static void fake_header_candidate_is_rejected_and_a_real_one_confirmed(void **state)
@@ -589,7 +869,12 @@ int main(void)
         cmocka_unit_test(rx_goes_to_a_device_that_decrypts_and_mode_says_device),
         cmocka_unit_test(download_is_decrypted_by_the_device_byte_exact_all_six),
         cmocka_unit_test(download_is_byte_exact_under_loss_reordering_and_duplication),
+        cmocka_unit_test(queued_verified_records_come_in_one_peek_and_one_discard),
+        cmocka_unit_test(batched_reads_over_odd_iovecs_and_between_control_records_are_byte_exact),
+        cmocka_unit_test(blocking_read_takes_an_arriving_record_straight_into_the_buffer),
         cmocka_unit_test(flipped_bit_is_ebadmsg_after_every_good_byte),
+        cmocka_unit_test(arriving_record_cut_short_by_a_receive_timeout_loses_no_byte),
+        cmocka_unit_test(arriving_record_the_device_finds_bad_is_ebadmsg_not_plaintext),
         cmocka_unit_test(fake_header_candidate_is_rejected_and_a_real_one_confirmed),
         cmocka_unit_test(tls13_keyupdate_moves_the_device_to_the_new_keys),
         cmocka_unit_test(device_restart_mid_stream_loses_no_byte),

@@ -357,6 +357,74 @@ static void test_reused_slot_is_not_read_as_the_old_entry(void **state)
     host_fini(&h);
 }
 
+static void test_plan_gives_the_verified_records_ahead_and_stops_at_the_first_other(void **state)
+{
+    for (size_t c = 0; c < N_COMBOS; c++) {
+        struct stream st;
+        struct host h;
+        stream_make(&st, combos[c], 5, 100);
+        host_init(&h, combos[c]);
+        for (size_t i = 0; i < 3; i++)
+            dev_decrypt(h.s, &st, i, i, body_len(&st, i), TLSNIC_RXS_OK, i, 0, 0x42);
+        dev_decrypt(h.s, &st, 3, 3, body_len(&st, 3), TLSNIC_RXS_PENDING, 3, 0, 0x42);
+        dev_decrypt(h.s, &st, 4, 4, body_len(&st, 4), TLSNIC_RXS_OK, 4, 0, 0x42);
+        uint32_t lens[8];
+        assert_int_equal(tlsnic_rxs_plan(&h.r, &h.k, ISS, 0, lens, 8), 3);
+        for (size_t i = 0; i < 3; i++)
+            assert_int_equal(lens[i], st.rlen[i]);
+        assert_int_equal(tlsnic_rxs_plan(&h.r, &h.k, ISS, 0, lens, 2), 2);
+        assert_int_equal(tlsnic_rxs_plan(&h.r, &h.k, ISS, 7, lens, 8), 0); /* not the host's numbers */
+        assert_int_equal(tlsnic_rxs_plan(&h.r, &h.k, ISS + st.start[3], 3, lens, 8), 0);
+        assert_int_equal(tlsnic_rxs_plan(&h.r, &h.k, ISS + 1, 0, lens, 8), 0); /* not a start */
+        host_fini(&h);
+    }
+}
+
+static void test_verified_judges_without_touching_the_bytes(void **state)
+{
+    for (size_t c = 0; c < N_COMBOS; c++) {
+        struct stream st;
+        struct host h;
+        stream_make(&st, combos[c], 2, 100);
+        host_init(&h, combos[c]);
+        dev_decrypt(h.s, &st, 0, 0, body_len(&st, 0), TLSNIC_RXS_OK, 0, 0, 0x42);
+        dev_decrypt(h.s, &st, 1, 1, body_len(&st, 1), TLSNIC_RXS_OK, 1, 0, 0x42);
+        tlsnic_rxs_set_state(h.s, 1, TLSNIC_RXS_STATE(body_len(&st, 1), TLSNIC_RXS_RECHECK));
+        const uint8_t *nonce0 = st.hn > 5 ? st.buf + st.start[0] + 5 : NULL;
+        struct tlsnic_rxs_info info;
+        assert_int_equal(tlsnic_rxs_verified(&h.r, &h.k, ISS, st.rlen[0], nonce0, 0, &info), 1);
+        assert_int_equal(tlsnic_rxs_verified(&h.r, &h.k, ISS, st.rlen[0], nonce0, 1, &info), 0);
+        assert_int_equal(tlsnic_rxs_verified(&h.r, &h.k, ISS, st.rlen[0] - 1, nonce0, 0, &info), 0);
+        if (st.hn > 5) {
+            uint8_t other[8] = {0};
+            assert_int_equal(tlsnic_rxs_verified(&h.r, &h.k, ISS, st.rlen[0], other, 0, &info), 0);
+            assert_int_equal(tlsnic_rxs_verified(&h.r, &h.k, ISS, st.rlen[0], NULL, 0, &info), 0);
+        }
+        const uint8_t *nonce1 = st.hn > 5 ? st.buf + st.start[1] + 5 : NULL;
+        assert_int_equal(tlsnic_rxs_verified(&h.r, &h.k, ISS + st.start[1], st.rlen[1], nonce1, 1, &info), 0);
+        /* the device's plaintext stays as it is: judging is not restoring */
+        assert_memory_not_equal(st.buf + st.start[1] + st.hn, st.wire + st.start[1] + st.hn, body_len(&st, 1));
+        host_fini(&h);
+    }
+}
+
+static void test_pending_names_a_record_the_device_is_decrypting(void **state)
+{
+    struct stream st;
+    struct host h;
+    stream_make(&st, combos[0], 3, 100);
+    host_init(&h, combos[0]);
+    dev_decrypt(h.s, &st, 0, 0, 40, TLSNIC_RXS_PENDING, 0, 0, 0x42);
+    dev_decrypt(h.s, &st, 1, 1, body_len(&st, 1), TLSNIC_RXS_BAD, 1, 0, 0x42);
+    uint32_t len = 0;
+    assert_int_equal(tlsnic_rxs_pending(&h.r, &h.k, ISS, 0, &len), 1);
+    assert_int_equal(len, st.rlen[0]);
+    assert_int_equal(tlsnic_rxs_pending(&h.r, &h.k, ISS, 1, &len), 0); /* another number */
+    assert_int_equal(tlsnic_rxs_pending(&h.r, &h.k, ISS + st.start[1], 1, &len), 0); /* failed */
+    assert_int_equal(tlsnic_rxs_pending(&h.r, &h.k, ISS + st.start[2], 2, &len), 0); /* none */
+    host_fini(&h);
+}
+
 static void test_request_is_seen_once_and_consumed_reaches_the_device(void **state)
 {
     struct tlsnic_rxs *s;
@@ -395,6 +463,9 @@ int main(void)
         cmocka_unit_test(test_header_decrypted_by_a_false_record_is_restored_first),
         cmocka_unit_test(test_reused_slot_is_not_read_as_the_old_entry),
         cmocka_unit_test(test_request_is_seen_once_and_consumed_reaches_the_device),
+        cmocka_unit_test(test_plan_gives_the_verified_records_ahead_and_stops_at_the_first_other),
+        cmocka_unit_test(test_verified_judges_without_touching_the_bytes),
+        cmocka_unit_test(test_pending_names_a_record_the_device_is_decrypting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -919,6 +919,29 @@ static void test_accept_refuses_what_open_refuses_and_keeps_the_sequence(void **
     }
 }
 
+static void test_accept_header_checks_length_and_advances_the_sequence(void **state)
+{
+    for (size_t c = 0; c < N_COMBOS; c++) {
+        tlsnic_rec_key *tx = new_key(combos[c], 0), *rx = new_key(combos[c], 0);
+        uint8_t rec[128];
+        size_t rec_len;
+        assert_int_equal(tlsnic_rec_seal(tx, TLSNIC_CT_APPLICATION_DATA, (const uint8_t *)"seven!!", 7,
+                                         rec, sizeof(rec), &rec_len),
+                         0);
+        size_t body = rec_len - 5 - tlsnic_rec_key_explicit_nonce_len(rx) - 16;
+        assert_int_equal(tlsnic_rec_accept_header(rx, rec, rec_len - 1), -EBADMSG);
+        assert_int_equal(tlsnic_rec_key_next_seq(rx), 0);
+        assert_int_equal(tlsnic_rec_accept_header(rx, rec, rec_len), (int)body);
+        assert_int_equal(body, combos[c].version == TLS_1_3_VERSION ? 8 : 7);
+        assert_int_equal(tlsnic_rec_key_next_seq(rx), 1);
+        rec[2] = 1;
+        assert_int_equal(tlsnic_rec_accept_header(rx, rec, rec_len), -EINVAL);
+        assert_int_equal(tlsnic_rec_key_next_seq(rx), 1);
+        tlsnic_rec_key_free(tx);
+        tlsnic_rec_key_free(rx);
+    }
+}
+
 static void test_sequence_number_never_wraps(void **state)
 {
     for (size_t c = 0; c < N_COMBOS; c++) {
@@ -1011,6 +1034,7 @@ int main(void)
         cmocka_unit_test(test_tls13_record_of_only_padding_is_ebadmsg),
         cmocka_unit_test(test_sequence_number_never_wraps),
         cmocka_unit_test(test_accept_takes_device_plaintext_as_the_next_record),
+        cmocka_unit_test(test_accept_header_checks_length_and_advances_the_sequence),
         cmocka_unit_test(test_accept_strips_tls13_padding_and_finds_the_inner_type),
         cmocka_unit_test(test_accept_refuses_what_open_refuses_and_keeps_the_sequence),
         cmocka_unit_test(test_stream_refuses_bytes_past_the_record_body),

@@ -252,6 +252,37 @@ int tlsnic_rxs_record(struct tlsnic_rxs_reader *r, const struct tlsnic_rxs_keys 
                       uint32_t seq, uint8_t *rec, size_t len, size_t from, uint64_t rec_seq,
                       struct tlsnic_rxs_info *info);
 
+/*
+ * tlsnic_rxs_record's judgement for a record whose bytes the host placed apart (its body
+ * in the program's buffer): 1 if the device decrypted and verified exactly the record
+ * [seq, seq + len) with record sequence number rec_seq (explicit_nonce: the record's
+ * TLS 1.2 AES-GCM explicit nonce as received, else NULL), 0 if not. Touches no bytes:
+ * the caller must not use a record judged 0 (its bytes are not restored). As for
+ * tlsnic_rxs_record, the judgement counts only if made after the bytes were read.
+ */
+int tlsnic_rxs_verified(struct tlsnic_rxs_reader *r, const struct tlsnic_rxs_keys *k,
+                        uint32_t seq, size_t len, const uint8_t *explicit_nonce,
+                        uint64_t rec_seq, struct tlsnic_rxs_info *info);
+
+/*
+ * A plan, not a judgement: the lengths of up to max consecutive records from seq (record
+ * sequence numbers rec_seq, rec_seq + 1, ...) that the entries show decrypted whole and
+ * verified under the current key now. Returns how many (lens[0..n)). The host may read
+ * that many records in one go; each must still be judged (tlsnic_rxs_verified) after its
+ * bytes are read.
+ */
+unsigned tlsnic_rxs_plan(struct tlsnic_rxs_reader *r, const struct tlsnic_rxs_keys *k,
+                         uint32_t seq, uint64_t rec_seq, uint32_t *lens, unsigned max);
+
+/*
+ * Whether the record at seq (record sequence number rec_seq) is one the device entered
+ * at its first byte under the current key and has not failed or revoked (verdict PENDING
+ * or OK): 1 and its length (as the device parsed it), else 0. A hint for a host that
+ * would rather wait for the whole record than take it in pieces; judge it afterwards.
+ */
+int tlsnic_rxs_pending(struct tlsnic_rxs_reader *r, const struct tlsnic_rxs_keys *k,
+                       uint32_t seq, uint64_t rec_seq, uint32_t *len);
+
 /* The host has read the stream up to seq (exclusive): the device may release what ends there. */
 void tlsnic_rxs_consume(struct tlsnic_rxs_reader *r, uint32_t seq);
 

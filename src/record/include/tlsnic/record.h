@@ -148,6 +148,17 @@ int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *
 int tlsnic_rec_accept(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *content_type,
                       uint8_t **content, size_t *content_len);
 
+/*
+ * tlsnic_rec_accept for a record whose body was placed apart from its header (the host's
+ * batched RX path scatters a device-verified body straight into the program's buffer):
+ * checks the header against rec_len (the whole record's length) as tlsnic_rec_open does
+ * and advances the key's sequence number. The caller finds the content type itself (TLS
+ * 1.3: the body's last non-zero byte). Returns the body length (explicit nonce and tag
+ * excluded) or the errors of tlsnic_rec_accept; on error the key does not advance.
+ */
+int tlsnic_rec_accept_header(tlsnic_rec_key *key, const uint8_t hdr[TLSNIC_REC_HDR_LEN],
+                             size_t rec_len);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Streaming: one record fed in pieces, as a device meets it in TCP segments.                 */
 
