@@ -31,7 +31,7 @@
 
 #define HIST 64             /* record boundaries remembered (rekey, hints, answers) */
 #define MAX_HN (TLSNIC_REC_HDR_LEN + TLSNIC_REC_EXPLICIT_NONCE_LEN)
-#define DEFAULT_ENTRIES 4096u
+#define DEFAULT_ENTRIES TLSNIC_RXS_MAX_ENTRIES /* as many as the host's status has */
 #define MIN_ENTRIES 16u
 #define GUESS_FAILS_MAX 3   /* placed headers proven wrong before the device stops placing */
 #define MAX_EXTENT (TLSNIC_REC_MAX_WIRE_LEN + 256)

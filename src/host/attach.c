@@ -14,7 +14,9 @@
 
 #include "tlsnic/ctl_client.h"
 #include "tlsnic/ktls.h"
+#include "tlsnic/rx_status.h"
 #include "tlsnic/shm_writer.h"
+#include "tcpinfo.h"
 
 /* The device ktls sees: the control client once connected, "unreachable" before. */
 struct attach {
@@ -266,7 +268,8 @@ static void shm_close(void *store)
 static int shm_open_rx(void *ctx, void **store)
 {
     (void)ctx;
-    return tlsnic_shm_writer_new_rx((tlsnic_shm_writer **)store, 0);
+    return tlsnic_shm_writer_new_rx((tlsnic_shm_writer **)store,
+                                    tlsnic_rxs_entries_for(tlsnic_tcp_rmem_max()));
 }
 
 static struct tlsnic_rxs *shm_rx_status(void *store)

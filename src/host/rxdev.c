@@ -144,7 +144,7 @@ int tlsnic_dev_rx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_dev *dev,
         d->rxs = ops->rx_status(d->mirror);
         d->store = *ops->view(d->mirror);
     } else {
-        rc = tlsnic_rxs_new(&d->rxs, 0);
+        rc = tlsnic_rxs_new(&d->rxs, tlsnic_rxs_entries_for(tlsnic_tcp_rmem_max()));
         d->store = (struct tlsnic_rec_store){.rx_status = d->rxs};
     }
     if (rc == 0)

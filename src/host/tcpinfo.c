@@ -4,6 +4,7 @@
  * cannot meet in one translation unit.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <stddef.h>
@@ -83,4 +84,17 @@ static int queue_seq(int fd, int which, tlsnic_setsockopt_fn setsockopt_fn,
         return -1;
     errno = saved;
     return rc < 0 ? -1 : 0;
+}
+
+size_t tlsnic_tcp_rmem_max(void)
+{
+    size_t max = 6u << 20;
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_rmem", "re");
+    if (f) {
+        unsigned long lo, def, hi;
+        if (fscanf(f, "%lu %lu %lu", &lo, &def, &hi) == 3 && hi > 0)
+            max = hi;
+        fclose(f);
+    }
+    return max;
 }

@@ -2,6 +2,7 @@
 #ifndef TLSNIC_KTLS_TCPINFO_H
 #define TLSNIC_KTLS_TCPINFO_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -32,5 +33,9 @@ typedef int (*tlsnic_ioctl_fn)(int fd, unsigned long request, ...);
 int tlsnic_tcp_recv_seq(int fd, tlsnic_setsockopt_fn setsockopt_fn,
                         tlsnic_getsockopt_fn getsockopt_fn, tlsnic_ioctl_fn ioctl_fn,
                         uint32_t *seq);
+
+/* The most a TCP receive buffer can grow to (net.ipv4.tcp_rmem's third value; 6 MB,
+ * Linux's default, if it cannot be read). */
+size_t tlsnic_tcp_rmem_max(void);
 
 #endif

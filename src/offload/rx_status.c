@@ -55,6 +55,14 @@ struct rxs_block {
     _Alignas(64) uint8_t region[];
 };
 
+uint32_t tlsnic_rxs_entries_for(size_t rcvbuf)
+{
+    uint32_t n = TLSNIC_RXS_DEFAULT_ENTRIES;
+    while (n < TLSNIC_RXS_MAX_ENTRIES && (size_t)n * 1024 < rcvbuf)
+        n *= 2;
+    return n;
+}
+
 int tlsnic_rxs_new(struct tlsnic_rxs **out, uint32_t n_entries)
 {
     TLSNIC_ENSURE(out, EINVAL);

@@ -425,6 +425,14 @@ static void test_pending_names_a_record_the_device_is_decrypting(void **state)
     host_fini(&h);
 }
 
+static void test_status_is_sized_for_a_record_per_kilobyte_of_receive_window(void **state)
+{
+    assert_int_equal(tlsnic_rxs_entries_for(0), TLSNIC_RXS_DEFAULT_ENTRIES);
+    assert_int_equal(tlsnic_rxs_entries_for(6u << 20), 8192);   /* Linux's default max */
+    assert_int_equal(tlsnic_rxs_entries_for(32u << 20), 32768); /* a raised tcp_rmem */
+    assert_int_equal(tlsnic_rxs_entries_for((size_t)1 << 40), TLSNIC_RXS_MAX_ENTRIES);
+}
+
 static void test_request_is_seen_once_and_consumed_reaches_the_device(void **state)
 {
     struct tlsnic_rxs *s;
@@ -463,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_header_decrypted_by_a_false_record_is_restored_first),
         cmocka_unit_test(test_reused_slot_is_not_read_as_the_old_entry),
         cmocka_unit_test(test_request_is_seen_once_and_consumed_reaches_the_device),
+        cmocka_unit_test(test_status_is_sized_for_a_record_per_kilobyte_of_receive_window),
         cmocka_unit_test(test_plan_gives_the_verified_records_ahead_and_stops_at_the_first_other),
         cmocka_unit_test(test_verified_judges_without_touching_the_bytes),
         cmocka_unit_test(test_pending_names_a_record_the_device_is_decrypting),

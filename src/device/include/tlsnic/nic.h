@@ -84,8 +84,8 @@ struct tlsnic_nic_config {
     uint8_t checkpoints_off;  /* 1: never resync from checkpoints (host store only) */
     uint8_t integrity;        /* 1: new flows check retransmitted plaintext (see above) */
     uint8_t rx_no_guess;      /* 1: RX resyncs only through the host (no placed headers) */
-    uint32_t rx_entries;      /* RX status entries per flow the device keeps; 0 = 4096
-                                 (fewer if the host's status has fewer) */
+    uint32_t rx_entries;      /* RX status entries per flow the device keeps; 0 = as many
+                                 as the host's status has */
 };
 
 /* Fills *cfg with the defaults (all fields as if 0). */

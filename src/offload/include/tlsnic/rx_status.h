@@ -165,6 +165,12 @@ int tlsnic_rxs_format(void *region, uint32_t n_entries);
  */
 int tlsnic_rxs_view(struct tlsnic_rxs *v, void *region, size_t len, struct tlsnic_rxs_host *host);
 
+/* Entries for a connection whose receive buffer can grow to rcvbuf bytes: one per 1 KB
+ * (a record per segment, the bulk case), a power of two, at least the default. A device
+ * with no free entry leaves records untouched (rx_tls_no_room), so a status smaller than
+ * the receive window costs host CPU whenever the program falls behind. */
+uint32_t tlsnic_rxs_entries_for(size_t rcvbuf);
+
 /* In-process: one allocation with region and host words, formatted; freed (wiped) with
  * tlsnic_rxs_free. n_entries 0 = TLSNIC_RXS_DEFAULT_ENTRIES. */
 int tlsnic_rxs_new(struct tlsnic_rxs **out, uint32_t n_entries);
