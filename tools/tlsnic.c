@@ -689,7 +689,9 @@ static void usage(FILE *to)
             "           device mode when tlsnicd ($TLSNIC_CTL) takes the flow: the device\n"
             "           decrypts what the host receives. One line with the modes and what came\n"
             "  bench    the paper's evaluation through tlsnicd (root): scripts/bench.sh,\n"
-            "           options passed on (--quick, --cipher, --version, ...; see --help)\n"
+            "           options passed on (--quick, --cipher, --version, ...; see --help);\n"
+            "           then the receive side (scripts/bench-rx.sh: receiver CPU per byte\n"
+            "           with RX offload, device-decrypted share by loss rate; --no-rx skips it)\n"
             "  help     this text (also -h, --help)\n");
 }
 
