@@ -11,11 +11,13 @@
 #   samples.jsonl / results.json   every sample (results.json adds the machine)
 #   results.md                     the tables, targets met / missed
 #   host_cpu.png, throughput.png   gnuplot charts (host_cpu_paced.png: the paced phase)
+#   results-rx.*, rx-samples.jsonl the receive side (scripts/bench-rx.sh; its tables are
+#                                  appended to results.md); --no-rx skips it
 #
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--cipher aes128|aes256|chacha]
 #                         [--version 1.2|1.3] [--sizes 1457,4096,16384] [--mb N] [--rounds N]
 #                         [--loss "0 0.005 0.02"] [--loss-sizes 16384] [--rate MBIT|0]
-#                         [--paced-mb N] [--cc NAME] [--build DIR]
+#                         [--paced-mb N] [--cc NAME] [--build DIR] [--no-rx]
 # --rate: a second phase runs the network scenarios again, all paced to MBIT Mbit/s
 # (default 150, below what the slowest scenario reaches; 0 skips it), so host CPU per byte
 # is compared at equal throughput.
@@ -30,23 +32,24 @@ root=$(pwd)
 cmdline="tlsnic bench${*:+ $*}"
 
 quick=0 out="" cipher=aes128 version=1.2 sizes=1457,4096,16384 mb="" rounds="" loss_rates=""
-loss_sizes="" rate=150 paced_mb="" cc=cubic build=${TLSNIC_BUILD_DIR:-$root/build}
+loss_sizes="" rate=150 paced_mb="" cc=cubic build=${TLSNIC_BUILD_DIR:-$root/build} rx=1 rx_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --out) out=$2; shift ;;
     --cipher) cipher=$2; shift ;;
     --version) version=$2; shift ;;
-    --sizes) sizes=$2; shift ;;
-    --mb) mb=$2; shift ;;
-    --rounds) rounds=$2; shift ;;
+    --sizes) sizes=$2; rx_args+=(--sizes "$2"); shift ;;
+    --mb) mb=$2; rx_args+=(--mb "$2"); shift ;;
+    --rounds) rounds=$2; rx_args+=(--rounds "$2"); shift ;;
     --loss) loss_rates=$2; shift ;;
     --loss-sizes) loss_sizes=$2; shift ;;
     --rate) rate=$2; shift ;;
     --paced-mb) paced_mb=$2; shift ;;
     --cc) cc=$2; shift ;;
     --build) build=$2; shift ;;
-    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
+    --no-rx) rx=0 ;;
+    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -131,5 +134,11 @@ jq -s --arg cpu "${cpu_model:-unknown}" --arg nproc "$ncpu" --arg kernel "$(unam
     samples: .}' "$work/samples.jsonl" >"$out/results.json"
 cp "$work/samples.jsonl" "$out/samples.jsonl"
 python3 "$root/bench/eval/report.py" "$out/results.json" "$out"
+if [ "$rx" = 1 ]; then # the receive side: its own namespaces, daemon and report
+  "$root/scripts/bench-rx.sh" $([ "$quick" = 1 ] && echo --quick) --out "$out" --cipher "$cipher" \
+    --version "$version" --cc "$cc" --build "$build" "${rx_args[@]}" >/dev/null \
+    && cat "$out/results-rx.md" >>"$out/results.md" \
+    || echo "bench.sh: the receive side failed (scripts/bench-rx.sh)" >&2
+fi
 cat "$out/results.md"
 echo "tlsnic bench: $(($(date -u +%s) - started)) s; results in $out (results.md, results.json, *.png)" >&2

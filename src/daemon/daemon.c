@@ -300,7 +300,7 @@ static int run(const struct options *o, const struct tlsnic_daemon_stand_in *sta
     active_stand_in = stand_in;
     tlsnic_fwd *fwd = NULL;
     tlsnic_ctl_server *ctl = NULL;
-    tlsnic_fence *fence = NULL;
+    tlsnic_fence *fence = NULL, *rx_fence = NULL;
     int rc = 1;
     int err = 0;
     if (o->state_file != NULL) {
@@ -315,6 +315,18 @@ static int run(const struct options *o, const struct tlsnic_daemon_stand_in *sta
                 fenced);
         fc.to_wire_gate = tlsnic_fence_gate;
         fc.gate_ctx = fence;
+        err = tlsnic_fence_new(&rx_fence, 0);
+        fenced = err < 0 ? err : tlsnic_state_load_rx(o->state_file, rx_fence);
+        if (fenced < 0) {
+            fprintf(stderr, "tlsnicd: state file %s: %s\n", o->state_file, strerror(-fenced));
+            goto out;
+        }
+        if (fenced > 0)
+            fprintf(stderr, "tlsnicd: %d offloaded RX flow(s) fenced until their host adds them again\n",
+                    fenced);
+        fc.to_host_gate = tlsnic_fence_gate_to_host;
+        fc.to_host_gate_ctx = rx_fence;
+        tlsnic_fence_link_rx(fence, rx_fence); /* a host's SYN lifts both */
     }
     err = tlsnic_fwd_new(&fwd, &fc);
     if (err < 0) {
@@ -336,6 +348,7 @@ static int run(const struct options *o, const struct tlsnic_daemon_stand_in *sta
                 .fence = fence,
                 .state_path = o->state_file,
                 .finish_timeout_ms = o->finish_timeout_ms,
+                .rx_fence = rx_fence,
             };
             err = tlsnic_ctl_server_new(&ctl, &sc);
         }
@@ -409,6 +422,7 @@ out:
     tlsnic_fwd_free(fwd);
     tlsnic_nic_free(nic); /* after the server: its shutdown deletes the flows first */
     tlsnic_fence_free(fence);
+    tlsnic_fence_free(rx_fence);
     close(wire_fd);
     close(host_fd);
     return rc;

@@ -55,6 +55,10 @@ struct tlsnic_ctl_server_config {
      * may take to have nothing more to send before its connection is reset; 0 = 60000 ms.
      */
     uint32_t finish_timeout_ms;
+    /* The RX flows of the state file, fenced towards the host until re-added (optional):
+     * a restarted device must take over the decisions the last one made before any copy
+     * of those bytes reaches the host (decided once). An RX add lifts the flow's fence. */
+    struct tlsnic_fence *rx_fence;
 };
 
 /* Binds and listens (mode 0600). -EADDRINUSE if a live daemon listens on path. */
