@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "tlsnic/check.h"
+#include "tlsnic/shm_layout.h" /* the seqlock's atomic accessors (tlsnic_shm_ld32, ...) */
 
 #define MIN_ENTRIES 16u
 
@@ -104,22 +105,28 @@ static struct tlsnic_rxs_entry *slot_of(const struct tlsnic_rxs *s, uint64_t id)
     return &s->ent[id & (s->n - 1)];
 }
 
+/*
+ * A seqlock per slot, its sequence word being the slot's id: a reader that meets the slot
+ * mid-write sees an id that is not the one it looks for (id - 1 while it changes). The
+ * device and the host are two processes (or two threads) on one mapping, so every field
+ * goes through relaxed atomics ordered by the id's release / acquire and the fences, as the
+ * record store's descriptors do (shm_layout.h): no data race in C11 terms, and TSan can
+ * check it (tests/unit/offload/test_rx_status.c runs a device thread against a reader).
+ */
 void tlsnic_rxs_put(struct tlsnic_rxs *s, uint64_t id, const struct tlsnic_rxs_entry *e)
 {
     struct tlsnic_rxs_entry *d = slot_of(s, id);
-    /* A seqlock per slot: a reader that meets the slot mid-write sees an id that is not
-     * the one it looks for. */
-    __atomic_store_n(&d->id, (uint32_t)id - 1, __ATOMIC_RELAXED);
+    tlsnic_shm_st32(&d->id, (uint32_t)id - 1);
     __atomic_thread_fence(__ATOMIC_RELEASE);
-    d->tcp_seq = e->tcp_seq;
-    d->len = e->len;
-    d->rec_seq = e->rec_seq;
-    memcpy(d->explicit_nonce, e->explicit_nonce, sizeof(d->explicit_nonce));
-    __atomic_store_n(&d->state, e->state, __ATOMIC_RELAXED);
-    d->epoch = e->epoch;
-    d->hn = e->hn;
-    d->flags = e->flags;
-    d->gap_seq = e->gap_seq;
+    tlsnic_shm_st32(&d->tcp_seq, e->tcp_seq);
+    tlsnic_shm_st32(&d->len, e->len);
+    tlsnic_shm_st64(&d->rec_seq, e->rec_seq);
+    tlsnic_shm_copy(d->explicit_nonce, (uint8_t *)e->explicit_nonce, sizeof(d->explicit_nonce), 1);
+    tlsnic_shm_st32(&d->state, e->state);
+    __atomic_store_n(&d->epoch, e->epoch, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->hn, e->hn, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->flags, e->flags, __ATOMIC_RELAXED);
+    tlsnic_shm_st32(&d->gap_seq, e->gap_seq);
     __atomic_store_n(&d->id, (uint32_t)id, __ATOMIC_RELEASE);
     __atomic_store_n(&s->hdr->head, id + 1, __ATOMIC_RELEASE);
 }
@@ -199,18 +206,20 @@ void tlsnic_rxs_reader_cleanup(struct tlsnic_rxs_reader *r)
 /* Copies entry id out of the ring; 0, or -ESTALE if the slot holds another entry now. */
 static int read_entry(const struct tlsnic_rxs *s, uint64_t id, struct tlsnic_rxs_entry *out)
 {
-    const struct tlsnic_rxs_entry *d = slot_of(s, id);
+    /* The host's mapping is read-only: the accessors only load. */
+    struct tlsnic_rxs_entry *d = slot_of(s, id);
     if (__atomic_load_n(&d->id, __ATOMIC_ACQUIRE) != (uint32_t)id)
         return -ESTALE;
-    out->tcp_seq = d->tcp_seq;
-    out->len = d->len;
-    out->rec_seq = d->rec_seq;
-    memcpy(out->explicit_nonce, d->explicit_nonce, sizeof(out->explicit_nonce));
-    out->state = __atomic_load_n(&d->state, __ATOMIC_ACQUIRE);
-    out->epoch = d->epoch;
-    out->hn = d->hn;
-    out->flags = d->flags;
-    out->gap_seq = d->gap_seq;
+    out->tcp_seq = tlsnic_shm_ld32(&d->tcp_seq);
+    out->len = tlsnic_shm_ld32(&d->len);
+    out->rec_seq = tlsnic_shm_ld64(&d->rec_seq);
+    tlsnic_shm_copy(d->explicit_nonce, out->explicit_nonce, sizeof(out->explicit_nonce), 0);
+    out->state = __atomic_load_n(&d->state, __ATOMIC_ACQUIRE); /* set_state's release */
+    out->epoch = __atomic_load_n(&d->epoch, __ATOMIC_RELAXED);
+    out->hn = __atomic_load_n(&d->hn, __ATOMIC_RELAXED);
+    out->flags = __atomic_load_n(&d->flags, __ATOMIC_RELAXED);
+    out->gap_seq = tlsnic_shm_ld32(&d->gap_seq);
+    out->id = (uint32_t)id;
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     if (__atomic_load_n(&d->id, __ATOMIC_RELAXED) != (uint32_t)id)
         return -ESTALE;

@@ -6,12 +6,14 @@
  * on the wire, so that the record layer opens it.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -456,6 +458,77 @@ static void test_request_is_seen_once_and_consumed_reaches_the_device(void **sta
     tlsnic_rxs_free(s);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* The seqlock with a device thread: what ThreadSanitizer checks (scripts/test-tsan.sh).     */
+
+/* Every field of entry id is a function of id: a torn copy shows. */
+static struct tlsnic_rxs_entry entry_of(uint64_t id)
+{
+    struct tlsnic_rxs_entry e = {.tcp_seq = (uint32_t)id * 100u, .len = 100 + (uint32_t)(id % 1000),
+                                 .rec_seq = id ^ 0x5a5a5a5aull, .state = TLSNIC_RXS_STATE(id % 1000, TLSNIC_RXS_OK),
+                                 .epoch = (uint16_t)id, .hn = (uint8_t)(5 + id % 9),
+                                 .flags = (uint8_t)(id & 1), .gap_seq = (uint32_t)id * 7u};
+    memset(e.explicit_nonce, (int)(id & 0xff), sizeof(e.explicit_nonce));
+    return e;
+}
+
+struct device_thread {
+    struct tlsnic_rxs *s;
+    _Atomic int stop;
+    uint64_t written;
+};
+
+static void *device_writes(void *arg)
+{
+    struct device_thread *t = arg;
+    for (uint64_t id = 0; !__atomic_load_n(&t->stop, __ATOMIC_RELAXED) && id < 4000000; id++) {
+        struct tlsnic_rxs_entry e = entry_of(id);
+        tlsnic_rxs_put(t->s, id, &e);
+        t->written = id + 1;
+    }
+    return NULL;
+}
+
+/* A host reading the entries while the device keeps reusing their slots (16 of them) never
+ * gets a torn entry: the copy is whole, or -ESTALE. */
+static void test_reader_never_gets_a_torn_entry_from_a_device_thread(void **state)
+{
+    (void)state;
+    struct tlsnic_rxs *s;
+    assert_int_equal(tlsnic_rxs_new(&s, 16), 0);
+    struct device_thread t = {.s = s};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, device_writes, &t), 0);
+    long whole = 0;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (long i = 0; whole < 20000; i++) { /* bounded: 20000 whole entries or 2 seconds */
+        if ((i & 1023) == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec - start.tv_sec >= 2)
+                break;
+        }
+        uint64_t head = __atomic_load_n(&s->hdr->head, __ATOMIC_ACQUIRE);
+        if (head == 0)
+            continue;
+        uint64_t id = head - 1 - (uint64_t)(i % 3); /* the newest, or slightly older */
+        if (id >= head)
+            continue;
+        struct tlsnic_rxs_entry got;
+        if (tlsnic_rxs_get(s, id, &got) != 0)
+            continue;
+        struct tlsnic_rxs_entry want = entry_of(id);
+        want.id = got.id = (uint32_t)id;
+        if (memcmp(&got, &want, sizeof(got)) != 0)
+            fail_msg("torn entry %llu", (unsigned long long)id);
+        whole++;
+    }
+    __atomic_store_n(&t.stop, 1, __ATOMIC_RELAXED);
+    pthread_join(th, NULL);
+    assert_true(whole > 0);
+    tlsnic_rxs_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -475,6 +548,7 @@ int main(void)
         cmocka_unit_test(test_plan_gives_the_verified_records_ahead_and_stops_at_the_first_other),
         cmocka_unit_test(test_verified_judges_without_touching_the_bytes),
         cmocka_unit_test(test_pending_names_a_record_the_device_is_decrypting),
+        cmocka_unit_test(test_reader_never_gets_a_torn_entry_from_a_device_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
