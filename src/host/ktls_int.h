@@ -203,6 +203,13 @@ int tlsnic_dev_rx_open(struct tlsnic_rx *rx, uint8_t *rec, size_t len, uint8_t *
  * rx->err was set). Bytes of msg's buffer past the returned count may have been zeroed. */
 ssize_t tlsnic_dev_rx_bulk(struct tlsnic_rx *rx, int fd, const struct msghdr *msg, size_t at,
                            size_t room, int block);
+/* MSG_PEEK past the record in hand (which is ready: rx->need bytes): the header of the
+ * record `ahead` bytes after it restored in place (what the device did to it undone), and
+ * that record opened as tlsnic_dev_rx_open would, at record sequence number rec_seq, without
+ * moving the key, the reading or anything the device is told. */
+int tlsnic_dev_rx_peek_header(struct tlsnic_rx *rx, size_t ahead, uint8_t *hdr);
+int tlsnic_dev_rx_peek_open(struct tlsnic_rx *rx, size_t ahead, uint64_t rec_seq, uint8_t *rec,
+                            size_t len, uint8_t *type, uint8_t **content, size_t *content_len);
 /* The record of rx->need bytes was taken from the socket (its last byte too). */
 void tlsnic_dev_rx_release(struct tlsnic_rx *rx, int fd);
 /* TLS 1.3 rekey: old_key is handed over (kept to restore what the device decrypted). */

@@ -237,6 +237,11 @@ static void peek_ahead(struct tlsnic_rx *rx, int fd, struct msghdr *msg, size_t 
             peeked = 0;
             continue;
         }
+        /* Device mode: bytes the device decrypted are made again what was on the wire
+         * (header here, body in the open), in this copy only. */
+        size_t ahead = off - (rx->last_held ? 1 : 0);
+        if (rx->dev && tlsnic_dev_rx_peek_header(rx, ahead, buf + off) < 0)
+            break;
         int len = tlsnic_rec_parse_header(rx->key, buf + off);
         if (len <= TLSNIC_REC_HDR_LEN || (size_t)len > TLSNIC_RX_BUF_LEN)
             break;
@@ -247,8 +252,11 @@ static void peek_ahead(struct tlsnic_rx *rx, int fd, struct msghdr *msg, size_t 
         }
         uint8_t type, *content;
         size_t clen;
-        if (tlsnic_rec_open_at(rx->key, seq, buf + off, (size_t)len, &type, &content, &clen) < 0 ||
-            type != TLSNIC_CT_APPLICATION_DATA)
+        int rc = rx->dev ? tlsnic_dev_rx_peek_open(rx, ahead, seq, buf + off, (size_t)len, &type,
+                                                   &content, &clen)
+                         : tlsnic_rec_open_at(rx->key, seq, buf + off, (size_t)len, &type, &content,
+                                              &clen);
+        if (rc < 0 || type != TLSNIC_CT_APPLICATION_DATA)
             break;
         size_t take = clen < asked - *copied ? clen : asked - *copied;
         if (take > usable - *copied)

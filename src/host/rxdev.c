@@ -335,6 +335,40 @@ int tlsnic_dev_rx_open(struct tlsnic_rx *rx, uint8_t *rec, size_t len, uint8_t *
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* MSG_PEEK past the record in hand (rx.c, peek_ahead): looks only, on a copy of the reader,  */
+/* so that nothing of the reading's state moves (the reader passes over entries for good).    */
+
+/* TCP sequence number of the byte `ahead` bytes after the record in hand. */
+static uint32_t ahead_seq(const struct tlsnic_rx *rx, size_t ahead)
+{
+    return rx->dev->start_seq + (uint32_t)(rx->dev->pos + rx->need + ahead);
+}
+
+int tlsnic_dev_rx_peek_header(struct tlsnic_rx *rx, size_t ahead, uint8_t *hdr)
+{
+    struct tlsnic_dev_rx *d = rx->dev;
+    struct tlsnic_rxs_reader look = d->rd; /* (its keystream context is only borrowed) */
+    struct tlsnic_rxs_keys k = keys_of(rx);
+    int rc = tlsnic_rxs_restore(&look, &k, ahead_seq(rx, ahead), hdr, TLSNIC_REC_HDR_LEN);
+    return rc < 0 ? rc : 0;
+}
+
+int tlsnic_dev_rx_peek_open(struct tlsnic_rx *rx, size_t ahead, uint64_t rec_seq, uint8_t *rec,
+                            size_t len, uint8_t *type, uint8_t **content, size_t *content_len)
+{
+    struct tlsnic_dev_rx *d = rx->dev;
+    struct tlsnic_rxs_reader look = d->rd;
+    struct tlsnic_rxs_keys k = keys_of(rx);
+    int v = tlsnic_rxs_record(&look, &k, ahead_seq(rx, ahead), rec, len, TLSNIC_REC_HDR_LEN,
+                              rec_seq, NULL);
+    if (v < 0)
+        return v;
+    /* Verified by the device: its plaintext as it is; else what was on the wire, opened. */
+    return v == 1 ? tlsnic_rec_accept_at(rx->key, rec, len, type, content, content_len)
+                  : tlsnic_rec_open_at(rx->key, rec_seq, rec, len, type, content, content_len);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* The batched path: device-verified records straight into the program's buffer.              */
 
 #define BULK_RECS 64                    /* records per batch */

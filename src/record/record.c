@@ -678,9 +678,9 @@ int tlsnic_rec_open_at(tlsnic_rec_key *key, uint64_t rec_seq, uint8_t *rec, size
     return open_as(key, rec_seq, rec, rec_len, content_type, content, content_len);
 }
 
-
-int tlsnic_rec_accept(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *content_type,
-                      uint8_t **content, size_t *content_len)
+/* A device-decrypted record's content (tlsnic_rec_accept without the sequence number). */
+static int accept_content(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len,
+                          uint8_t *content_type, uint8_t **content, size_t *content_len)
 {
     if (key == NULL || rec == NULL || content_type == NULL || content == NULL ||
         content_len == NULL)
@@ -692,14 +692,10 @@ int tlsnic_rec_accept(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t
         return data_len;
     if (rec_len != TLSNIC_REC_HDR_LEN + (size_t)data_len)
         return -EBADMSG;
-    uint64_t rec_seq;
-    int rc = take_seq(key, &rec_seq);
-    if (rc < 0)
-        return rc;
     uint8_t *body = rec + TLSNIC_REC_HDR_LEN + key->explicit_nonce_len;
     size_t body_len = (size_t)data_len - key->explicit_nonce_len - TLSNIC_REC_TAG_LEN;
     if (key->version == TLS_1_3_VERSION) {
-        rc = strip_tls13_padding(body, body_len, content_type, content_len);
+        int rc = strip_tls13_padding(body, body_len, content_type, content_len);
         if (rc < 0)
             return rc;
     } else {
@@ -707,6 +703,26 @@ int tlsnic_rec_accept(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t
         *content_len = body_len;
     }
     *content = body;
+    return 0;
+}
+
+int tlsnic_rec_accept_at(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len,
+                         uint8_t *content_type, uint8_t **content, size_t *content_len)
+{
+    return accept_content(key, rec, rec_len, content_type, content, content_len);
+}
+
+int tlsnic_rec_accept(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *content_type,
+                      uint8_t **content, size_t *content_len)
+{
+    if (key == NULL)
+        return -EINVAL;
+    uint64_t rec_seq;
+    int rc = take_seq(key, &rec_seq);
+    if (rc == 0)
+        rc = accept_content(key, rec, rec_len, content_type, content, content_len);
+    if (rc < 0)
+        return rc;
     advance_seq(key);
     return 0;
 }

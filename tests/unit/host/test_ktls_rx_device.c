@@ -879,6 +879,46 @@ static void pipe_queue_all(struct pipe *p)
     }
 }
 
+/*
+ * MSG_PEEK goes on across records in device mode too (the socket layer's peek_ahead, as the
+ * kernel's rx_list): the records after the one in hand, verified by the device or restored
+ * and opened in software, are looked at on a copy of the reading, which a peek leaves where
+ * it was: the reads after it get the same bytes, and the device's verdicts still count.
+ */
+static void msg_peek_goes_on_across_records_the_device_decrypted(void **state)
+{
+    static uint8_t buf[65536];
+    const uint16_t losses[2] = {0, 50};
+    for (size_t c = 0; c < 6; c++) {
+        for (size_t l = 0; l < 2; l++) {
+            struct pipe p;
+            if (pipe_open(&p, &tg_combos[c], NULL) < 0)
+                fail_msg("RX not in device mode");
+            pipe_records(&p, 30, 1400, TLSNIC_CT_APPLICATION_DATA);
+            pipe_wire(&p, losses[l], l ? 10 : 0, l ? 10 : 0, 61 + c * 2 + l);
+            pipe_queue_all(&p);
+            struct snap s0 = snap();
+            ssize_t n = tlsnic_recv(p.h, buf, 100, MSG_DONTWAIT); /* a record in hand */
+            assert_int_equal(n, 100);
+            assert_memory_equal(buf, p.expect, 100);
+            n = tlsnic_recv(p.h, buf, 20000, MSG_PEEK | MSG_DONTWAIT);
+            assert_int_equal(n, 20000); /* the rest of the record in hand, and 13 more */
+            assert_memory_equal(buf, p.expect + 100, 20000);
+            size_t got = 100;
+            for (int guard = 0; guard < 1000 && got < p.expect_len; guard++) {
+                n = tlsnic_recv(p.h, buf, sizeof(buf), MSG_DONTWAIT);
+                assert_true(n > 0);
+                assert_memory_equal(buf, p.expect + got, (size_t)n);
+                got += (size_t)n;
+            }
+            assert_int_equal(got, p.expect_len);
+            if (l == 0) /* a clean wire: every record the device's, the peeks included */
+                assert_int_equal(delta(s0).sw_bytes, 0);
+            pipe_close(&p);
+        }
+    }
+}
+
 /* The same device with a release op (as tlsnicd has): close ends RX with one release. */
 static int sd_releases, sd_release_dir;
 
@@ -991,6 +1031,7 @@ int main(void)
         cmocka_unit_test(tls13_keyupdate_moves_the_device_to_the_new_keys),
         cmocka_unit_test(device_restart_mid_stream_loses_no_byte),
         cmocka_unit_test(evicted_context_falls_back_to_software_without_losing_a_byte),
+        cmocka_unit_test(msg_peek_goes_on_across_records_the_device_decrypted),
         cmocka_unit_test(close_releases_the_rx_context_at_once),
         cmocka_unit_test(forked_child_leaves_the_parents_rx_context_alone),
     };

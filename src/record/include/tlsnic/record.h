@@ -171,6 +171,11 @@ int tlsnic_rec_open_at(tlsnic_rec_key *key, uint64_t rec_seq, uint8_t *rec, size
 int tlsnic_rec_accept(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *content_type,
                       uint8_t **content, size_t *content_len);
 
+/* tlsnic_rec_accept leaving the key's sequence number alone (as tlsnic_rec_open_at: a
+ * device-verified record after the next one, for MSG_PEEK across records). */
+int tlsnic_rec_accept_at(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len,
+                         uint8_t *content_type, uint8_t **content, size_t *content_len);
+
 /*
  * tlsnic_rec_accept for a record whose body was placed apart from its header (the host's
  * batched RX path scatters a device-verified body straight into the program's buffer):
