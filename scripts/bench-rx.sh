@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The receive side of `tlsnic bench`: what RX offload buys the receiving host.
 #
-# Makes its own namespaces (scripts/net.sh, prefix tlsnic-bench-rx-PID, 198.18.0.0/15
-# only), starts tlsnicd and a TLS sender (bench_rx serve, plain OpenSSL) in the peer
+# Makes its own namespaces (the testbed library, scripts/lib/testbed.sh: tlsnic-bench-rx-PID,
+# 198.18.0.0/15 only), starts tlsnicd and a TLS sender (bench_rx serve, plain OpenSSL) in the peer
 # namespace on CPU 0, and the measured receiver (bench_rx recv) in the host namespace on
 # CPU 1, with the host's receive processing steered to that CPU (RPS on the host TUN), so
 # that the busy time of CPU 1 is everything the host does for the transfer. Scenarios, in
@@ -18,7 +18,7 @@
 # Usage: scripts/bench-rx.sh [--quick] [--out DIR] [--cipher aes128|aes256|chacha]
 #                            [--version 1.2|1.3] [--sizes 1457,16384] [--mb N] [--rounds N]
 #                            [--loss "0 0.01 0.05"] [--rate MBIT|0] [--cc NAME] [--build DIR]
-# Root only. Everything it made is removed on exit (trap), also on failure.
+# Root only. Everything it made is removed on exit (the testbed's trap), also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -53,74 +53,38 @@ out=${out:-$build/bench-results}
 case "$cipher" in aes128 | aes256 | chacha) ;; *) echo "bench-rx.sh: --cipher aes128|aes256|chacha" >&2; exit 2 ;; esac
 case "$version" in 1.2 | 1.3) ;; *) echo "bench-rx.sh: --version 1.2|1.3" >&2; exit 2 ;; esac
 
-tlsnicd=$build/tools/tlsnicd
+# shellcheck source=scripts/lib/testbed.sh
+. "$root/scripts/lib/testbed.sh"
+tb_tlsnicd=$build/tools/tlsnicd
 rx_bin=$build/bench/bench_rx
-[ "$(id -u)" -eq 0 ] && [ -c /dev/net/tun ] || { echo "bench-rx.sh: needs root and /dev/net/tun" >&2; exit 77; }
-[ -x "$tlsnicd" ] && [ -x "$rx_bin" ] || { echo "bench-rx.sh: build first ($tlsnicd, $rx_bin)" >&2; exit 1; }
+tb_require_root tun
+[ -x "$tb_tlsnicd" ] && [ -x "$rx_bin" ] || { echo "bench-rx.sh: build first ($tb_tlsnicd, $rx_bin)" >&2; exit 1; }
 
 ncpu=$(nproc)
 daemon_cpu=0 recv_cpu=$((ncpu > 1 ? 1 : 0))
-prefix="tlsnic-bench-rx-$$"
-work=$(mktemp -d /tmp/tlsnic-bench-rx.XXXXXX)
-daemon_pid="" serve_pid=""
-cleanup() {
-  local rc=$?
-  [ -n "$serve_pid" ] && kill "$serve_pid" 2>/dev/null || true
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  "$root/scripts/net.sh" down "$prefix" >/dev/null || true
-  if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
-    echo "--- tlsnicd log (tail)" >&2; tail -20 "$work/daemon.log" >&2 2>/dev/null || true
-    echo "--- sender log (tail)" >&2; tail -5 "$work/serve.err" >&2 2>/dev/null || true
-  fi
-  rm -rf "$work"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_for() { # FILE PATTERN SECONDS (bounded)
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "bench-rx.sh: timed out waiting for '$2' in $1" >&2
-  return 1
-}
-
-start_daemon() { # extra tlsnicd args...
-  if [ -n "$daemon_pid" ]; then
-    kill "$daemon_pid" && wait "$daemon_pid" 2>/dev/null || true
-    daemon_pid=""
-  fi
-  rm -f "$work/ready" "$work/ctl.sock"
-  echo "=== tlsnicd $*" >>"$work/daemon.log"
-  taskset -c "$daemon_cpu" "$tlsnicd" --host-ns "$prefix-host" --wire-ns "$prefix-peer" \
-    --ctl "$work/ctl.sock" --ready-file "$work/ready" "$@" 2>>"$work/daemon.log" &
-  daemon_pid=$!
-  wait_for "$work/ready" ready 10
-}
+tb_daemon_wrapper=(taskset -c "$daemon_cpu")
+tb_workdir tlsnic-bench-rx
+work=$tb_work
+tb_on_failure() { tb_show_log "$work/serve.err"; }
 
 receiver() { # bench_rx recv args...
-  ip netns exec "$prefix-host" taskset -c "$recv_cpu" "$rx_bin" recv --addr 198.18.0.2 \
-    --port 5301 --version "$version" --cipher "$cipher" --ctl "$work/ctl.sock" \
-    --daemon-pid "$daemon_pid" --cpu "$recv_cpu" --json "$work/rx-samples.jsonl" --cc "$cc" \
+  tb_in host taskset -c "$recv_cpu" "$rx_bin" recv --addr "$tb_peer_v4" \
+    --port 5301 --version "$version" --cipher "$cipher" --ctl "$tb_ctl" \
+    --daemon-pid "$tb_daemon_pid" --cpu "$recv_cpu" --json "$work/rx-samples.jsonl" --cc "$cc" \
     --timeout 3000 "$@"
 }
 
 mkdir -p "$out"
-"$root/scripts/net.sh" up "$prefix" >/dev/null
+tb_netns tlsnic-bench-rx
 # The host's receive processing (the softirq work of every segment tlsnicd writes into the
 # host TUN) on the receiver's core, so that its busy time counts it.
-ip netns exec "$prefix-host" sh -c \
-  "printf '%x' $((1 << recv_cpu)) > /sys/class/net/tlsnic-h/queues/rx-0/rps_cpus" 2>/dev/null \
+tb_in host sh -c \
+  "printf '%x' $((1 << recv_cpu)) > /sys/class/net/$tb_host_if/queues/rx-0/rps_cpus" 2>/dev/null \
   && rps="steered to CPU $recv_cpu (RPS)" || rps="not steered (no RPS here)"
-start_daemon
-ip netns exec "$prefix-peer" taskset -c "$daemon_cpu" "$rx_bin" serve --addr 198.18.0.2 \
-  --port 5301 >"$work/serve.out" 2>"$work/serve.err" &
-serve_pid=$!
-wait_for "$work/serve.err" listening 10
+tb_daemon_start
+tb_spawn peer taskset -c "$daemon_cpu" "$rx_bin" serve --addr "$tb_peer_v4" \
+  --port 5301 >"$work/serve.out" 2>"$work/serve.err"
+tb_wait_for "$work/serve.err" listening 10
 
 started=$(date -u +%s)
 echo "tlsnic bench, receive side: TLS $version $cipher, records $sizes, $mb MB x $rounds rounds; receiver CPU $recv_cpu (host receive processing $rps), tlsnicd and the sender CPU $daemon_cpu" >&2
@@ -136,7 +100,7 @@ fi
 
 for loss in $loss_rates; do
   echo "--- loss $loss: RX offload" >&2
-  start_daemon --loss "$loss" --seed 7
+  tb_daemon_start --loss "$loss" --seed 7
   receiver --scenarios dev --sizes "$sizes" --mb "$mb" --rounds "$([ "$quick" = 1 ] && echo 1 || echo 2)" \
     --label phase=loss --label loss="$loss" || echo "bench-rx.sh: some samples failed (see results)" >&2
 done

@@ -135,6 +135,8 @@ jq -s --arg cpu "${cpu_model:-unknown}" --arg nproc "$ncpu" --arg kernel "$(unam
 cp "$work/samples.jsonl" "$out/samples.jsonl"
 python3 "$root/bench/eval/report.py" "$out/results.json" "$out"
 if [ "$rx" = 1 ]; then # the receive side: its own namespaces, daemon and report
+  tb_daemon_stop || true # (this side's testbed is done: the receive side measures alone)
+  tb_netns_down
   "$root/scripts/bench-rx.sh" $([ "$quick" = 1 ] && echo --quick) --out "$out" --cipher "$cipher" \
     --version "$version" --cc "$cc" --build "$build" "${rx_args[@]}" >/dev/null \
     && cat "$out/results-rx.md" >>"$out/results.md" \

@@ -7,12 +7,11 @@
 set -euo pipefail
 build=$1
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/net/tun ]; then
-  echo "SKIP: needs root and /dev/net/tun"
-  exit 77
-fi
-out=$(mktemp -d /tmp/tlsnic-bench-rx-smoke.XXXXXX)
-trap 'rm -rf "$out"' EXIT
+# shellcheck source=scripts/lib/testbed.sh
+. "$root/scripts/lib/testbed.sh"
+tb_require_root tun
+tb_workdir tlsnic-bench-rx-smoke
+out=$tb_work
 fail() { echo "FAIL: $*"; exit 1; }
 TLSNIC_BUILD_DIR=$build "$root/scripts/bench-rx.sh" --quick --mb 2 --sizes 1457,16384 \
   --loss "0 0.01" --out "$out" >"$out/stdout" 2>"$out/stderr" \

@@ -24,94 +24,46 @@
 #            is fenced towards the host until the host adds it again (TlsnicRxDeviceReadd),
 #            the new device takes over the old one's decisions, the download is byte-exact.
 #
-# Root only (exits 77 otherwise); own namespaces (unique prefix); removed on exit.
+# Root only (exits 77 otherwise); own namespaces (unique prefix), from the testbed library
+# (scripts/lib/testbed.sh); removed on exit.
 set -euo pipefail
 
-mode=$1 tlsnicd=$(readlink -f "$2") preload=$(readlink -f "$3") net_sh=$(readlink -f "$4")
+mode=$1 tb_tlsnicd=$(readlink -f "$2") preload=$(readlink -f "$3") net_sh=$(readlink -f "$4")
 tlsnic=$(readlink -f "$5")
+# shellcheck source=scripts/lib/testbed.sh
+. "$(dirname "$net_sh")/lib/testbed.sh"
 size=$((20 * 1000 * 1000))
-if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/net/tun ]; then
-  echo "SKIP: needs root and /dev/net/tun"
-  exit 77
-fi
-for tool in openssl sha256sum ip ss timeout; do
-  command -v "$tool" >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
-done
-prefix="tlsnic-it-rx-$mode-$$"
-work=$(mktemp -d /tmp/tlsnic-rx.XXXXXX)
-host="$prefix-host" peer="$prefix-peer"
-server_ip=198.18.0.2 port=4433
-daemon_pid="" server_pid="" client_pid=""
-cleanup() {
-  local rc=$?
-  [ -n "$client_pid" ] && kill "$client_pid" 2>/dev/null || true
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  "$net_sh" down "$prefix" >/dev/null || true
-  if [ "$rc" -ne 0 ]; then
-    echo "--- daemon log (tail)"; tail -n 20 "$work"/daemon*.log 2>/dev/null || true
-    echo "--- client (tail)"; tail -n 5 "$work"/client.err 2>/dev/null || true
-  fi
-  if [ -n "${TLSNIC_E2E_KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
+tb_require_root tun
+tb_require_tools openssl sha256sum ip ss timeout
+tb_workdir tlsnic-rx
+work=$tb_work
+tb_on_failure() { tb_show_log "$work/client.out" "$work/client.err" "$work/server.err"; }
+server_ip=$tb_peer_v4 port=4433
+server_pid="" client_pid=""
 fail() { echo "FAIL: $*"; exit 1; }
-wait_for() { # FILE PATTERN SECONDS, bounded
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  fail "timed out waiting for '$2' in $1"
-}
 counter() { awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' "$2" 2>/dev/null || echo 0; }
 delta() { echo $(( $(counter "$1" after) - $(counter "$1" before) )); }
 
 cd "$work"
-"$net_sh" up "$prefix" >/dev/null
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem \
-  -out cert.pem -subj /CN=tlsnic-rx -days 2 2>/dev/null
+tb_netns "tlsnic-it-rx-$mode" || fail "could not make the namespaces"
+tb_tls_server_files tlsnic-rx || fail "no certificate"
 head -c "$size" /dev/urandom > file.bin
 want=$(sha256sum < file.bin | cut -d' ' -f1)
-cat > openssl.cnf <<'CNF'
-openssl_conf = openssl_init
-[openssl_init]
-ssl_conf = ssl_module
-[ssl_module]
-system_default = tls_system_default
-[tls_system_default]
-Options = KTLS
-CNF
 
-daemon_n=0
 start_daemon() { # extra tlsnicd options
-  daemon_n=$((daemon_n + 1))
-  rm -f ready
-  "$tlsnicd" --host-ns "$host" --wire-ns "$peer" --ctl "$work/ctl.sock" --ready-file "$work/ready" \
-    "$@" 2>"$work/daemon$daemon_n.log" &
-  daemon_pid=$!
-  wait_for ready ready 10
+  tb_daemon_start "$@" || fail "tlsnicd did not start"
 }
 stop_daemon() {
-  kill -TERM "$daemon_pid"
-  wait "$daemon_pid" || fail "tlsnicd exited with an error"
-  daemon_pid=""
+  tb_daemon_stop || fail "tlsnicd exited with an error"
 }
-device_stats() { "$tlsnicd" stats --ctl "$work/ctl.sock" > "$1" || fail "tlsnicd stats"; }
+device_stats() { tb_daemon_stats > "$1" || fail "tlsnicd stats"; }
 
 start_server() { # s_server options (version, ciphers)
   port=$((port + 1))
-  ip netns exec "$peer" timeout 300 openssl s_server -accept "$server_ip:$port" \
-    -cert cert.pem -key key.pem -WWW "$@" >server.out 2>server.err &
+  tb_spawn peer timeout 300 openssl s_server -accept "$server_ip:$port" \
+    -cert cert.pem -key key.pem -WWW "$@" >server.out 2>server.err
   server_pid=$!
-  local i
-  for ((i = 0; i < 100; i++)); do
-    ip netns exec "$peer" ss -ltn | grep -q ":$port " && return 0
-    sleep 0.05
-  done
-  fail "s_server does not listen"
+  tb_wait_listening peer "$port" 5 || fail "s_server does not listen"
 }
 stop_server() {
   kill "$server_pid" 2>/dev/null || true
@@ -119,22 +71,19 @@ stop_server() {
   server_pid=""
 }
 
-http_header=$'HTTP/1.0 200 ok\r\nContent-type: text/plain\r\n\r\n'
 fetch() { # CLIENT VERSION CIPHER OUT [tlsnic get options]: the host's counters in ./hoststats
   local client=$1 version=$2 cipher=$3 out=$4
   shift 4
   rm -f "$out" raw.out hoststats
   case "$client" in
     s_client)
-      printf 'GET /file.bin HTTP/1.0\r\n\r\n' | ip netns exec "$host" env OPENSSL_CONF="$work/openssl.cnf" \
-        TLSNIC_CTL="$work/ctl.sock" TLSNIC_STATS_FILE="$work/hoststats" LD_PRELOAD="$preload" \
+      printf 'GET /file.bin HTTP/1.0\r\n\r\n' | tb_in host env OPENSSL_CONF="$work/openssl.cnf" \
+        TLSNIC_CTL="$tb_ctl" TLSNIC_STATS_FILE="$work/hoststats" LD_PRELOAD="$preload" \
         timeout 120 openssl s_client "-$version" -cipher "$cipher" -connect "$server_ip:$port" \
         -quiet -ign_eof >raw.out 2>client.err || true
-      if head -c ${#http_header} raw.out | cmp -s - <(printf '%s' "$http_header"); then
-        tail -c +$((${#http_header} + 1)) raw.out > "$out"
-      fi ;;
+      tb_http_body "$tb_s_server_header" raw.out "$out" ;;
     get)
-      ip netns exec "$host" env TLSNIC_CTL="$work/ctl.sock" TLSNIC_STATS_FILE="$work/hoststats" \
+      tb_in host env TLSNIC_CTL="$tb_ctl" TLSNIC_STATS_FILE="$work/hoststats" \
         timeout 120 "$tlsnic" get --addr "$server_ip" --port "$port" --path /file.bin \
         --out "$out" "--${version//_/}" --cipher "$cipher" "$@" >client.out 2>client.err || true ;;
   esac
@@ -231,7 +180,7 @@ restart)
     fi
     client_pid=$!
     sleep 0.4
-    kill -KILL "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=""
+    tb_daemon_kill
     sleep 0.3
     start_daemon --state-file "$state"
     wait "$client_pid" || true
