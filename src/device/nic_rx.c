@@ -709,7 +709,13 @@ int nic_rx_rekey(struct rxflow *r, const void *crypto_info, size_t info_len, uin
     uint64_t new_seq = tlsnic_rec_key_next_seq(nk);
     int64_t pos = rel(r, tcp_seq);
     /* The record in progress was begun under the old key: it stays so (its stream holds
-     * its key, kept as prev). */
+     * its key, kept as prev). One begun under the key before that, which goes now (a host
+     * that rekeys twice before the device reached the first KeyUpdate's end: its own flow
+     * only), is not decrypted any further: the stream must not use a freed key, and its
+     * entry keeps the prefix it decrypted (whose later copies the device can no longer
+     * treat alike: dropped, as for any key it no longer has). */
+    if (r->dec && r->prev != NULL && r->cur.key == r->prev)
+        r->dec = 0;
     tlsnic_rec_key_free(r->prev);
     r->prev = r->key;
     r->key = nk;
