@@ -13,12 +13,14 @@
 #   samples.jsonl / results.json   every sample (results.json adds the machine)
 #   results.md                     the tables, targets met / missed
 #   host_cpu.png, throughput.png   gnuplot charts (host_cpu_paced.png: the paced phase)
+#   results-rx.*, rx-samples.jsonl the receive side (scripts/bench-rx.sh; its tables are
+#                                  appended to results.md); --no-rx skips it
 #
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--cipher aes128|aes256|chacha]
 #                         [--version 1.2|1.3] [--sizes 1457,4096,16384] [--mb N] [--rounds N]
 #                         [--loss "0 0.005 0.02"] [--loss-sizes 16384] [--rate MBIT|0]
 #                         [--paced-mb N] [--cc NAME] [--build DIR] [--seconds S]
-#                         [--background S] [--notsent-lowat BYTES] [--no-profile]
+#                         [--background S] [--notsent-lowat BYTES] [--no-profile] [--no-rx]
 # --rate: a second phase runs the network scenarios again, all paced to MBIT Mbit/s (default
 # auto: per record size, half of what the slowest scenario reached in the first phase; 0
 # skips it), so host CPU per byte is compared at equal throughput: the headline.
@@ -45,16 +47,16 @@ cmdline="tlsnic bench${*:+ $*}"
 
 quick=0 out="" cipher=aes128 version=1.2 sizes=1457,4096,16384 mb="" rounds="" loss_rates=""
 loss_sizes="" rate=auto paced_mb="" cc=cubic build=${TLSNIC_BUILD_DIR:-$root/build} seconds=""
-background="" lowat=131072 profile=1
+background="" lowat=131072 profile=1 rx=1 rx_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --out) out=$2; shift ;;
     --cipher) cipher=$2; shift ;;
     --version) version=$2; shift ;;
-    --sizes) sizes=$2; shift ;;
-    --mb) mb=$2; shift ;;
-    --rounds) rounds=$2; shift ;;
+    --sizes) sizes=$2; rx_args+=(--sizes "$2"); shift ;;
+    --mb) mb=$2; rx_args+=(--mb "$2"); shift ;;
+    --rounds) rounds=$2; rx_args+=(--rounds "$2"); shift ;;
     --loss) loss_rates=$2; shift ;;
     --loss-sizes) loss_sizes=$2; shift ;;
     --rate) rate=$2; shift ;;
@@ -65,6 +67,7 @@ while [ $# -gt 0 ]; do
     --notsent-lowat) lowat=$2; shift ;;
     --no-profile) profile=0 ;;
     --build) build=$2; shift ;;
+    --no-rx) rx=0 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -205,5 +208,13 @@ jq -s --arg cpu "${cpu_model:-unknown}" --arg nproc "$ncpu" --arg kernel "$(unam
     samples: .}' "$work/samples.jsonl" >"$out/results.json"
 cp "$work/samples.jsonl" "$out/samples.jsonl"
 python3 "$root/bench/eval/report.py" "$out/results.json" "$out"
+if [ "$rx" = 1 ]; then # the receive side: its own namespaces, daemon and report
+  tb_daemon_stop || true # (this side's testbed is done: the receive side measures alone)
+  tb_netns_down
+  "$root/scripts/bench-rx.sh" $([ "$quick" = 1 ] && echo --quick) --out "$out" --cipher "$cipher" \
+    --version "$version" --cc "$cc" --build "$build" "${rx_args[@]}" >/dev/null \
+    && cat "$out/results-rx.md" >>"$out/results.md" \
+    || echo "bench.sh: the receive side failed (scripts/bench-rx.sh)" >&2
+fi
 cat "$out/results.md"
 echo "tlsnic bench: $(($(date -u +%s) - started)) s; results in $out (results.md, results.json, *.png)" >&2

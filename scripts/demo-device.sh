@@ -10,8 +10,13 @@
 # libtlsnic-preload.so in the host namespace (TX in device mode: records framed in the
 # clear, encrypted by the device); curl (TLS 1.3) and openssl s_client (TLS 1.2) fetch a
 # 50 MB file from the peer namespace; then `tlsnic serve` (the CLI's own server on the
-# tlsnic socket layer) serves it to curl too; sha256 checked; counters per device and per
-# flow; everything torn down.
+# tlsnic socket layer) serves it to curl too. Then the download direction (RX offload: the
+# device decrypts what the host receives): an unmodified `openssl s_server -WWW` in the peer
+# namespace, and in the host namespace an unmodified `openssl s_client -tls1_2` under
+# libtlsnic-preload.so (OpenSSL 3.0's kTLS receives TLS 1.2 only) and `tlsnic get --tls13`
+# (the CLI's own client) fetching it. sha256 checked; counters per device and per flow,
+# with the share of the bytes the host did not encrypt and did not decrypt; everything
+# torn down.
 # Environment: TLSNIC_DEMO_MB (file size, default 50), TLSNIC_DEMO_LOSS / _REORDER.
 set -euo pipefail
 
@@ -20,14 +25,15 @@ tb_tlsnicd=$1 preload=$2 net_sh=$3 tlsnic=$4
 . "$(dirname "$net_sh")/lib/testbed.sh"
 size_mb=${TLSNIC_DEMO_MB:-50}
 loss=${TLSNIC_DEMO_LOSS:-0.01} reorder=${TLSNIC_DEMO_REORDER:-0.01}
-steps=9
+steps=11
 server_ip=$tb_host_v4
 tb_require_tools openssl curl sha256sum ip ss timeout
 tb_workdir tlsnic-demo
 work=$tb_work
 tb_on_failure() {
   echo "tlsnic demo: FAILED (logs below)"
-  tb_show_log "$work/server.err" "$work/serve.out"
+  tb_show_log "$work/server.err" "$work/serve.out" "$work/peer-server.err" "$work/rx.err" \
+    "$work/get.out"
 }
 step() { printf '[%d/%d] %s ' "$1" "$steps" "$2"; }
 die() { echo; echo "tlsnic demo: $*"; exit 1; }
@@ -38,8 +44,11 @@ cd "$work"
 echo "tlsnic demo: TLS offload to a network device, in the real Linux packet path"
 echo "  host namespace: unmodified openssl s_server under libtlsnic-preload.so (kTLS API -> tlsnic),"
 echo "                  and tlsnic serve (libssl handshake, then the socket handed to tlsnic)"
-echo "  tlsnicd:        the device model between the namespaces: encrypts records inline"
-echo "  peer namespace: unmodified curl and openssl s_client"
+echo "                  then, downloading: unmodified openssl s_client under the preload library,"
+echo "                  and tlsnic get (the CLI's own client)"
+echo "  tlsnicd:        the device model between the namespaces: encrypts the records the host"
+echo "                  sends and decrypts the ones it receives, inline"
+echo "  peer namespace: unmodified curl and openssl s_client, then an unmodified openssl s_server"
 echo
 
 tb_netns tlsnic-demo || die "could not make the namespaces"
@@ -115,15 +124,52 @@ echo "$(rate "$(stat -c %s serve.bin)" "$t0" "$t1"), sha256 ok"
 grep '#1 ' serve.out | sed 's/^tlsnic serve: #1 /      server: /'
 grep -q 'TX device' serve.out || die "tlsnic serve did not use the device"
 
-step 8 "counters (tlsnic stats: the device, its flows, the s_server host):"
+step 8 "openssl s_server -WWW in the peer namespace (no preload: a plain TLS peer) ..."
+kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+tb_spawn peer timeout 300 openssl s_server -accept "$tb_peer_v4:4435" -cert cert.pem \
+  -key key.pem -WWW >peer-server.out 2>peer-server.err
+peer_server_pid=$!
+tb_wait_listening peer 4435 5 || die "the peer's s_server does not listen"
+echo "listening on $tb_peer_v4:4435"
+
+step 9 "downloads into the host namespace, RX in device mode:"
+echo
+t0=$(now)
+printf 'GET /file.bin HTTP/1.0\r\n\r\n' | tb_in host env OPENSSL_CONF="$work/openssl.cnf" \
+  TLSNIC_CTL="$tb_ctl" TLSNIC_STATS_FILE="$work/rx-stats" TLSNIC_PRELOAD_DEBUG=1 \
+  LD_PRELOAD="$preload" timeout 120 openssl s_client -connect "$tb_peer_v4:4435" -tls1_2 -quiet \
+  -ign_eof >rx.raw 2>rx.err || true
+t1=$(now)
+tb_http_body "$tb_s_server_header" rx.raw rx.bin
+got=$(sha256sum < rx.bin | cut -d' ' -f1)
+[ "$got" = "$want" ] || die "s_client download: sha256 $got, want $want"
+rx_mode=$(grep 'setsockopt TLS_RX' rx.err | tail -n 1 | sed 's/.* mode //; s/ ([-0-9]*)$//')
+[ "$rx_mode" = device ] || die "s_client's RX was not in device mode: $(grep 'TLS_RX' rx.err | tail -n 1)"
+fetched=$((fetched + 1))
+echo "      openssl s_client -tls1_2 under libtlsnic-preload.so: $(rate "$(stat -c %s rx.bin)" "$t0" "$t1"), sha256 ok; client RX mode: $rx_mode"
+tb_in host env TLSNIC_CTL="$tb_ctl" TLSNIC_STATS_FILE="$work/get-stats" \
+  timeout 120 "$tlsnic" get --addr "$tb_peer_v4" --port 4435 --path /file.bin --out "$work/get.bin" \
+  --tls13 >get.out 2>&1 || die "tlsnic get: $(tail -n 1 get.out)"
+got=$(sha256sum < get.bin | cut -d' ' -f1)
+[ "$got" = "$want" ] || die "tlsnic get: sha256 $got, want $want"
+grep -q 'RX device' get.out || die "tlsnic get did not receive through the device: $(cat get.out)"
+fetched=$((fetched + 1))
+echo "      $(cat get.out), sha256 ok"
+
+step 10 "counters (tlsnic stats: the device, its flows, the hosts):"
 echo
 "$tlsnic" stats --brief --ctl "$tb_ctl" --host "$work/host-stats" | sed 's/^/      /'
 echo "      tlsnic serve's own host counters: $(awk '$1 ~ /^(TlsTxDevice|TlsTxSw|TlsnicTxDeviceBytes|TlsnicTxSwBytes)$/ { printf "%s %s  ", $1, $2 }' serve-stats)"
-step 9 "teardown ..."
-kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+echo "      the downloading s_client (host counters, RX):"
+"$tlsnic" stats --ctl /nonexistent --host "$work/rx-stats" | sed -n '/^summary: of .* received/,$p' | sed 's/^/      /'
+echo "      tlsnic get --tls13: $(awk '$1 ~ /^(TlsRxDevice|TlsnicRxDeviceBytes|TlsnicRxSwBytes)$/ { printf "%s %s  ", $1, $2 }' get-stats)"
+step 11 "teardown ..."
+kill "$peer_server_pid"; wait "$peer_server_pid" 2>/dev/null || true
 tb_daemon_stop || true
 tb_netns_down
 echo "ok"
 echo
-echo "tlsnic demo: PASS: $fetched downloads of $size_mb MB (s_server under the preload library, and"
-echo "             tlsnic serve), byte-exact, encrypted by the device"
+echo "tlsnic demo: PASS: $fetched downloads of $size_mb MB, byte-exact: 3 served by the host (s_server"
+echo "             under the preload library, and tlsnic serve), encrypted by the device; 2 received"
+echo "             by the host (s_client under the preload library, and tlsnic get), decrypted by"
+echo "             the device"

@@ -36,6 +36,7 @@
 
 #include "demo_simwire.h"
 #include "fd_io.h"
+#include "get.h"
 #include "serve.h"
 #include "tls_pair.h"
 #include "tlsnic/attach.h"
@@ -464,6 +465,17 @@ static void print_flows(const char *ctl, int list_all, int show_all)
             printf(" %10s %14s %8s %8s %12s %6s\n", "-", "-", "-", "-", "-", "-");
             continue;
         }
+        if (e->dir == TLSNIC_DIR_RX) { /* packets decrypted, bytes of verified records,
+                                          out of order; tag failures in the drops column */
+            printf(" %10" PRIu64 " %14" PRIu64 " %8" PRIu64 " %8s %12s %6" PRIu64 "\n",
+                   e->counters[TLSNIC_CTL_FC_rx_tls_decrypted_packets],
+                   e->counters[TLSNIC_CTL_FC_rx_tls_rec_bytes],
+                   e->counters[TLSNIC_CTL_FC_rx_tls_ooo], "-", "-",
+                   e->counters[TLSNIC_CTL_FC_rx_tls_err]);
+            for (unsigned k = 0; show_all && k < n_counters; k++)
+                printf("        %-32s %" PRIu64 "\n", tlsnic_ctl_flow_counter_name(k), e->counters[k]);
+            continue;
+        }
         printf(" %10" PRIu64 " %14" PRIu64 " %8" PRIu64 " %8" PRIu64 " %12" PRIu64 " %6" PRIu64 "\n",
                e->counters[TLSNIC_CTL_FC_tx_tls_encrypted_packets],
                e->counters[TLSNIC_CTL_FC_tx_tls_encrypted_bytes],
@@ -480,7 +492,8 @@ static void print_flows(const char *ctl, int list_all, int show_all)
 /*
  * tlsnic stats [--ctl PATH] [--host FILE] [--all|--brief] [--flows]: the device's counters from tlsnicd and
  * the host's from a counters file (what the preload library writes to TLSNIC_STATS_FILE),
- * then what share of the TLS record bytes the host sent the device encrypted.
+ * then what share of the TLS record bytes the host sent the device encrypted, and of those
+ * it received the device decrypted.
  */
 static int cmd_stats(int argc, char **argv)
 {
@@ -545,6 +558,28 @@ static int cmd_stats(int argc, char **argv)
             print_mb(pre);
             printf(" of handshake before kTLS)\n");
         }
+        uint64_t rx_dev = stat_value(host_text, "TlsnicRxDeviceBytes");
+        uint64_t rx_sw = stat_value(host_text, "TlsnicRxSwBytes");
+        if (rx_dev + rx_sw > 0) {
+            uint64_t gaps = stat_value(host_text, "TlsnicRxResyncGaps");
+            printf("summary: of ");
+            print_mb(rx_dev + rx_sw);
+            printf(" of TLS the host received, the device decrypted and verified ");
+            print_mb(rx_dev);
+            printf(" in %" PRIu64 " records: %.3f %% the host CPU did not decrypt\n"
+                   "         (host: ",
+                   stat_value(host_text, "TlsnicRxDeviceRecords"),
+                   100.0 * (double)rx_dev / (double)(rx_dev + rx_sw));
+            print_mb(rx_sw);
+            printf(" opened in software, %" PRIu64 " records the device had decrypted turned back "
+                   "to open them, %" PRIu64 " device tag failures;\n"
+                   "          %" PRIu64 " gaps, after %" PRIu64 " of them the device decrypted again "
+                   "within 2 records, %.1f on average)\n",
+                   stat_value(host_text, "TlsnicRxReencryptRecords"),
+                   stat_value(host_text, "TlsnicRxDeviceTagFail"), gaps,
+                   stat_value(host_text, "TlsnicRxResyncWithin2"),
+                   gaps ? (double)stat_value(host_text, "TlsnicRxResyncRecords") / (double)gaps : 0.0);
+        }
     }
     if (dev_len >= 0 && dev_text[0]) {
         printf("device work: %" PRIu64 " packets encrypted inline, %" PRIu64
@@ -553,6 +588,19 @@ static int cmd_stats(int argc, char **argv)
                stat_value(dev_text, "tx_tls_encrypted_packets"), stat_value(dev_text, "tx_tls_ooo"),
                stat_value(dev_text, "tx_tls_ooo_ckpt"), stat_value(dev_text, "tx_tls_resync_bytes"),
                stat_value(dev_text, "tx_tls_dump_packets"));
+        if (stat_value(dev_text, "rx_tls_ctx") > 0)
+            printf("device RX work: %" PRIu64 " packets decrypted inline, %" PRIu64
+                   " records verified (%" PRIu64 " tag failures), %" PRIu64
+                   " out of order; resync: %" PRIu64 " headers placed by the device, %" PRIu64
+                   " requests (%" PRIu64 " answered, %" PRIu64 " applied), %" PRIu64
+                   " later copies the host had to check\n",
+                   stat_value(dev_text, "rx_tls_decrypted_packets"),
+                   stat_value(dev_text, "rx_tls_rec_ok"), stat_value(dev_text, "rx_tls_err"),
+                   stat_value(dev_text, "rx_tls_ooo"), stat_value(dev_text, "rx_tls_resync_placed"),
+                   stat_value(dev_text, "rx_tls_resync_req_start"),
+                   stat_value(dev_text, "rx_tls_resync_req_end"),
+                   stat_value(dev_text, "rx_tls_resync_res_ok"),
+                   stat_value(dev_text, "rx_tls_recheck"));
     }
     return dev_len >= 0 || host_len >= 0 ? 0 : 1;
 }
@@ -630,8 +678,15 @@ static void usage(FILE *to)
             "           handed to tlsnic (TCP_ULP tls, TLS_TX/TLS_RX), the file sent with\n"
             "           tlsnic_sendfile; device mode when tlsnicd ($TLSNIC_CTL) takes the\n"
             "           flow. One line per connection with its mode (device, or sw and why)\n"
+            "  get --addr A --port P [--path /F] [--out FILE] [--tls12|--tls13] [--cipher NAME]\n"
+            "           an HTTPS client on the tlsnic socket layer (the download direction):\n"
+            "           libssl handshake, keys exported, the socket handed to tlsnic; RX in\n"
+            "           device mode when tlsnicd ($TLSNIC_CTL) takes the flow: the device\n"
+            "           decrypts what the host receives. One line with the modes and what came\n"
             "  bench    the paper's evaluation through tlsnicd (root): scripts/bench.sh,\n"
-            "           options passed on (--quick, --cipher, --version, ...; see --help)\n"
+            "           options passed on (--quick, --cipher, --version, ...; see --help);\n"
+            "           then the receive side (scripts/bench-rx.sh: receiver CPU per byte\n"
+            "           with RX offload, device-decrypted share by loss rate; --no-rx skips it)\n"
             "  help     this text (also -h, --help)\n");
 }
 
@@ -677,6 +732,8 @@ int main(int argc, char **argv)
         return cmd_bench(argv + 1);
     if (strcmp(argv[1], "serve") == 0)
         return tlsnic_cmd_serve(argc, argv);
+    if (strcmp(argv[1], "get") == 0)
+        return tlsnic_cmd_get(argc, argv);
     if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "--help") == 0) {
         usage(stdout);

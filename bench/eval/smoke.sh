@@ -13,7 +13,7 @@ tb_require_root tun
 tb_workdir tlsnic-bench-smoke
 out=$tb_work
 fail() { echo "FAIL: $*"; exit 1; }
-TLSNIC_BUILD_DIR=$build "$root/scripts/bench.sh" --quick --mb 2 --sizes 1457,16384 \
+TLSNIC_BUILD_DIR=$build "$root/scripts/bench.sh" --quick --no-rx --mb 2 --sizes 1457,16384 \
   --loss 0.02 --loss-sizes 16384 --out "$out" >"$out/stdout" 2>"$out/stderr" \
   || { cat "$out/stderr"; fail "bench.sh failed"; }
 for f in results.json samples.jsonl summary.json results.md host_cpu.png throughput.png host_cpu_paced.png; do

@@ -298,14 +298,23 @@ static void add_fenced(void *ctx, const struct tlsnic_flow *flow)
         l->entries[l->n++] = (struct tlsnic_flow_dir){.flow = *flow, .dir = TLSNIC_DIR_TX};
 }
 
-/* Writes the offloaded and the still fenced flows to the state file (control path only).
- * 0, or -errno (counted and logged). */
+static void add_fenced_rx(void *ctx, const struct tlsnic_flow *flow)
+{
+    struct state_list *l = ctx;
+    if (l->n < l->cap)
+        l->entries[l->n++] = (struct tlsnic_flow_dir){.flow = *flow, .dir = TLSNIC_DIR_RX};
+}
+
+/* Writes the offloaded and the still fenced flows (TX and RX) to the state file (control
+ * path only). 0, or -errno (counted and logged). */
 static int save_state(tlsnic_ctl_server *s)
 {
     if (s->cfg.state_path == NULL || s->shutting_down)
         return 0;
-    s->fence_syn_lifts_saved = tlsnic_fence_lifted_by_syn(s->cfg.fence);
-    uint32_t fenced = s->cfg.fence != NULL ? tlsnic_fence_count(s->cfg.fence) : 0;
+    s->fence_syn_lifts_saved = tlsnic_fence_lifted_by_syn(s->cfg.fence) +
+                               tlsnic_fence_lifted_by_syn(s->cfg.rx_fence);
+    uint32_t fenced = (s->cfg.fence != NULL ? tlsnic_fence_count(s->cfg.fence) : 0) +
+                      (s->cfg.rx_fence != NULL ? tlsnic_fence_count(s->cfg.rx_fence) : 0);
     struct state_list l = {.cap = (size_t)s->n_flows + fenced, .s = s};
     l.entries = calloc(l.cap ? l.cap : 1, sizeof(*l.entries));
     if (l.entries == NULL) {
@@ -318,8 +327,10 @@ static int save_state(tlsnic_ctl_server *s)
                                                         .dir = s->flows[i].dir};
     }
     /* A flow both fenced and offloaded cannot be: add lifts the fence first. */
-    if (fenced > 0)
+    if (fenced > 0 && s->cfg.fence != NULL)
         tlsnic_fence_foreach(s->cfg.fence, add_fenced, &l);
+    if (fenced > 0 && s->cfg.rx_fence != NULL)
+        tlsnic_fence_foreach(s->cfg.rx_fence, add_fenced_rx, &l);
     int err = tlsnic_state_save(s->cfg.state_path, l.entries, l.n);
     free(l.entries);
     if (err < 0) {
@@ -566,6 +577,24 @@ static bool finish_fenced(tlsnic_ctl_server *s, int *fds, enum finish_how how,
     return true;
 }
 
+/*
+ * A DEL or RELEASE of RX for a flow the device lost in a restart (fenced towards the host,
+ * no context): the host stops offloading it, and reads what arrives from now on as it is
+ * (its RX status tells it what the lost device decided). The fence goes at once.
+ */
+static void lift_rx_fence(tlsnic_ctl_server *s, const int *fds, struct outcome *o)
+{
+    struct tlsnic_flow flow;
+    uint64_t cookie;
+    struct outcome ignored;
+    if (s->cfg.rx_fence != NULL && flow_from_socket(fds[0], &flow, &cookie, &ignored) == 0 &&
+        tlsnic_fence_lift(s->cfg.rx_fence, &flow) == 0) {
+        s->counters.fences_lifted++;
+        save_state(s);
+        set_outcome(o, 0, "fence lifted (the context was lost in a restart)");
+    }
+}
+
 static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_ctl_msg *m,
                    int n_fds, int *fds, struct outcome *o)
 {
@@ -593,6 +622,18 @@ static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_
             return;
         }
     }
+    /* RX: a device that decrypts writes what it did into the host's RX status, which
+     * only an RX store carries; TX stores carry none. (What a device that does not say it
+     * decrypts makes of an RX add is its own business: the channel carries it.) */
+    const struct tlsnic_rec_store *rs = store != NULL ? tlsnic_shm_reader_store(store) : NULL;
+    int rx_store = rs != NULL && rs->rx_status != NULL;
+    int decrypts = (s->cfg.dev->ops->caps & TLSNIC_DEV_CAP_RX) != 0;
+    if ((dir == TLSNIC_DIR_TX && rx_store) || (dir == TLSNIC_DIR_RX && decrypts && !rx_store)) {
+        tlsnic_shm_reader_free(store);
+        set_outcome(o, -EINVAL, dir == TLSNIC_DIR_RX ? "an RX add needs an RX store"
+                                                     : "a TX add got an RX store");
+        return;
+    }
     int err = s->cfg.dev->ops->add(s->cfg.dev, fds[0], &flow, dir, m->info, m->info_len,
                                    m->tcp_seq, store != NULL ? tlsnic_shm_reader_store(store) : NULL);
     if (err < 0) {
@@ -608,7 +649,8 @@ static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_
     s->n_flows++;
     /* A restart must know the flow, or it would let its records out in the clear: a flow
      * the state file cannot record is not offloaded. */
-    bool fenced = dir == TLSNIC_DIR_TX && tlsnic_fence_contains(s->cfg.fence, &flow);
+    tlsnic_fence *fence = dir == TLSNIC_DIR_TX ? s->cfg.fence : s->cfg.rx_fence;
+    bool fenced = tlsnic_fence_contains(fence, &flow); /* the state file lists it already */
     if (!fenced && save_state(s) < 0) {
         end_flow(s, slot, "state file");
         set_outcome(o, -EIO, "the state file cannot record the flow: not offloaded");
@@ -617,7 +659,7 @@ static void do_add(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_
     s->counters.adds++;
     publish_flags(s, slot);
     /* The device holds the keys again: the flow's frames may pass to it. */
-    bool lifted = fenced && tlsnic_fence_lift(s->cfg.fence, &flow) == 0;
+    bool lifted = fenced && tlsnic_fence_lift(fence, &flow) == 0;
     s->counters.fences_lifted += lifted;
     if (lifted)
         save_state(s);
@@ -671,6 +713,10 @@ static void do_del(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, int n_f
                    int *fds, struct outcome *o)
 {
     struct owned_flow *f = held_flow(s, m, n_fds, fds, o);
+    if (f == NULL && o->status == -ENOENT && m->dir == TLSNIC_DIR_RX) {
+        lift_rx_fence(s, fds, o);
+        return;
+    }
     if (f == NULL && o->status == -ENOENT && m->dir == TLSNIC_DIR_TX) {
         finish_fenced(s, fds, FINISH_KEEP, o);
         return;
@@ -678,9 +724,10 @@ static void do_del(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, int n_f
     if (f == NULL)
         return;
     s->counters.dels++;
-    /* Bytes still unacknowledged would be retransmitted in the clear without the context. */
+    /* Bytes still unacknowledged would be retransmitted in the clear without the context.
+     * (An RX context has nothing to send: it goes at once.) */
     int outq = socket_outq(f->sock);
-    if (!socket_done(f->sock)) {
+    if (f->dir == TLSNIC_DIR_TX && !socket_done(f->sock)) {
         start_finish(s, f, FINISH_KEEP, "del");
         set_outcome(o, -EINPROGRESS, "%d bytes unacknowledged: the context is deleted once "
                     "they are", outq);
@@ -700,6 +747,10 @@ static void do_release(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, int
 {
     enum finish_how how = (m->release_flags & TLSNIC_CTL_RELEASE_ABORT) ? FINISH_ABORT : FINISH_CLOSE;
     struct owned_flow *f = held_flow(s, m, n_fds, fds, o);
+    if (f == NULL && o->status == -ENOENT && m->dir == TLSNIC_DIR_RX) {
+        lift_rx_fence(s, fds, o);
+        return;
+    }
     if (f == NULL && o->status == -ENOENT && m->dir == TLSNIC_DIR_TX) {
         finish_fenced(s, fds, how, o);
         return;
@@ -707,6 +758,18 @@ static void do_release(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, int
     if (f == NULL)
         return;
     s->counters.releases++;
+    if (f->dir == TLSNIC_DIR_RX) {
+        /* Nothing of an RX context leaves: the program will read no more, so its status
+         * has no reader. Deleted at once; the connection's end is TX's (or the kernel's). */
+        int err = end_flow(s, f, "released");
+        save_state(s);
+        if (err < 0)
+            set_outcome(o, 0, "released (device %s: del: %s)", s->cfg.dev->ops->name,
+                        strerror(-err));
+        else
+            set_outcome(o, 0, "released and deleted (RX)");
+        return;
+    }
     start_finish(s, f, how, "released");
     if (finish_if_done(s, f)) {
         save_state(s);
@@ -729,6 +792,22 @@ static void do_resync(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, int 
         set_outcome(o, err, "device %s: resync: %s", s->cfg.dev->ops->name, strerror(-err));
     else
         set_outcome(o, 0, "resynced");
+}
+
+static void do_rekey(tlsnic_ctl_server *s, const struct tlsnic_ctl_msg *m, int n_fds,
+                     int *fds, struct outcome *o)
+{
+    struct owned_flow *f = held_flow(s, m, n_fds, fds, o);
+    if (f == NULL)
+        return;
+    int err = s->cfg.dev->ops->rekey == NULL
+                  ? -EOPNOTSUPP
+                  : s->cfg.dev->ops->rekey(s->cfg.dev, fds[0], &f->flow, f->dir, m->info,
+                                           m->info_len, m->tcp_seq);
+    if (err < 0)
+        set_outcome(o, err, "device %s: rekey: %s", s->cfg.dev->ops->name, strerror(-err));
+    else
+        set_outcome(o, 0, "rekeyed");
 }
 
 static void do_flow_flags(tlsnic_ctl_server *s, struct client *cl, const struct tlsnic_ctl_msg *m,
@@ -816,6 +895,10 @@ static void close_client(tlsnic_ctl_server *s, struct client *cl)
             end_flow(s, f, "daemon stopping");
             continue;
         }
+        if (f->dir == TLSNIC_DIR_RX) {
+            end_flow(s, f, "host gone"); /* nothing to send; nobody reads its status */
+            continue;
+        }
         start_finish(s, f, FINISH_CLOSE, "host gone");
         finish_if_done(s, f);
     }
@@ -888,6 +971,7 @@ static void serve_one(tlsnic_ctl_server *s, struct client *cl)
         case TLSNIC_CTL_DEL: do_del(s, &m, n_fds, fds, &o); break;
         case TLSNIC_CTL_RELEASE: do_release(s, &m, n_fds, fds, &o); break;
         case TLSNIC_CTL_RESYNC: do_resync(s, &m, n_fds, fds, &o); break;
+        case TLSNIC_CTL_REKEY: do_rekey(s, &m, n_fds, fds, &o); break;
         case TLSNIC_CTL_FLOW_FLAGS: do_flow_flags(s, cl, &m, &o); break;
         case TLSNIC_CTL_STATS: do_stats(s, &o); break;
         case TLSNIC_CTL_FLOW_STATS: do_flow_stats(s, &m, &o); break;
@@ -1078,7 +1162,8 @@ void tlsnic_ctl_server_process(tlsnic_ctl_server *s, const struct pollfd *pfd, i
     finish_pass(s, false);
     tlsnic_fence_expire(s->cfg.linger, mono_ns());
     /* Fences the packet path lifted (a new connection's SYN): the state file follows. */
-    if (tlsnic_fence_lifted_by_syn(s->cfg.fence) != s->fence_syn_lifts_saved)
+    if (tlsnic_fence_lifted_by_syn(s->cfg.fence) + tlsnic_fence_lifted_by_syn(s->cfg.rx_fence) !=
+        s->fence_syn_lifts_saved)
         save_state(s);
     for (int i = 1; i < n; i++) {
         if ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0)

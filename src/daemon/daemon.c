@@ -317,7 +317,7 @@ static int run(const struct options *o, const struct tlsnic_daemon_stand_in *sta
     active_stand_in = stand_in;
     tlsnic_fwd *fwd = NULL;
     tlsnic_ctl_server *ctl = NULL;
-    tlsnic_fence *fence = NULL, *linger = NULL;
+    tlsnic_fence *fence = NULL, *rx_fence = NULL, *linger = NULL;
     struct gates gates = {0};
     int rc = 1;
     int err = tlsnic_fence_new(&linger, LINGER_MAX_FLOWS);
@@ -335,6 +335,18 @@ static int run(const struct options *o, const struct tlsnic_daemon_stand_in *sta
         }
         fprintf(stderr, "tlsnicd: %d offloaded TX flow(s) fenced until their host adds them again\n",
                 fenced);
+        err = tlsnic_fence_new(&rx_fence, 0);
+        fenced = err < 0 ? err : tlsnic_state_load_rx(o->state_file, rx_fence);
+        if (fenced < 0) {
+            fprintf(stderr, "tlsnicd: state file %s: %s\n", o->state_file, strerror(-fenced));
+            goto out;
+        }
+        if (fenced > 0)
+            fprintf(stderr, "tlsnicd: %d offloaded RX flow(s) fenced until their host adds them again\n",
+                    fenced);
+        fc.to_host_gate = tlsnic_fence_gate_to_host;
+        fc.to_host_gate_ctx = rx_fence;
+        tlsnic_fence_link_rx(fence, rx_fence); /* a host's SYN lifts both */
     }
     gates = (struct gates){.restart = fence, .linger = linger};
     fc.to_wire_gate = gate_both;
@@ -360,6 +372,7 @@ static int run(const struct options *o, const struct tlsnic_daemon_stand_in *sta
                 .state_path = o->state_file,
                 .finish_timeout_ms = o->finish_timeout_ms,
                 .linger = linger,
+                .rx_fence = rx_fence,
             };
             err = tlsnic_ctl_server_new(&ctl, &sc);
         }
@@ -434,6 +447,7 @@ out:
     tlsnic_nic_free(nic); /* after the server: its shutdown deletes the flows first */
     tlsnic_fence_free(fence);
     tlsnic_fence_free(linger);
+    tlsnic_fence_free(rx_fence);
     close(wire_fd);
     close(host_fd);
     return rc;

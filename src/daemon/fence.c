@@ -33,6 +33,7 @@ struct tlsnic_fence {
     uint32_t n_until;    /* fences with an expiry */
     uint64_t next_until; /* none of them expires before this */
     uint64_t lifted_by_syn;
+    struct tlsnic_fence *rx; /* tlsnic_fence_link_rx: lifted by a host's SYN too */
 };
 
 static bool flow_equal(const struct tlsnic_flow *a, const struct tlsnic_flow *b)
@@ -209,7 +210,7 @@ void tlsnic_fence_foreach(const tlsnic_fence *f,
     }
 }
 
-int tlsnic_fence_blocks(const tlsnic_fence *f, const uint8_t *frame, size_t len)
+static int blocks(const tlsnic_fence *f, const uint8_t *frame, size_t len, int to_host)
 {
     if (f == NULL || f->count == 0)
         return 0;
@@ -221,16 +222,39 @@ int tlsnic_fence_blocks(const tlsnic_fence *f, const uint8_t *frame, size_t len)
         return 1; /* the device could not read it either: it may be a fenced flow's */
     if (v.payload_len == 0)
         return 0; /* no payload: no record bytes to leak */
-    /* Towards the wire the source is the host's end of the flow. */
-    struct tlsnic_flow flow = {.family = v.family, .local_port = v.sport, .remote_port = v.dport};
-    memcpy(flow.local, v.src, 16);
-    memcpy(flow.remote, v.dst, 16);
+    /* Towards the wire the source is the host's end of the flow, towards it the
+     * destination. */
+    struct tlsnic_flow flow = {.family = v.family, .local_port = to_host ? v.dport : v.sport,
+                               .remote_port = to_host ? v.sport : v.dport};
+    memcpy(flow.local, to_host ? v.dst : v.src, 16);
+    memcpy(flow.remote, to_host ? v.src : v.dst, 16);
     return lookup(f, &flow) != NULL;
+}
+
+int tlsnic_fence_blocks(const tlsnic_fence *f, const uint8_t *frame, size_t len)
+{
+    return blocks(f, frame, len, 0);
+}
+
+int tlsnic_fence_blocks_to_host(const tlsnic_fence *f, const uint8_t *frame, size_t len)
+{
+    return blocks(f, frame, len, 1);
+}
+
+int tlsnic_fence_gate_to_host(const void *ctx, const uint8_t *frame, size_t len)
+{
+    return blocks(ctx, frame, len, 1);
+}
+
+void tlsnic_fence_link_rx(tlsnic_fence *f, tlsnic_fence *rx)
+{
+    if (f != NULL)
+        f->rx = rx;
 }
 
 int tlsnic_fence_filter(tlsnic_fence *f, const uint8_t *frame, size_t len)
 {
-    if (f == NULL || f->count == 0)
+    if (f == NULL || (f->count == 0 && (f->rx == NULL || f->rx->count == 0)))
         return 0;
     struct tlsnic_frame v;
     int kind = tlsnic_frame_parse(frame, len, &v);
@@ -238,12 +262,16 @@ int tlsnic_fence_filter(tlsnic_fence *f, const uint8_t *frame, size_t len)
         return tlsnic_fence_blocks(f, frame, len);
     /* A SYN (or SYN-ACK) of the host's on a fenced 4-tuple: a new connection, which the
      * host's stack opens only once no socket of the old one can send (a timewait socket
-     * sends no payload). The records the fence kept back are gone with it. */
+     * sends no payload) or take payload in (the linked RX fence: no reader is left for the
+     * bytes the last device decided about). The records the fence kept back are gone with
+     * it. */
     struct tlsnic_flow flow = {.family = v.family, .local_port = v.sport, .remote_port = v.dport};
     memcpy(flow.local, v.src, 16);
     memcpy(flow.remote, v.dst, 16);
-    if (tlsnic_fence_lift(f, &flow) == 0)
+    if (f->count > 0 && tlsnic_fence_lift(f, &flow) == 0)
         f->lifted_by_syn++;
+    if (f->rx != NULL && f->rx->count > 0 && tlsnic_fence_lift(f->rx, &flow) == 0)
+        f->rx->lifted_by_syn++;
     return 0;
 }
 
@@ -344,7 +372,19 @@ static int parse_line(char *line, struct tlsnic_flow_dir *out)
     return 0;
 }
 
+static int state_load(const char *path, tlsnic_fence *f, enum tlsnic_dir dir);
+
 int tlsnic_state_load(const char *path, tlsnic_fence *f)
+{
+    return state_load(path, f, TLSNIC_DIR_TX);
+}
+
+int tlsnic_state_load_rx(const char *path, tlsnic_fence *f)
+{
+    return state_load(path, f, TLSNIC_DIR_RX);
+}
+
+static int state_load(const char *path, tlsnic_fence *f, enum tlsnic_dir dir)
 {
     FILE *in = fopen(path, "re");
     if (in == NULL)
@@ -358,7 +398,7 @@ int tlsnic_state_load(const char *path, tlsnic_fence *f)
         }
         struct tlsnic_flow_dir e;
         err = parse_line(line, &e);
-        if (err == 0 && e.dir == TLSNIC_DIR_TX) {
+        if (err == 0 && e.dir == dir) {
             err = tlsnic_fence_add(f, &e.flow);
             fenced += err == 0;
         }

@@ -11,8 +11,18 @@ int tlsnic_nic_frame_hook(void *ctx, int direction, uint8_t *frame, size_t len,
 {
     tlsnic_nic *nic = ctx;
     if (direction == TLSNIC_FWD_TO_HOST) {
-        int v = tlsnic_nic_rx(nic, frame, len);
-        return v < 0 ? v : TLSNIC_FRAME_PASS;
+        /* RX offload: the device may decrypt the payload in place (checksum as for TX:
+         * a NEEDS_CSUM frame keeps its partial sum, a full one is rewritten). */
+        struct tlsnic_pkt pkt = {
+            .data = frame,
+            .len = len,
+            .gso_size = vh->gso_type != VIRTIO_NET_HDR_GSO_NONE ? vh->gso_size : 0,
+            .csum = (vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) ? TLSNIC_CSUM_OFFLOAD : TLSNIC_CSUM_FULL,
+        };
+        int v = tlsnic_nic_rx_pkt(nic, &pkt);
+        if (v < 0)
+            return v;
+        return v == TLSNIC_DROP ? TLSNIC_FRAME_DROP : TLSNIC_FRAME_PASS;
     }
     struct tlsnic_pkt pkt = {
         .data = frame,
@@ -49,6 +59,27 @@ int tlsnic_nic_stats_format(const tlsnic_nic *nic, char *buf, size_t cap)
         {"tx_tls_drop_integrity", st.tx_tls_drop_integrity},
         {"tx_tls_drop_bad_frame", st.tx_tls_drop_bad_frame},
         {"tx_tls_ack_trims", st.tx_tls_ack_trims},
+        {"rx_tls_decrypted_packets", st.rx_tls_decrypted_packets},
+        {"rx_tls_decrypted_bytes", st.rx_tls_decrypted_bytes},
+        {"rx_tls_ctx", st.rx_tls_ctx},
+        {"rx_tls_del", st.rx_tls_del},
+        {"rx_tls_err", st.rx_tls_err},
+        {"rx_tls_resync_req_pkt", st.rx_tls_resync_req_pkt},
+        {"rx_tls_resync_req_start", st.rx_tls_resync_req_start},
+        {"rx_tls_resync_req_end", st.rx_tls_resync_req_end},
+        {"rx_tls_resync_res_ok", st.rx_tls_resync_res_ok},
+        {"rx_tls_resync_res_skip", st.rx_tls_resync_res_skip},
+        {"rx_tls_rec_ok", st.rx_tls_rec_ok},
+        {"rx_tls_rec_bytes", st.rx_tls_rec_bytes},
+        {"rx_tls_ooo", st.rx_tls_ooo},
+        {"rx_tls_resync_placed", st.rx_tls_resync_placed},
+        {"rx_tls_resync_place_bad", st.rx_tls_resync_place_bad},
+        {"rx_tls_recheck", st.rx_tls_recheck},
+        {"rx_tls_no_room", st.rx_tls_no_room},
+        {"rx_tls_drop_no_key", st.rx_tls_drop_no_key},
+        {"rx_tls_rekey", st.rx_tls_rekey},
+        {"rx_tls_hold", st.rx_tls_hold},
+        {"rx_tls_drop_bad_frame", st.rx_tls_drop_bad_frame},
         {"tx_tls_flows", tlsnic_nic_flow_count(nic)},
     };
     size_t used = 0;

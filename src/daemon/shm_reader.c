@@ -26,6 +26,9 @@ struct tlsnic_shm_reader {
     uint32_t max_record;
     const uint8_t *data;
     uint8_t *copy; /* max_record bytes: where get_record puts the record */
+    uint8_t *rx_map; /* RX store: the status region, mapped writable (the device's) */
+    size_t rx_len;
+    struct tlsnic_rxs rxs;
 };
 
 static const struct tlsnic_shm_desc *r_desc(const tlsnic_shm_reader *r, uint32_t i)
@@ -68,12 +71,39 @@ static int reader_get_record(void *priv, uint32_t tcp_seq, struct tlsnic_rec_ref
 static const struct tlsnic_rec_store_ops reader_ops = {.get_record = reader_get_record};
 
 /* Why a header cannot be a store's, or NULL if it can (its sizes within the limits, and
- * the store within the file): the header is host memory, checked once, from a copy. */
-static const char *header_problem(const struct tlsnic_shm_hdr *h, uint64_t file_size,
+ * the store within the file): the header is host memory, checked once, from a copy. *rx
+ * says whether it is an RX store (an RX status, no records) or a record store. */
+static const char *header_problem(const struct tlsnic_shm_hdr *h, uint64_t file_size, int *rx,
                                   char *why, size_t cap)
 {
     if (h->magic != TLSNIC_SHM_MAGIC || h->version != TLSNIC_SHM_VERSION) {
         snprintf(why, cap, "not a tlsnic store (magic %#x version %u)", h->magic, h->version);
+        return why;
+    }
+    *rx = h->n_desc == 0 && h->data_bytes == 0 && h->rx_offset != 0;
+    if (*rx) {
+        if (h->rx_offset != TLSNIC_SHM_RX_OFFSET || h->max_record != 0) {
+            snprintf(why, cap, "RX store with its status at %u (not %u) or records of %u bytes",
+                     h->rx_offset, TLSNIC_SHM_RX_OFFSET, h->max_record);
+            return why;
+        }
+        if (h->rx_bytes < tlsnic_shm_rx_bytes(16) || h->rx_bytes > TLSNIC_SHM_MAX_RX_BYTES ||
+            h->rx_bytes % TLSNIC_SHM_HDR_LEN != 0) {
+            snprintf(why, cap, "RX status of %u bytes (whole pages, %zu to %zu)", h->rx_bytes,
+                     tlsnic_shm_rx_bytes(16), (size_t)TLSNIC_SHM_MAX_RX_BYTES);
+            return why;
+        }
+        uint64_t need = (uint64_t)h->rx_offset + h->rx_bytes;
+        if (need > file_size) {
+            snprintf(why, cap, "the RX store needs %llu bytes, the memfd has %llu",
+                     (unsigned long long)need, (unsigned long long)file_size);
+            return why;
+        }
+        return NULL;
+    }
+    if (h->rx_offset != 0 || h->rx_bytes != 0) {
+        snprintf(why, cap, "a record store with an RX status (at %u, %u bytes)", h->rx_offset,
+                 h->rx_bytes);
         return why;
     }
     if (h->n_desc == 0 || h->n_desc > TLSNIC_SHM_MAX_RECORDS) {
@@ -140,9 +170,16 @@ int tlsnic_shm_reader_open_why(tlsnic_shm_reader **out, int memfd, char *why, si
         snprintf(why, cap, "the header cannot be read");
         return -EBADMSG;
     }
-    if (header_problem(&h, (uint64_t)st.st_size, why, cap) != NULL)
+    int rx = 0;
+    if (header_problem(&h, (uint64_t)st.st_size, &rx, why, cap) != NULL)
         return -EBADMSG;
-    size_t size = tlsnic_shm_data_offset(h.n_desc) + h.data_bytes;
+    if (rx && sysconf(_SC_PAGESIZE) != (long)TLSNIC_SHM_HDR_LEN) {
+        /* The RX status must be mapped writable apart from the header: its own pages. */
+        snprintf(why, cap, "RX store on a system with pages of %ld bytes", sysconf(_SC_PAGESIZE));
+        return -EBADMSG;
+    }
+    /* Read-only: the header page and, for a record store, the descriptors and the ring. */
+    size_t size = rx ? TLSNIC_SHM_HDR_LEN : tlsnic_shm_data_offset(h.n_desc) + h.data_bytes;
     const uint8_t *map = mmap(NULL, size, PROT_READ, MAP_SHARED, memfd, 0);
     if (map == MAP_FAILED) {
         int err = -errno;
@@ -150,9 +187,9 @@ int tlsnic_shm_reader_open_why(tlsnic_shm_reader **out, int memfd, char *why, si
         return err;
     }
     tlsnic_shm_reader *r = calloc(1, sizeof(*r));
-    if (r != NULL)
+    if (r != NULL && !rx)
         r->copy = malloc(h.max_record);
-    if (r == NULL || r->copy == NULL) {
+    if (r == NULL || (!rx && r->copy == NULL)) {
         free(r);
         munmap((void *)map, size);
         snprintf(why, cap, "out of memory");
@@ -168,11 +205,36 @@ int tlsnic_shm_reader_open_why(tlsnic_shm_reader **out, int memfd, char *why, si
                    ? mmap(NULL, r->flags_page_len, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0)
                    : MAP_FAILED;
     r->flags_page = fp == MAP_FAILED ? NULL : fp;
+    if (rx) {
+        /* The device writes the status: its own pages (exactly rx_bytes of them, checked
+         * above against the limit and the file), mapped writable. What it reads there (and
+         * the host's words in the header page) stays input: the view checks the layout
+         * once, the device checks every value it uses. */
+        void *rm = r->flags_page ? mmap(NULL, h.rx_bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+                                        memfd, h.rx_offset)
+                                 : MAP_FAILED;
+        int err = rm == MAP_FAILED ? -EACCES : 0;
+        if (err == 0) {
+            r->rx_map = rm;
+            r->rx_len = h.rx_bytes;
+            err = tlsnic_rxs_view(&r->rxs, r->rx_map, r->rx_len,
+                                  tlsnic_shm_rx_host(r->flags_page));
+            if (err < 0)
+                snprintf(why, cap, "RX status not formatted (%u bytes)", h.rx_bytes);
+        } else {
+            snprintf(why, cap, "RX status cannot be mapped writable");
+        }
+        if (err < 0) {
+            tlsnic_shm_reader_free(r);
+            return err;
+        }
+        r->store.rx_status = &r->rxs;
+    }
     r->n_desc = h.n_desc;
     r->data_bytes = h.data_bytes;
     r->max_record = h.max_record;
-    r->data = map + tlsnic_shm_data_offset(h.n_desc);
-    r->store.ops = &reader_ops;
+    r->data = map + (rx ? TLSNIC_SHM_HDR_LEN : tlsnic_shm_data_offset(h.n_desc));
+    r->store.ops = &reader_ops; /* an RX store has no descriptors: finds nothing */
     r->store.priv = r;
     *out = r;
     return 0;
@@ -183,6 +245,8 @@ void tlsnic_shm_reader_free(tlsnic_shm_reader *r)
     if (r == NULL)
         return;
     munmap((void *)r->map, r->map_len);
+    if (r->rx_map != NULL)
+        munmap(r->rx_map, r->rx_len);
     if (r->flags_page != NULL)
         munmap(r->flags_page, r->flags_page_len);
     if (r->copy != NULL) {

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "nic_int.h"
 #include "tlsnic/check.h"
 #include "tlsnic/frame.h"
 #include "tlsnic/record.h"
@@ -99,7 +100,8 @@ struct txflow {
 struct slot {
     struct flow_key key;
     uint32_t next; /* bucket chain / free list */
-    struct txflow *f;
+    struct txflow *f; /* TX context (key.dir TX) ... */
+    struct rxflow *r; /* ... or RX context (key.dir RX; nic_rx.c) */
 };
 
 struct tlsnic_nic {
@@ -111,6 +113,7 @@ struct tlsnic_nic {
     uint32_t free_head;
     uint32_t last_hit; /* one-entry flow cache for bursts of one flow (TSO, ACK trains) */
     uint32_t nflows;
+    uint32_t n_rx; /* of which RX */
     uint64_t hash_seed[2];
     EVP_MAC *poly1305;             /* fetched once; each flow has its own context */
     struct tlsnic_nic_stats st;    /* counters of deleted flows and device-wide ones */
@@ -174,7 +177,7 @@ static struct slot *lookup_pkt(tlsnic_nic *nic, const struct flow_key *k)
 {
     if (nic->last_hit != NO_SLOT) {
         struct slot *s = &nic->slots[nic->last_hit];
-        if (s->f && memcmp(&s->key, k, sizeof(*k)) == 0)
+        if ((s->f || s->r) && memcmp(&s->key, k, sizeof(*k)) == 0)
             return s;
     }
     struct slot *s = lookup(nic, k, NULL);
@@ -183,15 +186,27 @@ static struct slot *lookup_pkt(tlsnic_nic *nic, const struct flow_key *k)
     return s;
 }
 
-static struct txflow *find_flow(const tlsnic_nic *nic, const struct tlsnic_flow *flow,
-                                enum tlsnic_dir dir)
+static struct slot *find_slot(const tlsnic_nic *nic, const struct tlsnic_flow *flow,
+                              enum tlsnic_dir dir)
 {
     if (!nic || !flow || (flow->family != AF_INET && flow->family != AF_INET6))
         return NULL;
     struct flow_key k;
     make_key(&k, flow, dir);
-    struct slot *s = lookup(nic, &k, NULL);
+    return lookup(nic, &k, NULL);
+}
+
+static struct txflow *find_flow(const tlsnic_nic *nic, const struct tlsnic_flow *flow,
+                                enum tlsnic_dir dir)
+{
+    struct slot *s = find_slot(nic, flow, dir);
     return s ? s->f : NULL;
+}
+
+static struct rxflow *find_rx(const tlsnic_nic *nic, const struct tlsnic_flow *flow)
+{
+    struct slot *s = find_slot(nic, flow, TLSNIC_DIR_RX);
+    return s ? s->r : NULL;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -272,12 +287,28 @@ int tlsnic_nic_add(tlsnic_nic *nic, const struct tlsnic_flow *flow, enum tlsnic_
 {
     TLSNIC_ENSURE(nic && flow && crypto_info, EINVAL);
     TLSNIC_ENSURE(flow->family == AF_INET || flow->family == AF_INET6, EINVAL);
-    TLSNIC_ENSURE(dir == TLSNIC_DIR_TX, EOPNOTSUPP);
+    TLSNIC_ENSURE(dir == TLSNIC_DIR_TX || dir == TLSNIC_DIR_RX, EINVAL);
     TLSNIC_TRY(tlsnic_crypto_info_check(crypto_info, info_len));
     struct flow_key k;
     make_key(&k, flow, dir);
     TLSNIC_ENSURE(!lookup(nic, &k, NULL), EEXIST);
     TLSNIC_ENSURE(nic->free_head != NO_SLOT, ENOSPC);
+    if (dir == TLSNIC_DIR_RX) {
+        struct rxflow *r;
+        TLSNIC_TRY(nic_rx_new(&r, &nic->cfg, crypto_info, info_len, start_tcp_seq, store));
+        uint32_t idx = nic->free_head;
+        struct slot *s = &nic->slots[idx];
+        nic->free_head = s->next;
+        s->key = k;
+        s->r = r;
+        uint32_t *b = &nic->buckets[key_hash(nic, &k)];
+        s->next = *b;
+        *b = idx;
+        nic->nflows++;
+        nic->n_rx++;
+        nic->st.rx_tls_ctx++;
+        return 0;
+    }
     struct txflow *f;
     TLSNIC_TRY(flow_alloc(nic, &f, crypto_info, info_len));
     f->key = k;
@@ -319,9 +350,16 @@ int tlsnic_nic_del(tlsnic_nic *nic, const struct tlsnic_flow *flow, enum tlsnic_
     uint32_t idx = *link;
     *link = s->next;
     nic->last_hit = NO_SLOT;
-    stats_add(&nic->st, &s->f->st);
-    nic->st.tx_tls_del++;
-    flow_free(s->f);
+    if (s->r) {
+        stats_add(&nic->st, nic_rx_stats(s->r));
+        nic->st.rx_tls_del++;
+        nic_rx_free(s->r);
+        nic->n_rx--;
+    } else {
+        stats_add(&nic->st, &s->f->st);
+        nic->st.tx_tls_del++;
+        flow_free(s->f);
+    }
     memset(s, 0, sizeof(*s));
     s->next = nic->free_head;
     nic->free_head = idx;
@@ -333,12 +371,12 @@ int tlsnic_nic_flow_flags(tlsnic_nic *nic, const struct tlsnic_flow *flow,
                           enum tlsnic_dir dir, uint32_t *flags)
 {
     TLSNIC_ENSURE(flags, EINVAL);
-    struct txflow *f = find_flow(nic, flow, dir);
-    if (!f) {
+    struct slot *s = find_slot(nic, flow, dir);
+    if (!s) {
         *flags = TLSNIC_FLOW_F_GONE;
         return -ENOENT;
     }
-    *flags = f->flags;
+    *flags = s->r ? nic_rx_flags(s->r) : s->f->flags;
     return 0;
 }
 
@@ -372,18 +410,21 @@ int tlsnic_nic_flow_stats(const tlsnic_nic *nic, const struct tlsnic_flow *flow,
                           enum tlsnic_dir dir, struct tlsnic_nic_stats *out)
 {
     TLSNIC_ENSURE(out, EINVAL);
-    const struct txflow *f = find_flow(nic, flow, dir);
-    TLSNIC_ENSURE(f, ENOENT);
-    *out = f->st;
+    const struct slot *s = find_slot(nic, flow, dir);
+    TLSNIC_ENSURE(s, ENOENT);
+    *out = s->r ? *nic_rx_stats(s->r) : s->f->st;
     return 0;
 }
 
 void tlsnic_nic_stats(const tlsnic_nic *nic, struct tlsnic_nic_stats *out)
 {
     *out = nic->st;
-    for (uint32_t i = 0; i < nic->cfg.max_flows; i++)
+    for (uint32_t i = 0; i < nic->cfg.max_flows; i++) {
         if (nic->slots[i].f)
             stats_add(out, &nic->slots[i].f->st);
+        else if (nic->slots[i].r)
+            stats_add(out, nic_rx_stats(nic->slots[i].r));
+    }
 }
 
 uint32_t tlsnic_nic_flow_count(const tlsnic_nic *nic)
@@ -827,6 +868,11 @@ static int store_resync(tlsnic_nic *nic, struct txflow *f, int64_t off)
 int tlsnic_nic_resync(tlsnic_nic *nic, const struct tlsnic_flow *flow, enum tlsnic_dir dir,
                       uint32_t tcp_seq, uint64_t rec_seq)
 {
+    if (dir == TLSNIC_DIR_RX) {
+        struct rxflow *r = find_rx(nic, flow);
+        TLSNIC_ENSURE(r, ENOENT);
+        return nic_rx_resync(r, tcp_seq, rec_seq);
+    }
     struct txflow *f = find_flow(nic, flow, dir);
     TLSNIC_ENSURE(f, ENOENT);
     int64_t off = f->exp + (int32_t)(tcp_seq - (f->start_seq + (uint32_t)f->exp));
@@ -939,13 +985,19 @@ int tlsnic_nic_tx(tlsnic_nic *nic, struct tlsnic_pkt *pkt)
     struct flow_key k;
     memset(&k, 0, sizeof(k));
     k.family = fr.family;
-    k.dir = TLSNIC_DIR_TX;
+    k.dir = TLSNIC_DIR_RX;
     k.local_port = fr.sport;
     k.remote_port = fr.dport;
     size_t alen = fr.family == AF_INET ? 4 : 16;
     memcpy(k.local, fr.src, alen);
     memcpy(k.remote, fr.dst, alen);
-    struct slot *s = lookup_pkt(nic, &k);
+    struct slot *s;
+    if (nic->n_rx && (fr.flags & TLSNIC_TCP_ACK) && (s = lookup_pkt(nic, &k)) && s->r)
+        nic_rx_ack(s->r, fr.ack); /* the host's ACK of what the RX flow carried to it */
+    if (nic->nflows == nic->n_rx)
+        return TLSNIC_PASS;
+    k.dir = TLSNIC_DIR_TX;
+    s = lookup_pkt(nic, &k);
     if (!s)
         return TLSNIC_PASS;
     return tx_flow(nic, s->f, pkt, &fr);
@@ -971,6 +1023,61 @@ static void ack_trim(struct txflow *f, uint32_t ack)
     }
     if (a > f->int_floor)
         f->int_floor = a; /* acked bytes are never checked again: sending them is doubt */
+}
+
+int tlsnic_nic_rekey(tlsnic_nic *nic, const struct tlsnic_flow *flow, enum tlsnic_dir dir,
+                     const void *crypto_info, size_t info_len, uint32_t tcp_seq)
+{
+    TLSNIC_ENSURE(crypto_info, EINVAL);
+    TLSNIC_ENSURE(dir == TLSNIC_DIR_RX, EOPNOTSUPP);
+    struct rxflow *r = find_rx(nic, flow);
+    TLSNIC_ENSURE(r, ENOENT);
+    return nic_rx_rekey(r, crypto_info, info_len, tcp_seq);
+}
+
+int tlsnic_nic_evict(tlsnic_nic *nic, const struct tlsnic_flow *flow, enum tlsnic_dir dir)
+{
+    TLSNIC_ENSURE(dir == TLSNIC_DIR_RX, EOPNOTSUPP);
+    struct rxflow *r = find_rx(nic, flow);
+    TLSNIC_ENSURE(r, ENOENT);
+    nic_rx_evict(r);
+    return 0;
+}
+
+int tlsnic_nic_rx_pkt(tlsnic_nic *nic, struct tlsnic_pkt *pkt)
+{
+    TLSNIC_ENSURE(nic && pkt && pkt->data, EINVAL);
+    if (nic->nflows == 0)
+        return TLSNIC_PASS;
+    struct tlsnic_frame fr;
+    int kind = tlsnic_frame_parse(pkt->data, pkt->len, &fr);
+    if (kind < 0) {
+        if (nic->n_rx == 0)
+            return TLSNIC_PASS;
+        nic->st.rx_tls_drop_bad_frame++; /* cannot prove it carries no offloaded bytes */
+        return TLSNIC_DROP;
+    }
+    if (kind != TLSNIC_FRAME_TCP)
+        return TLSNIC_PASS;
+    struct flow_key k;
+    memset(&k, 0, sizeof(k));
+    k.family = fr.family;
+    k.dir = TLSNIC_DIR_TX;
+    k.local_port = fr.dport;
+    k.remote_port = fr.sport;
+    size_t alen = fr.family == AF_INET ? 4 : 16;
+    memcpy(k.local, fr.dst, alen);
+    memcpy(k.remote, fr.src, alen);
+    struct slot *s;
+    if ((fr.flags & TLSNIC_TCP_ACK) && nic->nflows > nic->n_rx && (s = lookup_pkt(nic, &k)) && s->f)
+        ack_trim(s->f, fr.ack);
+    if (nic->n_rx == 0)
+        return TLSNIC_PASS;
+    k.dir = TLSNIC_DIR_RX;
+    s = lookup_pkt(nic, &k);
+    if (!s || !s->r)
+        return TLSNIC_PASS;
+    return nic_rx_segment(s->r, pkt, &fr);
 }
 
 int tlsnic_nic_rx(tlsnic_nic *nic, const uint8_t *frame, size_t len)
@@ -1023,12 +1130,21 @@ static int op_flow_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *flow,
     return tlsnic_nic_flow_flags(dev->priv, flow, dir, flags);
 }
 
+static int op_rekey(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                    enum tlsnic_dir dir, const void *crypto_info, size_t info_len,
+                    uint32_t tcp_seq)
+{
+    return tlsnic_nic_rekey(dev->priv, flow, dir, crypto_info, info_len, tcp_seq);
+}
+
 static const struct tlsnic_dev_ops nic_ops = {
     .name = "tlsnic-model",
     .add = op_add,
     .del = op_del,
     .resync = op_resync,
     .flow_flags = op_flow_flags,
+    .rekey = op_rekey,
+    .caps = TLSNIC_DEV_CAP_RX,
 };
 
 void tlsnic_nic_config_default(struct tlsnic_nic_config *cfg)
@@ -1047,6 +1163,9 @@ int tlsnic_nic_new(tlsnic_nic **out, const struct tlsnic_nic_config *cfg)
     if (cfg) {
         c.checkpoints_off = cfg->checkpoints_off;
         c.integrity = cfg->integrity;
+        c.rx_no_guess = cfg->rx_no_guess;
+        if (cfg->rx_entries)
+            c.rx_entries = cfg->rx_entries;
         if (cfg->max_flows)
             c.max_flows = cfg->max_flows;
         if (cfg->rec_checkpoints)
@@ -1091,8 +1210,10 @@ void tlsnic_nic_free(tlsnic_nic *nic)
 {
     if (!nic)
         return;
-    for (uint32_t i = 0; i < nic->cfg.max_flows; i++)
+    for (uint32_t i = 0; i < nic->cfg.max_flows; i++) {
         flow_free(nic->slots[i].f);
+        nic_rx_free(nic->slots[i].r);
+    }
     EVP_MAC_free(nic->poly1305);
     free(nic->buckets);
     free(nic->slots);

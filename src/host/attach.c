@@ -14,7 +14,9 @@
 
 #include "tlsnic/ctl_client.h"
 #include "tlsnic/ktls.h"
+#include "tlsnic/rx_status.h"
 #include "tlsnic/shm_writer.h"
+#include "tcpinfo.h"
 
 /* The device ktls sees: the control client once connected, "unreachable" before. */
 struct attach {
@@ -211,6 +213,18 @@ static int attach_release(struct tlsnic_dev *dev, int sockfd, const struct tlsni
     return err;
 }
 
+static int attach_rekey(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                        enum tlsnic_dir dir, const void *crypto_info, size_t info_len,
+                        uint32_t tcp_seq)
+{
+    struct tlsnic_dev *client = atomic_load(&((struct attach *)dev->priv)->client);
+    return client && client->ops->rekey
+               ? client->ops->rekey(client, sockfd, flow, dir, crypto_info, info_len, tcp_seq)
+               : -ENODEV;
+}
+
+/* RX too: the store ops below give every RX context its status in shared memory. A daemon
+ * whose device does not decrypt refuses the add, and RX stays in software. */
 static const struct tlsnic_dev_ops attach_ops = {
     .name = "tlsnicd",
     .add = attach_add,
@@ -218,6 +232,8 @@ static const struct tlsnic_dev_ops attach_ops = {
     .resync = attach_resync,
     .flow_flags = attach_flow_flags,
     .release = attach_release,
+    .rekey = attach_rekey,
+    .caps = TLSNIC_DEV_CAP_RX,
 };
 
 /* ---- the record store in shared memory ------------------------------------------------ */
@@ -274,6 +290,18 @@ static void shm_forget(void *store)
     tlsnic_shm_writer_forget(store);
 }
 
+static int shm_open_rx(void *ctx, void **store)
+{
+    (void)ctx;
+    return tlsnic_shm_writer_new_rx((tlsnic_shm_writer **)store,
+                                    tlsnic_rxs_entries_for(tlsnic_tcp_rmem_max()));
+}
+
+static struct tlsnic_rxs *shm_rx_status(void *store)
+{
+    return tlsnic_shm_writer_rx_status(store);
+}
+
 const struct tlsnic_dev_store_ops tlsnic_attach_shm_store_ops = {
     .open = shm_open_store,
     .put = shm_put,
@@ -285,6 +313,8 @@ const struct tlsnic_dev_store_ops tlsnic_attach_shm_store_ops = {
     .close = shm_close,
     .retire = shm_retire,
     .forget = shm_forget,
+    .open_rx = shm_open_rx,
+    .rx_status = shm_rx_status,
 };
 
 /* ---- setup ------------------------------------------------------------------------------ */

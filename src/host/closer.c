@@ -9,7 +9,8 @@
  * release (tlsnicd takes the socket over: it sends what is queued, encrypted, and the FIN,
  * then lets go), or, with a device that cannot, waiting for the peer's ACKs before the del
  * (dev.c, tlsnic_dev_tx_close_step). A peer that does not take the tail or acknowledge
- * within CLOSE_BUDGET_MS gets a reset: nothing more of the connection leaves.
+ * within CLOSE_BUDGET_MS gets a reset: nothing more of the connection leaves. A device-mode
+ * RX context sends nothing: it is ended at the first step (rxdev.c, tlsnic_dev_rx_close).
  *
  * Forks. Several processes can hold one socket; only the process that set its TLS state up
  * (TCP_ULP: a forked child's TLS calls on it fail with EBADFD, ktls.h) ends it. A forked
@@ -73,6 +74,8 @@ static int rx_unread(const struct tlsnic_sock *s)
 static int close_step(struct tlsnic_sock *s, int fd, int final)
 {
     unsigned flags = rx_unread(s) ? TLSNIC_RELEASE_ABORT : 0;
+    /* RX has nothing to send: its device context ends at the first step (a no-op after). */
+    tlsnic_dev_rx_close(s, fd);
     int rc = tlsnic_tx_flush_locked(s, fd, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (rc == -EAGAIN) {
         if (!final)
@@ -230,6 +233,7 @@ int tlsnic_close_last(struct tlsnic_sock *s, int fd)
 void tlsnic_close_inherited(struct tlsnic_sock *s)
 {
     tlsnic_dev_tx_forget(s);
+    tlsnic_dev_rx_forget(s); /* the parent's RX context and status: not ours to end */
     s->tx.out_off = s->tx.out_len = 0; /* the parent's pending bytes: the parent sends them */
 }
 

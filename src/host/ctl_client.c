@@ -181,6 +181,29 @@ static int client_flow_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *f
     return err;
 }
 
+static int client_rekey(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                        enum tlsnic_dir dir, const void *crypto_info, size_t info_len,
+                        uint32_t tcp_seq)
+{
+    struct ctl_client *cl = client_of(dev);
+    if (sockfd < 0)
+        return -EBADF;
+    if (crypto_info == NULL || info_len > TLSNIC_CTL_MAX_INFO || (unsigned)dir > 1)
+        return -EINVAL;
+    struct tlsnic_ctl_msg req = {.type = TLSNIC_CTL_REKEY, .dir = (uint8_t)dir,
+                                 .tcp_seq = tcp_seq, .info = crypto_info,
+                                 .info_len = (uint16_t)info_len};
+    pthread_mutex_lock(&cl->lock);
+    int err = request(cl, &req, &sockfd, 1);
+    pthread_mutex_unlock(&cl->lock);
+    return err;
+}
+
+/*
+ * No TLSNIC_DEV_CAP_RX here: RX through tlsnicd needs the RX status in shared memory,
+ * which the client alone does not set up (a host given this device keeps RX in software).
+ * attach.c, which installs the shared-memory store ops, offers RX through it.
+ */
 static const struct tlsnic_dev_ops client_ops = {
     .name = "tlsnicd",
     .add = client_add,
@@ -188,6 +211,7 @@ static const struct tlsnic_dev_ops client_ops = {
     .resync = client_resync,
     .flow_flags = client_flow_flags,
     .release = client_release,
+    .rekey = client_rekey,
 };
 
 int tlsnic_ctl_client_open(const char *path, int timeout_ms, struct tlsnic_dev **out)

@@ -153,10 +153,18 @@ static const struct tlsnic_rec_store_ops store_ops = {.get_record = store_get_re
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tlsnic_dev_tx *registry;
 
-/* A forked child has one thread: a lock another thread held at the fork is free there. */
+/* A forked child has one thread: a lock another thread held at the fork is free there.
+ * And it starts with no context to re-add: those it inherited are its parent's (a child
+ * that re-added them after a daemon restart would take the flows over; tlsnic_dev_tx_forget
+ * then finds them unlinked). */
 static void registry_reinit_in_child(void)
 {
     pthread_mutex_init(&registry_lock, NULL);
+    for (struct tlsnic_dev_tx *d = registry, *next; d; d = next) {
+        next = d->reg_next;
+        d->reg_prev = d->reg_next = NULL;
+    }
+    registry = NULL;
 }
 
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
@@ -568,6 +576,11 @@ static int readd_one(struct tlsnic_dev_tx *d)
 int tlsnic_device_readd(struct tlsnic_dev *dev)
 {
     int added = 0, first_err = 0;
+    int rx = tlsnic_dev_rx_readd(dev); /* RX first: a reader waits on nothing of ours */
+    if (rx > 0)
+        added += rx;
+    else if (rx < 0)
+        first_err = rx;
     pthread_mutex_lock(&registry_lock);
     for (struct tlsnic_dev_tx *d = registry; d; d = d->reg_next) {
         if (d->dev != dev)

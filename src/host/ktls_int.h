@@ -23,6 +23,7 @@
 #define TLSNIC_RX_BUF_LEN (TLSNIC_REC_HDR_LEN + TLSNIC_REC_MAX_PLAINTEXT + 256 + 8)
 
 struct tlsnic_dev_tx; /* dev.c: retained records of a device-mode TX direction */
+struct tlsnic_dev_rx; /* rxdev.c: a device-mode RX direction (the device's RX status) */
 
 struct tlsnic_tx {
     pthread_mutex_t lock;
@@ -64,6 +65,7 @@ struct tlsnic_rx {
                                      every read gives it again, as the kernel's does) */
     uint8_t dead;                 /* a malformed header was found: no record follows */
     int dead_err;                 /* its errno, until a read has reported it */
+    struct tlsnic_dev_rx *dev;    /* device mode only */
 };
 
 /*
@@ -88,7 +90,8 @@ struct tlsnic_sock {
                                child inherited it (ktls.h: refused with EBADFD) */
     atomic_bool tx_on, rx_on; /* TLS_TX / TLS_RX keys set: the lock-free test of the
                                  data calls (keys are never removed) */
-    struct tlsnic_offload offload; /* where TLS_TX is offered (ktls.h); under tx.lock */
+    struct tlsnic_offload offload; /* where TLS_TX and TLS_RX are offered (ktls.h); written
+                                      under both locks, read under either */
     struct tlsnic_tx tx;
     struct tlsnic_rx rx;
 };
@@ -177,5 +180,49 @@ void tlsnic_push_forget(struct tlsnic_sock *s); /* s lost its last program fd: t
 ssize_t tlsnic_rx_recvmsg(struct tlsnic_sock *s, int fd, struct msghdr *msg, int flags);
 int tlsnic_rx_poll(struct tlsnic_sock *s, int fd); /* 1 readable, 0 not, 2 not until the
                                                      program acts, -1 unknown (busy) */
+
+/* rxdev.c (device mode, RX); the rx functions are called with the RX lock held, fd being
+ * the socket's own descriptor (kfd) */
+/* Offers RX to the socket's offload binding (s->offload.dev must say TLSNIC_DEV_CAP_RX). */
+int tlsnic_dev_rx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_mode_info *m);
+/* The record's header was read into hdr[0..5): undo anything the device did to it. */
+int tlsnic_dev_rx_header(struct tlsnic_rx *rx, uint8_t *hdr);
+/* tlsnic_rec_open for device mode: the device's verdict, or restore and open. */
+int tlsnic_dev_rx_open(struct tlsnic_rx *rx, uint8_t *rec, size_t len, uint8_t *type,
+                       uint8_t **content, size_t *content_len);
+/* The batched path, when no record is held: device-verified application data records
+ * already in the socket, their content scattered into msg's buffer from byte at (at most
+ * room bytes; only whole records). block: the caller would wait for data; a record the
+ * device is decrypting that is not all there yet is then read as it arrives, its content
+ * straight into msg's buffer. Returns the content bytes placed (> 0); 0 when the ordinary
+ * path must go on (rx->buf may then hold the start of the record); -EINPROGRESS when
+ * block is 0 and the next record is one the device is decrypting that is not all there,
+ * or does not fit in room (a caller that has data returns it rather than take the record
+ * in pieces; one without data takes the ordinary path, which keeps the readiness rule);
+ * or a negative errno (sticky if
+ * rx->err was set). Bytes of msg's buffer past the returned count may have been zeroed. */
+ssize_t tlsnic_dev_rx_bulk(struct tlsnic_rx *rx, int fd, const struct msghdr *msg, size_t at,
+                           size_t room, int block);
+/* MSG_PEEK past the record in hand (which is ready: rx->need bytes): the header of the
+ * record `ahead` bytes after it restored in place (what the device did to it undone), and
+ * that record opened as tlsnic_dev_rx_open would, at record sequence number rec_seq, without
+ * moving the key, the reading or anything the device is told. */
+int tlsnic_dev_rx_peek_header(struct tlsnic_rx *rx, size_t ahead, uint8_t *hdr);
+int tlsnic_dev_rx_peek_open(struct tlsnic_rx *rx, size_t ahead, uint64_t rec_seq, uint8_t *rec,
+                            size_t len, uint8_t *type, uint8_t **content, size_t *content_len);
+/* The record of rx->need bytes was taken from the socket (its last byte too). */
+void tlsnic_dev_rx_release(struct tlsnic_rx *rx, int fd);
+/* TLS 1.3 rekey: old_key is handed over (kept to restore what the device decrypted). */
+void tlsnic_dev_rx_rekey(struct tlsnic_rx *rx, int fd, tlsnic_rec_key *old_key,
+                         const tlsnic_rec_key *new_key, const void *crypto_info, size_t len);
+/* The application closed the socket (closer.c, its first close step, any lock): the
+ * device's end of the RX context (release or del; nothing to wait for: RX sends nothing)
+ * and its status given up. No-op without an RX context. */
+void tlsnic_dev_rx_close(struct tlsnic_sock *s, int fd);
+/* A forked child's copy: forgotten (no del, no byte of the status touched). */
+void tlsnic_dev_rx_forget(struct tlsnic_sock *s);
+/* tlsnic_dev_rx_close if not done yet, then the memory (sock.c, sock_free). */
+void tlsnic_dev_rx_free(struct tlsnic_sock *s);
+int tlsnic_dev_rx_readd(struct tlsnic_dev *dev);
 
 #endif

@@ -8,6 +8,9 @@
  *     arrives (no spinning on a readable fd that cannot make progress);
  *   - a decrypted record with unread plaintext keeps one byte in the kernel socket, so the
  *     fd stays readable (no hang in poll while tlsnic holds data).
+ * Device mode (RX offload) adds a batched path (rxdev.c, tlsnic_dev_rx_bulk): records the
+ * device verified go from the kernel socket straight into the program's buffer, whole
+ * records only, so nothing is held; anything else goes the way above.
  */
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -39,6 +42,8 @@ static void rx_release(struct tlsnic_rx *rx, int fd)
         uint8_t b;
         (void)sys_recv(fd, &b, 1, MSG_DONTWAIT);
     }
+    if (rx->dev)
+        tlsnic_dev_rx_release(rx, fd);
     rx->have = rx->need = 0;
     rx->ready = rx->last_held = 0;
     rx->content = NULL;
@@ -96,6 +101,10 @@ static int rx_fill(struct tlsnic_rx *rx, int fd, int flags)
             rx->have += (size_t)n;
             if (rx->have < TLSNIC_REC_HDR_LEN)
                 continue;
+        }
+        if (rx->need == 0) { /* the header is there (read here, or by the batched path) */
+            if (rx->dev && tlsnic_dev_rx_header(rx, rx->buf) < 0)
+                return rx->err = -EBADMSG;
             int len = tlsnic_rec_parse_header(rx->key, rx->buf);
             if (len >= 0 && ((size_t)len > TLSNIC_RX_BUF_LEN || (size_t)len <= TLSNIC_REC_HDR_LEN))
                 len = -EMSGSIZE;
@@ -113,14 +122,19 @@ static int rx_fill(struct tlsnic_rx *rx, int fd, int flags)
             rx->have += (size_t)n;
             continue;
         }
-        n = sys_recv(fd, rx->buf + rx->have, 1, flags | MSG_PEEK);
-        if (n <= 0)
-            return (int)n;
-        rx->have = rx->need;
-        rx->last_held = 1;
+        if (rx->have < rx->need) { /* else the batched path took all of it */
+            n = sys_recv(fd, rx->buf + rx->have, 1, flags | MSG_PEEK);
+            if (n <= 0)
+                return (int)n;
+            rx->have = rx->need;
+            rx->last_held = 1;
+        }
 
         uint8_t type = 0;
-        int rc = tlsnic_rec_open(rx->key, rx->buf, rx->need, &type, &rx->content, &rx->clen);
+        int rc = rx->dev ? tlsnic_dev_rx_open(rx, rx->buf, rx->need, &type, &rx->content, &rx->clen)
+                         : tlsnic_rec_open(rx->key, rx->buf, rx->need, &type, &rx->content, &rx->clen);
+        if (rc == 0 && !rx->dev)
+            tlsnic_stat_add(TLSNIC_STAT_RX_SW_BYTES, (int64_t)rx->need);
         if (rc < 0) {
             if (rc == -EBADMSG)
                 tlsnic_stat_add(TLSNIC_STAT_DECRYPT_ERROR, 1);
@@ -223,6 +237,11 @@ static void peek_ahead(struct tlsnic_rx *rx, int fd, struct msghdr *msg, size_t 
             peeked = 0;
             continue;
         }
+        /* Device mode: bytes the device decrypted are made again what was on the wire
+         * (header here, body in the open), in this copy only. */
+        size_t ahead = off - (rx->last_held ? 1 : 0);
+        if (rx->dev && tlsnic_dev_rx_peek_header(rx, ahead, buf + off) < 0)
+            break;
         int len = tlsnic_rec_parse_header(rx->key, buf + off);
         if (len <= TLSNIC_REC_HDR_LEN || (size_t)len > TLSNIC_RX_BUF_LEN)
             break;
@@ -233,8 +252,11 @@ static void peek_ahead(struct tlsnic_rx *rx, int fd, struct msghdr *msg, size_t 
         }
         uint8_t type, *content;
         size_t clen;
-        if (tlsnic_rec_open_at(rx->key, seq, buf + off, (size_t)len, &type, &content, &clen) < 0 ||
-            type != TLSNIC_CT_APPLICATION_DATA)
+        int rc = rx->dev ? tlsnic_dev_rx_peek_open(rx, ahead, seq, buf + off, (size_t)len, &type,
+                                                   &content, &clen)
+                         : tlsnic_rec_open_at(rx->key, seq, buf + off, (size_t)len, &type, &content,
+                                              &clen);
+        if (rc < 0 || type != TLSNIC_CT_APPLICATION_DATA)
             break;
         size_t take = clen < asked - *copied ? clen : asked - *copied;
         if (take > usable - *copied)
@@ -272,6 +294,31 @@ static ssize_t recvmsg_locked(struct tlsnic_sock *s, int fd, struct msghdr *msg,
     uint8_t control = 0;
     int cmsg_ok = 0;
     while (copied < asked) {
+        if (rx->dev && !peek && !rx->ready && rx->need == 0 && !rx->err && !rx->dead &&
+            !rx->rekey_pending && (control == 0 || control == TLSNIC_CT_APPLICATION_DATA) &&
+            copied < total) {
+            /* Only into the usable iovecs (total): a record that would reach one the kernel
+             * cannot write is left to the ordinary path below, which says EFAULT. */
+            ssize_t b = tlsnic_dev_rx_bulk(rx, fd, msg, copied, total - copied,
+                                           !dontwait && (copied == 0 || waitall));
+            if (b == -EINPROGRESS && copied > 0 && !waitall)
+                break; /* the next record is better taken whole by the next call */
+            if (b < 0 && b != -EINPROGRESS) {
+                if (copied > 0)
+                    break;
+                if (has_control)
+                    msg->msg_controllen = 0;
+                return b;
+            }
+            if (b > 0) {
+                if (control == 0) {
+                    control = TLSNIC_CT_APPLICATION_DATA;
+                    cmsg_ok = put_type_cmsg(msg, control) == 0;
+                }
+                copied += (size_t)b;
+                continue;
+            }
+        }
         int more_wait = copied == 0 || waitall;
         int rc = rx_fill(rx, fd, (dontwait || !more_wait) ? MSG_DONTWAIT : 0);
         if (rc <= 0) {

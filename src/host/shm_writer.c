@@ -34,6 +34,7 @@ struct tlsnic_shm_writer {
     uint32_t reserved_len;
     uint32_t desc_touched;  /* descriptors ever written: [0, desc_touched) */
     uint32_t data_touched;  /* data bytes ever written: [0, data_touched) */
+    struct tlsnic_rxs rxs;  /* RX store: the host's view of the status (else n = 0) */
 };
 
 static struct tlsnic_shm_desc *w_desc(const tlsnic_shm_writer *w, uint32_t i)
@@ -199,6 +200,61 @@ static void writer_wipe(tlsnic_shm_writer *w)
     __atomic_store_n(tlsnic_shm_flags_word(w->map), 0, __ATOMIC_RELEASE);
 }
 
+int tlsnic_shm_writer_new_rx(tlsnic_shm_writer **out, uint32_t n_entries)
+{
+    if (out == NULL)
+        return -EINVAL;
+    if (n_entries == 0)
+        n_entries = TLSNIC_RXS_DEFAULT_ENTRIES;
+    if (n_entries < 16 || n_entries > TLSNIC_RXS_MAX_ENTRIES || (n_entries & (n_entries - 1)))
+        return -EINVAL;
+    if (n_entries > TLSNIC_SHM_MAX_RX_ENTRIES)
+        n_entries = TLSNIC_SHM_MAX_RX_ENTRIES; /* what the daemon maps at most */
+    tlsnic_shm_writer *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return -ENOMEM;
+    size_t rx_bytes = tlsnic_shm_rx_bytes(n_entries);
+    w->map_len = TLSNIC_SHM_RX_OFFSET + rx_bytes;
+    int err = 0;
+    w->fd = memfd_create("tlsnic-rx-status", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (w->fd < 0 || ftruncate(w->fd, (off_t)w->map_len) < 0)
+        err = -errno;
+    if (err == 0) {
+        w->map = mmap(NULL, w->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, w->fd, 0);
+        if (w->map == MAP_FAILED) {
+            w->map = NULL;
+            err = -errno;
+        }
+    }
+    if (err == 0 && fcntl(w->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+        err = -errno;
+    uint8_t *region = w->map ? w->map + TLSNIC_SHM_RX_OFFSET : NULL;
+    if (err == 0)
+        err = tlsnic_rxs_format(region, n_entries);
+    if (err == 0)
+        err = tlsnic_rxs_view(&w->rxs, region, rx_bytes, tlsnic_shm_rx_host(w->map));
+    /* The status is the device's to write: read-only here from now on. */
+    if (err == 0 && mprotect(region, rx_bytes, PROT_READ) < 0)
+        err = -errno;
+    if (err < 0) {
+        writer_destroy(w);
+        return err;
+    }
+    struct tlsnic_shm_hdr h = {.magic = TLSNIC_SHM_MAGIC, .version = TLSNIC_SHM_VERSION,
+                               .rx_offset = TLSNIC_SHM_RX_OFFSET, .rx_bytes = (uint32_t)rx_bytes};
+    memcpy(w->map, &h, sizeof(h));
+    w->store.ops = &writer_ops;
+    w->store.priv = w;
+    w->store.rx_status = &w->rxs;
+    *out = w;
+    return 0;
+}
+
+struct tlsnic_rxs *tlsnic_shm_writer_rx_status(tlsnic_shm_writer *w)
+{
+    return w->rxs.n ? &w->rxs : NULL;
+}
+
 uint32_t tlsnic_shm_writer_device_flags(const tlsnic_shm_writer *w)
 {
     return __atomic_load_n(tlsnic_shm_flags_word(w->map), __ATOMIC_ACQUIRE);
@@ -225,7 +281,9 @@ void tlsnic_shm_writer_retire(tlsnic_shm_writer *w)
 {
     if (w == NULL)
         return;
-    if (w->map == NULL) {
+    if (w->map == NULL || w->rxs.n) {
+        /* An RX store is never reused: the device may write its status until it lets go,
+         * into pages nobody else will read. */
         writer_destroy(w);
         return;
     }
@@ -257,6 +315,10 @@ void tlsnic_shm_writer_free(tlsnic_shm_writer *w)
 {
     if (w == NULL)
         return;
+    if (w->rxs.n) { /* an RX store: not kept */
+        writer_destroy(w);
+        return;
+    }
     if (w->map != NULL)
         writer_wipe(w);
     pthread_mutex_lock(&pool_lock);

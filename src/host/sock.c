@@ -93,6 +93,16 @@ static const char *const stat_names[TLSNIC_STAT_COUNT] = {
     [TLSNIC_STAT_TX_DEVICE_BYTES] = "TlsnicTxDeviceBytes",
     [TLSNIC_STAT_TX_SW_BYTES] = "TlsnicTxSwBytes",
     [TLSNIC_STAT_TX_PRE_KEY_BYTES] = "TlsnicTxPreKeyBytes",
+    [TLSNIC_STAT_RX_DEVICE_RECORDS] = "TlsnicRxDeviceRecords",
+    [TLSNIC_STAT_RX_DEVICE_BYTES] = "TlsnicRxDeviceBytes",
+    [TLSNIC_STAT_RX_SW_BYTES] = "TlsnicRxSwBytes",
+    [TLSNIC_STAT_RX_REENCRYPT_RECORDS] = "TlsnicRxReencryptRecords",
+    [TLSNIC_STAT_RX_REENCRYPT_BYTES] = "TlsnicRxReencryptBytes",
+    [TLSNIC_STAT_RX_DEVICE_TAG_FAIL] = "TlsnicRxDeviceTagFail",
+    [TLSNIC_STAT_RX_RESYNC_GAPS] = "TlsnicRxResyncGaps",
+    [TLSNIC_STAT_RX_RESYNC_RECORDS] = "TlsnicRxResyncRecords",
+    [TLSNIC_STAT_RX_RESYNC_WITHIN2] = "TlsnicRxResyncWithin2",
+    [TLSNIC_STAT_RX_DEVICE_READD] = "TlsnicRxDeviceReadd",
 };
 
 void tlsnic_stat_add(enum tlsnic_stat which, int64_t delta)
@@ -280,8 +290,10 @@ static void mode_stat(enum tlsnic_dir dir, enum tlsnic_mode mode, int delta_curr
 static void sock_free(struct tlsnic_sock *s, int child)
 {
     tlsnic_tx_forget_pending(s);
-    if (!child)
+    if (!child) {
         tlsnic_dev_tx_free(s); /* del: the device lets go of the store before it goes */
+        tlsnic_dev_rx_free(s); /* (ended already by the close step, closer.c, if closed) */
+    }
     mode_stat(TLSNIC_DIR_TX, s->tx.mode.mode, -1);
     mode_stat(TLSNIC_DIR_RX, s->rx.mode.mode, -1);
     tlsnic_rec_key_free(s->tx.key);
@@ -437,10 +449,13 @@ int tlsnic_sock_set_offload(int fd, const struct tlsnic_offload *off)
         return tlsnic_errno_ret(-EBADF);
     int rc = usable(s);
     if (rc == 0) {
+        /* Both locks: TLS_TX reads the binding under the TX lock, TLS_RX under the RX one. */
         pthread_mutex_lock(&s->tx.lock);
-        rc = s->tx.key ? -EBUSY : 0;
+        pthread_mutex_lock(&s->rx.lock);
+        rc = s->tx.key || s->rx.key ? -EBUSY : 0;
         if (rc == 0)
             s->offload = off ? *off : (struct tlsnic_offload){0};
+        pthread_mutex_unlock(&s->rx.lock);
         pthread_mutex_unlock(&s->tx.lock);
     }
     tlsnic_sock_put(s);
@@ -467,7 +482,7 @@ const char *tlsnic_sw_reason_name(enum tlsnic_sw_reason reason)
     case TLSNIC_SW_REASON_CIPHER_NOT_OFFLOADED: return "cipher not offloaded";
     case TLSNIC_SW_REASON_DEVICE_GONE: return "device gone";
     case TLSNIC_SW_REASON_NOT_A_FLOW: return "not an IP flow";
-    case TLSNIC_SW_REASON_RX_NOT_OFFERED: return "RX not offered to devices";
+    case TLSNIC_SW_REASON_RX_NOT_OFFERED: return "RX not offered (the device does not decrypt)";
     case TLSNIC_SW_REASON_NO_TCP_SEQ: return "TCP sequence number unreadable (CAP_NET_ADMIN)";
     case TLSNIC_SW_REASON_DEVICE_UNREACHABLE: return "device unreachable (no daemon)";
     }
@@ -491,19 +506,19 @@ int tlsnic_get_mode(int fd, enum tlsnic_dir dir, struct tlsnic_mode_info *out)
 
 /*
  * Offers the direction to the device; falls back to software with the reason recorded.
- * RX is not offered: a device-decrypted stream needs the device's per-range RX status,
- * which devops.h does not carry yet.
+ * RX only to a device that says it decrypts (TLSNIC_DEV_CAP_RX).
  */
 static struct tlsnic_mode_info choose_mode(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir)
 {
     struct tlsnic_mode_info m = {.mode = TLSNIC_MODE_SW, .reason = TLSNIC_SW_REASON_NO_DEVICE};
-    if (!s->offload.dev)
+    struct tlsnic_dev *dev = s->offload.dev; /* the caller holds the direction's lock */
+    if (!dev)
         return m;
-    if (dir == TLSNIC_DIR_RX) {
+    if (dir == TLSNIC_DIR_RX && !(dev->ops->caps & TLSNIC_DEV_CAP_RX)) {
         m.reason = TLSNIC_SW_REASON_RX_NOT_OFFERED;
         return m;
     }
-    int rc = tlsnic_dev_tx_offer(s, fd, &m);
+    int rc = dir == TLSNIC_DIR_RX ? tlsnic_dev_rx_offer(s, fd, &m) : tlsnic_dev_tx_offer(s, fd, &m);
     if (rc < 0) {
         m.mode = TLSNIC_MODE_SW;
         m.reason = TLSNIC_SW_REASON_DEVICE_REFUSED;
@@ -775,7 +790,10 @@ static int conf_set(struct tlsnic_sock *s, int fd, enum tlsnic_dir dir, const vo
         s->tx.hdr_room = TLSNIC_REC_HDR_LEN + tlsnic_rec_key_explicit_nonce_len(key);
     } else {
         if (update) {
-            tlsnic_rec_key_free(s->rx.key);
+            if (s->rx.dev) /* the device switches at the next record; it keeps the old key */
+                tlsnic_dev_rx_rekey(&s->rx, fd, s->rx.key, key, optval, optlen);
+            else
+                tlsnic_rec_key_free(s->rx.key);
             s->rx.key = key;
             s->rx.rekey_pending = 0;
             tlsnic_stat_add(TLSNIC_STAT_RX_REKEY_OK, 1);

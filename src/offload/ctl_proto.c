@@ -9,7 +9,8 @@
 static bool type_has_dir(uint16_t type)
 {
     return type == TLSNIC_CTL_ADD || type == TLSNIC_CTL_DEL || type == TLSNIC_CTL_RESYNC ||
-           type == TLSNIC_CTL_FLOW_FLAGS || type == TLSNIC_CTL_RELEASE;
+           type == TLSNIC_CTL_FLOW_FLAGS || type == TLSNIC_CTL_RELEASE ||
+           type == TLSNIC_CTL_REKEY;
 }
 
 int tlsnic_ctl_encode(const struct tlsnic_ctl_msg *m, uint8_t *buf, size_t cap)
@@ -18,7 +19,7 @@ int tlsnic_ctl_encode(const struct tlsnic_ctl_msg *m, uint8_t *buf, size_t cap)
         return -EINVAL;
     if (type_has_dir(m->type) && m->dir > 1)
         return -EINVAL;
-    if (m->type == TLSNIC_CTL_ADD && (m->info_len > TLSNIC_CTL_MAX_INFO || (m->info == NULL && m->info_len > 0)))
+    if ((m->type == TLSNIC_CTL_ADD || m->type == TLSNIC_CTL_REKEY) && (m->info_len > TLSNIC_CTL_MAX_INFO || (m->info == NULL && m->info_len > 0)))
         return -EMSGSIZE;
     if (m->type == TLSNIC_CTL_FLOW_FLAGS && m->flow.family != AF_INET && m->flow.family != AF_INET6)
         return -EINVAL;
@@ -36,6 +37,7 @@ int tlsnic_ctl_encode(const struct tlsnic_ctl_msg *m, uint8_t *buf, size_t cap)
     wc_le(&c, m->id, 4);
     switch (m->type) {
     case TLSNIC_CTL_ADD:
+    case TLSNIC_CTL_REKEY:
         wc_le(&c, m->dir, 1);
         wc_zeros(&c, 3);
         wc_le(&c, m->tcp_seq, 4);
@@ -112,6 +114,7 @@ int tlsnic_ctl_decode(const uint8_t *buf, size_t len, struct tlsnic_ctl_msg *m)
         return -EPROTO;
     switch (m->type) {
     case TLSNIC_CTL_ADD:
+    case TLSNIC_CTL_REKEY:
         m->dir = rc_u8(&c);
         rc_zeros(&c, 3);
         m->tcp_seq = rc_u32(&c);

@@ -678,6 +678,72 @@ int tlsnic_rec_open_at(tlsnic_rec_key *key, uint64_t rec_seq, uint8_t *rec, size
     return open_as(key, rec_seq, rec, rec_len, content_type, content, content_len);
 }
 
+/* A device-decrypted record's content (tlsnic_rec_accept without the sequence number). */
+static int accept_content(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len,
+                          uint8_t *content_type, uint8_t **content, size_t *content_len)
+{
+    if (key == NULL || rec == NULL || content_type == NULL || content == NULL ||
+        content_len == NULL)
+        return -EINVAL;
+    if (rec_len < TLSNIC_REC_HDR_LEN)
+        return -EBADMSG;
+    int data_len = check_header(key, rec);
+    if (data_len < 0)
+        return data_len;
+    if (rec_len != TLSNIC_REC_HDR_LEN + (size_t)data_len)
+        return -EBADMSG;
+    uint8_t *body = rec + TLSNIC_REC_HDR_LEN + key->explicit_nonce_len;
+    size_t body_len = (size_t)data_len - key->explicit_nonce_len - TLSNIC_REC_TAG_LEN;
+    if (key->version == TLS_1_3_VERSION) {
+        int rc = strip_tls13_padding(body, body_len, content_type, content_len);
+        if (rc < 0)
+            return rc;
+    } else {
+        *content_type = rec[0];
+        *content_len = body_len;
+    }
+    *content = body;
+    return 0;
+}
+
+int tlsnic_rec_accept_at(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len,
+                         uint8_t *content_type, uint8_t **content, size_t *content_len)
+{
+    return accept_content(key, rec, rec_len, content_type, content, content_len);
+}
+
+int tlsnic_rec_accept(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *content_type,
+                      uint8_t **content, size_t *content_len)
+{
+    if (key == NULL)
+        return -EINVAL;
+    uint64_t rec_seq;
+    int rc = take_seq(key, &rec_seq);
+    if (rc == 0)
+        rc = accept_content(key, rec, rec_len, content_type, content, content_len);
+    if (rc < 0)
+        return rc;
+    advance_seq(key);
+    return 0;
+}
+
+int tlsnic_rec_accept_header(tlsnic_rec_key *key, const uint8_t hdr[TLSNIC_REC_HDR_LEN],
+                             size_t rec_len)
+{
+    if (key == NULL || hdr == NULL)
+        return -EINVAL;
+    int data_len = check_header(key, hdr);
+    if (data_len < 0)
+        return data_len;
+    if (rec_len != TLSNIC_REC_HDR_LEN + (size_t)data_len)
+        return -EBADMSG;
+    uint64_t rec_seq;
+    int rc = take_seq(key, &rec_seq);
+    if (rc < 0)
+        return rc;
+    advance_seq(key);
+    return data_len - (int)key->explicit_nonce_len - TLSNIC_REC_TAG_LEN;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* ChaCha20-Poly1305 streaming (RFC 8439 2.8) composed from EVP ChaCha20 and EVP_MAC Poly1305. */

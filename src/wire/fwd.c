@@ -208,6 +208,11 @@ static int run_hook(struct tlsnic_fwd *fwd, struct fwd_side *s, uint8_t *buf, si
  */
 static void emit(struct tlsnic_fwd *fwd, struct fwd_side *s, uint8_t *buf, size_t len)
 {
+    if (s->dir == TLSNIC_FWD_TO_HOST && fwd->cfg.to_host_gate != NULL &&
+        fwd->cfg.to_host_gate(fwd->cfg.to_host_gate_ctx, buf + VNET_LEN, len - VNET_LEN)) {
+        s->st->fence_drops++;
+        return;
+    }
     if (s->dir == TLSNIC_FWD_TO_HOST && run_hook(fwd, s, buf, len) != TLSNIC_FRAME_PASS)
         return;
     capture(fwd, s->pcap_out, buf, len);

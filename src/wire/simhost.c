@@ -90,6 +90,15 @@ void tlsnic_simhost_free(tlsnic_simhost *h)
     free(h);
 }
 
+int tlsnic_simhost_append(tlsnic_simhost *h, const uint8_t *bytes, size_t len)
+{
+    TLSNIC_ENSURE(h && (bytes || len == 0), EINVAL);
+    TLSNIC_ENSURE(len <= h->cap - h->len, ENOBUFS);
+    memcpy(h->buf + h->len, bytes, len);
+    h->len += len;
+    return 0;
+}
+
 int tlsnic_simhost_write(tlsnic_simhost *h, uint8_t content_type, const uint8_t *content,
                          size_t len)
 {
@@ -130,7 +139,7 @@ uint8_t *tlsnic_simhost_stream(tlsnic_simhost *h, size_t *len)
 
 struct tlsnic_rec_store tlsnic_simhost_store(tlsnic_simhost *h)
 {
-    struct tlsnic_rec_store s = {&store_ops, h};
+    struct tlsnic_rec_store s = {.ops = &store_ops, .priv = h};
     return s;
 }
 

@@ -13,7 +13,7 @@
 #define MAX_MSS 1440
 #define HDR_ROOM 100 /* IPv6 (40) + TCP with up to 40 bytes of options (60) */
 #define MAX_TSO 65000
-#define PEER_ISS 0x10000000u
+#define PEER_ISS 0x10000000u /* the ACKing side's sequence number (peer, or host in RX mode) */
 #define MAX_SACK 3
 
 struct seg_slot {
@@ -35,6 +35,8 @@ struct tlsnic_simwire {
     uint64_t rng;
     void (*observer)(void *, const uint8_t *, size_t);
     void *observer_priv;
+    int (*tamper)(void *, uint8_t *, size_t);
+    void *tamper_priv;
 
     /* sender */
     size_t una, nxt;
@@ -197,7 +199,7 @@ static void receiver_ack(tlsnic_simwire *w)
         }
     }
     uint8_t buf[HDR_ROOM];
-    size_t hl = build_hdr(w, buf, 1, PEER_ISS, w->cfg.start_seq + (uint32_t)w->rcv_nxt,
+    size_t hl = build_hdr(w, buf, !w->cfg.rx, PEER_ISS, w->cfg.start_seq + (uint32_t)w->rcv_nxt,
                           TLSNIC_TCP_ACK, opts, ol, 0);
     struct tlsnic_frame fr;
     if (tlsnic_frame_parse(buf, hl, &fr) == TLSNIC_FRAME_TCP)
@@ -207,8 +209,12 @@ static void receiver_ack(tlsnic_simwire *w)
         w->st.acks_lost++;
         return;
     }
-    if (w->hook.rx)
+    if (w->cfg.rx && w->hook.tx) { /* the host's ACK on its way out, past the device */
+        struct tlsnic_pkt pkt = {.data = buf, .len = hl, .csum = TLSNIC_CSUM_FULL};
+        w->hook.tx(w->hook.priv, &pkt);
+    } else if (!w->cfg.rx && w->hook.rx) {
         w->hook.rx(w->hook.priv, buf, hl);
+    }
     sender_ack(w, buf, hl);
 }
 
@@ -227,15 +233,26 @@ static void receiver_input(tlsnic_simwire *w, const uint8_t *frame, size_t len)
     size_t n = fr.payload_len;
     if (off > w->cfg.max_stream || n > w->cfg.max_stream - off)
         return;
+    /* Out-of-order bytes may be replaced by a later copy (Linux drops an out-of-order skb
+     * that a new one covers); bytes delivered in order never are. */
+    int replace = w->cfg.rx && chance(w, w->cfg.keep_last_pm);
+    int replaced = 0;
     for (size_t i = 0; i < n; i++) {
         if (w->have[off + i]) {
-            if (w->rbuf[off + i] != p[i])
+            if (w->rbuf[off + i] != p[i]) {
                 w->st.dup_mismatch++;
+                w->st.ooo_mismatch += off + i >= w->rcv_nxt;
+            }
+            if (replace && off + i >= w->rcv_nxt) {
+                w->rbuf[off + i] = p[i];
+                replaced = 1;
+            }
         } else {
             w->rbuf[off + i] = p[i];
             w->have[off + i] = 1;
         }
     }
+    w->st.replaced += (uint64_t)replaced;
     if (off + n > w->rcv_max)
         w->rcv_max = off + n;
     while (w->rcv_nxt < w->rcv_max && w->have[w->rcv_nxt])
@@ -257,9 +274,32 @@ static void deliver(tlsnic_simwire *w)
         w->st.segs_reordered++;
     }
     for (size_t i = 0; i < n; i++) {
+        struct seg_slot *sl = &w->link[i];
+        struct tlsnic_frame fr;
+        int tcp = tlsnic_frame_parse(sl->data, sl->len, &fr) == TLSNIC_FRAME_TCP;
+        int t = tcp && w->tamper && fr.payload_len ? w->tamper(w->tamper_priv, sl->data, sl->len) : 0;
+        if (t < 0) {
+            w->st.segs_lost++;
+            continue;
+        }
+        if (t > 0) {
+            tlsnic_tcp_csum_fill(sl->data, &fr);
+            w->st.tampered++;
+        }
+        if (w->cfg.rx && w->hook.rx_pkt && tcp) {
+            struct tlsnic_pkt pkt = {.data = sl->data, .len = sl->len, .csum = TLSNIC_CSUM_FULL};
+            w->st.frames_tx++;
+            int v = w->hook.rx_pkt(w->hook.priv, &pkt);
+            if (v < 0 || v == TLSNIC_DROP) {
+                w->st.dev_dropped++;
+                continue;
+            }
+            if (v == TLSNIC_MODIFIED)
+                w->st.dev_modified++;
+        }
         if (w->observer)
-            w->observer(w->observer_priv, w->link[i].data, w->link[i].len);
-        receiver_input(w, w->link[i].data, w->link[i].len);
+            w->observer(w->observer_priv, sl->data, sl->len);
+        receiver_input(w, sl->data, sl->len);
     }
     w->link_n = 0;
 }
@@ -320,7 +360,8 @@ static int xmit(tlsnic_simwire *w, size_t off, size_t len, int allow_tso)
     uint16_t mss = w->cfg.mss;
     int tso = allow_tso && len > mss;
     uint32_t seq = w->cfg.start_seq + (uint32_t)off;
-    size_t hl = build_hdr(w, w->frame, 0, seq, PEER_ISS, TLSNIC_TCP_ACK | TLSNIC_TCP_PSH,
+    int from_peer = w->cfg.rx;
+    size_t hl = build_hdr(w, w->frame, from_peer, seq, PEER_ISS, TLSNIC_TCP_ACK | TLSNIC_TCP_PSH,
                           NULL, 0, len);
     memcpy(w->frame + hl, stream + off, len);
     struct tlsnic_frame fr;
@@ -335,8 +376,9 @@ static int xmit(tlsnic_simwire *w, size_t off, size_t len, int allow_tso)
         pkt.csum = TLSNIC_CSUM_FULL;
         tlsnic_tcp_csum_fill(w->frame, &fr); /* the host's checksum over its plaintext */
     }
-    w->st.frames_tx++;
-    int v = w->hook.tx ? w->hook.tx(w->hook.priv, &pkt) : TLSNIC_PASS;
+    if (!w->cfg.rx)
+        w->st.frames_tx++;
+    int v = w->hook.tx && !w->cfg.rx ? w->hook.tx(w->hook.priv, &pkt) : TLSNIC_PASS;
     if (v < 0 || v == TLSNIC_DROP) {
         w->st.dev_dropped++;
         return 0;
@@ -349,7 +391,7 @@ static int xmit(tlsnic_simwire *w, size_t off, size_t len, int allow_tso)
     uint8_t seg[SLOT_LEN];
     for (size_t done = 0; done < len;) {
         size_t n = len - done < mss ? len - done : mss;
-        size_t shl = build_hdr(w, seg, 0, seq + (uint32_t)done, PEER_ISS,
+        size_t shl = build_hdr(w, seg, from_peer, seq + (uint32_t)done, PEER_ISS,
                                TLSNIC_TCP_ACK | (done + n == len ? TLSNIC_TCP_PSH : 0), NULL,
                                0, n);
         memcpy(seg + shl, w->frame + hl + done, n);
@@ -480,9 +522,14 @@ static int nic_rx(void *priv, const uint8_t *frame, size_t len)
     return tlsnic_nic_rx(priv, frame, len);
 }
 
+static int nic_rx_pkt(void *priv, struct tlsnic_pkt *pkt)
+{
+    return tlsnic_nic_rx_pkt(priv, pkt);
+}
+
 struct tlsnic_wire_hook tlsnic_wire_hook_nic(tlsnic_nic *nic)
 {
-    struct tlsnic_wire_hook h = {nic_tx, nic_rx, nic};
+    struct tlsnic_wire_hook h = {.tx = nic_tx, .rx = nic_rx, .priv = nic, .rx_pkt = nic_rx_pkt};
     return h;
 }
 
@@ -549,6 +596,18 @@ void tlsnic_simwire_free(tlsnic_simwire *w)
 void tlsnic_simwire_flow(const tlsnic_simwire *w, struct tlsnic_flow *flow)
 {
     *flow = w->flow;
+}
+
+void tlsnic_simwire_set_hook(tlsnic_simwire *w, struct tlsnic_wire_hook hook)
+{
+    w->hook = hook;
+}
+
+void tlsnic_simwire_set_tamper(tlsnic_simwire *w,
+                               int (*fn)(void *priv, uint8_t *frame, size_t len), void *priv)
+{
+    w->tamper = fn;
+    w->tamper_priv = priv;
 }
 
 void tlsnic_simwire_set_observer(tlsnic_simwire *w,

@@ -85,14 +85,22 @@ size_t LLVMFuzzerSeedInput(size_t i, uint8_t *buf, size_t cap)
         {.type = TLSNIC_CTL_REPLY, .id = 8, .text = "ok", .text_len = 2, .payload = page_bytes,
          .payload_len = (uint32_t)page_len},
     };
-    if (i == sizeof(seeds) / sizeof(seeds[0])) { /* the page alone, for the page decoder */
+    /* Added after the page (the seed files keep their numbers): RELEASE (type 7) and REKEY
+     * (type 8: the RX branch had it at 7 before RELEASE took that number). */
+    struct tlsnic_ctl_msg later[] = {
+        {.type = TLSNIC_CTL_RELEASE, .id = 9, .dir = 0, .release_flags = TLSNIC_CTL_RELEASE_ABORT},
+        {.type = TLSNIC_CTL_REKEY, .id = 10, .dir = 1, .tcp_seq = 5100, .info = info,
+         .info_len = sizeof(info)},
+    };
+    size_t n = sizeof(seeds) / sizeof(seeds[0]);
+    if (i == n) { /* the page alone, for the page decoder */
         if ((size_t)page_len > cap)
             return 0;
         memcpy(buf, page_bytes, (size_t)page_len);
         return (size_t)page_len;
     }
-    if (i > sizeof(seeds) / sizeof(seeds[0]))
+    if (i > n + sizeof(later) / sizeof(later[0]))
         return 0;
-    int len = tlsnic_ctl_encode(&seeds[i], buf, cap);
+    int len = tlsnic_ctl_encode(i > n ? &later[i - n - 1] : &seeds[i], buf, cap);
     return len > 0 ? (size_t)len : 0;
 }

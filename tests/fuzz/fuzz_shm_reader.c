@@ -17,12 +17,19 @@
  *     number; the bytes handed out are exactly the ring's;
  *   - a descriptor that is all of that (and no longer than a TLS record) is found: the
  *     device does not drop what the host offered;
- *   - publish_flags writes flags | LIVE into the header's device_flags word, nothing else.
+ *   - publish_flags writes flags | LIVE into the header's device_flags word, nothing else;
+ *   - an RX store (an RX status, no records: store format 4) is taken only as shm_layout.h
+ *     says (no records, the status on the page after the header, whole pages within
+ *     TLSNIC_SHM_MAX_RX_BYTES and the file); its status region is mapped as an exactly-sized
+ *     heap copy too, and the device's reads of it (entries, the host's words) stay inside.
  * Input: u8 mode | 24 bytes of header (magic, version, n_desc, data_bytes, device_flags,
  * max_record: u32 native order) | u32 probe sequence | the rest from offset 4096 on
- * (descriptors, then the ring). Mode: bit 0 valid magic and version; bit 1 not sealed;
- * bits 2-3 file size: input, layout (header's n_desc and data_bytes), layout + byte 1 of
- * the header as a signed delta, or u24 from the probe; bit 4 small header values.
+ * (descriptors, then the ring; or an RX status). Mode: bit 0 valid magic and version; bit 1
+ * not sealed; bits 2-3 file size: input, layout (header's n_desc and data_bytes), layout +
+ * byte 1 of the header as a signed delta, or u24 from the probe; bit 4 small header values;
+ * bit 5 an RX store: rx_bytes is the input's device_flags word (device_flags 0), rx_offset
+ * the page after the header, or with bit 6 the probe's top byte in pages (file size
+ * "layout" is then rx_offset + rx_bytes).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +41,7 @@
 #include <unistd.h>
 
 #include "tlsnic/record.h"
+#include "tlsnic/rx_status.h"
 #include "tlsnic/shm_layout.h"
 #include "tlsnic/shm_reader.h"
 
@@ -63,7 +71,10 @@ static int wrap_on; /* only while the target calls the reader */
 
 void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    if (!wrap_on || fd < 0 || (prot & PROT_WRITE) || addr != NULL || len == 0)
+    /* Read-only mappings, and the RX status (writable, past the header page): the copy is
+     * what the reader and the device read; their writes there need not reach the file.
+     * The header page mapped writable (device_flags) stays a real mapping. */
+    if (!wrap_on || fd < 0 || ((prot & PROT_WRITE) && off == 0) || addr != NULL || len == 0)
         return __real_mmap(addr, len, prot, flags, fd, off);
     for (int i = 0; i < MAX_FAKE; i++) {
         if (fakes[i].p != NULL)
@@ -239,13 +250,33 @@ static int store_file(const struct store *s, int sealed)
     return fd;
 }
 
+/* An RX store the reader took: the device's reads of its status (entries, the host's
+ * words) stay within the status, whatever the host wrote there. */
+NO_COVERAGE static void check_rx(tlsnic_shm_reader *r, const struct store *s)
+{
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    struct tlsnic_rxs *rxs = st->rx_status;
+    if (rxs == NULL || rxs->n == 0 || tlsnic_rxs_region_len(rxs->n) > s->h.rx_bytes)
+        abort(); /* taken as an RX store without a status that fits its pages */
+    uint64_t head = __atomic_load_n(&rxs->hdr->head, __ATOMIC_RELAXED);
+    for (uint64_t id = head > 8 ? head - 8 : 0; id < head + 2; id++) {
+        struct tlsnic_rxs_entry e;
+        (void)tlsnic_rxs_get(rxs, id, &e);
+    }
+    uint32_t seq;
+    (void)tlsnic_rxs_consumed(rxs, &seq);
+    (void)tlsnic_rxs_host_epoch(rxs);
+    (void)tlsnic_rxs_hi(rxs, &seq);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < PREFIX)
         return 0;
     uint8_t mode = data[0];
     struct store s;
-    memcpy(&s.h, data + 1, sizeof(s.h));
+    memset(&s, 0, sizeof(s));
+    memcpy(&s.h, data + 1, HDR_IN); /* the header's first six words; the RX ones below */
     if (mode & 1) {
         s.h.magic = TLSNIC_SHM_MAGIC;
         s.h.version = TLSNIC_SHM_VERSION;
@@ -256,9 +287,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         s.h.max_record %= 4096;
     }
     uint32_t probe = get32(data + 1 + HDR_IN);
+    int rx = (mode & 32) != 0;
+    if (rx) {
+        s.h.rx_bytes = s.h.device_flags;
+        s.h.device_flags = 0;
+        s.h.rx_offset = (mode & 64) ? (probe >> 24) * TLSNIC_SHM_HDR_LEN : TLSNIC_SHM_RX_OFFSET;
+    }
     size_t tail = size - PREFIX;
     size_t natural = TLSNIC_SHM_HDR_LEN + tail;
-    size_t layout = tlsnic_shm_data_offset(s.h.n_desc) + (size_t)s.h.data_bytes;
+    size_t layout = rx ? (size_t)s.h.rx_offset + s.h.rx_bytes
+                       : tlsnic_shm_data_offset(s.h.n_desc) + (size_t)s.h.data_bytes;
     switch ((mode >> 2) & 3) {
     case 0: s.size = natural; break;
     case 1: s.size = layout; break;
@@ -277,11 +315,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tlsnic_shm_reader *r = NULL;
     wrap_on = 1;
     int rc = tlsnic_shm_reader_open(&r, fd);
-    if (rc == 0) {
+    if (rc == 0 && s.h.rx_offset != 0 && s.h.n_desc == 0 && s.h.data_bytes == 0) {
+        if (!sealed)
+            abort();
+        if (s.h.max_record != 0 || s.h.rx_offset != TLSNIC_SHM_RX_OFFSET ||
+            s.h.rx_bytes > TLSNIC_SHM_MAX_RX_BYTES || s.h.rx_bytes % TLSNIC_SHM_HDR_LEN != 0 ||
+            (size_t)s.h.rx_offset + s.h.rx_bytes > s.size)
+            abort(); /* an RX store shm_layout.h does not allow was taken */
+        check_rx(r, &s);
+        tlsnic_shm_reader_free(r);
+    } else if (rc == 0) {
         if (!sealed)
             abort(); /* the host could shrink the file under the daemon */
         if (s.h.n_desc == 0 || tlsnic_shm_data_offset(s.h.n_desc) + (size_t)s.h.data_bytes > s.size)
             abort(); /* a header that does not fit the file was taken */
+        if (s.h.rx_offset != 0 || s.h.rx_bytes != 0)
+            abort(); /* a record store with an RX status was taken */
         /* Each lookup walks every descriptor (the reader's and the oracle's): with many of
            them, fewer lookups, or the fuzzer crawls. */
         uint32_t n = s.h.n_desc < MAX_PROBED_DESC ? s.h.n_desc : MAX_PROBED_DESC;
@@ -333,6 +382,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 size_t LLVMFuzzerSeedInput(size_t i, uint8_t *buf, size_t cap)
 {
+    if (i == 4 || i == 5) {
+        /* RX stores: a formatted 16-entry status with two entries and a resync request
+         * published (5: the same, its header naming a status one page longer than the file). */
+        size_t rx_bytes = tlsnic_shm_rx_bytes(16);
+        size_t len = PREFIX + rx_bytes;
+        if (cap < len)
+            return 0;
+        memset(buf, 0, len);
+        buf[0] = (uint8_t)(1 | 32); /* file size: the input's (5: a page short of the status) */
+        struct tlsnic_shm_hdr h = {.magic = TLSNIC_SHM_MAGIC, .version = TLSNIC_SHM_VERSION,
+                                   .device_flags = (uint32_t)(rx_bytes + (i == 5 ? 4096 : 0))};
+        memcpy(buf + 1, &h, HDR_IN);
+        static _Alignas(64) uint8_t region[4096]; /* (the input itself is not aligned) */
+        if (rx_bytes > sizeof(region))
+            abort();
+        memset(region, 0, sizeof(region));
+        if (tlsnic_rxs_format(region, 16) != 0)
+            abort();
+        struct tlsnic_rxs v;
+        struct tlsnic_rxs_host host = {0};
+        if (tlsnic_rxs_view(&v, region, rx_bytes, &host) != 0)
+            abort();
+        struct tlsnic_rxs_entry e = {.tcp_seq = 5000, .len = 100, .rec_seq = 7, .hn = 13,
+                                     .state = TLSNIC_RXS_STATE(71, TLSNIC_RXS_OK)};
+        tlsnic_rxs_put(&v, 0, &e);
+        e.tcp_seq = 5100;
+        e.rec_seq = 8;
+        tlsnic_rxs_put(&v, 1, &e);
+        tlsnic_rxs_request(&v, 5200);
+        memcpy(buf + PREFIX, region, rx_bytes);
+        return len;
+    }
     if (i >= 4 || cap < PREFIX + 4 * 24 + 64 + 256)
         return 0;
     struct tlsnic_shm_hdr h = {.magic = TLSNIC_SHM_MAGIC, .version = TLSNIC_SHM_VERSION,

@@ -756,6 +756,51 @@ static void closing_the_control_connection_finishes_its_flows_as_close_would(voi
     assert_int_equal(flows_become(f, 0), 0);
 }
 
+/* An RX context has nothing to send: DEL and RELEASE of RX delete it at once, whatever the
+ * socket still has unacknowledged (that is TX's, which keeps its own context). */
+static void rx_flows_are_deleted_at_once_by_del_and_release(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_TX), 0);
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_RX), 0);
+    size_t sent = fill_unacknowledged(f->tcp_local, f->tcp_remote);
+    assert_int_equal(f->client->ops->del(f->client, f->tcp_local, NULL, TLSNIC_DIR_RX), 0);
+    assert_int_equal(flows_in_daemon(f), 1);
+    assert_int_equal(add(f->client, f->tcp_local, TLSNIC_DIR_RX), 0);
+    assert_int_equal(f->client->ops->release(f->client, f->tcp_local, NULL, TLSNIC_DIR_RX, 0), 0);
+    assert_int_equal(flows_in_daemon(f), 1);
+    assert_int_equal(daemon_stat(f, "ctl_finishing"), 0);
+    assert_int_equal(f->client->ops->del(f->client, f->tcp_local, NULL, TLSNIC_DIR_RX), -ENOENT);
+    /* TX is released as usual: finished once the peer has it all. */
+    assert_int_equal(release(f->client, f->tcp_local, 0), 0);
+    close(f->tcp_local);
+    f->tcp_local = -1;
+    int how = 1;
+    assert_int_equal(read_to_end(f->tcp_remote, &how), sent);
+    assert_int_equal(how, 0);
+    assert_int_equal(flows_become(f, 0), 0);
+}
+
+/* A host that goes away: its TX flows finish as close(2) would, its RX flows go at once. */
+static void closing_the_control_connection_deletes_its_rx_flows_at_once(void **state)
+{
+    struct fixture *f = *state;
+    struct tlsnic_dev *second;
+    assert_int_equal(tlsnic_ctl_client_open(f->path, 2000, &second), 0);
+    assert_int_equal(add(second, f->tcp_local, TLSNIC_DIR_TX), 0);
+    assert_int_equal(add(second, f->tcp_local, TLSNIC_DIR_RX), 0);
+    size_t sent = fill_unacknowledged(f->tcp_local, f->tcp_remote);
+    tlsnic_ctl_client_close(second);
+    close(f->tcp_local);
+    f->tcp_local = -1;
+    assert_int_equal(flows_become(f, 1), 1); /* TX, finishing */
+    assert_int_equal(daemon_stat(f, "ctl_finishing"), 1);
+    int how = 1;
+    assert_int_equal(read_to_end(f->tcp_remote, &how), sent);
+    assert_int_equal(how, 0);
+    assert_int_equal(flows_become(f, 0), 0);
+}
+
 static void an_add_the_state_file_cannot_record_is_refused(void **state)
 {
     struct fixture *f = *state;
@@ -1142,6 +1187,8 @@ int main(void)
         T(del_with_bytes_unacknowledged_keeps_the_context_until_they_are),
         T(closing_the_control_connection_deletes_its_flows),
         T(closing_the_control_connection_finishes_its_flows_as_close_would),
+        T(rx_flows_are_deleted_at_once_by_del_and_release),
+        T(closing_the_control_connection_deletes_its_rx_flows_at_once),
         T(an_add_the_state_file_cannot_record_is_refused),
         cmocka_unit_test_setup_teardown(release_of_a_fenced_flow_keeps_the_fence_until_the_socket_is_done,
                                         setup_stateful, teardown),

@@ -1,7 +1,9 @@
 /*
  * The record store over the control channel: an ADD that carries the host's store memfd
  * gives the device a store it reads the host's records from; a store the daemon could
- * not map safely is refused; the mapping goes away with the flow.
+ * not map safely is refused; the mapping goes away with the flow. RX: an RX store carries
+ * the RX status the device writes and the host reads; a device that decrypts gets RX adds
+ * only with an RX store; REKEY reaches the device.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,6 +22,8 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -29,6 +33,7 @@
 #include "tlsnic/ctl_client.h"
 #include "tlsnic/ctl_server.h"
 #include "tlsnic/shm_reader.h"
+#include "tlsnic/rx_status.h"
 #include "tlsnic/shm_writer.h"
 
 /* A device that, at add, reads the record at the start sequence through the store. */
@@ -75,8 +80,44 @@ static int spy_flags(struct tlsnic_dev *dev, const struct tlsnic_flow *flow, enu
 }
 
 static const struct tlsnic_dev_ops spy_ops = {
-    .name = "spy", .add = spy_add, .del = spy_del, .resync = spy_resync, .flow_flags = spy_flags,
-};
+    .name = "spy", .add = spy_add, .del = spy_del, .resync = spy_resync, .flow_flags = spy_flags};
+
+/* The same spy as a device that decrypts: at an RX add it writes one entry and a resync
+ * request into the RX status; a rekey reads the host's consumed_seq there. */
+static struct tlsnic_rxs *spy_rxs;
+static uint32_t spy_rekey_seq, spy_consumed;
+static int spy_rekeys;
+
+static int spy_rx_add(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                      enum tlsnic_dir dir, const void *crypto_info, size_t info_len,
+                      uint32_t start_tcp_seq, const struct tlsnic_rec_store *store)
+{
+    struct spy *s = dev->priv;
+    s->adds++;
+    if (dir != TLSNIC_DIR_RX || store == NULL || store->rx_status == NULL)
+        return -EINVAL;
+    spy_rxs = store->rx_status;
+    struct tlsnic_rxs_entry e = {.tcp_seq = start_tcp_seq, .len = 100, .rec_seq = 7,
+                                 .state = TLSNIC_RXS_STATE(71, TLSNIC_RXS_OK), .hn = 13};
+    tlsnic_rxs_put(spy_rxs, 0, &e);
+    tlsnic_rxs_request(spy_rxs, start_tcp_seq + 100);
+    return 0;
+}
+
+static int spy_rekey(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                     enum tlsnic_dir dir, const void *crypto_info, size_t info_len,
+                     uint32_t tcp_seq)
+{
+    spy_rekeys++;
+    spy_rekey_seq = tcp_seq;
+    if (spy_rxs)
+        tlsnic_rxs_consumed(spy_rxs, &spy_consumed);
+    return 0;
+}
+
+static const struct tlsnic_dev_ops spy_rx_ops = {
+    .name = "spy-rx", .add = spy_rx_add, .del = spy_del, .resync = spy_resync,
+    .flow_flags = spy_flags, .rekey = spy_rekey, .caps = TLSNIC_DEV_CAP_RX};
 
 struct fixture {
     char dir[64], path[128];
@@ -297,6 +338,97 @@ static void del_unmaps_the_store(void **state)
     assert_int_equal(daemon_store_mappings(), before);
 }
 
+static struct tls13_ci {
+    struct tls12_crypto_info_aes_gcm_128 ci;
+} tls13_info(void)
+{
+    struct tls13_ci c;
+    memset(&c, 0x22, sizeof(c));
+    c.ci.info.version = TLS_1_3_VERSION;
+    c.ci.info.cipher_type = TLS_CIPHER_AES_GCM_128;
+    return c;
+}
+
+static void rx_needs_an_rx_store_and_tx_takes_none(void **state)
+{
+    struct fixture *f = *state;
+    f->spy.dev.ops = &spy_rx_ops;
+    tlsnic_shm_writer *rw;
+    assert_int_equal(tlsnic_shm_writer_new_rx(&rw, 0), 0);
+    struct tls13_ci c = tls13_info();
+    assert_int_equal(f->client->ops->add(f->client, f->tcp_local, NULL, TLSNIC_DIR_RX, &c.ci,
+                                         sizeof(c.ci), 5000, NULL),
+                     -EINVAL);
+    assert_int_equal(f->client->ops->add(f->client, f->tcp_local, NULL, TLSNIC_DIR_RX, &c.ci,
+                                         sizeof(c.ci), 5000, tlsnic_shm_writer_store(f->w)),
+                     -EINVAL);
+    assert_int_equal(f->client->ops->add(f->client, f->tcp_local, NULL, TLSNIC_DIR_TX, &c.ci,
+                                         sizeof(c.ci), 5000, tlsnic_shm_writer_store(rw)),
+                     -EINVAL);
+    assert_int_equal(f->spy.adds, 0);
+    tlsnic_shm_writer_free(rw);
+}
+
+static void the_device_writes_the_rx_status_the_host_reads(void **state)
+{
+    struct fixture *f = *state;
+    f->spy.dev.ops = &spy_rx_ops;
+    spy_rxs = NULL;
+    spy_rekeys = 0;
+    tlsnic_shm_writer *rw;
+    assert_int_equal(tlsnic_shm_writer_new_rx(&rw, 64), 0);
+    struct tlsnic_rxs *host = tlsnic_shm_writer_rx_status(rw);
+    assert_non_null(host);
+    assert_int_equal(host->n, 64);
+    struct tls13_ci c = tls13_info();
+    assert_int_equal(f->client->ops->add(f->client, f->tcp_local, NULL, TLSNIC_DIR_RX, &c.ci,
+                                         sizeof(c.ci), 5000, tlsnic_shm_writer_store(rw)),
+                     0);
+    /* What the device wrote in the daemon's mapping, the host reads in its own. */
+    struct tlsnic_rxs_reader rd;
+    assert_int_equal(tlsnic_rxs_reader_init(&rd, host), 0);
+    rd.req_gen_seen = 0;
+    struct tlsnic_rxs_entry e;
+    assert_int_equal(tlsnic_rxs_get(host, 0, &e), 0);
+    assert_int_equal(e.tcp_seq, 5000);
+    assert_int_equal(e.rec_seq, 7);
+    assert_int_equal(TLSNIC_RXS_STATE_DEC(e.state), 71);
+    uint32_t seq;
+    assert_int_equal(tlsnic_rxs_poll_request(&rd, &seq), 1);
+    assert_int_equal(seq, 5100);
+    /* The host's words reach the device, and so does a rekey. */
+    tlsnic_rxs_consume(&rd, 5100);
+    assert_int_equal(f->client->ops->rekey(f->client, f->tcp_local, NULL, TLSNIC_DIR_RX, &c.ci,
+                                           sizeof(c.ci), 5100),
+                     0);
+    assert_int_equal(spy_rekeys, 1);
+    assert_int_equal(spy_rekey_seq, 5100);
+    assert_int_equal(spy_consumed, 5100);
+    tlsnic_rxs_reader_cleanup(&rd);
+    assert_int_equal(f->client->ops->del(f->client, f->tcp_local, NULL, TLSNIC_DIR_RX), 0);
+    tlsnic_shm_writer_free(rw);
+}
+
+static void the_hosts_view_of_the_rx_status_is_read_only(void **state)
+{
+    (void)state;
+    tlsnic_shm_writer *rw;
+    assert_int_equal(tlsnic_shm_writer_new_rx(&rw, 0), 0);
+    struct tlsnic_rxs *host = tlsnic_shm_writer_rx_status(rw);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGSEGV, SIG_DFL); /* cmocka's handler would catch it */
+        host->hdr->head = 99;     /* only the device writes there */
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGSEGV);
+    tlsnic_shm_writer_free(rw);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -307,6 +439,9 @@ int main(void)
         T(three_fds_are_refused),
         T(a_host_that_goes_away_frees_its_share),
         T(del_unmaps_the_store),
+        T(rx_needs_an_rx_store_and_tx_takes_none),
+        T(the_device_writes_the_rx_status_the_host_reads),
+        T(the_hosts_view_of_the_rx_status_is_read_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

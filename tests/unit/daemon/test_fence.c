@@ -337,6 +337,73 @@ static void state_file_round_trip_fences_the_tx_flows(void **state)
     unlink(path);
 }
 
+/* RX: the fence holds the peer's payload towards the host until the flow is added again. */
+static void rx_fence_blocks_the_peers_payload_towards_the_host(void **state)
+{
+    tlsnic_fence *f = *state;
+    struct tlsnic_flow fl = flow4(40000, 443);
+    assert_int_equal(tlsnic_fence_add(f, &fl), 0);
+    size_t len = tcp_frame(frame, &fl, 1, 100); /* remote -> local */
+    assert_int_equal(tlsnic_fence_blocks_to_host(f, frame, len), 1);
+    len = tcp_frame(frame, &fl, 1, 0); /* an ACK carries nothing to decide about */
+    assert_int_equal(tlsnic_fence_blocks_to_host(f, frame, len), 0);
+    len = tcp_frame(frame, &fl, 0, 100); /* the host's own frames are not the RX flow's */
+    assert_int_equal(tlsnic_fence_blocks_to_host(f, frame, len), 0);
+    assert_int_equal(tlsnic_fence_lift(f, &fl), 0);
+    len = tcp_frame(frame, &fl, 1, 100);
+    assert_int_equal(tlsnic_fence_blocks_to_host(f, frame, len), 0);
+}
+
+/* A host's SYN on a 4-tuple proves its old socket gone for RX too: no reader is left for the
+ * bytes the last device decided about. The TX gate (which sees the host's frames) lifts the
+ * linked RX fence, and only on the host's SYN, not the peer's. */
+static void a_new_connection_lifts_the_linked_rx_fence_too(void **state)
+{
+    tlsnic_fence *tx = *state, *rx;
+    assert_int_equal(tlsnic_fence_new(&rx, 64), 0);
+    tlsnic_fence_link_rx(tx, rx);
+    struct tlsnic_flow fl = flow4(40000, 443), other = flow4(40001, 443);
+    assert_int_equal(tlsnic_fence_add(rx, &fl), 0); /* RX only: no TX fence at all */
+    assert_int_equal(tlsnic_fence_add(rx, &other), 0);
+    size_t len = tcp_frame(frame, &fl, 1, 100);
+    assert_int_equal(tlsnic_fence_blocks_to_host(rx, frame, len), 1);
+    len = tcp_frame(frame, &other, 1, 0);
+    frame[20 + 13] = TLSNIC_TCP_SYN; /* the peer's SYN: no proof */
+    assert_int_equal(tlsnic_fence_filter(tx, frame, len), 0);
+    assert_int_equal(tlsnic_fence_count(rx), 2);
+    len = tcp_frame(frame, &fl, 0, 0);
+    frame[20 + 13] = TLSNIC_TCP_SYN; /* the host's */
+    assert_int_equal(tlsnic_fence_filter(tx, frame, len), 0);
+    assert_int_equal(tlsnic_fence_lifted_by_syn(rx), 1);
+    assert_int_equal(tlsnic_fence_lifted_by_syn(tx), 0);
+    len = tcp_frame(frame, &fl, 1, 100);
+    assert_int_equal(tlsnic_fence_blocks_to_host(rx, frame, len), 0);
+    len = tcp_frame(frame, &other, 1, 100);
+    assert_int_equal(tlsnic_fence_blocks_to_host(rx, frame, len), 1);
+    tlsnic_fence_link_rx(tx, NULL);
+    tlsnic_fence_free(rx);
+}
+
+static void state_file_round_trip_fences_the_rx_flows_apart(void **state)
+{
+    tlsnic_fence *f = *state;
+    char path[] = "/tmp/tlsnic-state-test.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    struct tlsnic_flow_dir list[2] = {
+        {.flow = flow4(40000, 443), .dir = TLSNIC_DIR_TX},
+        {.flow = flow6(40002, 443), .dir = TLSNIC_DIR_RX},
+    };
+    assert_int_equal(tlsnic_state_save(path, list, 2), 0);
+    assert_int_equal(tlsnic_state_load_rx(path, f), 1);
+    size_t len = tcp_frame(frame, &list[1].flow, 1, 10);
+    assert_int_equal(tlsnic_fence_blocks_to_host(f, frame, len), 1);
+    len = tcp_frame(frame, &list[0].flow, 1, 10);
+    assert_int_equal(tlsnic_fence_blocks_to_host(f, frame, len), 0);
+    unlink(path);
+}
+
 static void a_missing_state_file_fences_nothing(void **state)
 {
     tlsnic_fence *f = *state;
@@ -378,6 +445,9 @@ int main(void)
         T(lookups_stay_right_across_many_lifts),
         T(state_file_round_trip_fences_the_tx_flows),
         T(a_missing_state_file_fences_nothing),
+        T(rx_fence_blocks_the_peers_payload_towards_the_host),
+        T(state_file_round_trip_fences_the_rx_flows_apart),
+        T(a_new_connection_lifts_the_linked_rx_fence_too),
         T(a_malformed_state_file_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "tlsnic/rx_status.h"
 #include "tlsnic/shm_reader.h"
 #include "tlsnic/shm_writer.h"
 
@@ -445,6 +446,122 @@ static void the_reader_maps_what_the_header_names_not_the_whole_file(void **stat
     close(fd);
 }
 
+/* An RX store's header (no records, an RX status at rx_offset of rx_bytes) in a memfd of
+ * file_size bytes, the status formatted with n_entries entries when n_entries != 0. */
+static int rx_store_image(uint32_t max_record, uint32_t rx_offset, uint32_t rx_bytes,
+                          uint32_t n_entries, size_t file_size)
+{
+    struct tlsnic_shm_hdr h = {.magic = TLSNIC_SHM_MAGIC, .version = TLSNIC_SHM_VERSION,
+                               .max_record = max_record, .rx_offset = rx_offset,
+                               .rx_bytes = rx_bytes};
+    int fd = memfd_create("tlsnic-rx-image", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)file_size), 0);
+    assert_int_equal(pwrite(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+    if (n_entries != 0) {
+        size_t len = tlsnic_rxs_region_len(n_entries);
+        void *region = calloc(1, len);
+        assert_non_null(region);
+        assert_int_equal(tlsnic_rxs_format(region, n_entries), 0);
+        assert_int_equal(pwrite(fd, region, len, rx_offset), (ssize_t)len);
+        free(region);
+    }
+    assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+    return fd;
+}
+
+static int open_why(int fd, char *why, size_t cap)
+{
+    tlsnic_shm_reader *r = NULL;
+    int rc = tlsnic_shm_reader_open_why(&r, fd, why, cap);
+    if (rc == 0)
+        tlsnic_shm_reader_free(r);
+    close(fd);
+    return rc;
+}
+
+/* The RX status is host memory the daemon maps writable: its size is bounded like the
+ * ring's (TLSNIC_SHM_MAX_RX_BYTES), and a store is an RX store or a record store, not both. */
+static void rx_store_headers_past_the_limits_are_refused(void **state)
+{
+    (void)state;
+    char why[200];
+    const uint32_t ok_bytes = (uint32_t)tlsnic_shm_rx_bytes(64);
+    /* A status larger than the limit, in a file that holds it. */
+    uint32_t huge = TLSNIC_SHM_MAX_RX_BYTES + TLSNIC_SHM_HDR_LEN;
+    assert_int_equal(open_why(rx_store_image(0, TLSNIC_SHM_RX_OFFSET, huge, 0,
+                                             TLSNIC_SHM_RX_OFFSET + (size_t)huge), why, sizeof(why)),
+                     -EBADMSG);
+    assert_non_null(strstr(why, "RX status of"));
+    /* Not whole pages; smaller than the smallest status. */
+    assert_int_equal(open_why(rx_store_image(0, TLSNIC_SHM_RX_OFFSET, ok_bytes + 1, 0, 1u << 20),
+                              why, sizeof(why)), -EBADMSG);
+    assert_int_equal(open_why(rx_store_image(0, TLSNIC_SHM_RX_OFFSET, 0, 0, 1u << 20), why,
+                              sizeof(why)), -EBADMSG);
+    /* Elsewhere than the page after the header, or with records. */
+    assert_int_equal(open_why(rx_store_image(0, 2 * TLSNIC_SHM_HDR_LEN, ok_bytes, 0, 1u << 20),
+                              why, sizeof(why)), -EBADMSG);
+    assert_non_null(strstr(why, "RX store"));
+    assert_int_equal(open_why(rx_store_image(16384, TLSNIC_SHM_RX_OFFSET, ok_bytes, 64, 1u << 20),
+                              why, sizeof(why)), -EBADMSG);
+    /* Past the end of the file. */
+    assert_int_equal(open_why(rx_store_image(0, TLSNIC_SHM_RX_OFFSET, ok_bytes, 0,
+                                             TLSNIC_SHM_RX_OFFSET + ok_bytes - 4096), why, sizeof(why)),
+                     -EBADMSG);
+    assert_non_null(strstr(why, "needs"));
+    /* A record store that also names an RX status. */
+    uint32_t both[8] = {TLSNIC_SHM_MAGIC, TLSNIC_SHM_VERSION, 4, 65536, 0, 16384,
+                        TLSNIC_SHM_RX_OFFSET, ok_bytes};
+    assert_int_equal(open_why(crafted_store(both, sizeof(both), 1u << 20), why, sizeof(why)),
+                     -EBADMSG);
+    assert_non_null(strstr(why, "with an RX status"));
+    /* ... and a good one, formatted, is an RX store. */
+    assert_int_equal(open_why(rx_store_image(0, TLSNIC_SHM_RX_OFFSET, ok_bytes, 64,
+                                             TLSNIC_SHM_RX_OFFSET + ok_bytes), why, sizeof(why)), 0);
+    /* The host never asks for more than the daemon maps. */
+    tlsnic_shm_writer *w;
+    assert_int_equal(tlsnic_shm_writer_new_rx(&w, TLSNIC_RXS_MAX_ENTRIES), 0);
+    assert_int_equal(tlsnic_shm_writer_rx_status(w)->n, TLSNIC_SHM_MAX_RX_ENTRIES);
+    tlsnic_shm_reader *r;
+    assert_int_equal(tlsnic_shm_reader_open(&r, tlsnic_shm_store_fd(tlsnic_shm_writer_store(w))), 0);
+    assert_non_null(tlsnic_shm_reader_store(r)->rx_status);
+    tlsnic_shm_reader_free(r);
+    tlsnic_shm_writer_free(w);
+}
+
+/* The length of this process's shared mappings of memfd `name` (any protection), or 0. */
+static size_t mapped_length_any(const char *name)
+{
+    FILE *maps = fopen("/proc/self/maps", "r");
+    assert_non_null(maps);
+    char line[512];
+    size_t len = 0;
+    while (fgets(line, sizeof(line), maps) != NULL) {
+        unsigned long lo, hi;
+        if (strstr(line, name) != NULL && strstr(line, "s ") != NULL &&
+            sscanf(line, "%lx-%lx", &lo, &hi) == 2)
+            len += hi - lo;
+    }
+    fclose(maps);
+    return len;
+}
+
+/* An RX store in a 64 MB memfd: the daemon maps its header page (read-only, and once more
+ * writable: the host's words, device_flags) and the status the header names, nothing else. */
+static void the_reader_maps_an_rx_stores_header_and_status_only(void **state)
+{
+    (void)state;
+    const uint32_t rx_bytes = (uint32_t)tlsnic_shm_rx_bytes(64);
+    int fd = rx_store_image(0, TLSNIC_SHM_RX_OFFSET, rx_bytes, 64, 64u << 20);
+    tlsnic_shm_reader *r = NULL;
+    assert_int_equal(tlsnic_shm_reader_open(&r, fd), 0);
+    assert_int_equal(mapped_length_any("tlsnic-rx-image"),
+                     TLSNIC_SHM_HDR_LEN + TLSNIC_SHM_HDR_LEN + rx_bytes);
+    tlsnic_shm_reader_free(r);
+    assert_int_equal(mapped_length_any("tlsnic-rx-image"), 0);
+    close(fd);
+}
+
 /* A store image of one descriptor and a 64-byte ring; returns its sealed memfd. */
 static int one_record_image(uint32_t tcp_seq, uint32_t len, uint32_t off)
 {
@@ -781,6 +898,8 @@ int main(void)
         cmocka_unit_test(a_header_that_does_not_fit_the_file_is_refused),
         cmocka_unit_test(absurd_headers_are_refused_with_a_reason),
         cmocka_unit_test(the_reader_maps_what_the_header_names_not_the_whole_file),
+        cmocka_unit_test(rx_store_headers_past_the_limits_are_refused),
+        cmocka_unit_test(the_reader_maps_an_rx_stores_header_and_status_only),
         cmocka_unit_test(a_descriptor_claiming_bytes_past_the_ring_is_not_read),
         cmocka_unit_test(records_are_packed_and_wrap_to_the_start_of_the_ring),
         cmocka_unit_test(records_of_a_small_window_stay_in_the_first_half_of_the_ring),

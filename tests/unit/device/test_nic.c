@@ -18,6 +18,7 @@
 #include "nic_testgen.h"
 #include "tlsnic/frame.h"
 #include "tlsnic/nic.h"
+#include "tlsnic/rx_status.h"
 #include "tlsnic/wire.h"
 
 #define ISS 0xfffff000u /* sequence numbers wrap inside every test stream */
@@ -581,7 +582,16 @@ static void test_add_del_errors_and_counters(void **state)
     union tlsnic_crypto_info ci;
     size_t cl = tg_crypto_info(&ci, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_256, 0, 2);
     struct tlsnic_flow f = tg_flow(AF_INET6);
-    assert_int_equal(dev->ops->add(dev, -1, &f, TLSNIC_DIR_RX, &ci, cl, 0, NULL), -EOPNOTSUPP);
+    /* RX is offloaded (caps say so) but needs the RX status it writes. */
+    assert_true(dev->ops->caps & TLSNIC_DEV_CAP_RX);
+    assert_int_equal(dev->ops->add(dev, -1, &f, TLSNIC_DIR_RX, &ci, cl, 0, NULL), -EINVAL);
+    struct tlsnic_rxs *rxs;
+    assert_int_equal(tlsnic_rxs_new(&rxs, 0), 0);
+    struct tlsnic_rec_store rst = {.rx_status = rxs};
+    assert_int_equal(dev->ops->add(dev, -1, &f, TLSNIC_DIR_RX, &ci, cl, 0, &rst), 0);
+    assert_int_equal(dev->ops->add(dev, -1, &f, TLSNIC_DIR_RX, &ci, cl, 0, &rst), -EEXIST);
+    assert_int_equal(dev->ops->del(dev, -1, &f, TLSNIC_DIR_RX), 0);
+    tlsnic_rxs_free(rxs);
     assert_int_equal(dev->ops->add(dev, -1, &f, TLSNIC_DIR_TX, &ci, cl - 1, 0, NULL), -EINVAL);
     assert_int_equal(dev->ops->add(dev, -1, &f, TLSNIC_DIR_TX, &ci, cl, 0, NULL), 0);
     assert_int_equal(dev->ops->add(dev, -1, &f, TLSNIC_DIR_TX, &ci, cl, 0, NULL), -EEXIST);
@@ -596,6 +606,8 @@ static void test_add_del_errors_and_counters(void **state)
     tlsnic_nic_stats(nic, &st);
     assert_int_equal(st.tx_tls_ctx, 1);
     assert_int_equal(st.tx_tls_del, 1);
+    assert_int_equal(st.rx_tls_ctx, 1);
+    assert_int_equal(st.rx_tls_del, 1);
     tlsnic_nic_free(nic);
 }
 

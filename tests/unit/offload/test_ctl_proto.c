@@ -48,6 +48,26 @@ static void add_round_trips(void **state)
     assert_memory_equal(d.info, info, sizeof(info));
 }
 
+static void rekey_round_trips(void **state)
+{
+    uint8_t info[40];
+    for (size_t i = 0; i < sizeof(info); i++)
+        info[i] = (uint8_t)(0x80 | i);
+    struct tlsnic_ctl_msg m = {.type = TLSNIC_CTL_REKEY, .id = 8, .dir = TLSNIC_DIR_RX,
+                               .tcp_seq = 0x12345678, .info = info, .info_len = sizeof(info)};
+    int len = encode(&m);
+    assert_int_equal(len, TLSNIC_CTL_HDR_LEN + 12 + sizeof(info));
+    struct tlsnic_ctl_msg d;
+    assert_int_equal(tlsnic_ctl_decode(buf, (size_t)len, &d), 0);
+    assert_int_equal(d.type, TLSNIC_CTL_REKEY);
+    assert_int_equal(d.dir, TLSNIC_DIR_RX);
+    assert_int_equal(d.tcp_seq, 0x12345678);
+    assert_int_equal(d.info_len, sizeof(info));
+    assert_memory_equal(d.info, info, sizeof(info));
+    m.info_len = TLSNIC_CTL_MAX_INFO + 1;
+    assert_int_equal(tlsnic_ctl_encode(&m, buf, sizeof(buf)), -EMSGSIZE);
+}
+
 static void del_round_trips(void **state)
 {
     struct tlsnic_ctl_msg m = {.type = TLSNIC_CTL_DEL, .id = 9, .dir = TLSNIC_DIR_TX};
@@ -417,6 +437,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(add_round_trips),
+        cmocka_unit_test(rekey_round_trips),
         cmocka_unit_test(del_round_trips),
         cmocka_unit_test(release_round_trips_with_its_flags),
         cmocka_unit_test(release_with_unknown_flags_is_refused),

@@ -898,6 +898,113 @@ static void test_tls13_record_of_only_padding_is_ebadmsg(void **state)
     }
 }
 
+/* What a device that decrypted a record hands the host: the record with its body in the
+ * clear (the keystream XORed in place; header, nonce and tag as on the wire). */
+static void device_decrypt(struct combo c, uint8_t *rec, size_t rec_len, uint64_t rec_seq)
+{
+    tlsnic_rec_key *key = new_key(c, 0);
+    struct tlsnic_rec_keystream ks;
+    size_t hn = 5 + tlsnic_rec_key_explicit_nonce_len(key);
+    assert_int_equal(tlsnic_rec_keystream_init(&ks), 0);
+    assert_int_equal(tlsnic_rec_keystream_xor(&ks, key, rec_seq, hn > 5 ? rec + 5 : NULL, 0,
+                                              rec + hn, rec + hn, rec_len - hn - 16),
+                     0);
+    tlsnic_rec_keystream_cleanup(&ks);
+    tlsnic_rec_key_free(key);
+}
+
+static void test_accept_takes_device_plaintext_as_the_next_record(void **state)
+{
+    for (size_t c = 0; c < N_COMBOS; c++) {
+        tlsnic_rec_key *tx = new_key(combos[c], 0), *rx = new_key(combos[c], 0);
+        uint8_t rec[2][128], type, *content;
+        size_t rec_len[2], content_len;
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(tlsnic_rec_seal(tx, i ? TLSNIC_CT_ALERT : TLSNIC_CT_APPLICATION_DATA,
+                                             (const uint8_t *)"record", 6, rec[i], 128, &rec_len[i]),
+                             0);
+            device_decrypt(combos[c], rec[i], rec_len[i], (uint64_t)i);
+        }
+        assert_int_equal(tlsnic_rec_accept(rx, rec[0], rec_len[0], &type, &content, &content_len), 0);
+        assert_int_equal(type, TLSNIC_CT_APPLICATION_DATA);
+        assert_int_equal(content_len, 6);
+        assert_memory_equal(content, "record", 6);
+        assert_int_equal(tlsnic_rec_key_next_seq(rx), 1);
+        assert_int_equal(tlsnic_rec_accept(rx, rec[1], rec_len[1], &type, &content, &content_len), 0);
+        assert_int_equal(type, TLSNIC_CT_ALERT);
+        assert_memory_equal(content, "record", 6);
+        tlsnic_rec_key_free(tx);
+        tlsnic_rec_key_free(rx);
+    }
+}
+
+static void test_accept_strips_tls13_padding_and_finds_the_inner_type(void **state)
+{
+    for (size_t c = 3; c < N_COMBOS; c++) {
+        uint8_t inner[40] = {'h', 'i', TLSNIC_CT_HANDSHAKE}, rec[128], type, *content;
+        size_t rec_len = seal_tls13_inner(combos[c], inner, sizeof(inner), rec), content_len;
+        device_decrypt(combos[c], rec, rec_len, 0);
+        tlsnic_rec_key *key = new_key(combos[c], 0);
+        assert_int_equal(tlsnic_rec_accept(key, rec, rec_len, &type, &content, &content_len), 0);
+        assert_int_equal(type, TLSNIC_CT_HANDSHAKE);
+        assert_int_equal(content_len, 2);
+        assert_memory_equal(content, "hi", 2);
+        tlsnic_rec_key_free(key);
+    }
+}
+
+static void test_accept_refuses_what_open_refuses_and_keeps_the_sequence(void **state)
+{
+    for (size_t c = 0; c < N_COMBOS; c++) {
+        tlsnic_rec_key *tx = new_key(combos[c], 0), *rx = new_key(combos[c], 0);
+        uint8_t rec[128], type, *content;
+        size_t rec_len, content_len;
+        assert_int_equal(tlsnic_rec_seal(tx, TLSNIC_CT_APPLICATION_DATA, (const uint8_t *)"x", 1,
+                                         rec, sizeof(rec), &rec_len),
+                         0);
+        assert_int_equal(tlsnic_rec_accept(rx, rec, rec_len - 1, &type, &content, &content_len),
+                         -EBADMSG);
+        rec[1] = 2;
+        assert_int_equal(tlsnic_rec_accept(rx, rec, rec_len, &type, &content, &content_len),
+                         -EINVAL);
+        assert_int_equal(tlsnic_rec_key_next_seq(rx), 0);
+        tlsnic_rec_key_free(tx);
+        tlsnic_rec_key_free(rx);
+    }
+    for (size_t c = 3; c < N_COMBOS; c++) { /* all padding: no content type */
+        uint8_t inner[8] = {0}, rec[64], type, *content;
+        size_t rec_len = seal_tls13_inner(combos[c], inner, sizeof(inner), rec), content_len;
+        device_decrypt(combos[c], rec, rec_len, 0);
+        tlsnic_rec_key *key = new_key(combos[c], 0);
+        assert_int_equal(tlsnic_rec_accept(key, rec, rec_len, &type, &content, &content_len),
+                         -EBADMSG);
+        tlsnic_rec_key_free(key);
+    }
+}
+
+static void test_accept_header_checks_length_and_advances_the_sequence(void **state)
+{
+    for (size_t c = 0; c < N_COMBOS; c++) {
+        tlsnic_rec_key *tx = new_key(combos[c], 0), *rx = new_key(combos[c], 0);
+        uint8_t rec[128];
+        size_t rec_len;
+        assert_int_equal(tlsnic_rec_seal(tx, TLSNIC_CT_APPLICATION_DATA, (const uint8_t *)"seven!!", 7,
+                                         rec, sizeof(rec), &rec_len),
+                         0);
+        size_t body = rec_len - 5 - tlsnic_rec_key_explicit_nonce_len(rx) - 16;
+        assert_int_equal(tlsnic_rec_accept_header(rx, rec, rec_len - 1), -EBADMSG);
+        assert_int_equal(tlsnic_rec_key_next_seq(rx), 0);
+        assert_int_equal(tlsnic_rec_accept_header(rx, rec, rec_len), (int)body);
+        assert_int_equal(body, combos[c].version == TLS_1_3_VERSION ? 8 : 7);
+        assert_int_equal(tlsnic_rec_key_next_seq(rx), 1);
+        rec[2] = 1;
+        assert_int_equal(tlsnic_rec_accept_header(rx, rec, rec_len), -EINVAL);
+        assert_int_equal(tlsnic_rec_key_next_seq(rx), 1);
+        tlsnic_rec_key_free(tx);
+        tlsnic_rec_key_free(rx);
+    }
+}
+
 static void test_sequence_number_never_wraps(void **state)
 {
     for (size_t c = 0; c < N_COMBOS; c++) {
@@ -991,6 +1098,10 @@ int main(void)
         cmocka_unit_test(test_tls13_padding_is_stripped_on_open),
         cmocka_unit_test(test_tls13_record_of_only_padding_is_ebadmsg),
         cmocka_unit_test(test_sequence_number_never_wraps),
+        cmocka_unit_test(test_accept_takes_device_plaintext_as_the_next_record),
+        cmocka_unit_test(test_accept_header_checks_length_and_advances_the_sequence),
+        cmocka_unit_test(test_accept_strips_tls13_padding_and_finds_the_inner_type),
+        cmocka_unit_test(test_accept_refuses_what_open_refuses_and_keeps_the_sequence),
         cmocka_unit_test(test_stream_refuses_bytes_past_the_record_body),
         cmocka_unit_test(test_stream_begin_checks_explicit_nonce_presence),
     };

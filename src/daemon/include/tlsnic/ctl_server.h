@@ -64,6 +64,10 @@ struct tlsnic_ctl_server_config {
      */
     struct tlsnic_fence *linger;
     uint32_t linger_ms;
+    /* The RX flows of the state file, fenced towards the host until re-added (optional):
+     * a restarted device must take over the decisions the last one made before any copy
+     * of those bytes reaches the host (decided once). An RX add lifts the flow's fence. */
+    struct tlsnic_fence *rx_fence;
 };
 
 /* Binds and listens (mode 0600). -EADDRINUSE if a live daemon listens on path. */

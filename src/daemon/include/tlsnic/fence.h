@@ -82,12 +82,29 @@ int tlsnic_fence_blocks(const tlsnic_fence *f, const uint8_t *frame, size_t len)
  */
 int tlsnic_fence_filter(tlsnic_fence *f, const uint8_t *frame, size_t len);
 
+/*
+ * Links f (the TX fences, to_wire_gate's) with rx (the RX fences, to_host_gate's): a host's
+ * SYN or SYN-ACK that tlsnic_fence_filter sees on a 4-tuple lifts its RX fence as well
+ * (counted in rx's tlsnic_fence_lifted_by_syn). rx may be NULL.
+ */
+void tlsnic_fence_link_rx(tlsnic_fence *f, tlsnic_fence *rx);
+
 /* Fences lifted by tlsnic_fence_filter so far (the state file is then out of date). */
 uint64_t tlsnic_fence_lifted_by_syn(const tlsnic_fence *f);
 
 /* tlsnic_fence_filter as the packet path's to_wire_gate (fwd.h); ctx is the (mutable)
  * fence. */
 int tlsnic_fence_gate(const void *ctx, const uint8_t *frame, size_t len);
+
+/*
+ * RX fences: for a frame from the wire towards the host, 1 if it carries TCP payload of a
+ * flow fenced in f (a set of RX flows: the destination is the host's end), or claims TCP
+ * but cannot be read while a fence is up. Until the host adds the flow again, no copy of
+ * bytes the last device decided about may reach the host undecided; the new device takes
+ * over those decisions from the host's RX status at the add.
+ */
+int tlsnic_fence_blocks_to_host(const tlsnic_fence *f, const uint8_t *frame, size_t len);
+int tlsnic_fence_gate_to_host(const void *ctx, const uint8_t *frame, size_t len);
 
 /* One entry of the state file. */
 struct tlsnic_flow_dir {
@@ -104,6 +121,9 @@ int tlsnic_state_save(const char *path, const struct tlsnic_flow_dir *list, size
  * the flows fenced before it stay fenced), -ENOSPC, or another -errno of reading.
  */
 int tlsnic_state_load(const char *path, tlsnic_fence *f);
+
+/* tlsnic_state_load for the RX flows of the state file. */
+int tlsnic_state_load_rx(const char *path, tlsnic_fence *f);
 
 #ifdef __cplusplus
 }

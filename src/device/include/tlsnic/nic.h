@@ -37,6 +37,26 @@
  * (bench_nic's "+integrity" column), hence off by default (tlsnic_nic_config.integrity,
  * tlsnic_nic_flow_set_integrity); the host turns it on for zero-copy sends.
  *
+ * RX (receive offload; the kernel's NETIF_F_HW_TLS_RX). A flow offloaded in
+ * TLSNIC_DIR_RX is decrypted in place on its way to the host (tlsnic_nic_rx_pkt): a
+ * segment at the expected sequence number continues the record in progress; a record the
+ * device entered at its first byte, in order, with a known record sequence number, has
+ * its body decrypted and its tag checked when its last byte arrives in order. Headers and
+ * tags pass as they are. What the device did is written, per record, into the flow's RX
+ * status (rx_status.h), which the host reads; a byte's treatment is decided once, when
+ * the device first forwards it, and every later copy gets the same (the same keystream at
+ * the same positions, or nothing), while any later copy of a checked record turns its
+ * verdict into "host, check it yourself". After a gap (loss, reordering) the device stops
+ * decrypting the record it was in, keeps following record boundaries while it knows them,
+ * and otherwise looks for the next record header. A header it can place (same record
+ * length as before, or the TLS 1.2 explicit nonce, proven by that record's own tag) makes
+ * it decrypt again from the next record; one it cannot place is posted to the host as a
+ * resync request (its TCP sequence number), which the host answers with the record
+ * sequence number or rejects (tlsnic_nic_resync): the kernel's device-request mode. The
+ * host may also say where the next record starts unasked (the next-record hint). TLS 1.3:
+ * after a record carrying a KeyUpdate the device decrypts nothing more until the host
+ * hands it the new keys for the record boundary right after it (tlsnic_nic_rekey).
+ *
  * Threading: a tlsnic_nic is not thread-safe; one thread drives it (the daemon runs one
  * device per thread). No allocation happens on the per-packet path: the flow table is
  * allocated by tlsnic_nic_new and each flow context by add.
@@ -63,6 +83,9 @@ struct tlsnic_nic_config {
     uint32_t int_ranges;      /* integrity digests per flow (segments in window); 0 = 2048 */
     uint8_t checkpoints_off;  /* 1: never resync from checkpoints (host store only) */
     uint8_t integrity;        /* 1: new flows check retransmitted plaintext (see above) */
+    uint8_t rx_no_guess;      /* 1: RX resyncs only through the host (no placed headers) */
+    uint32_t rx_entries;      /* RX status entries per flow the device keeps; 0 = as many
+                                 as the host's status has */
 };
 
 /* Fills *cfg with the defaults (all fields as if 0). */
@@ -75,8 +98,8 @@ int tlsnic_nic_new(tlsnic_nic **out, const struct tlsnic_nic_config *cfg);
 void tlsnic_nic_free(tlsnic_nic *nic);
 
 /*
- * The device as a struct tlsnic_dev for the host side (devops.h). The handle lives as
- * long as the nic. Only TLSNIC_DIR_TX is offloaded (RX: -EOPNOTSUPP).
+ * The device as a struct tlsnic_dev for the host side (devops.h, caps TLSNIC_DEV_CAP_RX).
+ * The handle lives as long as the nic. An RX add needs store->rx_status (-EINVAL without).
  */
 struct tlsnic_dev *tlsnic_nic_dev(tlsnic_nic *nic);
 
@@ -96,6 +119,19 @@ int tlsnic_nic_resync(tlsnic_nic *nic, const struct tlsnic_flow *flow, enum tlsn
                       uint32_t tcp_seq, uint64_t rec_seq);
 int tlsnic_nic_flow_flags(tlsnic_nic *nic, const struct tlsnic_flow *flow,
                           enum tlsnic_dir dir, uint32_t *flags);
+
+/* RX, TLS 1.3: new keys from the record starting at tcp_seq on (devops.h rekey). */
+int tlsnic_nic_rekey(tlsnic_nic *nic, const struct tlsnic_flow *flow, enum tlsnic_dir dir,
+                     const void *crypto_info, size_t info_len, uint32_t tcp_seq);
+
+/*
+ * RX: the device gives up the flow's context (as a NIC under pressure evicts one): it
+ * decrypts nothing more for it and posts no more requests, but keeps applying the
+ * decisions it already made to later copies of those bytes until the host has read them
+ * (decided once), and raises TLSNIC_FLOW_F_GONE. The host goes on in software. 0 or
+ * -ENOENT.
+ */
+int tlsnic_nic_evict(tlsnic_nic *nic, const struct tlsnic_flow *flow, enum tlsnic_dir dir);
 
 /* Per-flow integrity switch (the host turns it on for zero-copy sends). 0 or -ENOENT. */
 int tlsnic_nic_flow_set_integrity(tlsnic_nic *nic, const struct tlsnic_flow *flow,
@@ -139,6 +175,17 @@ int tlsnic_nic_tx(tlsnic_nic *nic, struct tlsnic_pkt *pkt);
  */
 int tlsnic_nic_rx(tlsnic_nic *nic, const uint8_t *frame, size_t len);
 
+/*
+ * A frame from the wire towards the host, with RX offload: what tlsnic_nic_rx does, and
+ * the payload of an RX-offloaded flow decrypted in place (see RX above). Returns
+ * TLSNIC_PASS, TLSNIC_MODIFIED (checksum rewritten if FULL) or TLSNIC_DROP (a later copy
+ * of bytes decrypted under a key the device no longer has: it cannot be given the same
+ * treatment, so it does not reach the host; or, while RX contexts exist, a TCP frame that
+ * cannot be parsed). A FULL-checksum frame whose checksum is wrong passes untouched and
+ * changes nothing (the host drops it).
+ */
+int tlsnic_nic_rx_pkt(tlsnic_nic *nic, struct tlsnic_pkt *pkt);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Counters, named after mlx5's ethtool counters.                                             */
 
@@ -158,6 +205,28 @@ struct tlsnic_nic_stats {
     uint64_t tx_tls_drop_integrity;    /* drops: retransmitted plaintext changed/unchecked */
     uint64_t tx_tls_drop_bad_frame;    /* drops: unparseable TCP, fragments, bad records */
     uint64_t tx_tls_ack_trims;         /* ACKs that released device state */
+    /* RX (mlx5's names first) */
+    uint64_t rx_tls_decrypted_packets; /* segments in which the device decrypted bytes */
+    uint64_t rx_tls_decrypted_bytes;   /* TCP payload bytes of those segments */
+    uint64_t rx_tls_ctx;               /* RX contexts added */
+    uint64_t rx_tls_del;               /* RX contexts deleted */
+    uint64_t rx_tls_err;               /* records decrypted in order whose tag failed */
+    uint64_t rx_tls_resync_req_pkt;    /* segments that made the device post a request */
+    uint64_t rx_tls_resync_req_start;  /* resync requests posted to the host */
+    uint64_t rx_tls_resync_req_end;    /* ... answered by the host */
+    uint64_t rx_tls_resync_res_ok;     /* answers and hints that resynced the device */
+    uint64_t rx_tls_resync_res_skip;   /* ... that did not (rejected, stale, no match) */
+    uint64_t rx_tls_rec_ok;            /* records decrypted and verified */
+    uint64_t rx_tls_rec_bytes;         /* their bytes (header and tag included) */
+    uint64_t rx_tls_ooo;               /* segments not at the expected sequence number */
+    uint64_t rx_tls_resync_placed;     /* headers placed by the device itself after a gap */
+    uint64_t rx_tls_resync_place_bad;  /* ... that the record's tag proved wrong */
+    uint64_t rx_tls_recheck;           /* verdicts turned to RECHECK by a later copy */
+    uint64_t rx_tls_no_room;           /* records not decrypted: RX status full */
+    uint64_t rx_tls_drop_no_key;       /* later copies dropped: their key is gone */
+    uint64_t rx_tls_rekey;             /* TLS 1.3 RX key switches */
+    uint64_t rx_tls_hold;              /* KeyUpdates that stopped decryption until rekey */
+    uint64_t rx_tls_drop_bad_frame;    /* TCP frames that could not be parsed (RX on) */
 };
 
 /* Device-wide counters (sum over all flows, including deleted ones). */

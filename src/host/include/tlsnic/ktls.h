@@ -177,8 +177,9 @@ enum tlsnic_sw_reason {
     TLSNIC_SW_REASON_CIPHER_NOT_OFFLOADED, /* -EOPNOTSUPP: version / cipher / direction */
     TLSNIC_SW_REASON_DEVICE_GONE,       /* -ENODEV, or the device dropped the context */
     TLSNIC_SW_REASON_NOT_A_FLOW,        /* the socket has no IPv4 / IPv6 4-tuple */
-    TLSNIC_SW_REASON_RX_NOT_OFFERED,    /* RX: devops.h has no RX status yet, so tlsnic
-                                           does not offer RX to a device */
+    TLSNIC_SW_REASON_RX_NOT_OFFERED,    /* RX: the device does not decrypt received records
+                                           (no TLSNIC_DEV_CAP_RX, or its add said
+                                           -EOPNOTSUPP for RX) */
     TLSNIC_SW_REASON_NO_TCP_SEQ,        /* the socket's TCP sequence number could not be
                                            read (TCP_REPAIR needs CAP_NET_ADMIN) */
     TLSNIC_SW_REASON_DEVICE_UNREACHABLE, /* -ENOENT / -ECONNREFUSED: no daemon listens at
@@ -235,6 +236,15 @@ struct tlsnic_dev_store_ops {
     void (*retire)(void *store);
     /* Optional (NULL: nothing). A forked child's copy, dropped: no byte of it is touched. */
     void (*forget)(void *store);
+    /*
+     * RX (optional): a store that holds only an RX status the device can write
+     * (rx_status.h): view(store) is then what add gets (rx_status set), rx_status(store)
+     * the host's view of it; close, retire and forget as above (retire: the device may
+     * still write the status; such a store is never reused). Without open_rx an RX status
+     * lives in this process's memory (fine for an in-process device).
+     */
+    int (*open_rx)(void *ctx, void **store);
+    struct tlsnic_rxs *(*rx_status)(void *store);
 };
 
 /*
@@ -264,6 +274,20 @@ struct tlsnic_dev_store_ops {
  * is aborted: sends fail with ECONNABORTED and the TCP connection is shut down. Records
  * already framed for the device cannot be sealed again in software without reusing their
  * nonces, so there is no silent fallback mid-stream.
+ *
+ * Device mode (RX), for a device with TLSNIC_DEV_CAP_RX. At TLS_RX tlsnic reads the TCP
+ * sequence number of the next byte the program will read (TCP_REPAIR / TCP_QUEUE_SEQ
+ * on the receive queue, minus the queued bytes; CAP_NET_ADMIN) and adds the direction
+ * with an RX status (rx_status.h) the device writes. Each record read from the socket is
+ * then either taken as the device decrypted and verified it (no host crypto), or made
+ * again what was on the wire (the device's keystream XORed back over what it decrypted)
+ * and opened in software: plaintext the tag did not verify is never returned, and a
+ * record the device failed is EBADMSG only if it really is bad. tlsnic answers the
+ * device's resync requests as its reading passes them, tells the device where the next
+ * record starts after records it had to decrypt itself and when nothing more is queued
+ * (the kernel's next-record hint), hands it the new keys of a TLS 1.3 KeyUpdate for the
+ * record right after it (devops rekey), and publishes how far it has read. If the device
+ * goes away, RX simply continues in software: nothing is aborted.
  */
 struct tlsnic_offload {
     struct tlsnic_dev *dev;                       /* NULL: software only */
@@ -276,15 +300,19 @@ void tlsnic_set_default_offload(const struct tlsnic_offload *off);
 
 /*
  * Binds fd (after TCP_ULP "tls") to off (copied; NULL: software only) for its next
- * TLS_TX. Returns 0, or -1 with errno EBADF (not a tlsnic socket), EBUSY (TLS_TX keys are
- * set: a direction does not move between devices).
+ * TLS_TX and TLS_RX. Returns 0, or -1 with errno EBADF (not a tlsnic socket), EBUSY (TLS_TX
+ * or TLS_RX keys are set: a direction does not move between devices, and both directions
+ * of a socket go to one).
  */
 int tlsnic_sock_set_offload(int fd, const struct tlsnic_offload *off);
 
 
 /*
  * After the device lost its contexts and came back (a restarted tlsnicd): adds every
- * device-mode TX context of this process that uses dev again, each from its first record
+ * device-mode RX context of this process that uses dev again, from the record boundary
+ * the program's reading has reached, with the same RX status (the device takes over the
+ * decisions in it: decided once holds across the restart; a refused one just stays in
+ * software); and every device-mode TX context of this process that uses dev again, each from its first record
  * not yet fully acknowledged (its TCP sequence number, record sequence number and nonce),
  * with the same record store, so the device can encrypt whatever TCP retransmits.
  * Does not take the sockets' TX locks (a sender may be blocked in the kernel waiting for
@@ -335,6 +363,25 @@ enum tlsnic_stat {
     TLSNIC_STAT_TX_PRE_KEY_BYTES,/* TlsnicTxPreKeyBytes: bytes the sockets had sent before
                                     TLS_TX (the handshake, which the TLS library encrypted
                                     where it had to: an upper bound of that work) */
+    /* What the host CPU did not have to decrypt, in record bytes as on the wire: */
+    TLSNIC_STAT_RX_DEVICE_RECORDS, /* TlsnicRxDeviceRecords: records the device decrypted
+                                      and verified, used without host crypto */
+    TLSNIC_STAT_RX_DEVICE_BYTES, /* TlsnicRxDeviceBytes: their bytes */
+    TLSNIC_STAT_RX_SW_BYTES,     /* TlsnicRxSwBytes: record bytes opened on the host */
+    TLSNIC_STAT_RX_REENCRYPT_RECORDS, /* TlsnicRxReencryptRecords: records the device had
+                                         decrypted (in part, or unverified) that the host
+                                         turned back into ciphertext to open them */
+    TLSNIC_STAT_RX_REENCRYPT_BYTES, /* TlsnicRxReencryptBytes: bytes turned back */
+    TLSNIC_STAT_RX_DEVICE_TAG_FAIL, /* TlsnicRxDeviceTagFail: records whose tag failed in
+                                       the device (then checked on the host) */
+    TLSNIC_STAT_RX_RESYNC_GAPS,  /* TlsnicRxResyncGaps: gaps after which the device
+                                    decrypted again (its entries say where) */
+    TLSNIC_STAT_RX_RESYNC_RECORDS, /* TlsnicRxResyncRecords: the sum of their resync
+                                      distances (records from the one in which the device
+                                      saw data again to the next it decrypted; 1 is best) */
+    TLSNIC_STAT_RX_RESYNC_WITHIN2, /* TlsnicRxResyncWithin2: gaps resynced within 2 */
+    TLSNIC_STAT_RX_DEVICE_READD, /* TlsnicRxDeviceReadd: RX contexts added again after the
+                                    device restarted */
     TLSNIC_STAT_COUNT
 };
 

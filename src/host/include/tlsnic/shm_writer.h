@@ -49,6 +49,18 @@ void tlsnic_shm_writer_retire(tlsnic_shm_writer *w);
  */
 void tlsnic_shm_writer_forget(tlsnic_shm_writer *w);
 
+/*
+ * An RX store: no records, an RX status of n_entries entries (rx_status.h; 0 = the
+ * default) the device writes. The host maps the status read-only (its own words, in the
+ * header page, stay writable). tlsnic_shm_writer_store(w) is then what add gets for RX
+ * (rx_status set; its memfd goes to the daemon with the add), tlsnic_shm_writer_rx_status
+ * the host's view. n_entries above TLSNIC_SHM_MAX_RX_ENTRIES (the daemon's bound) get that
+ * many. Never kept for reuse: tlsnic_shm_writer_free and _retire unmap and close it (the
+ * device may write its status until it lets go; nobody reads those pages again).
+ */
+int tlsnic_shm_writer_new_rx(tlsnic_shm_writer **out, uint32_t n_entries);
+struct tlsnic_rxs *tlsnic_shm_writer_rx_status(tlsnic_shm_writer *w);
+
 /* How many given-up stores this process keeps, freed and retired (each holds its memfd
  * open). */
 int tlsnic_shm_writers_kept(void);

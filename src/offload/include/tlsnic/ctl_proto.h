@@ -11,6 +11,7 @@
  *   ADD        u8 dir | 3 x u8 0 | u32 start_tcp_seq | u16 info_len | u16 0 | info_len bytes
  *              of crypto_info (struct tls12_crypto_info_*, <linux/tls.h>)
  *                                                     + socket [+ record store memfd]
+ *   REKEY      as ADD (RX, TLS 1.3: new keys from the record at tcp_seq on)  + socket
  *   DEL        u8 dir | 3 x u8 0                                             + socket
  *   RELEASE    u8 dir | u8 flags | 2 x u8 0                                  + socket
  *   RESYNC     u8 dir | 3 x u8 0 | u32 tcp_seq | u64 rec_seq                 + socket
@@ -55,11 +56,15 @@
  * socket has nothing unacknowledged (reply 0), else the context stays until it has
  * (-EINPROGRESS; the connection is left as it is). A connection that does not finish
  * within the daemon's finish timeout is reset: nothing more of it leaves, encrypted or not.
+ * An RX context has nothing to send: DEL and RELEASE of RX delete it at once (RELEASE
+ * answers 0: the host must not call DEL after it), and so does its host going away.
  *
  * The optional second fd of an ADD is the host's record store (shm_layout.h): the daemon
  * maps it read-only, gives it to the device as the flow's tlsnic_rec_store, and unmaps it
  * when the flow is deleted, writing TLSNIC_FLOW_F_UNMAPPED into the store's flags word
- * just before (the host may reuse a store only then).
+ * just before (the host may reuse a store only then). An RX ADD must carry one: an RX
+ * store, whose RX status the daemon maps writable for the device (the device's RX resync
+ * requests reach the host there; its answers come back as RESYNC).
  *
  * Errors (REPLY status, and what the client devops return): the device's errno (devops.h:
  * -EEXIST, -ENOENT, -ENOSPC, -EOPNOTSUPP, -EINVAL), -EINPROGRESS (DEL: deleted once the
@@ -99,6 +104,8 @@ enum tlsnic_ctl_type {
     TLSNIC_CTL_STATS = 5,
     TLSNIC_CTL_FLOW_STATS = 6,
     TLSNIC_CTL_RELEASE = 7,
+    TLSNIC_CTL_REKEY = 8, /* 8, not 7: RELEASE had 7 first (the RX branch used 7 before it
+                             was merged; no released build speaks that) */
     TLSNIC_CTL_REPLY = 0x80,
 };
 
@@ -110,11 +117,11 @@ enum tlsnic_ctl_type {
 struct tlsnic_ctl_msg {
     uint16_t type;
     uint32_t id;
-    uint8_t dir;                     /* ADD, DEL, RESYNC, FLOW_FLAGS, RELEASE */
+    uint8_t dir;                     /* ADD, DEL, RESYNC, FLOW_FLAGS, RELEASE, REKEY */
     uint8_t release_flags;           /* RELEASE: TLSNIC_CTL_RELEASE_* */
-    uint32_t tcp_seq;                /* ADD: start sequence; RESYNC */
+    uint32_t tcp_seq;                /* ADD: start sequence; RESYNC; REKEY */
     uint64_t rec_seq;                /* RESYNC */
-    const uint8_t *info;             /* ADD */
+    const uint8_t *info;             /* ADD, REKEY */
     uint16_t info_len;
     struct tlsnic_flow flow;         /* FLOW_FLAGS */
     uint32_t first;                  /* FLOW_STATS: index of the first flow wanted */
@@ -157,7 +164,19 @@ int tlsnic_ctl_decode(const uint8_t *buf, size_t len, struct tlsnic_ctl_msg *m);
     X(tx_tls_drop_no_sync_data)                                                               \
     X(tx_tls_drop_integrity)                                                                  \
     X(tx_tls_drop_bad_frame)                                                                  \
-    X(tx_tls_ack_trims)
+    X(tx_tls_ack_trims)                                                                       \
+    X(rx_tls_decrypted_packets)                                                               \
+    X(rx_tls_decrypted_bytes)                                                                 \
+    X(rx_tls_err)                                                                             \
+    X(rx_tls_resync_req_start)                                                                \
+    X(rx_tls_resync_req_end)                                                                  \
+    X(rx_tls_resync_res_ok)                                                                   \
+    X(rx_tls_resync_res_skip)                                                                 \
+    X(rx_tls_rec_ok)                                                                          \
+    X(rx_tls_rec_bytes)                                                                       \
+    X(rx_tls_ooo)                                                                             \
+    X(rx_tls_resync_placed)                                                                   \
+    X(rx_tls_recheck) /* 25 counters: a page still holds 64 flows */
 
 enum tlsnic_ctl_flow_counter {
 #define TLSNIC_CTL_FC_ENUM_(name) TLSNIC_CTL_FC_##name,

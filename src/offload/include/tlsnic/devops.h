@@ -64,10 +64,22 @@ struct tlsnic_rec_store_ops {
     int (*get_record)(void *store, uint32_t tcp_seq, struct tlsnic_rec_ref *out);
 };
 
+struct tlsnic_rxs; /* rx_status.h */
+
+/*
+ * What the host hands the device in add. TX: the record store (ops, priv). RX: the RX
+ * status the device writes (rx_status; rx_status.h), the analog of the per-packet
+ * decrypted bit a NIC writes into its receive descriptors; ops is then NULL.
+ */
 struct tlsnic_rec_store {
     const struct tlsnic_rec_store_ops *ops;
     void *priv;
+    struct tlsnic_rxs *rx_status; /* RX only; must stay valid until del */
 };
+
+/* rec_seq of a resync that answers a device's RX resync request with "no record starts
+ * at that TCP sequence number" (a false header the device found inside a record). */
+#define TLSNIC_RESYNC_REJECT UINT64_MAX
 
 /* What a device tells the host about one flow and direction (tlsnic_dev_ops.flow_flags). */
 #define TLSNIC_FLOW_F_INTEGRITY 0x1u /* retransmitted plaintext differed from the first
@@ -84,6 +96,9 @@ struct tlsnic_rec_store {
 #define TLSNIC_RELEASE_ABORT 0x1u /* end the connection with a reset, not a FIN */
 
 struct tlsnic_dev;
+
+/* tlsnic_dev_ops.caps */
+#define TLSNIC_DEV_CAP_RX 0x1u /* decrypts received records (add with TLSNIC_DIR_RX, rekey) */
 
 struct tlsnic_dev_ops {
     const char *name;
@@ -103,7 +118,12 @@ struct tlsnic_dev_ops {
      * they are acknowledged (-EINPROGRESS: tlsnicd); the store stays in use until then. */
     int (*del)(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
                enum tlsnic_dir dir);
-    /* The host tells the device that record rec_seq starts at TCP sequence tcp_seq. */
+    /*
+     * The host tells the device that record rec_seq starts at TCP sequence tcp_seq. RX:
+     * the answer to a resync request the device posted in the RX status (rec_seq
+     * TLSNIC_RESYNC_REJECT: no record starts there), or unasked, where the next record
+     * starts (the kernel's next-record hint). -ENOENT (no context), -EINVAL.
+     */
     int (*resync)(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
                   enum tlsnic_dir dir, uint32_t tcp_seq, uint64_t rec_seq);
     /* Reads the TLSNIC_FLOW_F_* flags the device raised for the flow. */
@@ -122,6 +142,17 @@ struct tlsnic_dev_ops {
      */
     int (*release)(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
                    enum tlsnic_dir dir, unsigned flags);
+    /*
+     * TLS 1.3 KeyUpdate, RX (optional; NULL without TLSNIC_DEV_CAP_RX): the records from
+     * the one starting at TCP sequence tcp_seq on are under the keys of crypto_info (same
+     * version and cipher; its rec_seq is that record's). The device switches exactly at
+     * that record boundary, and keeps the keys it had for bytes it decrypted before.
+     * -ENOENT, -EINVAL, -EOPNOTSUPP (not TLS 1.3, other cipher), -ENODEV.
+     */
+    int (*rekey)(struct tlsnic_dev *dev, int sockfd, const struct tlsnic_flow *flow,
+                 enum tlsnic_dir dir, const void *crypto_info, size_t info_len,
+                 uint32_t tcp_seq);
+    uint32_t caps; /* TLSNIC_DEV_CAP_*: a host offers RX only to a device that says RX */
 };
 
 /* A device handle: ops plus the implementation's private state. */

@@ -33,6 +33,17 @@
  * host reads them with a load instead of a control-channel round trip. The daemon maps only
  * the header's page writable. 0 (LIVE clear) means the daemon has not published: ask it.
  *
+ * An RX store (version 4) carries no records (n_desc = data_bytes = max_record = 0) but an
+ * RX status (rx_status.h) at rx_offset (TLSNIC_SHM_RX_OFFSET: the page after the header's),
+ * rx_bytes long (whole pages, at most TLSNIC_SHM_MAX_RX_BYTES): what the device did to
+ * the received stream, written by the device only, which the daemon maps writable and the
+ * host read-only. The host's words of that status (consumed_seq, epoch) are in the header
+ * page (rx_host), which both map writable; the daemon reads them as untrusted input. Both
+ * ends access the status's shared words with atomics (rx_status.c, the helpers below):
+ * its entries are a seqlock per slot, like the descriptors'. A record store has rx_offset =
+ * rx_bytes = 0. An RX store is never reused for another flow (the host frees it once the
+ * device let go: the same UNMAPPED word as a record store's).
+ *
  * The writer is the host's (shm_writer.h, src/host), the reader the daemon's
  * (shm_reader.h, src/daemon); both compile this layout and nothing of each other.
  */
@@ -43,9 +54,10 @@
 #include <stdint.h>
 
 #include "tlsnic/record.h"
+#include "tlsnic/rx_status.h"
 
 #define TLSNIC_SHM_MAGIC 0x544c534eu /* "TLSN" */
-#define TLSNIC_SHM_VERSION 3u
+#define TLSNIC_SHM_VERSION 4u
 #define TLSNIC_SHM_HDR_LEN 4096u
 #define TLSNIC_SHM_DESC_LEN 24u
 #define TLSNIC_SHM_MAX_RECORDS 65536u
@@ -60,6 +72,17 @@
  */
 #define TLSNIC_SHM_MAX_DATA_BYTES (64u << 20)
 #define TLSNIC_SHM_MAX_RECORD_LEN TLSNIC_REC_MAX_WIRE_LEN
+/*
+ * An RX store's status: an entry per KB of receive window (tlsnic_rxs_entries_for), for a
+ * window of up to 64 MB (sixteen times tcp_rmem's largest default, 6 MB: the same bound as
+ * the data ring's): 65536 entries, 2.5 MB of pages. The daemon maps nothing past this
+ * (an RX store's whole mapping is its header page and this region); the host asks for no
+ * more (tlsnic_shm_writer_new_rx caps a larger window there).
+ */
+#define TLSNIC_SHM_MAX_RX_ENTRIES 65536u
+#define TLSNIC_SHM_MAX_RX_BYTES                                                               \
+    ((TLSNIC_RXS_HDR_LEN + TLSNIC_SHM_MAX_RX_ENTRIES * TLSNIC_RXS_ENTRY_LEN +                 \
+      TLSNIC_SHM_HDR_LEN - 1) & ~(TLSNIC_SHM_HDR_LEN - 1))
 #define TLSNIC_SHM_FLAGS_OFFSET 16u /* of device_flags in the header */
 
 /* One retained record: where its bytes are in the data ring. */
@@ -78,7 +101,29 @@ struct tlsnic_shm_hdr {
     uint32_t data_bytes;
     uint32_t device_flags; /* written by the daemon only */
     uint32_t max_record;
+    uint32_t rx_offset;    /* RX store: where the RX status starts (page aligned); else 0 */
+    uint32_t rx_bytes;     /* ... and its length (whole pages) */
+    struct tlsnic_rxs_host rx_host; /* RX store: the host's words of the status */
 };
+
+#define TLSNIC_SHM_RX_HOST_OFFSET 32u /* of rx_host in the header */
+_Static_assert(__builtin_offsetof(struct tlsnic_shm_hdr, rx_host) == TLSNIC_SHM_RX_HOST_OFFSET,
+               "shm header layout");
+
+/* RX stores: the status starts on the page after the header's. */
+#define TLSNIC_SHM_RX_OFFSET TLSNIC_SHM_HDR_LEN
+
+/* Bytes of an RX status region of n entries, in whole pages. */
+static inline size_t tlsnic_shm_rx_bytes(uint32_t n_entries)
+{
+    return (tlsnic_rxs_region_len(n_entries) + TLSNIC_SHM_HDR_LEN - 1) & ~(size_t)(TLSNIC_SHM_HDR_LEN - 1);
+}
+
+/* The rx_host words of a mapped header. */
+static inline struct tlsnic_rxs_host *tlsnic_shm_rx_host(uint8_t *map)
+{
+    return (struct tlsnic_rxs_host *)(map + TLSNIC_SHM_RX_HOST_OFFSET);
+}
 
 /* Where the data ring starts: after the descriptors, on a cache line. */
 static inline size_t tlsnic_shm_data_offset(uint32_t n_desc)

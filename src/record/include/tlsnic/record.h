@@ -160,6 +160,33 @@ int tlsnic_rec_open(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *
 int tlsnic_rec_open_at(tlsnic_rec_key *key, uint64_t rec_seq, uint8_t *rec, size_t rec_len,
                        uint8_t *content_type, uint8_t **content, size_t *content_len);
 
+/*
+ * Takes a record whose body a device already decrypted and authenticated (RX offload:
+ * the device's verdict, rx_status.h) as the key's next record: checks the header and the
+ * length as tlsnic_rec_open does, finds the content as tlsnic_rec_open would after
+ * decryption (TLS 1.3: inner type, padding stripped) and advances the key's sequence
+ * number. No crypto. Errors as tlsnic_rec_open (-EBADMSG: no content type in a TLS 1.3
+ * record, truncated record); on error the key does not advance.
+ */
+int tlsnic_rec_accept(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len, uint8_t *content_type,
+                      uint8_t **content, size_t *content_len);
+
+/* tlsnic_rec_accept leaving the key's sequence number alone (as tlsnic_rec_open_at: a
+ * device-verified record after the next one, for MSG_PEEK across records). */
+int tlsnic_rec_accept_at(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len,
+                         uint8_t *content_type, uint8_t **content, size_t *content_len);
+
+/*
+ * tlsnic_rec_accept for a record whose body was placed apart from its header (the host's
+ * batched RX path scatters a device-verified body straight into the program's buffer):
+ * checks the header against rec_len (the whole record's length) as tlsnic_rec_open does
+ * and advances the key's sequence number. The caller finds the content type itself (TLS
+ * 1.3: the body's last non-zero byte). Returns the body length (explicit nonce and tag
+ * excluded) or the errors of tlsnic_rec_accept; on error the key does not advance.
+ */
+int tlsnic_rec_accept_header(tlsnic_rec_key *key, const uint8_t hdr[TLSNIC_REC_HDR_LEN],
+                             size_t rec_len);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Streaming: one record fed in pieces, as a device meets it in TCP segments.                 */
 

@@ -86,6 +86,10 @@ struct tlsnic_fwd_config {
      */
     int (*to_wire_gate)(const void *gate_ctx, const uint8_t *frame, size_t len);
     const void *gate_ctx;
+    /* The same for TO_HOST frames, after the wire and before the hook (tlsnicd: the
+     * restart fence of RX flows); counted in fence_drops too. */
+    int (*to_host_gate)(const void *gate_ctx, const uint8_t *frame, size_t len);
+    const void *to_host_gate_ctx;
     /*
      * 1: the wire carries MSS-sized segments, as a real one does. TCP GSO super-frames
      * are cut (software TSO) where they reach the wire: towards the peer after the

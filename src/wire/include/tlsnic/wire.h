@@ -15,6 +15,15 @@
  * The device hook is the wire's ops table: anything that inspects and rewrites L3 frames
  * in flight (the in-process device, tlsnicd's TUN loop, a pass-through).
  *
+ * RX mode (config rx = 1) turns the wire around, for receive offload: the stream is the
+ * peer's (ciphertext records a test wrote with tlsnic_simhost_append), the link's faults
+ * come first, then every surviving copy passes the device (hook rx_pkt, which may rewrite
+ * it) on its way to the receiver, which is the host; the host's ACKs pass the device
+ * towards the wire (hook tx). The flow stays named from the host (local = receiver). The
+ * receiver keeps the first copy of a byte, or, for a share of segments (keep_last_pm),
+ * a later copy of bytes it holds beyond the in-order point, as Linux's out-of-order queue
+ * may.
+ *
  * Everything is allocated at creation; a round is bounded by the link capacity and a run
  * by a round count. Errors: negative errno.
  */
@@ -44,6 +53,10 @@ typedef struct tlsnic_simhost tlsnic_simhost;
 int tlsnic_simhost_new(tlsnic_simhost **out, uint16_t version, uint16_t cipher,
                        uint64_t rec_seq, uint32_t start_seq, size_t cap);
 void tlsnic_simhost_free(tlsnic_simhost *h);
+
+/* Appends len raw bytes to the stream (RX mode: the peer's records as they go on the
+ * wire). Nothing is retained for a device. -ENOBUFS past cap. */
+int tlsnic_simhost_append(tlsnic_simhost *h, const uint8_t *bytes, size_t len);
 
 /* Frames one record of content_type (len <= 2^14). -ENOBUFS past cap, -EMSGSIZE. */
 int tlsnic_simhost_write(tlsnic_simhost *h, uint8_t content_type, const uint8_t *content,
@@ -75,6 +88,9 @@ struct tlsnic_wire_hook {
     /* A frame towards the host (ACKs): may only look. */
     int (*rx)(void *priv, const uint8_t *frame, size_t len);
     void *priv;
+    /* RX mode: a data frame towards the host; may rewrite it (enum tlsnic_verdict, or
+     * negative errno = drop). */
+    int (*rx_pkt)(void *priv, struct tlsnic_pkt *pkt);
 };
 
 /* A hook that runs frames through an in-process device. */
@@ -103,6 +119,9 @@ struct tlsnic_simwire_config {
     uint8_t rexmit;           /* enum tlsnic_rexmit */
     uint32_t start_seq;       /* sender's first data sequence number */
     size_t max_stream;        /* receiver capacity in bytes (whole stream) */
+    uint8_t rx;               /* 1: RX mode (see above) */
+    uint16_t keep_last_pm;    /* RX mode: per mille of segments whose bytes replace what
+                                 the receiver holds out of order */
 };
 
 struct tlsnic_simwire_stats {
@@ -117,6 +136,10 @@ struct tlsnic_simwire_stats {
     uint64_t rexmits;         /* retransmitted frames */
     uint64_t acks, acks_lost;
     uint64_t rounds;
+    uint64_t tampered;        /* segments the tamper callback changed */
+    uint64_t replaced;        /* segments whose later copy replaced bytes held */
+    uint64_t ooo_mismatch;    /* of dup_mismatch: bytes past the in-order point, where the
+                                 receiver could keep either copy */
 };
 
 typedef struct tlsnic_simwire tlsnic_simwire;
@@ -131,6 +154,18 @@ void tlsnic_simwire_free(tlsnic_simwire *w);
 
 /* The 4-tuple the wire uses, for the device's add. */
 void tlsnic_simwire_flow(const tlsnic_simwire *w, struct tlsnic_flow *flow);
+
+/*
+ * Called for every data segment on the link before anything else sees it (RX mode:
+ * before the device), e.g. to flip bits as a faulty or hostile path does; returns 1 if it
+ * changed the frame, and the wire then writes a valid TCP checksum (so only TLS can tell);
+ * -1 to lose the segment; 0 to leave it.
+ */
+void tlsnic_simwire_set_tamper(tlsnic_simwire *w,
+                               int (*fn)(void *priv, uint8_t *frame, size_t len), void *priv);
+
+/* Replaces the device hook (a device that restarted: a new one in its place). */
+void tlsnic_simwire_set_hook(tlsnic_simwire *w, struct tlsnic_wire_hook hook);
 
 /* Called for every segment the link carries (after the device), e.g. to scan it. */
 void tlsnic_simwire_set_observer(tlsnic_simwire *w,
