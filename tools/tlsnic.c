@@ -41,7 +41,6 @@
 #include "tls_pair.h"
 #include "tlsnic/attach.h"
 #include "tlsnic/ctl_chan.h"
-#include "tlsnic/keyexport.h"
 #include "tlsnic/record.h"
 
 #define SHA256_LEN 32
@@ -92,17 +91,6 @@ static int step_fail(struct demo_result *r, const char *step, int rc)
         snprintf(r->why, sizeof(r->why), "%s", strerror(rc < 0 ? -rc : EPROTO));
     ERR_clear_error();
     return rc < 0 ? rc : -EPROTO;
-}
-
-static int make_key(SSL *ssl, int tx, tlsnic_rec_key **key)
-{
-    union tlsnic_crypto_info info;
-    size_t info_len = 0;
-    int rc = tlsnic_keyexport(ssl, tx, &info, &info_len);
-    if (rc == 0)
-        rc = tlsnic_rec_key_new(key, &info, info_len);
-    OPENSSL_cleanse(&info, sizeof(info));
-    return rc;
 }
 
 /* Two running SHA-256 digests, one per end of a direction. */
@@ -241,9 +229,9 @@ static int run_combo(const struct tls_pair_suite *c, uint8_t *data, uint8_t *wir
 
     printf(" handshake ok,");
     fflush(stdout);
-    rc = make_key(p.client, 1, &tx);
+    rc = tls_pair_rec_key(p.client, 1, &tx);
     if (rc == 0)
-        rc = make_key(p.client, 0, &rx);
+        rc = tls_pair_rec_key(p.client, 0, &rx);
     if (rc < 0) {
         step_fail(r, "key export", rc);
         goto out;

@@ -25,7 +25,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/tls.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_acked, TCP_REPAIR */
 #include <openssl/evp.h>
@@ -39,6 +38,7 @@
 #include <unistd.h>
 
 #include "tlsnic/ctl_client.h"
+#include "xfer_net.h"
 #include "tlsnic/record.h"
 #include "tlsnic/shm_writer.h"
 #include "tlsnic/wire.h"
@@ -52,19 +52,6 @@
 static const uint8_t test_key[16] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
                                      0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
 static const uint8_t test_salt[4] = {0xca, 0xfe, 0xba, 0xbe};
-
-static int resolve(const char *addr, const char *port, int passive, struct addrinfo **out)
-{
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
-    if (passive)
-        hints.ai_flags |= AI_PASSIVE;
-    int rc = getaddrinfo(addr, port, &hints, out);
-    if (rc != 0) {
-        fprintf(stderr, "devxfer: %s %s: %s\n", addr, port, gai_strerror(rc));
-        return -EINVAL;
-    }
-    return 0;
-}
 
 static void print_hex(const uint8_t *p, size_t n)
 {
@@ -160,15 +147,9 @@ static void *readd_watch(void *arg)
 
 static int do_send(const char *addr, const char *port, unsigned long long bytes, const char *ctl)
 {
-    struct addrinfo *ai;
-    if (resolve(addr, port, 0, &ai) < 0)
+    int s = xfer_connect("devxfer", addr, port);
+    if (s < 0)
         return 1;
-    int s = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (s < 0 || connect(s, ai->ai_addr, ai->ai_addrlen) < 0) {
-        perror("devxfer send: connect");
-        return 1;
-    }
-    freeaddrinfo(ai);
     uint32_t isn;
     int err = send_seq(s, &isn);
     if (err < 0) {
@@ -301,19 +282,8 @@ static long open_record(EVP_CIPHER_CTX *c, uint64_t seq, uint8_t *rec, size_t le
 
 static int do_recv(const char *addr, const char *port)
 {
-    struct addrinfo *ai;
-    if (resolve(addr, port, 1, &ai) < 0)
-        return 1;
-    int ls = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (ls < 0 || setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        bind(ls, ai->ai_addr, ai->ai_addrlen) < 0 || listen(ls, 1) < 0) {
-        perror("devxfer recv: listen");
-        return 1;
-    }
-    freeaddrinfo(ai);
-    fprintf(stderr, "listening\n");
-    int s = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+    int ls;
+    int s = xfer_accept_one("devxfer", addr, port, &ls);
     if (s < 0)
         return 1;
     EVP_MD_CTX *md = EVP_MD_CTX_new();

@@ -30,6 +30,7 @@
 #include <gnutls/x509.h>
 #include <openssl/crypto.h>
 
+#include "interop_tlsnic.h"
 #include "stream_pattern.h"
 #include "tcp_pair.h"
 #include "tls13_keys.h"
@@ -213,39 +214,6 @@ static size_t next_keys(struct gpair *g, uint8_t *secret, size_t secret_len,
     return len;
 }
 
-static ssize_t send_typed(int fd, uint8_t type, const void *buf, size_t len)
-{
-    union {
-        char b[CMSG_SPACE(1)];
-        struct cmsghdr align;
-    } cb;
-    memset(&cb, 0, sizeof(cb));
-    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.b,
-                         .msg_controllen = sizeof(cb.b)};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_TLS;
-    c->cmsg_type = TLS_SET_RECORD_TYPE;
-    c->cmsg_len = CMSG_LEN(1);
-    *CMSG_DATA(c) = type;
-    return tlsnic_sendmsg(fd, &msg, 0);
-}
-
-static ssize_t recv_typed(int fd, void *buf, size_t len, int flags, uint8_t *type)
-{
-    union {
-        char b[CMSG_SPACE(1)];
-        struct cmsghdr align;
-    } cb;
-    struct iovec iov = {.iov_base = buf, .iov_len = len};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.b,
-                         .msg_controllen = sizeof(cb.b)};
-    ssize_t r = tlsnic_recvmsg(fd, &msg, flags);
-    struct cmsghdr *c = r >= 0 ? CMSG_FIRSTHDR(&msg) : NULL;
-    *type = c ? *CMSG_DATA(c) : 0;
-    return r;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 
 struct sender {
@@ -256,27 +224,7 @@ struct sender {
 static void *tlsnic_sender(void *arg)
 {
     struct sender *snd = arg;
-    static uint8_t buf[131072];
-    uint64_t off = 0;
-    unsigned n = 0;
-    while (off < STREAM_TOTAL) {
-        size_t len = stream_write_size(n);
-        if (len > STREAM_TOTAL - off)
-            len = STREAM_TOTAL - off;
-        stream_fill(off, buf, len);
-        int flags = (n % 3 == 1 && off + len < STREAM_TOTAL) ? MSG_MORE : 0;
-        size_t done = 0;
-        while (done < len) {
-            ssize_t w = tlsnic_send(snd->g->client_fd, buf + done, len - done, flags);
-            if (w <= 0)
-                return NULL;
-            done += (size_t)w;
-        }
-        off += len;
-        n++;
-    }
-    const uint8_t close_notify[2] = {1, 0};
-    snd->ok = send_typed(snd->g->client_fd, 21, close_notify, 2) == 2;
+    snd->ok = interop_send_stream(snd->g->client_fd);
     return NULL;
 }
 
@@ -348,32 +296,16 @@ static void gnutls_sends_tlsnic_receives(uint16_t version, uint16_t cipher)
     struct sender snd = {.g = &g};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, gnutls_sender, &snd), 0);
-    static uint8_t buf[65536];
-    uint64_t off = 0;
-    unsigned n = 0;
-    int bad = 0;
-    uint8_t type = 0;
-    ssize_t r = 0;
-    for (;;) {
-        r = recv_typed(g.client_fd, buf, stream_read_size(n++), 0, &type);
-        if (r <= 0) {
-            bad = 1;
-            break;
-        }
-        if (type != TLSNIC_CT_APPLICATION_DATA)
-            break;
-        if (!stream_check(off, buf, (size_t)r))
-            bad = 2;
-        off += (uint64_t)r;
-    }
+    struct interop_received got;
+    interop_recv_stream(g.client_fd, &got);
     pthread_join(t, NULL);
-    assert_int_equal(bad, 0);
-    assert_int_equal(off, STREAM_TOTAL);
+    assert_int_equal(got.bad, 0);
+    assert_int_equal(got.bytes, STREAM_TOTAL);
     assert_true(snd.ok);
-    assert_int_equal(type, TLSNIC_CT_ALERT);
-    assert_int_equal(r, 2);
-    assert_int_equal(buf[0], 1);
-    assert_int_equal(buf[1], 0);
+    assert_int_equal(got.end_type, TLSNIC_CT_ALERT);
+    assert_int_equal(got.end_len, 2);
+    assert_int_equal(got.end[0], 1);
+    assert_int_equal(got.end[1], 0);
     gpair_free(&g);
 }
 
@@ -382,26 +314,13 @@ static void gnutls_key_update_reaches_tlsnic(uint16_t cipher)
     struct gpair g;
     gpair_new(&g, TLS_1_3_VERSION, cipher);
     to_tlsnic(&g, 0);
-    uint8_t buf[256], type;
     assert_int_equal(gnutls_record_send(g.server, "before", 6), 6);
     assert_int_equal(gnutls_session_key_update(g.server, 0), 0);
     assert_int_equal(gnutls_record_send(g.server, "after", 5), 5);
 
-    assert_int_equal(recv_typed(g.client_fd, buf, sizeof(buf), 0, &type), 6);
-    assert_int_equal(type, TLSNIC_CT_APPLICATION_DATA);
-    assert_memory_equal(buf, "before", 6);
-    ssize_t r = recv_typed(g.client_fd, buf, sizeof(buf), 0, &type);
-    assert_int_equal(type, TLSNIC_CT_HANDSHAKE);
-    assert_int_equal(r, 5);
-    assert_int_equal(buf[0], 24); /* KeyUpdate */
-    errno = 0;
-    assert_int_equal(tlsnic_recv(g.client_fd, buf, sizeof(buf), MSG_DONTWAIT), -1);
-    assert_int_equal(errno, EKEYEXPIRED);
     union tlsnic_crypto_info ci;
     size_t len = next_keys(&g, g.sec.server, g.sec.server_len, &ci);
-    assert_int_equal(tlsnic_setsockopt(g.client_fd, SOL_TLS, TLS_RX, &ci, (socklen_t)len), 0);
-    assert_int_equal(tlsnic_recv(g.client_fd, buf, sizeof(buf), 0), 5);
-    assert_memory_equal(buf, "after", 5);
+    interop_read_across_key_update(g.client_fd, &ci, len);
     gpair_free(&g);
 }
 
@@ -410,15 +329,11 @@ static void tlsnic_key_update_reaches_gnutls(uint16_t cipher)
     struct gpair g;
     gpair_new(&g, TLS_1_3_VERSION, cipher);
     to_tlsnic(&g, 1);
-    uint8_t buf[256];
-    assert_int_equal(tlsnic_send(g.client_fd, "before", 6, 0), 6);
-    const uint8_t key_update[5] = {24, 0, 0, 1, 0}; /* update_not_requested */
-    assert_int_equal(send_typed(g.client_fd, TLSNIC_CT_HANDSHAKE, key_update, 5), 5);
     union tlsnic_crypto_info ci;
     size_t len = next_keys(&g, g.sec.client, g.sec.client_len, &ci);
-    assert_int_equal(tlsnic_setsockopt(g.client_fd, SOL_TLS, TLS_TX, &ci, (socklen_t)len), 0);
-    assert_int_equal(tlsnic_send(g.client_fd, "after", 5, 0), 5);
+    interop_write_across_key_update(g.client_fd, &ci, len);
 
+    uint8_t buf[256];
     assert_int_equal(gnutls_record_recv(g.server, buf, sizeof(buf)), 6);
     assert_memory_equal(buf, "before", 6);
     ssize_t r;

@@ -24,6 +24,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "interop_tlsnic.h"
 #include "stream_pattern.h"
 #include "tcp_pair.h"
 #include "tls_pair.h"
@@ -65,42 +66,7 @@ struct sender {
 static void *tlsnic_sender(void *arg)
 {
     struct sender *snd = arg;
-    static uint8_t buf[131072];
-    uint64_t off = 0;
-    unsigned n = 0;
-    snd->ok = 0;
-    while (off < STREAM_TOTAL) {
-        size_t len = stream_write_size(n);
-        if (len > STREAM_TOTAL - off)
-            len = STREAM_TOTAL - off;
-        stream_fill(off, buf, len);
-        int flags = (n % 3 == 1 && off + len < STREAM_TOTAL) ? MSG_MORE : 0;
-        size_t done = 0;
-        while (done < len) {
-            ssize_t w = tlsnic_send(snd->s->fd, buf + done, len - done, flags);
-            if (w <= 0)
-                return NULL;
-            done += (size_t)w;
-        }
-        off += len;
-        n++;
-    }
-    /* close_notify as the kernel API sends it: a record of type alert */
-    const uint8_t alert[2] = {1, 0};
-    union {
-        char b[CMSG_SPACE(1)];
-        struct cmsghdr align;
-    } cb;
-    memset(&cb, 0, sizeof(cb));
-    struct iovec iov = {.iov_base = (void *)alert, .iov_len = 2};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.b,
-                         .msg_controllen = sizeof(cb.b)};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_TLS;
-    c->cmsg_type = TLS_SET_RECORD_TYPE;
-    c->cmsg_len = CMSG_LEN(1);
-    *CMSG_DATA(c) = 21;
-    snd->ok = tlsnic_sendmsg(snd->s->fd, &msg, 0) == 2;
+    snd->ok = interop_send_stream(snd->s->fd);
     return NULL;
 }
 
@@ -169,41 +135,16 @@ static void openssl_sends_tlsnic_receives(int version, uint16_t cipher)
     struct sender snd = {.s = &s};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, openssl_sender, &snd), 0);
-    static uint8_t buf[65536];
-    uint64_t off = 0;
-    unsigned n = 0;
-    int bad = 0;
-    uint8_t type = 0;
-    ssize_t r = 0;
-    while (!bad) {
-        union {
-            char b[CMSG_SPACE(1)];
-            struct cmsghdr align;
-        } cb;
-        struct iovec iov = {.iov_base = buf, .iov_len = stream_read_size(n++)};
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.b,
-                             .msg_controllen = sizeof(cb.b)};
-        r = tlsnic_recvmsg(s.fd, &msg, 0);
-        if (r <= 0) {
-            bad = 1;
-            break;
-        }
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        type = c ? *CMSG_DATA(c) : 0;
-        if (type != 23)
-            break;
-        if (!stream_check(off, buf, (size_t)r))
-            bad = 2;
-        off += (uint64_t)r;
-    }
+    struct interop_received got;
+    interop_recv_stream(s.fd, &got);
     pthread_join(t, NULL);
-    assert_int_equal(bad, 0);
-    assert_int_equal(off, STREAM_TOTAL);
+    assert_int_equal(got.bad, 0);
+    assert_int_equal(got.bytes, STREAM_TOTAL);
     assert_true(snd.ok);
-    assert_int_equal(type, 21); /* the alert arrives as a control record */
-    assert_int_equal(r, 2);
-    assert_int_equal(buf[0], 1);
-    assert_int_equal(buf[1], 0); /* close_notify */
+    assert_int_equal(got.end_type, 21); /* the alert arrives as a control record */
+    assert_int_equal(got.end_len, 2);
+    assert_int_equal(got.end[0], 1);
+    assert_int_equal(got.end[1], 0); /* close_notify */
     side_free(&s);
 }
 

@@ -27,6 +27,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "interop_tlsnic.h"
 #include "tcp_pair.h"
 #include "tls13_keys.h"
 #include "tlsnic/keyexport.h"
@@ -165,37 +166,13 @@ static void to_tlsnic(struct conn *c, int tx)
     OPENSSL_cleanse(&ci, sizeof(ci));
 }
 
-static ssize_t recv_typed(int fd, void *buf, size_t len, uint8_t *type)
+/* The crypto_info of the next keys of a logged traffic secret (advanced in place). */
+static size_t next_keys(uint16_t cipher, uint8_t *secret, size_t secret_len,
+                        union tlsnic_crypto_info *ci)
 {
-    union {
-        char b[CMSG_SPACE(1)];
-        struct cmsghdr align;
-    } cb;
-    struct iovec iov = {.iov_base = buf, .iov_len = len};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.b,
-                         .msg_controllen = sizeof(cb.b)};
-    ssize_t r = tlsnic_recvmsg(fd, &msg, 0);
-    struct cmsghdr *cm = r >= 0 ? CMSG_FIRSTHDR(&msg) : NULL;
-    *type = cm ? *CMSG_DATA(cm) : 0;
-    return r;
-}
-
-static ssize_t send_typed(int fd, uint8_t type, const void *buf, size_t len)
-{
-    union {
-        char b[CMSG_SPACE(1)];
-        struct cmsghdr align;
-    } cb;
-    memset(&cb, 0, sizeof(cb));
-    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.b,
-                         .msg_controllen = sizeof(cb.b)};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_TLS;
-    cm->cmsg_type = TLS_SET_RECORD_TYPE;
-    cm->cmsg_len = CMSG_LEN(1);
-    *CMSG_DATA(cm) = type;
-    return tlsnic_sendmsg(fd, &msg, 0);
+    size_t len = tls13_key_update(cipher, secret, secret_len, ci);
+    assert_true(len > 0);
+    return len;
 }
 
 static void openssl_key_update_reaches_tlsnic(uint16_t cipher)
@@ -203,27 +180,13 @@ static void openssl_key_update_reaches_tlsnic(uint16_t cipher)
     struct conn c;
     conn_new(&c, cipher);
     to_tlsnic(&c, 0);
-    uint8_t buf[256], type;
     assert_int_equal(SSL_write(c.server, "before", 6), 6);
     assert_int_equal(SSL_key_update(c.server, SSL_KEY_UPDATE_NOT_REQUESTED), 1);
     assert_int_equal(SSL_write(c.server, "after", 5), 5); /* the KeyUpdate goes first */
 
-    assert_int_equal(recv_typed(c.fd, buf, sizeof(buf), &type), 6);
-    assert_int_equal(type, TLSNIC_CT_APPLICATION_DATA);
-    assert_memory_equal(buf, "before", 6);
-    assert_int_equal(recv_typed(c.fd, buf, sizeof(buf), &type), 5);
-    assert_int_equal(type, TLSNIC_CT_HANDSHAKE);
-    assert_int_equal(buf[0], 24); /* KeyUpdate */
-    assert_int_equal(buf[4], 0);  /* update_not_requested */
-    errno = 0;
-    assert_int_equal(tlsnic_recv(c.fd, buf, sizeof(buf), MSG_DONTWAIT), -1);
-    assert_int_equal(errno, EKEYEXPIRED);
     union tlsnic_crypto_info ci;
-    size_t len = tls13_key_update(cipher, logged.server, logged.server_len, &ci);
-    assert_true(len > 0);
-    assert_int_equal(tlsnic_setsockopt(c.fd, SOL_TLS, TLS_RX, &ci, (socklen_t)len), 0);
-    assert_int_equal(tlsnic_recv(c.fd, buf, sizeof(buf), 0), 5);
-    assert_memory_equal(buf, "after", 5);
+    size_t len = next_keys(cipher, logged.server, logged.server_len, &ci);
+    interop_read_across_key_update(c.fd, &ci, len);
     conn_free(&c);
 }
 
@@ -232,16 +195,11 @@ static void tlsnic_key_update_reaches_openssl(uint16_t cipher)
     struct conn c;
     conn_new(&c, cipher);
     to_tlsnic(&c, 1);
-    uint8_t buf[256];
-    assert_int_equal(tlsnic_send(c.fd, "before", 6, 0), 6);
-    const uint8_t key_update[5] = {24, 0, 0, 1, 0}; /* update_not_requested */
-    assert_int_equal(send_typed(c.fd, TLSNIC_CT_HANDSHAKE, key_update, 5), 5);
     union tlsnic_crypto_info ci;
-    size_t len = tls13_key_update(cipher, logged.client, logged.client_len, &ci);
-    assert_true(len > 0);
-    assert_int_equal(tlsnic_setsockopt(c.fd, SOL_TLS, TLS_TX, &ci, (socklen_t)len), 0);
-    assert_int_equal(tlsnic_send(c.fd, "after", 5, 0), 5);
+    size_t len = next_keys(cipher, logged.client, logged.client_len, &ci);
+    interop_write_across_key_update(c.fd, &ci, len);
 
+    uint8_t buf[256];
     assert_int_equal(SSL_read(c.server, buf, sizeof(buf)), 6);
     assert_memory_equal(buf, "before", 6);
     int r = SSL_read(c.server, buf, sizeof(buf));

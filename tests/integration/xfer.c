@@ -26,7 +26,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <linux/tls.h>
@@ -42,21 +41,9 @@
 #include <unistd.h>
 
 #include "tlsnic/ctl_client.h"
+#include "xfer_net.h"
 
 #define CHUNK 65536
-
-static int resolve(const char *addr, const char *port, int passive, struct addrinfo **out)
-{
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
-    if (passive)
-        hints.ai_flags |= AI_PASSIVE;
-    int rc = getaddrinfo(addr, port, &hints, out);
-    if (rc != 0) {
-        fprintf(stderr, "xfer: %s %s: %s\n", addr, port, gai_strerror(rc));
-        return -EINVAL;
-    }
-    return 0;
-}
 
 static void print_digest(const char *verb, unsigned long long bytes, EVP_MD_CTX *md)
 {
@@ -72,23 +59,10 @@ static int raw_mode; /* no generator, no digests */
 
 static int do_recv(const char *addr, const char *port)
 {
-    struct addrinfo *ai;
-    if (resolve(addr, port, 1, &ai) < 0)
+    int ls;
+    int s = xfer_accept_one("xfer", addr, port, &ls);
+    if (s < 0)
         return 1;
-    int ls = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (ls < 0 || setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        bind(ls, ai->ai_addr, ai->ai_addrlen) < 0 || listen(ls, 1) < 0) {
-        perror("xfer recv: listen");
-        return 1;
-    }
-    freeaddrinfo(ai);
-    fprintf(stderr, "listening\n");
-    int s = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
-    if (s < 0) {
-        perror("xfer recv: accept");
-        return 1;
-    }
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
         return 1;
@@ -210,15 +184,9 @@ static void fill(unsigned char *buf, size_t len, uint64_t *state)
 
 static int do_send(const char *addr, const char *port, unsigned long long bytes)
 {
-    struct addrinfo *ai;
-    if (resolve(addr, port, 0, &ai) < 0)
+    int s = xfer_connect("xfer", addr, port);
+    if (s < 0)
         return 1;
-    int s = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (s < 0 || connect(s, ai->ai_addr, ai->ai_addrlen) < 0) {
-        perror("xfer send: connect");
-        return 1;
-    }
-    freeaddrinfo(ai);
     static struct offload offload;
     if (offload_start(&offload, s) < 0)
         return 1;

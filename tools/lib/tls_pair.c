@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <linux/tls.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -225,3 +226,14 @@ const struct tls_pair_suite tls_pair_suites[TLS_PAIR_N_SUITES] = {
     {TLS1_2_VERSION, TLS_CIPHER_CHACHA20_POLY1305}, {TLS1_3_VERSION, TLS_CIPHER_AES_GCM_128},
     {TLS1_3_VERSION, TLS_CIPHER_AES_GCM_256}, {TLS1_3_VERSION, TLS_CIPHER_CHACHA20_POLY1305},
 };
+
+int tls_pair_rec_key(SSL *ssl, int tx, tlsnic_rec_key **key)
+{
+    union tlsnic_crypto_info info;
+    size_t info_len = 0;
+    int rc = tlsnic_keyexport(ssl, tx, &info, &info_len);
+    if (rc == 0)
+        rc = tlsnic_rec_key_new(key, &info, info_len);
+    OPENSSL_cleanse(&info, sizeof(info));
+    return rc;
+}

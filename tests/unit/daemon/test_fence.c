@@ -82,6 +82,15 @@ static size_t tcp_frame(uint8_t *buf, const struct tlsnic_flow *from_host, int r
 
 static uint8_t frame[2048];
 
+/* Whether the fence blocks a TCP frame of the flow (reverse: remote to local) carrying
+ * payload_len bytes. */
+static int blocks_frame_of(tlsnic_fence *f, const struct tlsnic_flow *fl, int reverse,
+                           size_t payload_len)
+{
+    size_t len = tcp_frame(frame, fl, reverse, payload_len);
+    return tlsnic_fence_blocks(f, frame, len);
+}
+
 static int setup(void **state)
 {
     tlsnic_fence *f;
@@ -101,8 +110,7 @@ static void payload_of_a_fenced_flow_is_blocked(void **state)
     tlsnic_fence *f = *state;
     struct tlsnic_flow fl = flow4(40000, 443);
     assert_int_equal(tlsnic_fence_add(f, &fl), 0);
-    size_t len = tcp_frame(frame, &fl, 0, 100);
-    assert_int_equal(tlsnic_fence_blocks(f, frame, len), 1);
+    assert_int_equal(blocks_frame_of(f, &fl, 0, 100), 1);
 }
 
 static void a_pure_ack_of_a_fenced_flow_passes(void **state)
@@ -110,8 +118,7 @@ static void a_pure_ack_of_a_fenced_flow_passes(void **state)
     tlsnic_fence *f = *state;
     struct tlsnic_flow fl = flow4(40000, 443);
     assert_int_equal(tlsnic_fence_add(f, &fl), 0);
-    size_t len = tcp_frame(frame, &fl, 0, 0);
-    assert_int_equal(tlsnic_fence_blocks(f, frame, len), 0);
+    assert_int_equal(blocks_frame_of(f, &fl, 0, 0), 0);
 }
 
 static void other_flows_pass(void **state)
@@ -119,8 +126,7 @@ static void other_flows_pass(void **state)
     tlsnic_fence *f = *state;
     struct tlsnic_flow fenced = flow4(40000, 443), other = flow4(40001, 443);
     assert_int_equal(tlsnic_fence_add(f, &fenced), 0);
-    size_t len = tcp_frame(frame, &other, 0, 100);
-    assert_int_equal(tlsnic_fence_blocks(f, frame, len), 0);
+    assert_int_equal(blocks_frame_of(f, &other, 0, 100), 0);
 }
 
 static void the_peers_frames_of_a_fenced_flow_are_not_matched(void **state)
@@ -128,8 +134,7 @@ static void the_peers_frames_of_a_fenced_flow_are_not_matched(void **state)
     tlsnic_fence *f = *state;
     struct tlsnic_flow fl = flow4(40000, 443);
     assert_int_equal(tlsnic_fence_add(f, &fl), 0);
-    size_t len = tcp_frame(frame, &fl, 1, 100); /* remote -> local */
-    assert_int_equal(tlsnic_fence_blocks(f, frame, len), 0);
+    assert_int_equal(blocks_frame_of(f, &fl, 1, 100), 0); /* remote -> local */
 }
 
 static void a_lifted_fence_lets_payload_pass(void **state)
@@ -139,8 +144,7 @@ static void a_lifted_fence_lets_payload_pass(void **state)
     assert_int_equal(tlsnic_fence_add(f, &fl), 0);
     assert_int_equal(tlsnic_fence_lift(f, &fl), 0);
     assert_int_equal(tlsnic_fence_lift(f, &fl), -ENOENT);
-    size_t len = tcp_frame(frame, &fl, 0, 100);
-    assert_int_equal(tlsnic_fence_blocks(f, frame, len), 0);
+    assert_int_equal(blocks_frame_of(f, &fl, 0, 100), 0);
 }
 
 static void a_new_connection_on_a_fenced_4tuple_lifts_its_fence(void **state)
@@ -227,8 +231,7 @@ static void an_ipv6_flow_is_fenced(void **state)
     tlsnic_fence *f = *state;
     struct tlsnic_flow fl = flow6(40000, 443);
     assert_int_equal(tlsnic_fence_add(f, &fl), 0);
-    size_t len = tcp_frame(frame, &fl, 0, 100);
-    assert_int_equal(tlsnic_fence_blocks(f, frame, len), 1);
+    assert_int_equal(blocks_frame_of(f, &fl, 0, 100), 1);
 }
 
 /* Inserts an 8-byte IPv6 destination-options header before the TCP header. */
@@ -328,12 +331,10 @@ static void state_file_round_trip_fences_the_tx_flows(void **state)
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     assert_int_equal(tlsnic_state_load(path, f), 2);
-    size_t len = tcp_frame(frame, &list[0].flow, 0, 10);
-    assert_int_equal(tlsnic_fence_blocks(f, frame, len), 1);
-    len = tcp_frame(frame, &list[1].flow, 0, 10);
-    assert_int_equal(tlsnic_fence_blocks(f, frame, len), 1);
-    len = tcp_frame(frame, &list[2].flow, 0, 10); /* RX only: the host decrypts in software */
-    assert_int_equal(tlsnic_fence_blocks(f, frame, len), 0);
+    assert_int_equal(blocks_frame_of(f, &list[0].flow, 0, 10), 1);
+    assert_int_equal(blocks_frame_of(f, &list[1].flow, 0, 10), 1);
+    /* RX only: the host decrypts in software */
+    assert_int_equal(blocks_frame_of(f, &list[2].flow, 0, 10), 0);
     unlink(path);
 }
 

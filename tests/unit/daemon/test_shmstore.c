@@ -53,10 +53,45 @@ static int teardown(void **state)
     return 0;
 }
 
+/* get_record of a reader's store for seq: its answer. */
+static int reader_get(tlsnic_shm_reader *r, uint32_t seq, struct tlsnic_rec_ref *ref)
+{
+    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    return st->ops->get_record(st->priv, seq, ref);
+}
+
 static int get(struct pair *p, uint32_t seq, struct tlsnic_rec_ref *ref)
 {
-    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(p->r);
-    return st->ops->get_record(st->priv, seq, ref);
+    return reader_get(p->r, seq, ref);
+}
+
+/* The memfd of a writer's store. */
+static int store_fd(tlsnic_shm_writer *w)
+{
+    return tlsnic_shm_store_fd(tlsnic_shm_writer_store(w));
+}
+
+/* The whole store behind fd, mapped shared with prot; its length in *len. */
+static uint8_t *map_store(int fd, int prot, size_t *len)
+{
+    struct stat sb;
+    assert_int_equal(fstat(fd, &sb), 0);
+    *len = (size_t)sb.st_size;
+    uint8_t *map = mmap(NULL, *len, prot, MAP_SHARED, fd, 0);
+    assert_true(map != MAP_FAILED);
+    return map;
+}
+
+/* The connection gives its store up and the next one takes a store of the same size: the
+ * pool hands it the same one (fd). */
+static tlsnic_shm_writer *give_up_and_take_again(tlsnic_shm_writer *w, uint32_t slots,
+                                                 uint32_t room, int fd)
+{
+    tlsnic_shm_writer_free(w);
+    tlsnic_shm_writer *again = NULL;
+    assert_int_equal(tlsnic_shm_writer_new(&again, slots, room), 0);
+    assert_int_equal(store_fd(again), fd); /* the kept one */
+    return again;
 }
 
 static void the_record_containing_a_sequence_is_found(void **state)
@@ -180,25 +215,22 @@ static void a_store_given_up_comes_back_wiped_and_empty(void **state)
     memset(rec, 'p', sizeof(rec));
     for (uint32_t i = 0; i < 3; i++)
         assert_int_equal(tlsnic_shm_writer_put(w, 400 * i, i, rec, sizeof(rec)), 0);
-    int fd = tlsnic_shm_store_fd(tlsnic_shm_writer_store(w));
+    int fd = store_fd(w);
     tlsnic_shm_writer_free(w);
     assert_int_equal(tlsnic_shm_writer_new(&again, 3, 1200), 0);
-    int fd_again = tlsnic_shm_store_fd(tlsnic_shm_writer_store(again));
+    int fd_again = store_fd(again);
     tlsnic_shm_reader *r = NULL;
     assert_int_equal(tlsnic_shm_reader_open(&r, fd_again), 0);
     struct tlsnic_rec_ref ref;
-    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
     for (uint32_t seq = 0; seq < 1200; seq += 100)
-        assert_int_equal(st->ops->get_record(st->priv, seq, &ref), -ENOENT);
+        assert_int_equal(reader_get(r, seq, &ref), -ENOENT);
     assert_int_equal(fd_again, fd); /* the same store, kept: no page to fault in again */
     /* No byte of the old plaintext is left in it. */
-    struct stat sb;
-    assert_int_equal(fstat(fd_again, &sb), 0);
-    uint8_t *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd_again, 0);
-    assert_true(map != MAP_FAILED);
-    for (off_t i = 0; i < sb.st_size; i++)
+    size_t map_len;
+    uint8_t *map = map_store(fd_again, PROT_READ, &map_len);
+    for (size_t i = 0; i < map_len; i++)
         assert_int_not_equal(map[i], 'p');
-    munmap(map, (size_t)sb.st_size);
+    munmap(map, map_len);
     /* Empty: all three slots take records again. */
     for (uint32_t i = 0; i < 3; i++)
         assert_int_equal(tlsnic_shm_writer_put(again, 5000 + 400 * i, i, rec, sizeof(rec)), 0);
@@ -218,25 +250,20 @@ static void a_pooled_store_left_half_written_by_another_process_still_publishes_
     (void)state;
     tlsnic_shm_writer *w = NULL;
     assert_int_equal(tlsnic_shm_writer_new(&w, 2, 1300), 0);
-    int fd = tlsnic_shm_store_fd(tlsnic_shm_writer_store(w));
-    struct stat sb;
-    assert_int_equal(fstat(fd, &sb), 0);
-    uint8_t *map = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    assert_true(map != MAP_FAILED);
+    int fd = store_fd(w);
+    size_t map_len;
+    uint8_t *map = map_store(fd, PROT_READ | PROT_WRITE, &map_len);
     struct tlsnic_shm_desc *d0 = (struct tlsnic_shm_desc *)(map + TLSNIC_SHM_HDR_LEN);
     d0->gen = 7; /* the other process's update, never finished */
-    munmap(map, (size_t)sb.st_size);
-    tlsnic_shm_writer_free(w);
-    assert_int_equal(tlsnic_shm_writer_new(&w, 2, 1300), 0);
-    assert_int_equal(tlsnic_shm_store_fd(tlsnic_shm_writer_store(w)), fd); /* the kept one */
+    munmap(map, map_len);
+    w = give_up_and_take_again(w, 2, 1300, fd);
     uint8_t rec[300];
     memset(rec, 'q', sizeof(rec));
     assert_int_equal(tlsnic_shm_writer_put(w, 100, 1, rec, sizeof(rec)), 0);
     tlsnic_shm_reader *r = NULL;
     assert_int_equal(tlsnic_shm_reader_open(&r, fd), 0);
-    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
     struct tlsnic_rec_ref ref;
-    assert_int_equal(st->ops->get_record(st->priv, 150, &ref), 0);
+    assert_int_equal(reader_get(r, 150, &ref), 0);
     assert_int_equal(ref.rec_seq, 1);
     assert_memory_equal(ref.bytes, rec, sizeof(rec));
     tlsnic_shm_reader_free(r);
@@ -254,7 +281,7 @@ static void a_pooled_store_shows_no_record_another_process_left_in_it(void **sta
     (void)state;
     tlsnic_shm_writer *w = NULL;
     assert_int_equal(tlsnic_shm_writer_new(&w, 2, 1400), 0);
-    int fd = tlsnic_shm_store_fd(tlsnic_shm_writer_store(w));
+    int fd = store_fd(w);
     pid_t child = fork();
     assert_true(child >= 0);
     if (child == 0) {
@@ -265,14 +292,11 @@ static void a_pooled_store_shows_no_record_another_process_left_in_it(void **sta
     int status = 0;
     assert_int_equal(waitpid(child, &status, 0), child);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    tlsnic_shm_writer_free(w);
-    assert_int_equal(tlsnic_shm_writer_new(&w, 2, 1400), 0);
-    assert_int_equal(tlsnic_shm_store_fd(tlsnic_shm_writer_store(w)), fd); /* the kept one */
+    w = give_up_and_take_again(w, 2, 1400, fd);
     tlsnic_shm_reader *r = NULL;
     assert_int_equal(tlsnic_shm_reader_open(&r, fd), 0);
-    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
     struct tlsnic_rec_ref ref;
-    assert_int_equal(st->ops->get_record(st->priv, 7100, &ref), -ENOENT);
+    assert_int_equal(reader_get(r, 7100, &ref), -ENOENT);
     tlsnic_shm_reader_free(r);
     tlsnic_shm_writer_free(w);
 }
@@ -284,17 +308,17 @@ static void flags_the_reader_publishes_are_what_the_writer_reads(void **state)
     assert_int_equal(tlsnic_shm_reader_publish_flags(p->r, TLSNIC_FLOW_F_NO_SYNC), 0);
     assert_int_equal(tlsnic_shm_writer_device_flags(p->w), TLSNIC_FLOW_F_LIVE | TLSNIC_FLOW_F_NO_SYNC);
     /* Given up and taken again, the store forgets them: the next flow starts unpublished. */
-    int fd = tlsnic_shm_store_fd(tlsnic_shm_writer_store(p->w));
+    int fd = store_fd(p->w);
     tlsnic_shm_writer_free(p->w);
     assert_int_equal(tlsnic_shm_writer_new(&p->w, 4, 1024), 0);
-    assert_int_equal(tlsnic_shm_store_fd(tlsnic_shm_writer_store(p->w)), fd);
+    assert_int_equal(store_fd(p->w), fd);
     assert_int_equal(tlsnic_shm_writer_device_flags(p->w), 0);
 }
 
 static void only_a_writers_store_names_a_memfd(void **state)
 {
     struct pair *p = *state;
-    assert_true(tlsnic_shm_store_fd(tlsnic_shm_writer_store(p->w)) >= 0);
+    assert_true(store_fd(p->w) >= 0);
     assert_int_equal(tlsnic_shm_store_fd(tlsnic_shm_reader_store(p->r)), -1);
     assert_int_equal(tlsnic_shm_store_fd(NULL), -1);
 }
@@ -582,9 +606,8 @@ static void a_descriptor_claiming_bytes_past_the_ring_is_not_read(void **state)
         int fd = one_record_image(1000, bad[i][0], bad[i][1]);
         tlsnic_shm_reader *r;
         assert_int_equal(tlsnic_shm_reader_open(&r, fd), 0);
-        const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
         struct tlsnic_rec_ref ref;
-        assert_int_equal(st->ops->get_record(st->priv, 1000, &ref), -ENOENT);
+        assert_int_equal(reader_get(r, 1000, &ref), -ENOENT);
         tlsnic_shm_reader_free(r);
         close(fd);
     }
@@ -592,9 +615,8 @@ static void a_descriptor_claiming_bytes_past_the_ring_is_not_read(void **state)
     int fd = one_record_image(1000, 10, 54);
     tlsnic_shm_reader *r;
     assert_int_equal(tlsnic_shm_reader_open(&r, fd), 0);
-    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
     struct tlsnic_rec_ref ref;
-    assert_int_equal(st->ops->get_record(st->priv, 1009, &ref), 0);
+    assert_int_equal(reader_get(r, 1009, &ref), 0);
     assert_int_equal(ref.len, 10);
     tlsnic_shm_reader_free(r);
     close(fd);
@@ -633,22 +655,21 @@ static void records_are_packed_and_wrap_to_the_start_of_the_ring(void **state)
     tlsnic_shm_writer_commit(w, seq, 4, 40);
     /* Every record still held reads back whole, by any of its sequence numbers. */
     tlsnic_shm_reader *r;
-    assert_int_equal(tlsnic_shm_reader_open(&r, tlsnic_shm_store_fd(tlsnic_shm_writer_store(w))), 0);
-    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    assert_int_equal(tlsnic_shm_reader_open(&r, store_fd(w)), 0);
     const struct {
         uint32_t seq, len;
         char fill;
     } want[] = {{300, 300, 'b'}, {600, 300, 'c'}, {900, 250, 'd'}, {1150, 40, 'e'}};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         struct tlsnic_rec_ref ref;
-        assert_int_equal(st->ops->get_record(st->priv, want[i].seq + want[i].len - 1, &ref), 0);
+        assert_int_equal(reader_get(r, want[i].seq + want[i].len - 1, &ref), 0);
         assert_int_equal(ref.tcp_seq, want[i].seq);
         assert_int_equal(ref.len, want[i].len);
         for (uint32_t b = 0; b < ref.len; b++)
             assert_int_equal(ref.bytes[b], want[i].fill);
     }
     struct tlsnic_rec_ref gone;
-    assert_int_equal(st->ops->get_record(st->priv, 0, &gone), -ENOENT);
+    assert_int_equal(reader_get(r, 0, &gone), -ENOENT);
     /* Everything acknowledged: the ring starts over at 0. */
     tlsnic_shm_writer_release(w, 1190);
     assert_int_equal(tlsnic_shm_writer_reserve(w, 1001, &room[0]), -EMSGSIZE);
@@ -668,8 +689,7 @@ static void records_of_a_small_window_stay_in_the_first_half_of_the_ring(void **
     tlsnic_shm_writer *w;
     assert_int_equal(tlsnic_shm_writer_new(&w, 64, 100000), 0);
     tlsnic_shm_reader *r;
-    assert_int_equal(tlsnic_shm_reader_open(&r, tlsnic_shm_store_fd(tlsnic_shm_writer_store(w))), 0);
-    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    assert_int_equal(tlsnic_shm_reader_open(&r, store_fd(w)), 0);
     uint8_t *base = NULL;
     size_t highest = 0;
     uint32_t seq = 0;
@@ -685,7 +705,7 @@ static void records_of_a_small_window_stay_in_the_first_half_of_the_ring(void **
         memset(room, (uint8_t)i, len);
         tlsnic_shm_writer_commit(w, seq, (uint64_t)i, len);
         struct tlsnic_rec_ref ref;
-        assert_int_equal(st->ops->get_record(st->priv, seq + len / 2, &ref), 0);
+        assert_int_equal(reader_get(r, seq + len / 2, &ref), 0);
         assert_int_equal(ref.len, len);
         assert_int_equal(ref.bytes[0], (uint8_t)i);
         assert_int_equal(ref.bytes[len - 1], (uint8_t)i);
@@ -779,8 +799,7 @@ static void the_reader_never_returns_a_torn_record(void **state)
         _exit(0);
     }
     tlsnic_shm_reader *r;
-    assert_int_equal(tlsnic_shm_reader_open(&r, tlsnic_shm_store_fd(tlsnic_shm_writer_store(w))), 0);
-    const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);
+    assert_int_equal(tlsnic_shm_reader_open(&r, store_fd(w)), 0);
     int whole = 0;
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
@@ -792,7 +811,7 @@ static void the_reader_never_returns_a_torn_record(void **state)
                 break;
         }
         struct tlsnic_rec_ref ref;
-        if (st->ops->get_record(st->priv, 5100, &ref) != 0)
+        if (reader_get(r, 5100, &ref) != 0)
             continue;
         assert_int_equal(ref.len, 4096);
         uint8_t expect = (uint8_t)(ref.rec_seq & 0xff);
@@ -845,7 +864,7 @@ static void the_reader_never_returns_a_torn_record_from_a_writer_thread(void **s
     struct writer_thread t = {0};
     assert_int_equal(tlsnic_shm_writer_new(&t.w, 1, 4096), 0); /* the fork test's, pooled */
     tlsnic_shm_reader *r;
-    assert_int_equal(tlsnic_shm_reader_open(&r, tlsnic_shm_store_fd(tlsnic_shm_writer_store(t.w))), 0);
+    assert_int_equal(tlsnic_shm_reader_open(&r, store_fd(t.w)), 0);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, rewrite_one_record, &t), 0);
     const struct tlsnic_rec_store *st = tlsnic_shm_reader_store(r);

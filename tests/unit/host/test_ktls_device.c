@@ -32,6 +32,8 @@
 
 #include <cmocka.h>
 
+#include "fd_io.h"
+#include "record_type_msg.h"
 #include "tcp_pair.h"
 #include "tlsnic/attach.h"
 #include "tlsnic/shm_writer.h"
@@ -190,25 +192,23 @@ static int teardown(void **state)
     return 0;
 }
 
-static void read_all(int fd, void *buf, size_t len)
-{
-    uint8_t *b = buf;
-    while (len > 0) {
-        ssize_t n = read(fd, b, len);
-        assert_true(n > 0);
-        b += n;
-        len -= (size_t)n;
-    }
-}
-
 /* One frame as the device would receive it. */
 static size_t read_frame(int fd, uint8_t *buf, size_t cap)
 {
-    read_all(fd, buf, TLSNIC_REC_HDR_LEN);
-    size_t len = TLSNIC_REC_HDR_LEN + ((size_t)buf[3] << 8 | buf[4]);
-    assert_true(len <= cap);
-    read_all(fd, buf + TLSNIC_REC_HDR_LEN, len - TLSNIC_REC_HDR_LEN);
-    return len;
+    int len = fd_read_record(fd, buf, cap);
+    assert_true(len > 0);
+    return (size_t)len;
+}
+
+/* The records the socket still retains once the peer's last ACK has had 2 s to arrive. */
+static void retained_after_the_last_ack(int fd, size_t *bytes, size_t *records)
+{
+    for (int i = 0; i < 200; i++) { /* the last ACK may still be in flight */
+        assert_int_equal(tlsnic_tx_retained(fd, bytes, records), 0);
+        if (*records == 0)
+            return;
+        usleep(10000);
+    }
 }
 
 /* The peer's next expected sequence number, read independently through TCP_REPAIR. */
@@ -395,20 +395,9 @@ static void frames_are_what_software_would_seal_once_the_device_seals_them(void 
         conn_new(&c, versions[v], TLS_CIPHER_AES_GCM_128);
         const uint8_t alert[2] = {1, 0};
         assert_int_equal(tlsnic_send(c.fd, "hello device", 12, 0), 12);
-        union {
-            char b[CMSG_SPACE(1)];
-            struct cmsghdr align;
-        } cb;
-        memset(&cb, 0, sizeof(cb));
-        struct iovec iov = {.iov_base = (void *)alert, .iov_len = 2};
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb.b,
-                             .msg_controllen = sizeof(cb.b)};
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_TLS;
-        cm->cmsg_type = TLS_SET_RECORD_TYPE;
-        cm->cmsg_len = CMSG_LEN(1);
-        *CMSG_DATA(cm) = TLSNIC_CT_ALERT;
-        assert_int_equal(tlsnic_sendmsg(c.fd, &msg, 0), 2);
+        struct record_type_msg m;
+        struct msghdr *alert_msg = record_type_msg_to_send(&m, TLSNIC_CT_ALERT, alert, 2);
+        assert_int_equal(tlsnic_sendmsg(c.fd, alert_msg, 0), 2);
 
         tlsnic_rec_key *sw;
         assert_int_equal(tlsnic_rec_key_new(&sw, &c.ci, c.ci_len), 0);
@@ -515,12 +504,7 @@ static void hundreds_of_unacknowledged_records_are_all_found_then_all_released(v
             usleep(500);
     }
     assert_int_equal(got, sent * rec_len);
-    for (int i = 0; i < 200; i++) {
-        assert_int_equal(tlsnic_tx_retained(c.fd, &bytes, &records), 0);
-        if (records == 0)
-            break;
-        usleep(10000);
-    }
+    retained_after_the_last_ack(c.fd, &bytes, &records);
     assert_int_equal(records, 0);
     assert_int_equal(bytes, 0);
     conn_free(&c);
@@ -571,12 +555,7 @@ static void retained_records_are_released_as_the_slow_reader_acknowledges(void *
     }
     assert_int_equal(got, wire);
     assert_true(shrank);
-    for (i = 0; i < 200; i++) { /* the last ACK may still be in flight */
-        assert_int_equal(tlsnic_tx_retained(c.fd, &bytes, &records), 0);
-        if (records == 0)
-            break;
-        usleep(10000);
-    }
+    retained_after_the_last_ack(c.fd, &bytes, &records);
     assert_int_equal(records, 0);
     assert_int_equal(bytes, 0);
     conn_free(&c);
@@ -1200,7 +1179,7 @@ static void an_ack_while_tls_tx_is_set_never_moves_a_readd_past_an_unacknowledge
             break;
     assert_int_equal(errno, EAGAIN);
     static uint8_t sink[20000];
-    read_all(c.peer, sink, sizeof(sink));
+    assert_int_equal(fd_read_exact(c.peer, sink, sizeof(sink)), 0);
     usleep(200000); /* what follows arrives and is acknowledged: the peer's buffer fills */
 
     assert_int_equal(tlsnic_device_readd(&fake.dev), 1);

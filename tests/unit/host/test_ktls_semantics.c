@@ -26,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "record_type_msg.h"
 #include "sockapi.h"
 #include "tcp_pair.h"
 #include "tlsnic/ktls.h"
@@ -195,39 +196,50 @@ static void fill(uint8_t *buf, size_t len, uint32_t seed)
 
 static ssize_t recv_with_type(struct fx *f, void *buf, size_t len, int flags, uint8_t *type)
 {
-    union {
-        char buf[CMSG_SPACE(sizeof(uint8_t))];
-        struct cmsghdr align;
-    } cbuf;
-    struct iovec iov = {.iov_base = buf, .iov_len = len};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf,
-                         .msg_controllen = sizeof(cbuf.buf)};
-    ssize_t n = api->recvmsg(f->fd, &msg, flags);
-    *type = 0;
-    if (n >= 0) {
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        if (c && c->cmsg_level == SOL_TLS && c->cmsg_type == TLS_GET_RECORD_TYPE)
-            *type = *CMSG_DATA(c);
-    }
+    struct record_type_msg m;
+    ssize_t n = api->recvmsg(f->fd, record_type_msg_to_recv(&m, buf, len), flags);
+    *type = n >= 0 ? record_type_msg_type(&m) : 0;
     return n;
 }
 
 static ssize_t send_with_type(struct fx *f, uint8_t type, const void *buf, size_t len, int flags)
 {
-    union {
-        char buf[CMSG_SPACE(sizeof(uint8_t))];
-        struct cmsghdr align;
-    } cbuf;
-    memset(&cbuf, 0, sizeof(cbuf));
-    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf,
-                         .msg_controllen = sizeof(cbuf.buf)};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_TLS;
-    c->cmsg_type = TLS_SET_RECORD_TYPE;
-    c->cmsg_len = CMSG_LEN(sizeof(uint8_t));
-    *CMSG_DATA(c) = type;
-    return api->sendmsg(f->fd, &msg, flags);
+    struct record_type_msg m;
+    return api->sendmsg(f->fd, record_type_msg_to_send(&m, type, buf, len), flags);
+}
+
+/* One recv of the socket under test (with flags, room for 64 bytes) returns exactly want. */
+static void expect_recv(struct fx *f, int flags, const void *want, size_t len)
+{
+    uint8_t got[64];
+    memset(got, 0, sizeof(got)); /* nothing left from an earlier read */
+    assert_true(len <= sizeof(got));
+    assert_int_equal(api->recv(f->fd, got, sizeof(got), flags), len);
+    assert_memory_equal(got, want, len);
+}
+
+/* poll on the socket under test: not readable within ms milliseconds. */
+static void expect_not_readable(struct fx *f, int ms)
+{
+    struct pollfd p = {.fd = f->fd, .events = POLLIN};
+    assert_int_equal(api->poll(&p, 1, ms), 0);
+}
+
+/* poll on the socket under test: readable (POLLIN) within ms milliseconds. */
+static void expect_readable(struct fx *f, int ms)
+{
+    struct pollfd p = {.fd = f->fd, .events = POLLIN};
+    assert_int_equal(api->poll(&p, 1, ms), 1);
+    assert_true(p.revents & POLLIN);
+}
+
+/* The peer moves to the next TLS 1.3 AES-128-GCM keys (from seed, rec_seq 0) for the
+ * records it sends; they are in *next for the socket's TLS_RX. */
+static void peer_tx_takes_next_keys(struct fx *f, union tlsnic_crypto_info *next, uint8_t seed)
+{
+    make_info(next, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128, seed, 0);
+    tlsnic_rec_key_free(f->peer_tx);
+    assert_int_equal(tlsnic_rec_key_new(&f->peer_tx, next, f->info_len), 0);
 }
 
 /*
@@ -604,8 +616,7 @@ static void every_version_and_cipher_round_trips(void **state)
             assert_int_equal(peer_recv(f, &type, got, sizeof(got)), 4);
             assert_memory_equal(got, "ping", 4);
             peer_send(f, TLSNIC_CT_APPLICATION_DATA, "pong", 4);
-            assert_int_equal(api->recv(f->fd, got, sizeof(got), 0), 4);
-            assert_memory_equal(got, "pong", 4);
+            expect_recv(f, 0, "pong", 4);
             fx_free(f);
         }
     }
@@ -689,10 +700,8 @@ static void recv_returns_the_plaintext_of_a_data_record(void **state)
 {
     (void)state;
     struct fx *f = fx_new();
-    uint8_t got[64];
     peer_send(f, TLSNIC_CT_APPLICATION_DATA, "plaintext", 9);
-    assert_int_equal(api->recv(f->fd, got, sizeof(got), 0), 9);
-    assert_memory_equal(got, "plaintext", 9);
+    expect_recv(f, 0, "plaintext", 9);
     fx_free(f);
 }
 
@@ -758,13 +767,9 @@ static void msg_peek_does_not_consume(void **state)
 {
     (void)state;
     struct fx *f = fx_new();
-    uint8_t got[64];
     peer_send(f, TLSNIC_CT_APPLICATION_DATA, "peekaboo", 8);
-    assert_int_equal(api->recv(f->fd, got, sizeof(got), MSG_PEEK), 8);
-    assert_memory_equal(got, "peekaboo", 8);
-    memset(got, 0, sizeof(got));
-    assert_int_equal(api->recv(f->fd, got, sizeof(got), 0), 8);
-    assert_memory_equal(got, "peekaboo", 8);
+    expect_recv(f, MSG_PEEK, "peekaboo", 8);
+    expect_recv(f, 0, "peekaboo", 8);
     fx_free(f);
 }
 
@@ -797,20 +802,20 @@ static void recv_returns_several_queued_records_in_one_call(void **state)
 {
     (void)state;
     struct fx *f = fx_new();
-    uint8_t got[64];
     peer_send(f, TLSNIC_CT_APPLICATION_DATA, "abc", 3);
     peer_send(f, TLSNIC_CT_APPLICATION_DATA, "def", 3);
     usleep(20000);
-    assert_int_equal(api->recv(f->fd, got, sizeof(got), 0), 6);
-    assert_memory_equal(got, "abcdef", 6);
+    expect_recv(f, 0, "abcdef", 6);
     fx_free(f);
 }
 
+/* A record the peer sends from a thread of its own, after a delay. */
 struct later {
     struct fx *f;
     int delay_ms;
     uint8_t rec[TLSNIC_REC_MAX_WIRE_LEN];
     size_t len;
+    pthread_t thread;
 };
 
 static void *send_later(void *arg)
@@ -821,22 +826,34 @@ static void *send_later(void *arg)
     return NULL;
 }
 
+/* The peer sends data as one application-data record delay_ms from now. */
+static struct later *peer_send_later(struct fx *f, const void *data, size_t len, int delay_ms)
+{
+    struct later *l = calloc(1, sizeof(*l));
+    assert_non_null(l);
+    l->f = f;
+    l->delay_ms = delay_ms;
+    l->len = peer_seal(f, TLSNIC_CT_APPLICATION_DATA, data, len, l->rec, sizeof(l->rec));
+    assert_int_equal(pthread_create(&l->thread, NULL, send_later, l), 0);
+    return l;
+}
+
+static void peer_send_later_join(struct later *l)
+{
+    pthread_join(l->thread, NULL);
+    free(l);
+}
+
 static void msg_waitall_waits_for_the_whole_length(void **state)
 {
     (void)state;
     struct fx *f = fx_new();
     uint8_t got[64];
     peer_send(f, TLSNIC_CT_APPLICATION_DATA, "abc", 3);
-    struct later *l = calloc(1, sizeof(*l));
-    l->f = f;
-    l->delay_ms = 100;
-    l->len = peer_seal(f, TLSNIC_CT_APPLICATION_DATA, "defgh", 5, l->rec, sizeof(l->rec));
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, send_later, l), 0);
+    struct later *l = peer_send_later(f, "defgh", 5, 100);
     assert_int_equal(api->recv(f->fd, got, 8, MSG_WAITALL), 8);
     assert_memory_equal(got, "abcdefgh", 8);
-    pthread_join(t, NULL);
-    free(l);
+    peer_send_later_join(l);
     fx_free(f);
 }
 
@@ -848,12 +865,9 @@ static void msg_peek_reads_across_data_records(void **state)
     peer_send(f, TLSNIC_CT_APPLICATION_DATA, "abc", 3);
     peer_send(f, TLSNIC_CT_APPLICATION_DATA, "defg", 4);
     usleep(20000);
-    assert_int_equal(api->recv(f->fd, got, sizeof(got), MSG_PEEK), 7);
-    assert_memory_equal(got, "abcdefg", 7);
+    expect_recv(f, MSG_PEEK, "abcdefg", 7);
     assert_int_equal(api->recv(f->fd, got, 5, MSG_PEEK), 5); /* and stops where asked */
-    memset(got, 0, sizeof(got));
-    assert_int_equal(api->recv(f->fd, got, sizeof(got), 0), 7);
-    assert_memory_equal(got, "abcdefg", 7);
+    expect_recv(f, 0, "abcdefg", 7);
     fx_free(f);
 }
 
@@ -881,19 +895,11 @@ static void msg_peek_with_msg_waitall_waits_for_the_next_records(void **state)
     struct fx *f = fx_new();
     uint8_t got[64];
     peer_send(f, TLSNIC_CT_APPLICATION_DATA, "abc", 3);
-    struct later *l = calloc(1, sizeof(*l));
-    l->f = f;
-    l->delay_ms = 100;
-    l->len = peer_seal(f, TLSNIC_CT_APPLICATION_DATA, "defgh", 5, l->rec, sizeof(l->rec));
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, send_later, l), 0);
+    struct later *l = peer_send_later(f, "defgh", 5, 100);
     assert_int_equal(api->recv(f->fd, got, 8, MSG_PEEK | MSG_WAITALL), 8);
     assert_memory_equal(got, "abcdefgh", 8);
-    pthread_join(t, NULL);
-    memset(got, 0, sizeof(got));
-    assert_int_equal(api->recv(f->fd, got, sizeof(got), 0), 8);
-    assert_memory_equal(got, "abcdefgh", 8);
-    free(l);
+    peer_send_later_join(l);
+    expect_recv(f, 0, "abcdefgh", 8);
     fx_free(f);
 }
 
@@ -910,12 +916,9 @@ static void half_a_record_is_not_readable(void **state)
     usleep(20000);
     assert_fails_with(api->recv(f->fd, got, sizeof(got), MSG_DONTWAIT), EAGAIN);
     /* A poll loop would spin if the fd said readable now. */
-    struct pollfd p = {.fd = f->fd, .events = POLLIN};
-    assert_int_equal(api->poll(&p, 1, 50), 0);
+    expect_not_readable(f, 50);
     write_all(f->peer, rec + n / 2, n - n / 2);
-    p.revents = 0;
-    assert_int_equal(api->poll(&p, 1, 2000), 1);
-    assert_true(p.revents & POLLIN);
+    expect_readable(f, 2000);
     assert_int_equal(api->recv(f->fd, got, sizeof(got), MSG_DONTWAIT), sizeof(data));
     assert_memory_equal(got, data, sizeof(data));
     fx_free(f);
@@ -937,12 +940,9 @@ static void a_partial_record_is_not_readable_even_before_any_read(void **state)
     size_t n = peer_seal(f, TLSNIC_CT_APPLICATION_DATA, data, sizeof(data), rec, sizeof(rec));
     write_all(f->peer, rec, n - 10);
     usleep(20000);
-    struct pollfd p = {.fd = f->fd, .events = POLLIN};
-    assert_int_equal(api->poll(&p, 1, 50), 0);
+    expect_not_readable(f, 50);
     write_all(f->peer, rec + n - 10, 10);
-    p.revents = 0;
-    assert_int_equal(api->poll(&p, 1, 2000), 1);
-    assert_true(p.revents & POLLIN);
+    expect_readable(f, 2000);
     assert_int_equal(api->recv(f->fd, got, sizeof(got), MSG_DONTWAIT), sizeof(data));
     assert_memory_equal(got, data, sizeof(data));
     fx_free(f);
@@ -959,21 +959,15 @@ static void after_a_tls13_key_update_the_socket_is_readable_only_with_new_keys(v
     const uint8_t key_update[5] = {24, 0, 0, 1, 0};
     peer_send(f, TLSNIC_CT_HANDSHAKE, key_update, sizeof(key_update));
     union tlsnic_crypto_info next;
-    make_info(&next, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128, 0x99, 0);
-    tlsnic_rec_key_free(f->peer_tx);
-    assert_int_equal(tlsnic_rec_key_new(&f->peer_tx, &next, f->info_len), 0);
+    peer_tx_takes_next_keys(f, &next, 0x99);
     peer_send(f, TLSNIC_CT_APPLICATION_DATA, "fresh", 5);
     usleep(20000);
     assert_int_equal(recv_with_type(f, got, sizeof(got), 0, &type), 5);
     assert_int_equal(type, TLSNIC_CT_HANDSHAKE);
-    struct pollfd p = {.fd = f->fd, .events = POLLIN};
-    assert_int_equal(api->poll(&p, 1, 50), 0);
+    expect_not_readable(f, 50);
     assert_int_equal(api->setsockopt(f->fd, SOL_TLS, TLS_RX, &next, f->info_len), 0);
-    p.revents = 0;
-    assert_int_equal(api->poll(&p, 1, 2000), 1);
-    assert_true(p.revents & POLLIN);
-    assert_int_equal(api->recv(f->fd, got, sizeof(got), MSG_DONTWAIT), 5);
-    assert_memory_equal(got, "fresh", 5);
+    expect_readable(f, 2000);
+    expect_recv(f, MSG_DONTWAIT, "fresh", 5);
     fx_free(f);
 }
 
@@ -1067,9 +1061,7 @@ static void tls13_key_update_stops_rx_until_new_keys(void **state)
     const uint8_t key_update[5] = {24, 0, 0, 1, 0}; /* update_not_requested */
     peer_send(f, TLSNIC_CT_HANDSHAKE, key_update, sizeof(key_update));
     union tlsnic_crypto_info next;
-    make_info(&next, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128, 0x99, 0);
-    tlsnic_rec_key_free(f->peer_tx);
-    assert_int_equal(tlsnic_rec_key_new(&f->peer_tx, &next, f->info_len), 0);
+    peer_tx_takes_next_keys(f, &next, 0x99);
     peer_send(f, TLSNIC_CT_APPLICATION_DATA, "fresh", 5);
     usleep(20000);
     assert_int_equal(recv_with_type(f, got, sizeof(got), 0, &type), 5);
@@ -1083,8 +1075,7 @@ static void tls13_key_update_stops_rx_until_new_keys(void **state)
     }
     assert_fails_with(api->recv(f->fd, got, sizeof(got), MSG_DONTWAIT), EKEYEXPIRED);
     assert_int_equal(api->setsockopt(f->fd, SOL_TLS, TLS_RX, &next, f->info_len), 0);
-    assert_int_equal(api->recv(f->fd, got, sizeof(got), 0), 5);
-    assert_memory_equal(got, "fresh", 5);
+    expect_recv(f, 0, "fresh", 5);
     fx_free(f);
 }
 
@@ -1142,14 +1133,12 @@ static void recvmsg_into_a_null_iovec_is_EFAULT_and_keeps_the_record(void **stat
 {
     (void)state;
     struct fx *f = fx_new();
-    uint8_t got[64];
     peer_send(f, TLSNIC_CT_APPLICATION_DATA, "kept", 4);
     usleep(20000);
     struct iovec iov = {.iov_base = NULL, .iov_len = 64};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
     assert_fails_with(api->recvmsg(f->fd, &msg, 0), EFAULT);
-    assert_int_equal(api->recv(f->fd, got, sizeof(got), 0), 4);
-    assert_memory_equal(got, "kept", 4);
+    expect_recv(f, 0, "kept", 4);
     fx_free(f);
 }
 
@@ -1165,8 +1154,7 @@ static void recvmsg_stops_before_a_record_that_reaches_a_null_iovec(void **state
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
     assert_int_equal(api->recvmsg(f->fd, &msg, 0), 3);
     assert_memory_equal(got, "abc", 3);
-    assert_int_equal(api->recv(f->fd, got, sizeof(got), 0), 4);
-    assert_memory_equal(got, "defg", 4);
+    expect_recv(f, 0, "defg", 4);
     fx_free(f);
 }
 

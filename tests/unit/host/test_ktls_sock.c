@@ -27,6 +27,7 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
+#include "fd_io.h"
 #include "tcp_pair.h"
 #include "tlsnic/ktls.h"
 #include "tlsnic/record.h"
@@ -65,25 +66,13 @@ static void pair_free(struct pair *p)
     tlsnic_rec_key_free(p->peer_tx);
 }
 
-static void read_all(int fd, void *buf, size_t len)
-{
-    uint8_t *b = buf;
-    while (len > 0) {
-        ssize_t n = read(fd, b, len);
-        assert_true(n > 0);
-        b += n;
-        len -= (size_t)n;
-    }
-}
-
 /* One record from the tlsnic socket, opened by the peer; returns the content length. */
 static size_t peer_recv(struct pair *p, uint8_t *out, size_t cap)
 {
     static uint8_t rec[TLSNIC_REC_MAX_WIRE_LEN];
-    read_all(p->peer, rec, TLSNIC_REC_HDR_LEN);
-    int len = tlsnic_rec_parse_header(p->peer_rx, rec);
+    int len = fd_read_record(p->peer, rec, sizeof(rec));
     assert_true(len > 0);
-    read_all(p->peer, rec + TLSNIC_REC_HDR_LEN, (size_t)len - TLSNIC_REC_HDR_LEN);
+    assert_int_equal(tlsnic_rec_parse_header(p->peer_rx, rec), len);
     uint8_t type, *content;
     size_t clen;
     assert_int_equal(tlsnic_rec_open(p->peer_rx, rec, (size_t)len, &type, &content, &clen), 0);

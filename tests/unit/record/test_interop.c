@@ -24,7 +24,6 @@
 
 #include "fd_io.h"
 #include "tls_pair.h"
-#include "tlsnic/keyexport.h"
 #include "tlsnic/record.h"
 
 #define ALERT_LEVEL_WARNING 1
@@ -65,17 +64,6 @@ static uint8_t wire[TLSNIC_REC_MAX_WIRE_LEN + 64];
 static uint8_t payload[TLSNIC_REC_MAX_PLAINTEXT];
 static uint8_t received[TLSNIC_REC_MAX_PLAINTEXT + 1];
 
-static int make_key(SSL *ssl, int tx, tlsnic_rec_key **key)
-{
-    union tlsnic_crypto_info info;
-    size_t info_len = 0;
-    int rc = tlsnic_keyexport(ssl, tx, &info, &info_len);
-    if (rc == 0)
-        rc = tlsnic_rec_key_new(key, &info, info_len);
-    OPENSSL_cleanse(&info, sizeof(info));
-    return rc;
-}
-
 static int setup(void **state)
 {
     const struct combo *combo = *state;
@@ -83,8 +71,8 @@ static int setup(void **state)
     if (f == NULL)
         return -1;
     if (tls_pair_new(&f->pair, combo->version, combo->cipher, NULL) != 0 ||
-        make_key(f->pair.client, 1, &f->client_tx) != 0 ||
-        make_key(f->pair.client, 0, &f->client_rx) != 0) {
+        tls_pair_rec_key(f->pair.client, 1, &f->client_tx) != 0 ||
+        tls_pair_rec_key(f->pair.client, 0, &f->client_rx) != 0) {
         ERR_print_errors_fp(stderr);
         tlsnic_rec_key_free(f->client_tx);
         tlsnic_rec_key_free(f->client_rx);

@@ -167,6 +167,21 @@ static int receive_ids(int fd, uint32_t *ids, int cap)
     }
 }
 
+/* No frame reached the wire's end. */
+static void wire_gets_nothing(struct fixture *f)
+{
+    uint32_t ids[1];
+    assert_int_equal(receive_ids(f->wire[1], ids, 1), 0);
+}
+
+/* The forwarder's counters now. */
+static struct tlsnic_fwd_stats fwd_stats(struct fixture *f)
+{
+    struct tlsnic_fwd_stats st;
+    tlsnic_fwd_stats(f->fwd, &st);
+    return st;
+}
+
 static void send_numbered(int fd, int count)
 {
     static uint8_t buf[VNET + 100];
@@ -189,8 +204,7 @@ static void gso_frame_passes_unchanged_with_its_vnet_header(void **state)
     ssize_t r = read(f->wire[1], frame_buf, sizeof(frame_buf));
     assert_int_equal(r, sizeof(in));
     assert_memory_equal(frame_buf, in, sizeof(in));
-    struct tlsnic_fwd_stats st;
-    tlsnic_fwd_stats(f->fwd, &st);
+    struct tlsnic_fwd_stats st = fwd_stats(f);
     assert_int_equal(st.dir[TLSNIC_FWD_TO_WIRE].gso_frames, 1);
     assert_int_equal(st.dir[TLSNIC_FWD_TO_WIRE].csum_partial, 1);
     assert_int_equal(st.dir[TLSNIC_FWD_TO_WIRE].max_frame, 60000);
@@ -244,8 +258,7 @@ static void hook_time_counts_only_while_the_thread_runs(void **state)
     send_numbered(f->host[1], 10);
     pump(f, 50);
     assert_int_equal(f->hook_calls[TLSNIC_FWD_TO_WIRE], 10);
-    struct tlsnic_fwd_stats st;
-    tlsnic_fwd_stats(f->fwd, &st);
+    struct tlsnic_fwd_stats st = fwd_stats(f);
     const struct tlsnic_fwd_dir_stats *d = &st.dir[TLSNIC_FWD_TO_WIRE];
     print_message("hook run time %.2f ms, wall %.2f ms (10 frames: 2 ms asleep, 0.2 ms busy each)\n",
                   (double)d->hook_ns / 1e6, (double)d->hook_wall_ns / 1e6);
@@ -261,10 +274,8 @@ static void hook_drop_keeps_the_frame_off_the_wire(void **state)
     start(f, NULL, 1);
     send_numbered(f->host[1], 3);
     pump(f, 20);
-    uint32_t ids[4];
-    assert_int_equal(receive_ids(f->wire[1], ids, 4), 0);
-    struct tlsnic_fwd_stats st;
-    tlsnic_fwd_stats(f->fwd, &st);
+    wire_gets_nothing(f);
+    struct tlsnic_fwd_stats st = fwd_stats(f);
     assert_int_equal(st.dir[TLSNIC_FWD_TO_WIRE].hook_drops, 3);
 }
 
@@ -275,10 +286,8 @@ static void hook_error_drops_and_is_counted_apart(void **state)
     start(f, NULL, 1);
     send_numbered(f->host[1], 2);
     pump(f, 20);
-    uint32_t ids[3];
-    assert_int_equal(receive_ids(f->wire[1], ids, 3), 0);
-    struct tlsnic_fwd_stats st;
-    tlsnic_fwd_stats(f->fwd, &st);
+    wire_gets_nothing(f);
+    struct tlsnic_fwd_stats st = fwd_stats(f);
     assert_int_equal(st.dir[TLSNIC_FWD_TO_WIRE].hook_errors, 2);
     assert_int_equal(st.dir[TLSNIC_FWD_TO_WIRE].hook_drops, 0);
 }
@@ -290,10 +299,8 @@ static void full_loss_delivers_nothing(void **state)
     start(f, &fc, 0);
     send_numbered(f->host[1], FRAMES);
     pump(f, 20);
-    uint32_t ids[FRAMES];
-    assert_int_equal(receive_ids(f->wire[1], ids, FRAMES), 0);
-    struct tlsnic_fwd_stats st;
-    tlsnic_fwd_stats(f->fwd, &st);
+    wire_gets_nothing(f);
+    struct tlsnic_fwd_stats st = fwd_stats(f);
     assert_int_equal(st.dir[TLSNIC_FWD_TO_WIRE].fault_lost, FRAMES);
 }
 
@@ -387,10 +394,8 @@ static void short_and_oversized_frames_are_dropped_and_counted(void **state)
     static uint8_t huge[VNET + TLSNIC_FWD_MAX_FRAME + 100];
     send_frame(f->host[1], huge, sizeof(huge));
     pump(f, 20);
-    uint32_t ids[2];
-    assert_int_equal(receive_ids(f->wire[1], ids, 2), 0);
-    struct tlsnic_fwd_stats st;
-    tlsnic_fwd_stats(f->fwd, &st);
+    wire_gets_nothing(f);
+    struct tlsnic_fwd_stats st = fwd_stats(f);
     assert_int_equal(st.dir[TLSNIC_FWD_TO_WIRE].bad_frames, 2);
 }
 
@@ -464,8 +469,7 @@ static void a_fenced_flows_payload_is_dropped_before_the_device_sees_it(void **s
         arrived++;
     assert_int_equal(arrived, 2);
     assert_int_equal(f->hook_calls[TLSNIC_FWD_TO_WIRE], 2);
-    struct tlsnic_fwd_stats st;
-    tlsnic_fwd_stats(f->fwd, &st);
+    struct tlsnic_fwd_stats st = fwd_stats(f);
     assert_int_equal(st.dir[TLSNIC_FWD_TO_WIRE].fence_drops, 1);
     tlsnic_fwd_free(f->fwd);
     f->fwd = NULL;
@@ -569,8 +573,7 @@ static void check_segments(struct fixture *f, int v6)
     }
     assert_int_equal(read(f->wire[1], frame_buf, sizeof(frame_buf)), -1);
     assert_memory_equal(payload, in + VNET + ip + 20, sizeof(payload));
-    struct tlsnic_fwd_stats st;
-    tlsnic_fwd_stats(f->fwd, &st);
+    struct tlsnic_fwd_stats st = fwd_stats(f);
     assert_int_equal(st.dir[TLSNIC_FWD_TO_WIRE].segmented_frames, 1);
     assert_int_equal(st.dir[TLSNIC_FWD_TO_WIRE].wire_segments, 4);
 }
@@ -617,8 +620,7 @@ static void faults_hit_single_segments(void **state)
     static uint8_t in[VNET + 20 + 20 + 3500];
     send_frame(f->host[1], in, gso_frame(in, 0, 3500, 1000));
     pump(f, 20);
-    struct tlsnic_fwd_stats st;
-    tlsnic_fwd_stats(f->fwd, &st);
+    struct tlsnic_fwd_stats st = fwd_stats(f);
     assert_int_equal(st.dir[TLSNIC_FWD_TO_WIRE].fault_lost, 4);
 }
 
