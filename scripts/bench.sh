@@ -18,12 +18,16 @@
 #
 # Usage: scripts/bench.sh [--quick] [--out DIR] [--cipher aes128|aes256|chacha]
 #                         [--version 1.2|1.3] [--sizes 1457,4096,16384] [--mb N] [--rounds N]
-#                         [--loss "0 0.005 0.02"] [--loss-sizes 16384] [--rate MBIT|0]
+#                         [--loss "0 0.005 0.02"] [--loss-sizes 16384] [--rate MBIT|0] [--pace app|tcp]
 #                         [--paced-mb N] [--cc NAME] [--build DIR] [--seconds S]
 #                         [--background S] [--notsent-lowat BYTES] [--no-profile] [--no-rx]
 # --rate: a second phase runs the network scenarios again, all paced to MBIT Mbit/s (default
 # auto: per record size, half of what the slowest scenario reached in the first phase; 0
 # skips it), so host CPU per byte is compared at equal throughput: the headline.
+# --pace: how that phase paces. app (default): the sender writes until it is 1 ms ahead of
+# the rate's schedule, then sleeps (TCP sends 1 ms bursts). tcp: SO_MAX_PACING_RATE, TCP's
+# own pacing: without an fq qdisc one high-resolution timer per packet, which in this VM
+# made samples of one scenario spread 0.9-7 s/GB (softirq and timer interrupts, not TLS).
 # --seconds: length of every sample of those two phases (default 2; --quick 0.5); the loss
 # phase sends --mb per sample. --background: seconds measured with nothing of the bench
 # running, before each round and size (what else the machine does; default 0.5).
@@ -46,7 +50,7 @@ root=$(pwd)
 cmdline="tlsnic bench${*:+ $*}"
 
 quick=0 out="" cipher=aes128 version=1.2 sizes=1457,4096,16384 mb="" rounds="" loss_rates=""
-loss_sizes="" rate=auto paced_mb="" cc=cubic build=${TLSNIC_BUILD_DIR:-$root/build} seconds=""
+loss_sizes="" rate=auto pace=app paced_mb="" cc=cubic build=${TLSNIC_BUILD_DIR:-$root/build} seconds=""
 background="" lowat=131072 profile=1 rx=1 rx_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -60,6 +64,7 @@ while [ $# -gt 0 ]; do
     --loss) loss_rates=$2; shift ;;
     --loss-sizes) loss_sizes=$2; shift ;;
     --rate) rate=$2; shift ;;
+    --pace) pace=$2; shift ;;
     --paced-mb) paced_mb=$2; shift ;;
     --cc) cc=$2; shift ;;
     --seconds) seconds=$2; shift ;;
@@ -81,6 +86,7 @@ else
   paced_mb=${paced_mb:-30} seconds=${seconds:-2} background=${background:-0.5}
 fi
 out=${out:-$build/bench-results}
+case "$pace" in app | tcp) ;; *) echo "bench.sh: --pace app|tcp" >&2; exit 2 ;; esac
 case "$cipher" in aes128) suite_c="AES-128-GCM" ;; aes256) suite_c="AES-256-GCM" ;; chacha) suite_c="ChaCha20-Poly1305" ;;
   *) echo "bench.sh: --cipher aes128|aes256|chacha" >&2; exit 2 ;; esac
 case "$version" in 1.2 | 1.3) ;; *) echo "bench.sh: --version 1.2|1.3" >&2; exit 2 ;; esac
@@ -163,7 +169,8 @@ if [ "$rate" != 0 ]; then
     if [ "$r" = 0 ]; then echo "bench.sh: no rate for the paced phase at $size B" >&2; continue; fi
     echo "--- scenarios, alternating, $size-byte records, all paced to $r Mbit/s" >&2
     sender --scenarios tcp,ssl,sw,dev,null --sizes "$size" "${paced_len[@]}" --rounds "$rounds" \
-      --background "$background" --rate "$r" --label phase=paced --label rate="$r" \
+      --background "$background" --rate "$r" --pace "$pace" --label phase=paced --label rate="$r" \
+      --label pace="$pace" \
       --label loss=0 --label resync=ckpt || echo "bench.sh: some samples failed (see results)" >&2
   done
 fi
@@ -187,7 +194,7 @@ if [ "$profile" = 1 ] && [ "$quick" = 0 ] && command -v perf >/dev/null; then
   for size in ${sizes//,/ }; do
     echo "--- profile of the host core, $size-byte records (perf, one sample per scenario)" >&2
     args=()
-    [ -z "${paced_rates[$size]:-}" ] || args=(--rate "${paced_rates[$size]}")
+    [ -z "${paced_rates[$size]:-}" ] || args=(--rate "${paced_rates[$size]}" --pace "$pace")
     "$root/bench/eval/profile.sh" "$build" "$out/profile" tcp,null,dev,sw "$size" "${args[@]}" \
       >/dev/null || echo "bench.sh: the profile at $size B failed" >&2
   done

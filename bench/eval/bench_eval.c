@@ -15,7 +15,7 @@
  *   bench_eval send --addr A --port P [--scenarios tcp,ssl,sw,dev,null,evp]
  *       [--sizes 1457,4096,16384] [--mb N] [--rounds N] [--version 1.2|1.3]
  *       [--cipher aes128|aes256|chacha] [--ctl PATH] [--daemon-pid PID]
- *       [--json FILE] [--label K=V]... [--progress] [--io-timeout S] [--rate MBIT]
+ *       [--json FILE] [--label K=V]... [--progress] [--io-timeout S] [--rate MBIT] [--pace app|tcp]
  *       [--cc NAME] [--seconds S] [--host-cpu N] [--device-cpu N] [--recv-pid PID]
  *       [--background S]
  *       In the host namespace. Runs rounds x sizes x scenarios, one connection each, the
@@ -42,8 +42,13 @@
  *       fit; --mb caps them); raw EVP runs that long too. --background S measures, before
  *       the scenarios of each round and size, S seconds in which nothing of the bench runs:
  *       the busy share of both cores that is not ours (bg_host, bg_dev in each sample).
- *       --label adds fixed fields (loss, resync configuration) to every sample. --rate paces every connection to MBIT Mbit/s
- *       (SO_MAX_PACING_RATE), so that all scenarios run at one throughput. --cc sets the
+ *       --label adds fixed fields (loss, resync configuration) to every sample. --rate paces every connection to MBIT Mbit/s,
+ *       so that all scenarios run at one throughput: by default the sender itself (--pace
+ *       app: it writes until it is 1 ms ahead of the rate's schedule, then sleeps to it, so
+ *       TCP sends 1 ms bursts as a server answering requests does); --pace tcp uses
+ *       SO_MAX_PACING_RATE instead, TCP's own pacing, one high-resolution timer per packet
+ *       without an fq qdisc: in a VM its cost is large and erratic (samples of one scenario
+ *       spread 0.9-7 s/GB, softirq and timer interrupts swamping the TLS work). --cc sets the
  *       congestion control of every connection (TCP_CONGESTION before connect; root may pick
  *       any the kernel has). Why it matters: BBR paces inside TCP when there is no fq qdisc,
  *       arming a high-resolution timer for nearly every packet; in a VM each one is a timer
@@ -426,7 +431,8 @@ struct send_opts {
     double seconds;   /* > 0: each sample sends for at least this long (bytes: a cap) */
     double bg_s;      /* > 0: a window this long with nothing of ours running, per group */
     const char *json;
-    double rate_mbit; /* > 0: SO_MAX_PACING_RATE on every connection */
+    double rate_mbit; /* > 0: every connection paced to this rate */
+    int pace_tcp;     /* pacing by SO_MAX_PACING_RATE (1) or by the sender's own sleeps (0) */
     const char *cc;   /* TCP_CONGESTION of every connection; NULL or "": the default */
     int notsent_lowat; /* > 0: TCP_NOTSENT_LOWAT of every connection */
     const char *labels[MAX_LABELS];
@@ -569,7 +575,7 @@ static int connect_scenario(const struct send_opts *o, SSL_CTX *cctx, enum scena
         close(fd);
         return rc;
     }
-    if (o->rate_mbit > 0) {
+    if (o->rate_mbit > 0 && o->pace_tcp) {
         /* TCP's own pacing (no fq needed since Linux 4.13): every scenario at one rate. */
         unsigned long long rate = (unsigned long long)(o->rate_mbit * 1e6 / 8);
         if (setsockopt(fd, SOL_SOCKET, SO_MAX_PACING_RATE, &rate, sizeof(rate)) < 0) {
@@ -753,6 +759,21 @@ static void background(const struct send_opts *o, double *host, double *dev)
 
 /* Records between two looks at the clock in a time-bound sample (a vDSO call each). */
 #define CLOCK_EVERY 32
+/* Application pacing: the sender may run this far ahead of the rate's schedule before it
+ * sleeps (one burst); 1 ms keeps wake-ups at 1 kHz. */
+#define PACE_AHEAD_S 0.001
+
+/* Sleeps until the schedule of rate_mbit catches up with sent bytes, if more than
+ * PACE_AHEAD_S ahead of it. */
+static void pace_to(double t_start, uint64_t sent, double rate_mbit)
+{
+    double due = t_start + (double)sent * 8 / (rate_mbit * 1e6);
+    if (due - now_s() <= PACE_AHEAD_S)
+        return;
+    struct timespec ts = {.tv_sec = (time_t)due, .tv_nsec = (long)((due - (double)(time_t)due) * 1e9)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
 
 /* One network sample: connect, send bytes in records of rec (for at least o->seconds, if
  * set), wait for the receiver's EOF. */
@@ -770,10 +791,14 @@ static int run_net(const struct send_opts *o, SSL_CTX *cctx, struct sample *s)
     window_mark(o, &w0, 0);
     int rc = 0;
     uint64_t sent = 0, cap = s->bytes;
+    int pace_app = o->rate_mbit > 0 && !o->pace_tcp;
+    double t_start = now_s();
     for (unsigned i = 1; sent < cap && rc == 0; i++) {
         size_t len = cap - sent < s->rec ? (size_t)(cap - sent) : s->rec;
         rc = send_chunk(s->sc, fd, ssl, pattern + sent % PATTERN_PERIOD, len);
         sent += len;
+        if (pace_app)
+            pace_to(t_start, sent, o->rate_mbit);
         if (o->seconds > 0 && i % CLOCK_EVERY == 0 && now_s() - w0.t >= o->seconds)
             break;
     }
@@ -1016,7 +1041,7 @@ static void usage(void)
             "                  [--sizes 1457,4096,16384] [--mb N] [--rounds N] [--version 1.2|1.3]\n"
             "                  [--cipher aes128|aes256|chacha] [--ctl PATH] [--daemon-pid PID]\n"
             "                  [--json FILE] [--label K=V]... [--progress] [--timeout S]\n"
-            "                  [--io-timeout S] [--rate MBIT] [--cc NAME] [--seconds S]\n"
+            "                  [--io-timeout S] [--rate MBIT] [--pace app|tcp] [--cc NAME] [--seconds S]\n"
             "                  [--host-cpu N] [--device-cpu N] [--recv-pid PID] [--background S]\n"
             "                  [--notsent-lowat BYTES]\n");
 }
@@ -1086,6 +1111,8 @@ int main(int argc, char **argv)
             timeout_s = atol(v);
         else if (!strcmp(a, "--rate") && v)
             o.rate_mbit = atof(v);
+        else if (!strcmp(a, "--pace") && v && (!strcmp(v, "app") || !strcmp(v, "tcp")))
+            o.pace_tcp = !strcmp(v, "tcp");
         else if (!strcmp(a, "--cc") && v)
             o.cc = v;
         else if (!strcmp(a, "--io-timeout") && v)

@@ -4,7 +4,9 @@
 Usage: readme_results.py OUT_DIR   (from the repository root)
 Replaces what lies between the bench-results markers of README.md with OUT_DIR/results.md
 (chart links pointing at bench/results/) and copies results.md, results.json and the PNGs
-to bench/results/.
+to bench/results/. The receive side's tables (appended to results.md by bench.sh) are not
+put between the markers (README has its own section for them); results-rx.md / .json go
+to bench/results/rx/.
 """
 import os
 import shutil
@@ -24,8 +26,13 @@ def main():
         for f in os.listdir(prof):
             if f.startswith("table-"):
                 shutil.copy(os.path.join(prof, f), os.path.join("bench/results/profile", f))
+    if os.path.exists(os.path.join(out, "results-rx.md")):
+        os.makedirs("bench/results/rx", exist_ok=True)
+        for f in ("results-rx.md", "results-rx.json"):
+            shutil.copy(os.path.join(out, f), os.path.join("bench/results/rx", f))
     with open(os.path.join(out, "results.md")) as f:
-        md = f.read().replace("](host_cpu.png)", "](bench/results/host_cpu.png)")
+        md = f.read().split("\n### Receive side", 1)[0]
+        md = md.replace("](host_cpu.png)", "](bench/results/host_cpu.png)")
         md = md.replace("](throughput.png)", "](bench/results/throughput.png)")
     md = md.replace("](host_cpu_paced.png)", "](bench/results/host_cpu_paced.png)")
     md = md.replace("](profile/", "](bench/results/profile/")

@@ -42,6 +42,16 @@ STEERED_MIN = 0.9        # host-core packets / segments the sender's socket rece
 BG_MAX_SHARE = 0.05      # background busy on a core / the smallest busy time measured there
 ORDER_TOL = 0.02         # paired-ratio slack of the ordering checks (see orderings())
 RATE_REACHED = 0.95      # paced phase: every scenario's median rate / the target rate
+# Unpaced, an ordering is judged only between scenarios whose median rates differ by at most
+# this share of the faster one. There the device core is the bottleneck (99-100 % busy) and
+# sets each scenario's rate; the host's kernel cost per byte depends on the rate (a sender
+# held back longer puts more data in each GSO frame and each wake-up): offload at 5200
+# Mbit/s cost the host less kernel time per byte than plain TCP at 5900 (0.47 vs 0.60 s/GB,
+# same segments per MB), although its kernel work is a superset. At one rate (the paced
+# phase, where every pair is judged) NULL <= offload held (1.025 vs 1.034 s/GB at 4096 B).
+# A 10 % lower rate was enough to put offload 10 % below NULL (4096 B, every round), so
+# pairs further apart than 5 % are not judged.
+RATE_COMPARABLE = 0.05
 # Ordering checks (lower, upper): the upper scenario's host work is a superset of the lower's.
 ORDERINGS = [("tcp", "null"), ("tcp", "dev"), ("tcp", "sw"), ("tcp", "ssl"),
              ("null", "dev"), ("dev", "sw")]
@@ -236,12 +246,19 @@ def validity(meta, phases):
                 r = p.ratio(hi, lo, rec)
                 if not r:
                     continue
+                rate_lo = med([mbps(s) for s in p.cell(lo, rec)])
+                rate_hi = med([mbps(s) for s in p.cell(hi, rec)])
+                apart = (abs(rate_hi - rate_lo) / max(rate_hi, rate_lo)
+                         if rate_lo and rate_hi else 0.0)
                 # Impossible only if every round says so, beyond the slack: the whole
-                # measured spread of the paired ratio lies below 1.
-                violated = max(r) < 1 - ORDER_TOL
-                order_rows.append((p.name, rec, lo, hi, r, violated))
+                # measured spread of the paired ratio lies below 1; unpaced, only between
+                # scenarios at comparable rates (RATE_COMPARABLE).
+                judged = p.name != "main" or apart <= RATE_COMPARABLE
+                violated = judged and max(r) < 1 - ORDER_TOL
+                note = "" if judged else f"not judged: rates {apart:.0%} apart"
+                order_rows.append((p.name, rec, lo, hi, r, violated, note))
     bad_orders = [f"{SCEN_LABEL[hi]} < {SCEN_LABEL[lo]} ({ph}, {rec} B)"
-                  for ph, rec, lo, hi, r, v in order_rows if v]
+                  for ph, rec, lo, hi, r, v, note in order_rows if v]
     checks.append(("no impossible ordering: plain TCP <= every scenario, NULL <= offload <= "
                    "software (beyond the spread of the per-round ratios)",
                    not bad_orders and bool(order_rows), "; ".join(bad_orders) or "none"))
@@ -459,7 +476,10 @@ def main():
 
     summaries = {}
     if paced_p.samples:
-        w(f"### Every scenario paced to one rate ({rate}; SO_MAX_PACING_RATE): host cost per byte "
+        pace = {s.get("pace", "tcp") for s in paced_p.samples}
+        how = ("SO_MAX_PACING_RATE" if pace == {"tcp"} else
+               "the sender sleeps whenever 1 ms ahead of the rate" if pace == {"app"} else "mixed pacing")
+        w(f"### Every scenario paced to one rate ({rate}; {how}): host cost per byte "
           "at equal throughput (the headline)")
         w("")
         summaries["paced"] = phase_table(w, paced_p, evp)
@@ -476,13 +496,15 @@ def main():
         w("")
     if order_rows:
         w("Orderings (host core s/GB, upper / lower scenario per round: an ordering is "
-          f"impossible when every round is below {1 - ORDER_TOL:g}):")
+          f"impossible when every round is below {1 - ORDER_TOL:g}; unpaced, judged only "
+          f"between scenarios whose rates are within {RATE_COMPARABLE:.0%}: there the device "
+          "core sets each rate, and the host's cost per byte depends on it):")
         w("")
         w("| phase | record | upper / lower | per-round ratio | ok |")
         w("|---|---:|---|---:|---|")
-        for ph, rec, lo, hi, r, v in order_rows:
+        for ph, rec, lo, hi, r, v, note in order_rows:
             w(f"| {ph} | {rec} | {SCEN_LABEL[hi]} / {SCEN_LABEL[lo]} | {fmt_range(r, 2)} | "
-              f"{'**impossible**' if v else 'ok'} |")
+              f"{'**impossible**' if v else note or 'ok'} |")
         w("")
     profiles = sorted(f for f in os.listdir(os.path.join(out_dir, "profile"))
                       if f.startswith("table-")) if os.path.isdir(os.path.join(out_dir, "profile")) else []

@@ -106,6 +106,22 @@ def main():
         raise SystemExit(f"FAIL: one round out of order was judged impossible: {failed}")
     print("ok: offload below NULL in one round of three -> still VALID (within the spread)")
 
+    doc = copy.deepcopy(good)  # unpaced, offload below NULL but 20 % slower: not judged
+    for s in doc["samples"]:
+        if s["scenario"] == "dev" and s["phase"] == "main":
+            s["host"]["busy_s"] *= 0.8 * 0.8
+            s["bytes"] = int(s["bytes"] * 0.8)
+    valid, failed, md = judge(report, doc)
+    if not valid or "not judged: rates 20% apart" not in md:
+        raise SystemExit(f"FAIL: an unpaced ordering between different rates was judged: {failed}")
+    print("ok: unpaced, offload below NULL at a 20 % lower rate -> not judged, still VALID")
+
+    doc = copy.deepcopy(good)  # unpaced, offload below NULL at the same rate: judged
+    for s in doc["samples"]:
+        if s["scenario"] == "dev" and s["phase"] == "main":
+            s["host"]["busy_s"] *= 0.8
+    expect_invalid(report, doc, "no impossible ordering", "unpaced offload below NULL at one rate")
+
     doc = copy.deepcopy(good)  # a scenario cheaper than plain TCP
     for s in doc["samples"]:
         if s["scenario"] == "ssl" and s["phase"] == "main":
