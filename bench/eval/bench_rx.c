@@ -24,9 +24,10 @@
  *              checked.
  *       Every received byte is checked against the pattern. Each sample, one JSON object per
  *       line appended to --json: from the request to EOF, the bytes, the receiver's user
- *       and system CPU (getrusage), the busy time of core --cpu (/proc/stat: user, nice,
- *       system, irq, softirq: the receiver with the kernel's receive processing when it is
- *       steered there), tlsnicd's CPU, the device's RX counter deltas and the host's RX
+ *       and system CPU (getrusage), the busy time of core --cpu (eval_cpu.h, the sending
+ *       side's accounting: everything the core did, the receiver with the kernel's receive
+ *       processing steered there; idle in ns when the receiver is pinned to that core),
+ *       tlsnicd's CPU, the device's RX counter deltas and the host's RX
  *       counter deltas (records the device verified, bytes the host decrypted, resync
  *       distances). --rate has the sender pace every connection to MBIT Mbit/s, so that the
  *       scenarios are compared at one throughput (the kernel's receive work per byte depends
@@ -54,6 +55,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "eval_cpu.h"
 #include "tlsnic/attach.h"
 #include "tlsnic/ctl_client.h"
 #include "tlsnic/keyexport.h"
@@ -306,28 +308,13 @@ static int dev_read(const char *ctl, uint64_t *vals)
     return 0;
 }
 
-/* Busy seconds of core cpu (user, nice, system, irq, softirq) from /proc/stat. */
-static double core_busy(int cpu)
+/* Busy seconds of core cpu between two snapshots (eval_cpu.h); 0 if unknown. */
+static double core_busy_between(const struct eval_snap *a, const struct eval_snap *b, int cpu)
 {
-    if (cpu < 0)
+    struct eval_core c;
+    if (cpu < 0 || eval_core_between(a, b, cpu, &c) < 0)
         return 0;
-    FILE *f = fopen("/proc/stat", "re");
-    if (!f)
-        return 0;
-    char line[512], want[16];
-    snprintf(want, sizeof(want), "cpu%d ", cpu);
-    double busy = 0;
-    while (fgets(line, sizeof(line), f)) {
-        unsigned long long u, n, s, idle, io, irq, sirq;
-        if (strncmp(line, want, strlen(want)) == 0 &&
-            sscanf(line + strlen(want), "%llu %llu %llu %llu %llu %llu %llu", &u, &n, &s, &idle,
-                   &io, &irq, &sirq) == 7) {
-            busy = (double)(u + n + s + irq + sirq) / (double)sysconf(_SC_CLK_TCK);
-            break;
-        }
-    }
-    fclose(f);
-    return busy;
+    return c.busy_s;
 }
 
 static double daemon_cpu(int pid)
@@ -455,7 +442,9 @@ static int run_sample(SSL_CTX *ctx, const struct recv_opts *o, enum scenario sc,
         h0[i] = tlsnic_stat_get(host_counters[i]);
     struct rusage r0, r1;
     getrusage(RUSAGE_SELF, &r0);
-    double t0 = now_s(), b0 = core_busy(o->cpu), dc0 = daemon_cpu(o->daemon_pid);
+    struct eval_snap snap0, snap1;
+    int have_snaps = eval_snap_take(&snap0) == 0;
+    double t0 = now_s(), dc0 = daemon_cpu(o->daemon_pid);
     uint64_t off = 0;
     int ok = 1;
     while (rc == 0) {
@@ -483,7 +472,8 @@ static int run_sample(SSL_CTX *ctx, const struct recv_opts *o, enum scenario sc,
     }
     s->wall = now_s() - t0;
     getrusage(RUSAGE_SELF, &r1);
-    s->busy = core_busy(o->cpu) - b0;
+    have_snaps = have_snaps && eval_snap_take(&snap1) == 0;
+    s->busy = have_snaps ? core_busy_between(&snap0, &snap1, o->cpu) : 0;
     s->daemon = daemon_cpu(o->daemon_pid) - dc0;
     s->user = tv_s(r1.ru_utime) - tv_s(r0.ru_utime);
     s->sys = tv_s(r1.ru_stime) - tv_s(r0.ru_stime);

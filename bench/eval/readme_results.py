@@ -18,7 +18,7 @@ START, END = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
 def main():
     out = sys.argv[1]
     os.makedirs("bench/results", exist_ok=True)
-    for f in ("results.md", "results.json", "host_cpu.png", "throughput.png", "host_cpu_paced.png"):
+    for f in ("results.json", "host_cpu.png", "throughput.png", "host_cpu_paced.png"):
         shutil.copy(os.path.join(out, f), os.path.join("bench/results", f))
     prof = os.path.join(out, "profile")
     if os.path.isdir(prof):
@@ -32,8 +32,10 @@ def main():
             shutil.copy(os.path.join(out, f), os.path.join("bench/results/rx", f))
     with open(os.path.join(out, "results.md")) as f:
         md = f.read().split("\n### Receive side", 1)[0]
-        md = md.replace("](host_cpu.png)", "](bench/results/host_cpu.png)")
-        md = md.replace("](throughput.png)", "](bench/results/throughput.png)")
+    with open("bench/results/results.md", "w") as f:
+        f.write(md.rstrip("\n") + "\n\nThe receive side: [rx/results-rx.md](rx/results-rx.md).\n")
+    md = md.replace("](host_cpu.png)", "](bench/results/host_cpu.png)")
+    md = md.replace("](throughput.png)", "](bench/results/throughput.png)")
     md = md.replace("](host_cpu_paced.png)", "](bench/results/host_cpu_paced.png)")
     md = md.replace("](profile/", "](bench/results/profile/")
     md = md.replace("### ", "#### ")

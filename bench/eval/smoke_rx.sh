@@ -34,7 +34,7 @@ jq -e '[.samples[] | select(.scenario == "dev" and .ok) | .dev.rx_tls_decrypted_
   || fail "results-rx.json: a dev sample without device decryption"
 jq -e '[.samples[] | select(.phase == "loss")] | length == 4' "$out/results-rx.json" >/dev/null \
   || fail "results-rx.json: not 4 loss samples"
-grep -q '^| record | scenario | Mbit/s | host CPU s/GB' "$out/results-rx.md" || fail "results-rx.md: no CPU table"
+grep -q '^| record | scenario | Mbit/s | host core s/GB' "$out/results-rx.md" || fail "results-rx.md: no CPU table"
 grep -q '^| loss | record | Mbit/s | records device-verified' "$out/results-rx.md" || fail "results-rx.md: no loss table"
 grep -q '^| target | record | measured | met? |' "$out/results-rx.md" || fail "results-rx.md: no targets table"
 echo "PASS: receive-side bench outputs well formed ($(jq '.samples | length' "$out/results-rx.json") samples)"
