@@ -670,11 +670,13 @@ static void usage(FILE *to)
             "           an HTTPS client on the tlsnic socket layer (the download direction):\n"
             "           libssl handshake, keys exported, the socket handed to tlsnic; RX in\n"
             "           device mode when tlsnicd ($TLSNIC_CTL) takes the flow: the device\n"
-            "           decrypts what the host receives. One line with the modes and what came\n"
+            "           decrypts what the host receives. One line with the modes and what\n"
+            "           came in (HTTP status, bytes, Mbit/s)\n"
             "  bench    the paper's evaluation through tlsnicd (root): scripts/bench.sh,\n"
             "           options passed on (--quick, --cipher, --version, ...; see --help);\n"
-            "           then the receive side (scripts/bench-rx.sh: receiver CPU per byte\n"
-            "           with RX offload, device-decrypted share by loss rate; --no-rx skips it)\n"
+            "           then the receive side (scripts/bench-rx.sh: receiving host CPU per\n"
+            "           byte with RX offload, device-decrypted share by loss rate; --no-rx\n"
+            "           skips it)\n"
             "  help     this text (also -h, --help)\n");
 }
 
