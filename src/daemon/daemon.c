@@ -88,15 +88,46 @@ static int parse_rate(const char *text, uint32_t *ppm)
     return 0;
 }
 
-static void usage(void)
+static void usage_to(FILE *out)
 {
-    fprintf(stderr,
+    fprintf(out,
             "usage: tlsnicd --host-ns NS --wire-ns NS [--host-if IF] [--wire-if IF] [--ctl PATH]\n"
             "               [--pcap-host FILE] [--pcap-wire FILE] [--loss R] [--reorder R]\n"
             "               [--dup R] [--seed N] [--fault-dir both|tx|rx] [--ready-file F]\n"
             "               [--stats-file F] [--state-file F] [--wire-segments]\n"
             "               [--no-checkpoints] [--finish-timeout SECONDS]\n"
-            "       tlsnicd stats --ctl PATH\n");
+            "       tlsnicd stats --ctl PATH   the running daemon's counters\n"
+            "       tlsnicd --help\n");
+}
+
+static void help(void)
+{
+    usage_to(stdout);
+    fputs("\nThe TLS offload device in the packet path between two network namespaces:\n"
+          "frames from the host's TUN (--host-if in --host-ns, default tlsnic-h) pass the\n"
+          "device model and go out on the wire's TUN (--wire-if in --wire-ns, default\n"
+          "tlsnic-p), and back.\n"
+          "  --ctl PATH            control socket hosts offload their flows through\n"
+          "  --pcap-host, --pcap-wire FILE   capture each side (a FIFO works)\n"
+          "  --loss, --reorder, --dup R      faults on the wire, R a fraction (0.02 = 2 %)\n"
+          "  --seed N              the faults' random seed\n"
+          "  --fault-dir both|tx|rx          which direction the faults hit (default both)\n"
+          "  --ready-file F        written once the daemon forwards and answers\n"
+          "  --stats-file F        the counters, written at exit (SIGUSR1: to stderr)\n"
+          "  --state-file F        offloaded flows (no keys) kept across restarts: at start\n"
+          "                        they are fenced until their host adds them again\n"
+          "                        (default with --ctl: PATH.state)\n"
+          "  --wire-segments       the wire carries MSS-sized segments (software TSO)\n"
+          "  --no-checkpoints      resync retransmissions from the host's record store only\n"
+          "  --finish-timeout S    how long a flow its application closed may take to send\n"
+          "                        what it has queued before a reset (default 60)\n"
+          "SIGTERM or SIGINT stop it.\n",
+          stdout);
+}
+
+static void usage(void)
+{
+    usage_to(stderr);
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -457,6 +488,10 @@ int tlsnic_daemon_main(int argc, char **argv, const struct tlsnic_daemon_stand_i
 {
     if (argc >= 2 && strcmp(argv[1], "stats") == 0)
         return stats_command(argc, argv);
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        help();
+        return 0;
+    }
     struct options o;
     if (parse_options(argc, argv, &o) < 0)
         return 2;
