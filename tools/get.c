@@ -43,6 +43,7 @@
 #include "tlsnic/keyexport.h"
 #include "tlsnic/ktls.h"
 #include "tlsnic/record.h"
+#include "host_stats.h"
 
 #define IO_TIMEOUT_S 30
 #define HEAD_MAX 4096
@@ -172,25 +173,6 @@ static void mode_text(int fd, enum tlsnic_dir dir, char *buf, size_t cap)
         snprintf(buf, cap, "sw (%s: %s)", tlsnic_sw_reason_name(mi.reason), strerror(-mi.dev_errno));
     else
         snprintf(buf, cap, "sw (%s)", tlsnic_sw_reason_name(mi.reason));
-}
-
-static void write_host_stats(void)
-{
-    const char *path = getenv("TLSNIC_STATS_FILE");
-    if (path == NULL || path[0] == '\0')
-        return;
-    char text[4096], tmp[4096];
-    int n = tlsnic_stats_format(text, sizeof(text));
-    int t = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if (n <= 0 || t < 0 || (size_t)t >= sizeof(tmp))
-        return;
-    FILE *f = fopen(tmp, "we");
-    if (f == NULL)
-        return;
-    int ok = fwrite(text, 1, (size_t)n, f) == (size_t)n;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0)
-        unlink(tmp);
 }
 
 static double now_s(void)
@@ -332,7 +314,9 @@ int tlsnic_cmd_get(int argc, char **argv)
     double took = now_s() - start;
     if (fd >= 0)
         tlsnic_close(fd);
-    write_host_stats();
+    int stats_err = tlsnic_write_host_stats();
+    if (stats_err < 0)
+        fprintf(stderr, "tlsnic get: TLSNIC_STATS_FILE: %s\n", strerror(-stats_err));
     if (out_fd >= 0 && close(out_fd) < 0 && rc == 0)
         rc = -errno;
     printf("tlsnic get: %s:%s %s %s, TX %s, RX %s: ", o.addr, o.port, version, cipher, tx_mode,

@@ -44,6 +44,7 @@
 #include "tlsnic/keyexport.h"
 #include "tlsnic/ktls.h"
 #include "tlsnic/record.h"
+#include "host_stats.h"
 #include "selfcert.h"
 
 #define CERT_CN "tlsnic-serve"
@@ -442,27 +443,6 @@ static int serve_request(int fd, const struct serve_opts *o, int file_fd, off_t 
     return rc < 0 ? conn_fail(r, "sendfile", rc) : 0;
 }
 
-/* The host counters where the preload library would write them (TLSNIC_STATS_FILE). */
-static void write_host_stats(void)
-{
-    const char *path = getenv("TLSNIC_STATS_FILE");
-    if (path == NULL || path[0] == '\0')
-        return;
-    char text[4096], tmp[4096];
-    int n = tlsnic_stats_format(text, sizeof(text));
-    int t = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if (n <= 0 || t < 0 || (size_t)t >= sizeof(tmp))
-        return;
-    FILE *f = fopen(tmp, "we");
-    if (f == NULL)
-        return;
-    int ok = fwrite(text, 1, (size_t)n, f) == (size_t)n;
-    ok = fclose(f) == 0 && ok;
-    /* rename: a reader never sees half a file */
-    if (!ok || rename(tmp, path) != 0)
-        unlink(tmp);
-}
-
 static int serve_connection(SSL_CTX *ctx, int fd, const struct serve_opts *o, int file_fd,
                             off_t size, unsigned long number)
 {
@@ -479,11 +459,13 @@ static int serve_connection(SSL_CTX *ctx, int fd, const struct serve_opts *o, in
         rc = handshake_and_hand_over(ctx, fd, &r);
     if (rc == 0)
         rc = serve_request(fd, o, file_fd, size, &r);
-    /* In device mode the close waits (bounded) until the peer acknowledged everything,
-     * before the device lets go of the flow (src/host/dev.c, tlsnic_dev_tx_linger). */
+    /* close returns at once; in device mode the device's end of the flow is finished in
+     * the background (src/host/closer.c). */
     if (tlsnic_close(fd) < 0 && rc == 0)
         rc = conn_fail(&r, "close", -errno);
-    write_host_stats();
+    int stats_err = tlsnic_write_host_stats();
+    if (stats_err < 0)
+        fprintf(stderr, "tlsnic serve: TLSNIC_STATS_FILE: %s\n", strerror(-stats_err));
     printf("tlsnic serve: #%lu %s %s %s, TX %s, RX %s: ", number, r.peer, r.version, r.cipher,
            r.tx_mode, r.rx_mode);
     if (r.status != 0)

@@ -1,7 +1,7 @@
 /*
- * Test support: whole-buffer and whole-record I/O on a stream fd, bounded in time so a
- * peer that never answers fails the test instead of hanging it. Works on blocking and
- * non-blocking fds. Library: tlsnic_testutil.
+ * Whole-buffer and whole-record I/O on a stream fd for tools and tests, bounded in time
+ * so a peer that never answers fails the call instead of hanging it. Works on blocking and
+ * non-blocking fds. Library: tlsnic_toolkit (tools/lib).
  */
 #ifndef TLSNIC_TEST_FD_IO_H
 #define TLSNIC_TEST_FD_IO_H
