@@ -135,6 +135,21 @@ static void make_key(struct flow_key *k, const struct tlsnic_flow *flow, enum tl
     memcpy(k->remote, flow->remote, alen);
 }
 
+/* The key of a frame's flow: the host's end is the source of a frame going to the wire
+ * and the destination of one coming to the host. */
+static void make_key_of_frame(struct flow_key *k, const struct tlsnic_frame *fr,
+                              enum tlsnic_dir dir, int to_wire)
+{
+    memset(k, 0, sizeof(*k));
+    k->family = fr->family;
+    k->dir = (uint8_t)dir;
+    k->local_port = to_wire ? fr->sport : fr->dport;
+    k->remote_port = to_wire ? fr->dport : fr->sport;
+    size_t alen = fr->family == AF_INET ? 4 : 16;
+    memcpy(k->local, to_wire ? fr->src : fr->dst, alen);
+    memcpy(k->remote, to_wire ? fr->dst : fr->src, alen);
+}
+
 /*
  * Seeded multiply-xorshift hash of the key. The seed is random per device, so which flows
  * share a bucket cannot be chosen from outside (no hash flooding by choice); chains are
@@ -983,14 +998,7 @@ int tlsnic_nic_tx(tlsnic_nic *nic, struct tlsnic_pkt *pkt)
     if (kind != TLSNIC_FRAME_TCP || nic->nflows == 0)
         return TLSNIC_PASS;
     struct flow_key k;
-    memset(&k, 0, sizeof(k));
-    k.family = fr.family;
-    k.dir = TLSNIC_DIR_RX;
-    k.local_port = fr.sport;
-    k.remote_port = fr.dport;
-    size_t alen = fr.family == AF_INET ? 4 : 16;
-    memcpy(k.local, fr.src, alen);
-    memcpy(k.remote, fr.dst, alen);
+    make_key_of_frame(&k, &fr, TLSNIC_DIR_RX, 1);
     struct slot *s;
     if (nic->n_rx && (fr.flags & TLSNIC_TCP_ACK) && (s = lookup_pkt(nic, &k)) && s->r)
         nic_rx_ack(s->r, fr.ack); /* the host's ACK of what the RX flow carried to it */
@@ -1060,14 +1068,7 @@ int tlsnic_nic_rx_pkt(tlsnic_nic *nic, struct tlsnic_pkt *pkt)
     if (kind != TLSNIC_FRAME_TCP)
         return TLSNIC_PASS;
     struct flow_key k;
-    memset(&k, 0, sizeof(k));
-    k.family = fr.family;
-    k.dir = TLSNIC_DIR_TX;
-    k.local_port = fr.dport;
-    k.remote_port = fr.sport;
-    size_t alen = fr.family == AF_INET ? 4 : 16;
-    memcpy(k.local, fr.dst, alen);
-    memcpy(k.remote, fr.src, alen);
+    make_key_of_frame(&k, &fr, TLSNIC_DIR_TX, 0);
     struct slot *s;
     if ((fr.flags & TLSNIC_TCP_ACK) && nic->nflows > nic->n_rx && (s = lookup_pkt(nic, &k)) && s->f)
         ack_trim(s->f, fr.ack);
@@ -1088,14 +1089,7 @@ int tlsnic_nic_rx(tlsnic_nic *nic, const uint8_t *frame, size_t len)
         !(fr.flags & TLSNIC_TCP_ACK))
         return TLSNIC_PASS;
     struct flow_key k;
-    memset(&k, 0, sizeof(k));
-    k.family = fr.family;
-    k.dir = TLSNIC_DIR_TX;
-    k.local_port = fr.dport;
-    k.remote_port = fr.sport;
-    size_t alen = fr.family == AF_INET ? 4 : 16;
-    memcpy(k.local, fr.dst, alen);
-    memcpy(k.remote, fr.src, alen);
+    make_key_of_frame(&k, &fr, TLSNIC_DIR_TX, 0);
     struct slot *s = lookup_pkt(nic, &k);
     if (s)
         ack_trim(s->f, fr.ack);
