@@ -83,6 +83,7 @@
 
 #include "eval.h"
 #include "eval_cpu.h"
+#include "eval_net.h"
 #include "tlsnic/attach.h"
 #include "tlsnic/ctl_client.h"
 #include "tlsnic/keyexport.h"
@@ -123,37 +124,7 @@ static void pattern_init(void)
         pattern[i] = (uint8_t)(i % PATTERN_PERIOD);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static long io_timeout_s = IO_TIMEOUT_S_DEFAULT;
-
-static int set_timeouts(int fd)
-{
-    struct timeval tv = {.tv_sec = io_timeout_s};
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
-        return -errno;
-    return 0;
-}
-
-static int resolve(const char *addr, int port, int passive, struct addrinfo **out)
-{
-    char portstr[16];
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | (passive ? AI_PASSIVE : 0)};
-    int rc = getaddrinfo(addr, portstr, &hints, out);
-    if (rc != 0) {
-        fprintf(stderr, "bench_eval: %s:%d: %s\n", addr, port, gai_strerror(rc));
-        return -EINVAL;
-    }
-    return 0;
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* TLS contexts.                                                                              */
@@ -366,7 +337,7 @@ static int do_recv(const char *addr, int port, int verify, int version, uint16_t
     struct pollfd pfd[N_PORTS];
     for (int k = 0; k < N_PORTS; k++) {
         struct addrinfo *ai;
-        if (resolve(addr, port + k, 1, &ai) < 0)
+        if (eval_resolve(addr, port + k, 1, &ai) < 0)
             return 1;
         int ls = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         int one = 1;
@@ -393,7 +364,7 @@ static int do_recv(const char *addr, int port, int verify, int version, uint16_t
             if (fd < 0)
                 continue;
             uint64_t bytes = 0;
-            int rc = set_timeouts(fd);
+            int rc = eval_set_timeouts(fd, io_timeout_s);
             if (rc == 0) {
                 if (k == PORT_TLS)
                     rc = recv_tls(ctx, fd, verify, &bytes);
@@ -550,7 +521,7 @@ static int connect_scenario(const struct send_opts *o, SSL_CTX *cctx, enum scena
 {
     int port = o->port + (sc == S_TCP ? PORT_TCP : sc == S_NULL ? PORT_NULL : PORT_TLS);
     struct addrinfo *ai;
-    int rc = resolve(o->addr, port, 0, &ai);
+    int rc = eval_resolve(o->addr, port, 0, &ai);
     if (rc < 0)
         return rc;
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -558,7 +529,7 @@ static int connect_scenario(const struct send_opts *o, SSL_CTX *cctx, enum scena
      * (BBR's pacing stays on). */
     int cc_failed = fd >= 0 && o->cc != NULL && o->cc[0] != '\0' &&
                     setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, o->cc, (socklen_t)strlen(o->cc)) < 0;
-    if (fd < 0 || cc_failed || set_timeouts(fd) < 0 ||
+    if (fd < 0 || cc_failed || eval_set_timeouts(fd, io_timeout_s) < 0 ||
         connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
         rc = -errno;
         if (cc_failed)
@@ -661,11 +632,6 @@ static int send_chunk(enum scenario sc, int fd, SSL *ssl, const uint8_t *buf, si
     return done == len ? 0 : -EIO;
 }
 
-static double tv_s(struct timeval tv)
-{
-    return (double)tv.tv_sec + (double)tv.tv_usec * 1e-6;
-}
-
 static double process_cpu_s(void)
 {
     struct timespec ts;
@@ -709,22 +675,22 @@ static void window_mark(const struct send_opts *o, struct window *w, int closing
     /* Closing: the clock first, then what is read about it; opening: the reverse, so the
      * reads themselves stay outside the window as far as possible. */
     if (closing)
-        w->t = now_s();
+        w->t = eval_now_s();
     w->recv_s = pid_cpu_s(o->recv_pid);
     w->have_daemon = daemon_cpu_read(o->daemon_pid, &w->daemon) == 0;
     w->have_snap = o->host_cpu >= 0 && eval_snap_take(&w->snap) == 0;
     getrusage(RUSAGE_SELF, &w->ru);
     w->proc_s = process_cpu_s();
     if (!closing)
-        w->t = now_s();
+        w->t = eval_now_s();
 }
 
 static void window_fill(const struct send_opts *o, const struct window *a, const struct window *b,
                         struct sample *s)
 {
     s->wall_s = b->t - a->t;
-    s->user_s = tv_s(b->ru.ru_utime) - tv_s(a->ru.ru_utime);
-    s->sys_s = tv_s(b->ru.ru_stime) - tv_s(a->ru.ru_stime);
+    s->user_s = eval_tv_s(b->ru.ru_utime) - eval_tv_s(a->ru.ru_utime);
+    s->sys_s = eval_tv_s(b->ru.ru_stime) - eval_tv_s(a->ru.ru_stime);
     s->proc_s = b->proc_s - a->proc_s;
     s->recv_cpu_s = b->recv_s - a->recv_s;
     if (a->have_daemon && b->have_daemon) {
@@ -768,7 +734,7 @@ static void background(const struct send_opts *o, double *host, double *dev)
 static void pace_to(double t_start, uint64_t sent, double rate_mbit)
 {
     double due = t_start + (double)sent * 8 / (rate_mbit * 1e6);
-    if (due - now_s() <= PACE_AHEAD_S)
+    if (due - eval_now_s() <= PACE_AHEAD_S)
         return;
     struct timespec ts = {.tv_sec = (time_t)due, .tv_nsec = (long)((due - (double)(time_t)due) * 1e9)};
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
@@ -792,14 +758,14 @@ static int run_net(const struct send_opts *o, SSL_CTX *cctx, struct sample *s)
     int rc = 0;
     uint64_t sent = 0, cap = s->bytes;
     int pace_app = o->rate_mbit > 0 && !o->pace_tcp;
-    double t_start = now_s();
+    double t_start = eval_now_s();
     for (unsigned i = 1; sent < cap && rc == 0; i++) {
         size_t len = cap - sent < s->rec ? (size_t)(cap - sent) : s->rec;
         rc = send_chunk(s->sc, fd, ssl, pattern + sent % PATTERN_PERIOD, len);
         sent += len;
         if (pace_app)
             pace_to(t_start, sent, o->rate_mbit);
-        if (o->seconds > 0 && i % CLOCK_EVERY == 0 && now_s() - w0.t >= o->seconds)
+        if (o->seconds > 0 && i % CLOCK_EVERY == 0 && eval_now_s() - w0.t >= o->seconds)
             break;
     }
     s->bytes = sent;
@@ -868,7 +834,7 @@ static int run_evp(const struct send_opts *o, struct sample *s)
     snprintf(s->mode, sizeof(s->mode), "%s", EVP_CIPHER_get0_name(ciph));
     struct rusage r0, r1;
     getrusage(RUSAGE_SELF, &r0);
-    double t0 = now_s(), c0 = process_cpu_s();
+    double t0 = eval_now_s(), c0 = process_cpu_s();
     int ok = 1;
     /* Whole passes over the sample's bytes until the sample's time has gone by (a pass
      * over 150 MB takes ~30 ms here: too short to time against the machine's noise). */
@@ -891,7 +857,7 @@ static int run_evp(const struct send_opts *o, struct sample *s)
             done += len;
         }
         total += pass_bytes;
-        t1 = now_s();
+        t1 = eval_now_s();
     }
     s->bytes = total;
     s->proc_s = process_cpu_s() - c0;
@@ -899,8 +865,8 @@ static int run_evp(const struct send_opts *o, struct sample *s)
     EVP_CIPHER_CTX_free(c);
     EVP_CIPHER_free(ciph);
     s->wall_s = t1 - t0;
-    s->user_s = tv_s(r1.ru_utime) - tv_s(r0.ru_utime);
-    s->sys_s = tv_s(r1.ru_stime) - tv_s(r0.ru_stime);
+    s->user_s = eval_tv_s(r1.ru_utime) - eval_tv_s(r0.ru_utime);
+    s->sys_s = eval_tv_s(r1.ru_stime) - eval_tv_s(r0.ru_stime);
     s->ok = ok;
     return ok ? 0 : -EIO;
 }

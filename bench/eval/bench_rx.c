@@ -56,6 +56,7 @@
 #include <openssl/x509.h>
 
 #include "eval_cpu.h"
+#include "eval_net.h"
 #include "tlsnic/attach.h"
 #include "tlsnic/ctl_client.h"
 #include "tlsnic/keyexport.h"
@@ -89,31 +90,6 @@ static const enum tlsnic_stat host_counters[] = {
 
 static uint8_t pattern[MAX_REC + PERIOD];
 static uint8_t buf[BUF_LEN];
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int set_timeouts(int fd)
-{
-    struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
-        return -errno;
-    return 0;
-}
-
-static int resolve(const char *addr, int port, int passive, struct addrinfo **out)
-{
-    char ps[16];
-    snprintf(ps, sizeof(ps), "%d", port);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | (passive ? AI_PASSIVE : 0)};
-    return getaddrinfo(addr, ps, &hints, out) == 0 ? 0 : -EINVAL;
-}
 
 static void put_le(uint8_t *p, uint64_t v, int n)
 {
@@ -185,7 +161,7 @@ static void serve_one(SSL_CTX *ctx, int fd, int tls)
 {
     SSL *ssl = NULL;
     uint8_t req[16];
-    if (set_timeouts(fd) < 0)
+    if (eval_set_timeouts(fd, IO_TIMEOUT_S) < 0)
         return;
     if (tls) {
         ssl = SSL_new(ctx);
@@ -225,7 +201,7 @@ static int do_serve(const char *addr, int port)
     for (int k = 0; k < 2; k++) {
         struct addrinfo *ai;
         int one = 1;
-        if (resolve(addr, port + k, 1, &ai) < 0)
+        if (eval_resolve(addr, port + k, 1, &ai) < 0)
             return 1;
         ls[k] = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (ls[k] < 0 || setsockopt(ls[k], SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
@@ -336,10 +312,10 @@ static double daemon_cpu(int pid)
 static int connect_to(const struct recv_opts *o, int port)
 {
     struct addrinfo *ai;
-    if (resolve(o->addr, port, 0, &ai) < 0)
+    if (eval_resolve(o->addr, port, 0, &ai) < 0)
         return -EINVAL;
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int err = fd < 0 ? -errno : set_timeouts(fd);
+    int err = fd < 0 ? -errno : eval_set_timeouts(fd, IO_TIMEOUT_S);
     if (err == 0 && o->cc && o->cc[0] &&
         setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, o->cc, (socklen_t)strlen(o->cc)) < 0)
         err = -errno;
@@ -372,11 +348,6 @@ static int check(const uint8_t *p, size_t n, uint64_t *off)
         *off += l;
     }
     return 1;
-}
-
-static double tv_s(struct timeval tv)
-{
-    return (double)tv.tv_sec + (double)tv.tv_usec * 1e-6;
 }
 
 static int run_sample(SSL_CTX *ctx, const struct recv_opts *o, enum scenario sc, size_t rec,
@@ -444,7 +415,7 @@ static int run_sample(SSL_CTX *ctx, const struct recv_opts *o, enum scenario sc,
     getrusage(RUSAGE_SELF, &r0);
     struct eval_snap snap0, snap1;
     int have_snaps = eval_snap_take(&snap0) == 0;
-    double t0 = now_s(), dc0 = daemon_cpu(o->daemon_pid);
+    double t0 = eval_now_s(), dc0 = daemon_cpu(o->daemon_pid);
     uint64_t off = 0;
     int ok = 1;
     while (rc == 0) {
@@ -470,13 +441,13 @@ static int run_sample(SSL_CTX *ctx, const struct recv_opts *o, enum scenario sc,
             continue;
         rc = -errno;
     }
-    s->wall = now_s() - t0;
+    s->wall = eval_now_s() - t0;
     getrusage(RUSAGE_SELF, &r1);
     have_snaps = have_snaps && eval_snap_take(&snap1) == 0;
     s->busy = have_snaps ? core_busy_between(&snap0, &snap1, o->cpu) : 0;
     s->daemon = daemon_cpu(o->daemon_pid) - dc0;
-    s->user = tv_s(r1.ru_utime) - tv_s(r0.ru_utime);
-    s->sys = tv_s(r1.ru_stime) - tv_s(r0.ru_stime);
+    s->user = eval_tv_s(r1.ru_utime) - eval_tv_s(r0.ru_utime);
+    s->sys = eval_tv_s(r1.ru_stime) - eval_tv_s(r0.ru_stime);
     s->bytes = off;
     if (sc == S_DEV) {
         uint64_t d1[N_DEV];
