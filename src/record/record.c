@@ -601,9 +601,12 @@ static int strip_tls13_padding(const uint8_t *inner, size_t inner_len, uint8_t *
     return 0;
 }
 
-/* Opens rec as record number rec_seq; the key's counter is the callers' business. */
-static int open_as(tlsnic_rec_key *key, uint64_t rec_seq, uint8_t *rec, size_t rec_len,
-                   uint8_t *content_type, uint8_t **content, size_t *content_len)
+/* The arguments of an open checked, and rec_len checked to be exactly one whole record:
+ * the record's data length (after the header), or -EINVAL / -EBADMSG (truncated, or
+ * trailing bytes that belong to no record) / check_header's error. */
+static int whole_record_len(const tlsnic_rec_key *key, const uint8_t *rec, size_t rec_len,
+                            const uint8_t *content_type, uint8_t *const *content,
+                            const size_t *content_len)
 {
     if (key == NULL || rec == NULL || content_type == NULL || content == NULL ||
         content_len == NULL)
@@ -614,7 +617,17 @@ static int open_as(tlsnic_rec_key *key, uint64_t rec_seq, uint8_t *rec, size_t r
     if (data_len < 0)
         return data_len;
     if (rec_len != TLSNIC_REC_HDR_LEN + (size_t)data_len)
-        return -EBADMSG; /* truncated, or trailing bytes that belong to no record */
+        return -EBADMSG;
+    return data_len;
+}
+
+/* Opens rec as record number rec_seq; the key's counter is the callers' business. */
+static int open_as(tlsnic_rec_key *key, uint64_t rec_seq, uint8_t *rec, size_t rec_len,
+                   uint8_t *content_type, uint8_t **content, size_t *content_len)
+{
+    int data_len = whole_record_len(key, rec, rec_len, content_type, content, content_len);
+    if (data_len < 0)
+        return data_len;
 
     int rc = key->ccm ? 0 : key_evp_for(key, 0);
     if (rc < 0)
@@ -682,16 +695,9 @@ int tlsnic_rec_open_at(tlsnic_rec_key *key, uint64_t rec_seq, uint8_t *rec, size
 static int accept_content(tlsnic_rec_key *key, uint8_t *rec, size_t rec_len,
                           uint8_t *content_type, uint8_t **content, size_t *content_len)
 {
-    if (key == NULL || rec == NULL || content_type == NULL || content == NULL ||
-        content_len == NULL)
-        return -EINVAL;
-    if (rec_len < TLSNIC_REC_HDR_LEN)
-        return -EBADMSG;
-    int data_len = check_header(key, rec);
+    int data_len = whole_record_len(key, rec, rec_len, content_type, content, content_len);
     if (data_len < 0)
         return data_len;
-    if (rec_len != TLSNIC_REC_HDR_LEN + (size_t)data_len)
-        return -EBADMSG;
     uint8_t *body = rec + TLSNIC_REC_HDR_LEN + key->explicit_nonce_len;
     size_t body_len = (size_t)data_len - key->explicit_nonce_len - TLSNIC_REC_TAG_LEN;
     if (key->version == TLS_1_3_VERSION) {
