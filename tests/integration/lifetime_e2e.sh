@@ -192,7 +192,7 @@ daemon_restart)
   [ -s ctl.sock.state ] || fail "no default state file next to the control socket"
   sleep 0.3
   start_daemon
-  daemon_log 2 | grep -q '1 offloaded TX flow(s) fenced' || fail "the restarted daemon fenced nothing: $(daemon_log 2 | head -4)"
+  grep -q '1 offloaded TX flow(s) fenced' <<<"$(daemon_log 2)" || fail "the restarted daemon fenced nothing: $(daemon_log 2 | head -4)"
   wait_fetch_done
   # The preload library writes the host's counters when the server has closed the socket.
   for ((i = 0; i < 100; i++)); do

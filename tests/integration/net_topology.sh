@@ -34,7 +34,7 @@ for side in host peer; do
   routes=$( (ip -n "$ns" -4 route show; ip -n "$ns" -6 route show | grep -v '^fe80') | awk '{ print $1 }' | sort | tr '\n' ' ')
   [ "$routes" = "198.18.0.0/24 2001:db8:0:1::/64 " ] || fail "$ns: unexpected routes: $routes"
   ifname=$(ip -n "$ns" -o link show type tun | awk -F': ' '{ print $2 }')
-  ip -n "$ns" -d link show "$ifname" | grep -q "vnet_hdr on" || fail "$ns: $ifname has no vnet_hdr"
+  grep -q "vnet_hdr on" <<<"$(ip -n "$ns" -d link show "$ifname")" || fail "$ns: $ifname has no vnet_hdr"
   echo "$ns: $ifname, routes: $routes"
 done
 

@@ -14,7 +14,7 @@ opts=$(printf '%s\n' "$usage" | grep -o -- '--[a-z][a-z-]*' | sort -u)
 [ "$(printf '%s\n' "$opts" | wc -l)" -ge 10 ] || fail "usage lists too few options: $opts"
 for opt in $opts; do
   [ "$opt" = --help ] && continue
-  printf '%s\n' "$described" | grep -q -w -e "$opt" || fail "$opt is in the usage but not described"
+  grep -q -w -e "$opt" <<<"$described" || fail "$opt is in the usage but not described"
 done
 
 "$tlsnicd" --no-such-option >/dev/null 2>&1

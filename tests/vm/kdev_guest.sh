@@ -97,7 +97,7 @@ start_daemon() { # tlsnic-kdevd options; devices tn0 (srv) and tn1 (cli)
   ip -n cli addr add 198.18.0.2/24 dev tn1
   ip -n srv link set tn0 up
   ip -n cli link set tn1 up
-  ip netns exec srv ethtool -k tn0 | grep -q 'tls-hw-tx-offload: on' ||
+  grep -q 'tls-hw-tx-offload: on' <<<"$(ip netns exec srv ethtool -k tn0)" ||
     fail "tn0 does not offer TLS TX offload: $(ip netns exec srv ethtool -k tn0 | grep tls)"
 }
 stop_daemon() {
@@ -216,7 +216,7 @@ unload)
   stat -c %s got.bin > "$out/at_kill" # what the veth must still carry: the rest
   daemon_pid=""
   rmmod tlsnic || fail "rmmod tlsnic failed"
-  ! lsmod | grep -q '^tlsnic ' || fail "tlsnic.ko still loaded"
+  ! grep -q '^tlsnic ' <<<"$(lsmod)" || fail "tlsnic.ko still loaded"
   echo "  offloaded download at $at of $size bytes: rmmod refused (devices attached); tlsnic-kdevd killed, tlsnic.ko unloaded"
   wait "$curl_pid" || fail "the download did not survive the unload"
   [ "$(sha256sum < got.bin | cut -d' ' -f1)" = "$want" ] || fail "download not byte-exact after the unload"
