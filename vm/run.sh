@@ -76,17 +76,29 @@ cp "$here/guest-init.sh" "$run/guest-init.sh"
 start=$(date +%s.%N)
 # The command's output arrives on the guest's second serial port, the kernel's console on
 # the first (kept in the run folder). Standard input is not the guest's.
-timeout -k 5 "$((timeout_s + 120))" "$qemu" \
-  -accel tcg,thread=multi -cpu max -smp "$smp" -m "$mem" \
-  -nodefaults -no-user-config -display none -no-reboot \
-  -kernel "$VMLINUX" -initrd "$INITRAMFS" \
-  -append "console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init mitigations=off ${TLSNIC_VM_APPEND:-}" \
-  -virtfs local,path=/,mount_tag=root,security_model=none,readonly=on,multidevs=remap \
-  -virtfs "local,path=$run,mount_tag=vmrun,security_model=none" \
-  -serial "file:$run/console.log" -serial stdio < /dev/null &
-qemu_pid=$!
-wait "$qemu_pid" || true
-qemu_pid=
+# A guest that dies before it starts the command (multi-threaded TCG now and then oopses
+# while the kernel patches its own text at boot: int3 in early init) is booted again, up
+# to three times: the command has not run, so nothing is repeated. Any failure after the
+# command started is the command's (its status, or no status: 125).
+for boot in 1 2 3; do
+  rm -f "$run/status" "$run/console.log"
+  timeout -k 5 "$((timeout_s + 120))" "$qemu" \
+    -accel tcg,thread=multi -cpu max -smp "$smp" -m "$mem" \
+    -nodefaults -no-user-config -display none -no-reboot \
+    -kernel "$VMLINUX" -initrd "$INITRAMFS" \
+    -append "console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init mitigations=off ${TLSNIC_VM_APPEND:-}" \
+    -virtfs local,path=/,mount_tag=root,security_model=none,readonly=on,multidevs=remap \
+    -virtfs "local,path=$run,mount_tag=vmrun,security_model=none" \
+    -serial "file:$run/console.log" -serial stdio < /dev/null &
+  qemu_pid=$!
+  wait "$qemu_pid" || true
+  qemu_pid=
+  [ ! -f "$run/status" ] && ! grep -q "tlsnic-vm: kernel .* running the command" "$run/console.log" 2>/dev/null ||
+    break
+  [ "$boot" -lt 3 ] || break
+  echo "vm/run.sh: the guest died before it started the command (boot $boot); booting again. Its console's end:" >&2
+  tail -n 8 "$run/console.log" >&2 || true
+done
 end=$(date +%s.%N)
 
 if [ -n "$outdir" ]; then
