@@ -9,11 +9,22 @@
  * device's host record store for that one frame: the device model resyncs from its own
  * checkpoints where it can and re-seals the record's prefix where it cannot.
  *
+ * RX: a frame the wire delivers to a device with RX-offloaded flows passes that device's
+ * model, which decrypts record bodies in place and checks tags (tlsnic_nic_rx_pkt) and
+ * writes what it did into the flow's RX status (rx_status.h). The frame goes to the kernel
+ * marked decrypted only if that status shows every record byte in it decrypted, with the
+ * tag of any record ending in it verified, and none of it forwarded before; otherwise it
+ * goes as it came from the wire, unmarked, so each skb tells the kernel the truth about
+ * its own bytes whichever copy TCP keeps. The model's resync requests go to the kernel
+ * (RESYNC_REQ), its answers back to the model.
+ *
  *   tlsnic-kdevd --dev NAME --dev NAME [--loss P] [--seed N] [--no-checkpoints]
- *                [--pcap FILE] [--ready FILE]
+ *                [--rx-no-guess] [--pcap FILE] [--ready FILE]
  *
  * --loss drops that share of the frames on the wire (after the device: TCP retransmits and
- * the device must resync), from a seeded generator. --pcap writes what crosses the wire
+ * the device must resync), from a seeded generator. --rx-no-guess: after a gap the RX model
+ * does not place record headers itself (by explicit nonce or record length), so every RX
+ * resync goes through the kernel (RESYNC_REQ, tls_dev_resync). --pcap writes what crosses the wire
  * (LINKTYPE_RAW, GSO frames whole). The device model's counters go to the driver every
  * 100 ms (ethtool -S) and to stderr at exit (SIGTERM / SIGINT). Root only.
  */
@@ -35,8 +46,10 @@
 
 #include <openssl/crypto.h>
 
+#include "tlsnic/frame.h"
 #include "tlsnic/nic.h"
 #include "tlsnic/record.h"
+#include "tlsnic/rx_status.h"
 #include "tlsnic_kdev.h"
 
 #define MSG_BUF (256 * 1024)
@@ -54,7 +67,13 @@ struct frame_recs {
 
 struct kflow {
     uint32_t id;
+    uint8_t dir; /* TLSNIC_KDEV_DIR_* */
     struct tlsnic_flow flow;
+    /* RX: the status the device model writes, the store that carries it to the model, and
+     * the last resync request passed to the kernel. */
+    struct tlsnic_rxs *rxs;
+    struct tlsnic_rec_store rx_store;
+    uint32_t req_gen_seen;
     struct kflow *next;
 };
 
@@ -66,6 +85,7 @@ struct dev {
     struct frame_recs recs;
     struct kflow *flows[FLOW_BUCKETS];
     uint64_t drop_unknown_flow, wire_drops, frames_in;
+    uint32_t rx_flows; /* RX-offloaded flows: frames for the kernel pass the RX model */
     struct dev *peer;
 };
 
@@ -184,9 +204,9 @@ static void pcap_write(const uint8_t *frame, size_t len)
 
 /* Hands a frame to the kernel of device d (received there). */
 static void deliver(struct dev *d, const struct virtio_net_hdr *vh, const uint8_t *frame,
-                    size_t len)
+                    size_t len, uint16_t flags)
 {
-    struct tlsnic_kdev_hdr h = {.type = TLSNIC_KDEV_MSG_FRAME};
+    struct tlsnic_kdev_hdr h = {.type = TLSNIC_KDEV_MSG_FRAME, .flags = flags};
     struct tlsnic_kdev_frame f = {.vnet_len = sizeof(*vh), .frame_len = (uint32_t)len};
     static uint8_t out[MSG_BUF];
     size_t n = sizeof(h) + sizeof(f) + sizeof(*vh) + len;
@@ -199,6 +219,123 @@ static void deliver(struct dev *d, const struct virtio_net_hdr *vh, const uint8_
     memcpy(out + sizeof(h) + sizeof(f) + sizeof(*vh), frame, len);
     if (write(d->fd, out, n) < 0 && errno != EINVAL)
         fprintf(stderr, "tlsnic-kdevd: write to %s: %s\n", d->name, strerror(errno));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* RX                                                                                         */
+
+/* The RX flow a frame from the wire belongs to (the host's end is the frame's destination). */
+static struct kflow *rx_flow_of(struct dev *d, const struct tlsnic_frame *fr)
+{
+    size_t alen = fr->family == AF_INET ? 4 : 16;
+    for (int b = 0; b < FLOW_BUCKETS; b++)
+        for (struct kflow *kf = d->flows[b]; kf; kf = kf->next)
+            if (kf->dir == TLSNIC_KDEV_DIR_RX && kf->flow.family == fr->family &&
+                kf->flow.local_port == fr->dport && kf->flow.remote_port == fr->sport &&
+                memcmp(kf->flow.local, fr->dst, alen) == 0 &&
+                memcmp(kf->flow.remote, fr->src, alen) == 0)
+                return kf;
+    return NULL;
+}
+
+/*
+ * 1 if every byte of [seq, seq + len) lies in a record the device decrypted (RX status
+ * entries, newest first, stream order): body bytes inside the decrypted prefix, and the
+ * record's tag verified if the record ends in the range. Headers and tags are clear on the
+ * wire and pass as they are. 0 otherwise (a byte untouched, a tag failed or not checked).
+ */
+static int span_decrypted(const struct tlsnic_rxs *rxs, uint32_t seq, uint32_t len)
+{
+    uint64_t head = __atomic_load_n(&rxs->hdr->head, __ATOMIC_ACQUIRE);
+    uint64_t covered = 0;
+    for (uint64_t id = head; id-- > 0 && head - id <= rxs->n;) {
+        struct tlsnic_rxs_entry e;
+        if (tlsnic_rxs_get(rxs, id, &e) < 0)
+            break;
+        int64_t start = (int32_t)(e.tcp_seq - seq); /* record start, relative to seq */
+        int64_t end = start + e.len;
+        if (end <= 0)
+            break; /* this record and all before it end before the range */
+        if (start >= (int64_t)len)
+            continue;
+        if (e.len < (uint32_t)e.hn + TLSNIC_REC_TAG_LEN)
+            return 0;
+        int64_t lo = start > 0 ? start : 0, hi = end < (int64_t)len ? end : (int64_t)len;
+        int64_t body_lo = start + e.hn, body_hi = end - TLSNIC_REC_TAG_LEN;
+        int64_t dec_hi = body_lo + TLSNIC_RXS_STATE_DEC(e.state);
+        int64_t in_lo = lo > body_lo ? lo : body_lo, in_hi = hi < body_hi ? hi : body_hi;
+        if (in_lo < in_hi && in_hi > dec_hi)
+            return 0; /* body bytes here the device did not decrypt */
+        if (end <= (int64_t)len && TLSNIC_RXS_STATE_VERDICT(e.state) != TLSNIC_RXS_OK)
+            return 0; /* the record ends here and its tag was not verified */
+        covered += (uint64_t)(hi - lo);
+    }
+    return covered == len;
+}
+
+/* Passes the model's new resync request of flow kf (if any) to the kernel. */
+static void rx_pass_request(struct dev *d, struct kflow *kf)
+{
+    uint32_t gen = __atomic_load_n(&kf->rxs->hdr->req_gen, __ATOMIC_ACQUIRE);
+    if (gen == kf->req_gen_seen)
+        return;
+    kf->req_gen_seen = gen;
+    struct {
+        struct tlsnic_kdev_hdr h;
+        struct tlsnic_kdev_resync_req rq;
+    } m = {.h = {.type = TLSNIC_KDEV_MSG_RESYNC_REQ, .len = sizeof(m)},
+           .rq = {.flow_id = kf->id, .seq = kf->rxs->hdr->req_seq}};
+    /* ENOENT: the kernel deleted the flow meanwhile; its DEL is on its way. */
+    if (write(d->fd, &m, sizeof(m)) < 0 && errno != ENOENT)
+        fprintf(stderr, "tlsnic-kdevd: resync request to %s: %s\n", d->name, strerror(errno));
+}
+
+/*
+ * A frame from the wire for device d's kernel. Without RX flows the model only reads its
+ * ACK (the TX side's state); with them it decrypts what it can, and the frame is marked
+ * decrypted or restored to what came from the wire (see the top of this file).
+ */
+static void rx_deliver(struct dev *d, const struct virtio_net_hdr *vh, uint8_t *frame,
+                       size_t len)
+{
+    static uint8_t wire_copy[MSG_BUF];
+    struct tlsnic_frame fr;
+    struct kflow *kf = NULL;
+    if (d->rx_flows && len <= sizeof(wire_copy) &&
+        tlsnic_frame_parse(frame, len, &fr) == TLSNIC_FRAME_TCP && fr.payload_len > 0)
+        kf = rx_flow_of(d, &fr);
+    if (!kf) {
+        tlsnic_nic_rx(d->nic, frame, len);
+        deliver(d, vh, frame, len, 0);
+        return;
+    }
+    memcpy(wire_copy, frame, len);
+    uint32_t hi = 0;
+    int later_copy = tlsnic_rxs_hi(kf->rxs, &hi) && (int32_t)(fr.seq - hi) < 0;
+    struct tlsnic_pkt pkt = {
+        .data = frame,
+        .len = len,
+        .gso_size = vh->gso_type != VIRTIO_NET_HDR_GSO_NONE ? vh->gso_size : 0,
+        .csum = (vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) ? TLSNIC_CSUM_OFFLOAD : TLSNIC_CSUM_FULL,
+    };
+    int verdict = tlsnic_nic_rx_pkt(d->nic, &pkt);
+    rx_pass_request(d, kf);
+    if (verdict == TLSNIC_DROP)
+        return;
+    uint16_t flags = 0;
+    if (verdict == TLSNIC_MODIFIED) {
+        if (!later_copy && span_decrypted(kf->rxs, fr.seq, (uint32_t)fr.payload_len))
+            flags = TLSNIC_KDEV_F_DECRYPTED;
+        else
+            memcpy(frame, wire_copy, len); /* any doubt: as it came from the wire */
+    }
+    if (!later_copy) {
+        /* Entries of records that end before this frame are no longer needed: a later
+         * copy of their bytes goes to the kernel as it came from the wire. */
+        kf->rxs->host->consumed_seq = fr.seq;
+        __atomic_store_n(&kf->rxs->host->consumed_valid, 1, __ATOMIC_RELEASE);
+    }
+    deliver(d, vh, frame, len, flags);
 }
 
 /* A frame device d's kernel transmits: through d's device model, across the wire. */
@@ -243,8 +380,7 @@ static void on_frame(struct dev *d, uint8_t *m, size_t len)
         return;
     }
     pcap_write(frame, f.frame_len);
-    tlsnic_nic_rx(d->peer->nic, frame, f.frame_len);
-    deliver(d->peer, &vh, frame, f.frame_len);
+    rx_deliver(d->peer, &vh, frame, f.frame_len);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -259,28 +395,43 @@ static void on_add(struct dev *d, uint8_t *m, size_t len)
     OPENSSL_cleanse(m, len);
     struct kflow *kf = calloc(1, sizeof(*kf));
     if (!kf || a.info_len > sizeof(a.info) || (a.family != AF_INET && a.family != AF_INET6) ||
-        a.dir != TLSNIC_KDEV_DIR_TX || *flow_slot(d, a.flow_id)) {
+        (a.dir != TLSNIC_KDEV_DIR_TX && a.dir != TLSNIC_KDEV_DIR_RX) ||
+        *flow_slot(d, a.flow_id)) {
         fprintf(stderr, "tlsnic-kdevd: %s: bad ADD of flow %u\n", d->name, a.flow_id);
         free(kf);
         OPENSSL_cleanse(&a, sizeof(a));
         return;
     }
     kf->id = a.flow_id;
+    kf->dir = a.dir;
     kf->flow.family = a.family;
     memcpy(kf->flow.local, a.local, 16);
     memcpy(kf->flow.remote, a.remote, 16);
     kf->flow.local_port = a.local_port;
     kf->flow.remote_port = a.remote_port;
-    int rc = tlsnic_nic_add(d->nic, &kf->flow, TLSNIC_DIR_TX, a.info, a.info_len, a.start_seq,
+    int rc;
+    if (kf->dir == TLSNIC_KDEV_DIR_TX) {
+        rc = tlsnic_nic_add(d->nic, &kf->flow, TLSNIC_DIR_TX, a.info, a.info_len, a.start_seq,
                             &d->store);
+    } else {
+        rc = tlsnic_rxs_new(&kf->rxs, 0);
+        kf->rx_store.rx_status = kf->rxs;
+        if (rc == 0)
+            rc = tlsnic_nic_add(d->nic, &kf->flow, TLSNIC_DIR_RX, a.info, a.info_len,
+                                a.start_seq, &kf->rx_store);
+    }
     OPENSSL_cleanse(&a, sizeof(a));
     if (rc < 0) {
-        /* Not held: the flow's frames are dropped (unknown flow), never sent in clear. */
+        /* TX: the flow's frames are dropped (unknown flow), never sent in clear. RX: its
+         * frames pass as they came, and the kernel decrypts them. */
         fprintf(stderr, "tlsnic-kdevd: %s: device refused flow %u: %s\n", d->name, kf->id,
                 strerror(-rc));
+        tlsnic_rxs_free(kf->rxs);
         free(kf);
         return;
     }
+    if (kf->dir == TLSNIC_KDEV_DIR_RX)
+        d->rx_flows++;
     *flow_slot(d, kf->id) = kf;
 }
 
@@ -295,7 +446,13 @@ static void on_del(struct dev *d, const uint8_t *m, size_t len)
         return;
     struct kflow *kf = *s;
     *s = kf->next;
-    tlsnic_nic_del(d->nic, &kf->flow, TLSNIC_DIR_TX);
+    if (kf->dir == TLSNIC_KDEV_DIR_TX) {
+        tlsnic_nic_del(d->nic, &kf->flow, TLSNIC_DIR_TX);
+    } else {
+        tlsnic_nic_del(d->nic, &kf->flow, TLSNIC_DIR_RX);
+        tlsnic_rxs_free(kf->rxs);
+        d->rx_flows--;
+    }
     free(kf);
 }
 
@@ -306,7 +463,8 @@ static void on_resync(struct dev *d, const uint8_t *m, size_t len)
         return;
     memcpy(&rs, m, sizeof(rs));
     struct kflow *kf = *flow_slot(d, rs.flow_id);
-    if (kf && tlsnic_nic_resync(d->nic, &kf->flow, TLSNIC_DIR_TX, rs.seq, rs.rec_seq) < 0)
+    enum tlsnic_dir dir = kf && kf->dir == TLSNIC_KDEV_DIR_RX ? TLSNIC_DIR_RX : TLSNIC_DIR_TX;
+    if (kf && tlsnic_nic_resync(d->nic, &kf->flow, dir, rs.seq, rs.rec_seq) < 0)
         fprintf(stderr, "tlsnic-kdevd: %s: resync of flow %u refused\n", d->name, rs.flow_id);
 }
 
@@ -323,7 +481,10 @@ static void push_stats(struct dev *d)
         s.tx_tls_ooo, s.tx_tls_ooo_ckpt, s.tx_tls_resync_bytes, s.tx_tls_dump_packets,
         s.tx_tls_dump_bytes, s.tx_tls_skip_no_sync_data,
         s.tx_tls_drop_no_sync_data + s.tx_tls_drop_integrity + s.tx_tls_drop_bad_frame,
-        d->drop_unknown_flow,
+        d->drop_unknown_flow, s.rx_tls_decrypted_packets, s.rx_tls_decrypted_bytes,
+        s.rx_tls_ctx, s.rx_tls_del, s.rx_tls_err, s.rx_tls_resync_req_pkt,
+        s.rx_tls_resync_req_start, s.rx_tls_resync_req_end, s.rx_tls_resync_res_ok,
+        s.rx_tls_resync_res_skip,
     };
     memcpy(m.st.v, v, sizeof(v));
     if (write(d->fd, &m, sizeof(m)) < 0)
@@ -337,7 +498,8 @@ static void print_stats(const struct dev *d)
     fprintf(stderr,
             "tlsnic-kdevd: %s: frames %llu, encrypted packets %llu bytes %llu, ctx %llu del "
             "%llu, ooo %llu (ckpt %llu), resync bytes %llu, dump packets %llu, no-sync drops "
-            "%llu, unknown-flow drops %llu, wire drops %llu\n",
+            "%llu, unknown-flow drops %llu, wire drops %llu; RX: ctx %llu, decrypted packets "
+            "%llu bytes %llu, tag failures %llu, resync requests %llu answered %llu ok %llu\n",
             d->name, (unsigned long long)d->frames_in,
             (unsigned long long)s.tx_tls_encrypted_packets,
             (unsigned long long)s.tx_tls_encrypted_bytes, (unsigned long long)s.tx_tls_ctx,
@@ -345,7 +507,12 @@ static void print_stats(const struct dev *d)
             (unsigned long long)s.tx_tls_ooo_ckpt, (unsigned long long)s.tx_tls_resync_bytes,
             (unsigned long long)s.tx_tls_dump_packets,
             (unsigned long long)s.tx_tls_drop_no_sync_data,
-            (unsigned long long)d->drop_unknown_flow, (unsigned long long)d->wire_drops);
+            (unsigned long long)d->drop_unknown_flow, (unsigned long long)d->wire_drops,
+            (unsigned long long)s.rx_tls_ctx, (unsigned long long)s.rx_tls_decrypted_packets,
+            (unsigned long long)s.rx_tls_decrypted_bytes, (unsigned long long)s.rx_tls_err,
+            (unsigned long long)s.rx_tls_resync_req_start,
+            (unsigned long long)s.rx_tls_resync_req_end,
+            (unsigned long long)s.rx_tls_resync_res_ok);
 }
 
 /* Reads and handles up to BURST messages of device d; -1 when its file failed. */
@@ -384,7 +551,7 @@ static int drain(struct dev *d)
     return 0;
 }
 
-static void attach(struct dev *d, int checkpoints_off)
+static void attach(struct dev *d, int checkpoints_off, int rx_no_guess)
 {
     d->fd = open("/dev/tlsnic", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (d->fd < 0) {
@@ -400,6 +567,7 @@ static void attach(struct dev *d, int checkpoints_off)
     struct tlsnic_nic_config cfg;
     tlsnic_nic_config_default(&cfg);
     cfg.checkpoints_off = (uint8_t)checkpoints_off;
+    cfg.rx_no_guess = (uint8_t)rx_no_guess;
     if (tlsnic_nic_new(&d->nic, &cfg) < 0) {
         fprintf(stderr, "tlsnic-kdevd: no device model\n");
         exit(1);
@@ -411,19 +579,20 @@ static void attach(struct dev *d, int checkpoints_off)
 static void usage(void)
 {
     fprintf(stderr, "usage: tlsnic-kdevd --dev NAME --dev NAME [--loss P] [--seed N] "
-                    "[--no-checkpoints] [--pcap FILE] [--ready FILE]\n");
+                    "[--no-checkpoints] [--rx-no-guess] [--pcap FILE] [--ready FILE]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
     static struct dev devs[2];
-    int ndev = 0, checkpoints_off = 0;
+    int ndev = 0, checkpoints_off = 0, rx_no_guess = 0;
     const char *ready = NULL, *pcap_path = NULL;
     static const struct option opts[] = {
         {"dev", required_argument, NULL, 'd'},   {"loss", required_argument, NULL, 'l'},
         {"seed", required_argument, NULL, 's'},  {"no-checkpoints", no_argument, NULL, 'c'},
         {"pcap", required_argument, NULL, 'p'},  {"ready", required_argument, NULL, 'r'},
+        {"rx-no-guess", no_argument, NULL, 'g'},
         {NULL, 0, NULL, 0},
     };
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
@@ -441,6 +610,9 @@ int main(int argc, char **argv)
             break;
         case 'c':
             checkpoints_off = 1;
+            break;
+        case 'g':
+            rx_no_guess = 1;
             break;
         case 'p':
             pcap_path = optarg;
@@ -461,7 +633,7 @@ int main(int argc, char **argv)
     if (pcap_path)
         pcap_open(pcap_path);
     for (int i = 0; i < 2; i++) {
-        attach(&devs[i], checkpoints_off);
+        attach(&devs[i], checkpoints_off, rx_no_guess);
         devs[i].peer = &devs[1 - i];
     }
     if (ready) {
@@ -510,6 +682,7 @@ int main(int argc, char **argv)
         for (int b = 0; b < FLOW_BUCKETS; b++)
             for (struct kflow *kf = devs[i].flows[b], *next; kf; kf = next) {
                 next = kf->next;
+                tlsnic_rxs_free(kf->rxs);
                 free(kf);
             }
     }

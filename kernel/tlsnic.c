@@ -19,6 +19,16 @@
  * no record (already acknowledged and released, or the segment straddles the point where
  * offload started), the segment is dropped, never sent in the clear.
  *
+ * RX path (NETIF_F_HW_TLS_RX, TLS 1.2 as the kernel offers it): the device decrypts in
+ * place and says per frame whether every record byte in it is decrypted and verified
+ * (TLSNIC_KDEV_F_DECRYPTED); the driver marks such skbs decrypted, so the kernel's
+ * tls_device_decrypted() delivers a record all of whose skbs are marked without crypto,
+ * and re-encrypts and checks a mixed one. Resync is the kernel's device-request mode
+ * (TLS_OFFLOAD_SYNC_TYPE_DRIVER_REQ, mlx5's before its async variant): the device asks
+ * with a candidate header's sequence number (RESYNC_REQ), the driver passes it on with
+ * tls_offload_rx_resync_request(), and the kernel answers through tls_dev_resync when its
+ * reading reaches a record starting there.
+ *
  * The device lives as long as the file: close() unregisters it, and the kernel's
  * NETDEV_DOWN handler (tls_device_down) moves every offloaded socket to the kernel's
  * software fallback before the driver's contexts are deleted. Frames queued for the
@@ -64,6 +74,11 @@ enum {
 	DRV_TX_TLS_DROP_NO_SYNC_DATA, /* segments without a record: dropped */
 	DRV_TX_TLS_DROP_NO_CTX,	/* offloaded socket without a driver context: dropped */
 	DRV_TX_QUEUE_DROPS,	/* no reader, or no memory */
+	DRV_RX_TLS_CTX,
+	DRV_RX_TLS_DEL,
+	DRV_RX_TLS_DECRYPTED_PACKETS,	/* frames received marked decrypted */
+	DRV_RX_TLS_RESYNC_REQ,	/* device requests passed to the kernel */
+	DRV_RX_TLS_RESYNC,	/* the kernel's answers passed to the device */
 	DRV_N
 };
 
@@ -71,7 +86,8 @@ static const char * const drv_stat_names[DRV_N] = {
 	"drv_tx_tls_packets", "drv_tx_tls_bytes", "drv_tx_tls_ctx", "drv_tx_tls_del",
 	"drv_tx_tls_ooo", "drv_tx_tls_resync_records", "drv_tx_tls_resync_bytes",
 	"drv_tx_tls_skip_no_sync_data", "drv_tx_tls_drop_no_sync_data",
-	"drv_tx_tls_drop_no_ctx", "drv_tx_queue_drops",
+	"drv_tx_tls_drop_no_ctx", "drv_tx_queue_drops", "drv_rx_tls_ctx", "drv_rx_tls_del",
+	"drv_rx_tls_decrypted_packets", "drv_rx_tls_resync_req", "drv_rx_tls_resync",
 };
 
 static const char * const dev_stat_names[TLSNIC_KDEV_STATS_N] = {
@@ -83,16 +99,22 @@ struct tlsnic_priv {
 	spinlock_t lock;		/* queue, flows, detached, stats */
 	struct sk_buff_head queue;	/* messages for the reader, in order */
 	wait_queue_head_t wait;
-	struct idr flows;		/* flow_id -> struct tlsnic_tx_ctx */
+	struct idr flows;		/* flow_id -> struct tlsnic_flow_ctx (TX and RX) */
 	bool detached;			/* the file is closing: queue nothing more */
 	u64 drv_stats[DRV_N];
 	struct tlsnic_kdev_stats dev_stats;
 };
 
-/* One offloaded TX flow; tls_driver_ctx() of its socket points here. */
-struct tlsnic_tx_ctx {
+/* One offloaded flow in one direction; tls_driver_ctx() of its socket points here. */
+struct tlsnic_flow_ctx {
 	u32 id;
-	u32 expected_seq;	/* the highest sequence number sent so far, plus one */
+	u8 dir;			/* TLSNIC_KDEV_DIR_* */
+	u32 expected_seq;	/* TX: the highest sequence number sent so far, plus one */
+	/* RX: for the device's resync requests. Valid while the context is in p->flows:
+	 * tls_dev_del takes it out (under p->lock) before the kernel frees the socket's TLS
+	 * context, and requests are passed on under p->lock.
+	 */
+	struct sock *sk;
 };
 
 /* What the driver notes on a queued message (skb->cb: the skb is ours after xmit). */
@@ -188,13 +210,11 @@ static int tlsnic_tls_dev_add(struct net_device *netdev, struct sock *sk,
 {
 	struct tlsnic_priv *p = netdev_priv(netdev);
 	struct tlsnic_kdev_add add = {};
-	struct tlsnic_tx_ctx *ctx;
+	struct tlsnic_flow_ctx *ctx;
 	struct sk_buff *skb;
 	size_t info_len;
 	int id;
 
-	if (direction != TLS_OFFLOAD_CTX_DIR_TX)
-		return -EOPNOTSUPP;
 	if (crypto_info->version != TLS_1_2_VERSION)
 		return -EOPNOTSUPP;
 	switch (crypto_info->cipher_type) {
@@ -213,6 +233,8 @@ static int tlsnic_tls_dev_add(struct net_device *netdev, struct sock *sk,
 	if (!ctx)
 		return -ENOMEM;
 	ctx->expected_seq = start_offload_tcp_sn;
+	ctx->dir = direction == TLS_OFFLOAD_CTX_DIR_TX ? TLSNIC_KDEV_DIR_TX : TLSNIC_KDEV_DIR_RX;
+	ctx->sk = direction == TLS_OFFLOAD_CTX_DIR_RX ? sk : NULL;
 
 	idr_preload(GFP_KERNEL);
 	spin_lock_bh(&p->lock);
@@ -226,7 +248,7 @@ static int tlsnic_tls_dev_add(struct net_device *netdev, struct sock *sk,
 	ctx->id = id;
 
 	add.flow_id = id;
-	add.dir = TLSNIC_KDEV_DIR_TX;
+	add.dir = ctx->dir;
 	add.local_port = ntohs(inet_sk(sk)->inet_sport);
 	add.remote_port = ntohs(inet_sk(sk)->inet_dport);
 #if IS_ENABLED(CONFIG_IPV6)
@@ -256,8 +278,8 @@ static int tlsnic_tls_dev_add(struct net_device *netdev, struct sock *sk,
 		kfree(ctx);
 		return skb ? -ENODEV : -ENOMEM;
 	}
-	*(struct tlsnic_tx_ctx **)tls_driver_ctx(sk, direction) = ctx;
-	tlsnic_stat_add(p, DRV_TX_TLS_CTX, 1);
+	*(struct tlsnic_flow_ctx **)tls_driver_ctx(sk, direction) = ctx;
+	tlsnic_stat_add(p, ctx->dir == TLSNIC_KDEV_DIR_TX ? DRV_TX_TLS_CTX : DRV_RX_TLS_CTX, 1);
 	return 0;
 }
 
@@ -270,15 +292,15 @@ static void tlsnic_tls_dev_del(struct net_device *netdev, struct tls_context *tl
 			       enum tls_offload_ctx_dir direction)
 {
 	struct tlsnic_priv *p = netdev_priv(netdev);
-	struct tlsnic_tx_ctx **slot = __tls_driver_ctx(tls_ctx, direction);
-	struct tlsnic_tx_ctx *ctx = *slot;
+	struct tlsnic_flow_ctx **slot = __tls_driver_ctx(tls_ctx, direction);
+	struct tlsnic_flow_ctx *ctx = *slot;
 	struct tlsnic_kdev_del del = {};
 	struct sk_buff *skb;
 
-	if (direction != TLS_OFFLOAD_CTX_DIR_TX || !ctx)
+	if (!ctx)
 		return;
 	del.flow_id = ctx->id;
-	del.dir = TLSNIC_KDEV_DIR_TX;
+	del.dir = ctx->dir;
 	skb = tlsnic_ctl_msg(TLSNIC_KDEV_MSG_DEL, &del, sizeof(del), GFP_KERNEL);
 	if (skb && !tlsnic_enqueue(p, skb, false))
 		tlsnic_msg_free(skb);
@@ -286,26 +308,25 @@ static void tlsnic_tls_dev_del(struct net_device *netdev, struct tls_context *tl
 	idr_remove(&p->flows, ctx->id);
 	spin_unlock_bh(&p->lock);
 	*slot = NULL;
+	tlsnic_stat_add(p, ctx->dir == TLSNIC_KDEV_DIR_TX ? DRV_TX_TLS_DEL : DRV_RX_TLS_DEL, 1);
 	kfree(ctx);
-	tlsnic_stat_add(p, DRV_TX_TLS_DEL, 1);
 }
 
 static int tlsnic_tls_dev_resync(struct net_device *netdev, struct sock *sk, u32 seq,
 				 u8 *rcd_sn, enum tls_offload_ctx_dir direction)
 {
 	struct tlsnic_priv *p = netdev_priv(netdev);
-	struct tlsnic_tx_ctx *ctx;
+	struct tlsnic_flow_ctx *ctx;
 	struct tlsnic_kdev_resync rs = {};
 	struct sk_buff *skb;
 
-	if (direction != TLS_OFFLOAD_CTX_DIR_TX)
-		return -EOPNOTSUPP;
-	ctx = *(struct tlsnic_tx_ctx **)tls_driver_ctx(sk, direction);
+	ctx = *(struct tlsnic_flow_ctx **)tls_driver_ctx(sk, direction);
 	if (!ctx)
 		return -ENOENT;
 	rs.flow_id = ctx->id;
-	rs.dir = TLSNIC_KDEV_DIR_TX;
-	rs.seq = seq;
+	rs.dir = ctx->dir;
+	/* RX (device-request mode): the kernel names a record by its header's last byte. */
+	rs.seq = ctx->dir == TLSNIC_KDEV_DIR_RX ? seq - (TLS_HEADER_SIZE - 1) : seq;
 	rs.rec_seq = be64_to_cpu(get_unaligned((__be64 *)rcd_sn));
 	skb = tlsnic_ctl_msg(TLSNIC_KDEV_MSG_RESYNC, &rs, sizeof(rs), GFP_ATOMIC);
 	if (!skb)
@@ -314,7 +335,10 @@ static int tlsnic_tls_dev_resync(struct net_device *netdev, struct sock *sk, u32
 		tlsnic_msg_free(skb);
 		return -ENODEV;
 	}
-	ctx->expected_seq = seq;
+	if (ctx->dir == TLSNIC_KDEV_DIR_TX)
+		ctx->expected_seq = seq;
+	else
+		tlsnic_stat_add(p, DRV_RX_TLS_RESYNC, 1);
 	return 0;
 }
 
@@ -431,7 +455,7 @@ static bool tlsnic_tx_offloaded(struct tlsnic_priv *p, struct sk_buff *skb,
 				struct tlsnic_cb *cb)
 {
 	struct tls_context *tls_ctx = tls_get_ctx(skb->sk);
-	struct tlsnic_tx_ctx *ctx = *(struct tlsnic_tx_ctx **)
+	struct tlsnic_flow_ctx *ctx = *(struct tlsnic_flow_ctx **)
 		__tls_driver_ctx(tls_ctx, TLS_OFFLOAD_CTX_DIR_TX);
 	u32 seq, datalen;
 	int ret;
@@ -569,8 +593,11 @@ static void tlsnic_setup(struct net_device *dev)
 	dev->max_mtu = 65535;
 	dev->flags = IFF_POINTOPOINT | IFF_NOARP | IFF_MULTICAST;
 	dev->tx_queue_len = 1000;
+	/* TLS RX offload needs RXCSUM (netdev_fix_features); received frames keep their
+	 * virtio header's checksum state, so the stack still checks what it must.
+	 */
 	dev->hw_features = NETIF_F_SG | NETIF_F_HW_CSUM | NETIF_F_HIGHDMA | NETIF_F_TSO |
-			   NETIF_F_TSO6 | NETIF_F_HW_TLS_TX;
+			   NETIF_F_TSO6 | NETIF_F_RXCSUM | NETIF_F_HW_TLS_TX | NETIF_F_HW_TLS_RX;
 	dev->features = dev->hw_features;
 }
 
@@ -749,7 +776,8 @@ static ssize_t tlsnic_read_iter(struct kiocb *iocb, struct iov_iter *to)
 	return ret;
 }
 
-static ssize_t tlsnic_write_frame(struct tlsnic_priv *p, struct iov_iter *from, size_t len)
+static ssize_t tlsnic_write_frame(struct tlsnic_priv *p, struct iov_iter *from, size_t len,
+				  u16 flags)
 {
 	struct net_device *dev = p->dev;
 	struct tlsnic_kdev_frame fr;
@@ -759,7 +787,8 @@ static ssize_t tlsnic_write_frame(struct tlsnic_priv *p, struct iov_iter *from, 
 
 	if (len < sizeof(fr) || !copy_from_iter_full(&fr, sizeof(fr), from))
 		return -EINVAL;
-	if (fr.flow_id || fr.nrec || fr.rec_bytes || fr.vnet_len != sizeof(vh) ||
+	if ((flags & ~TLSNIC_KDEV_F_DECRYPTED) || fr.flow_id || fr.nrec || fr.rec_bytes ||
+	    fr.vnet_len != sizeof(vh) ||
 	    len != sizeof(fr) + sizeof(vh) + fr.frame_len || fr.frame_len < 1 ||
 	    fr.frame_len > 65535 + sizeof(struct ipv6hdr))
 		return -EINVAL;
@@ -786,6 +815,13 @@ static ssize_t tlsnic_write_frame(struct tlsnic_priv *p, struct iov_iter *from, 
 	skb->dev = dev;
 	skb->pkt_type = PACKET_HOST;
 	skb_probe_transport_header(skb);
+	if (flags & TLSNIC_KDEV_F_DECRYPTED) {
+		/* Set before the stack sees it: TCP keeps decrypted and encrypted skbs apart
+		 * (skb_cmp_decrypted), and kTLS trusts a record whose skbs are all marked.
+		 */
+		skb->decrypted = 1;
+		tlsnic_stat_add(p, DRV_RX_TLS_DECRYPTED_PACKETS, 1);
+	}
 	dev_sw_netstats_rx_add(dev, fr.frame_len);
 	netif_rx(skb);
 	return 0;
@@ -793,6 +829,31 @@ drop:
 	DEV_STATS_INC(dev, rx_dropped);
 	kfree_skb(skb);
 	return -EINVAL;
+}
+
+/*
+ * The device asks where an RX flow's records are: passed to the kernel, which answers
+ * through tls_dev_resync. -ENOENT if the flow is gone (a race with its deletion, harmless).
+ */
+static ssize_t tlsnic_write_resync_req(struct tlsnic_priv *p, struct iov_iter *from,
+				       size_t len)
+{
+	struct tlsnic_kdev_resync_req rq;
+	struct tlsnic_flow_ctx *ctx;
+	ssize_t ret = -ENOENT;
+
+	if (len != sizeof(rq) || !copy_from_iter_full(&rq, sizeof(rq), from))
+		return -EINVAL;
+	spin_lock_bh(&p->lock);
+	ctx = idr_find(&p->flows, rq.flow_id);
+	if (ctx && ctx->dir == TLSNIC_KDEV_DIR_RX) {
+		/* The kernel matches a request against its record header's last byte. */
+		tls_offload_rx_resync_request(ctx->sk, htonl(rq.seq + TLS_HEADER_SIZE - 1));
+		p->drv_stats[DRV_RX_TLS_RESYNC_REQ]++;
+		ret = 0;
+	}
+	spin_unlock_bh(&p->lock);
+	return ret;
 }
 
 static ssize_t tlsnic_write_iter(struct kiocb *iocb, struct iov_iter *from)
@@ -808,7 +869,10 @@ static ssize_t tlsnic_write_iter(struct kiocb *iocb, struct iov_iter *from)
 		return -EINVAL;
 	switch (h.type) {
 	case TLSNIC_KDEV_MSG_FRAME:
-		ret = tlsnic_write_frame(p, from, total - sizeof(h));
+		ret = tlsnic_write_frame(p, from, total - sizeof(h), h.flags);
+		break;
+	case TLSNIC_KDEV_MSG_RESYNC_REQ:
+		ret = tlsnic_write_resync_req(p, from, total - sizeof(h));
 		break;
 	case TLSNIC_KDEV_MSG_STATS: {
 		struct tlsnic_kdev_stats st;

@@ -20,12 +20,25 @@
  *           from its first byte up to the end of the segment (at least its header and
  *           explicit nonce): what the device needs to rebuild its crypto state (resync).
  *   ADD     struct tlsnic_kdev_add: the flow's keys (the kernel's tls_crypto_info, which
- *           has the <linux/tls.h> layout) from TCP sequence start_seq on. Sent before any
- *           frame of the flow. Key bytes are wiped in the driver once read.
+ *           has the <linux/tls.h> layout) from TCP sequence start_seq on, for TX (sent
+ *           before any frame of the flow) or RX (start_seq: the next byte the socket
+ *           reads). Key bytes are wiped in the driver once read. Flow ids are unique per
+ *           device across both directions.
  *   DEL     struct tlsnic_kdev_del: forget the flow; sent after its last frame.
- *   RESYNC  struct tlsnic_kdev_resync: record rec_seq starts at TCP sequence seq.
+ *   RESYNC  struct tlsnic_kdev_resync: record rec_seq starts at TCP sequence seq (the
+ *           record header's first byte). RX: the kernel's answer to a RESYNC_REQ.
  * Messages from user space (write):
- *   FRAME   a frame for the kernel to receive (flow_id 0, nrec 0).
+ *   FRAME   a frame for the kernel to receive (flow_id 0, nrec 0). TLSNIC_KDEV_F_DECRYPTED
+ *           in the header's flags: every TLS record byte the frame carries is as the kernel
+ *           wants it from an RX-offloading device (bodies decrypted, and the tag of any
+ *           record that ends in it verified): the driver marks the skb decrypted, and a
+ *           record all of whose skbs are marked is not checked again by the kernel. Any
+ *           doubt: the frame as it came from the wire, unmarked (the kernel decrypts it, or
+ *           re-encrypts what was decrypted of a mixed record and checks it in software).
+ *   RESYNC_REQ  struct tlsnic_kdev_resync_req: the device lost an RX flow's record
+ *           boundaries and found a candidate header at TCP sequence seq (its first byte);
+ *           the kernel answers with RESYNC when its reading reaches a record there, and
+ *           not at all if none starts there (the kernel's device-request mode).
  *   STATS   struct tlsnic_kdev_stats: the device model's counters, shown by ethtool -S.
  *
  * The device never sends a frame of an offloaded flow it cannot encrypt: a flow_id it
@@ -53,11 +66,14 @@ enum tlsnic_kdev_msg_type {
 	TLSNIC_KDEV_MSG_DEL = 3,
 	TLSNIC_KDEV_MSG_RESYNC = 4,
 	TLSNIC_KDEV_MSG_STATS = 5,
+	TLSNIC_KDEV_MSG_RESYNC_REQ = 6,
 };
+
+#define TLSNIC_KDEV_F_DECRYPTED 0x1 /* FRAME written by user space; see above */
 
 struct tlsnic_kdev_hdr {
 	__u16 type;
-	__u16 flags; /* 0 */
+	__u16 flags; /* FRAME from user space: TLSNIC_KDEV_F_*; otherwise 0 */
 	__u32 len;   /* the whole message, this header included */
 };
 
@@ -109,8 +125,13 @@ struct tlsnic_kdev_resync {
 	__u64 rec_seq;
 };
 
+struct tlsnic_kdev_resync_req {
+	__u32 flow_id;
+	__u32 seq;
+};
+
 /* The device model's counters (mlx5's names), as ethtool -S shows them. */
-#define TLSNIC_KDEV_STATS_N 12
+#define TLSNIC_KDEV_STATS_N 22
 struct tlsnic_kdev_stats {
 	__u64 v[TLSNIC_KDEV_STATS_N]; /* in the order of TLSNIC_KDEV_STATS_NAMES */
 };
@@ -119,6 +140,9 @@ struct tlsnic_kdev_stats {
 	"tx_tls_encrypted_packets", "tx_tls_encrypted_bytes", "tx_tls_ctx", "tx_tls_del", \
 	"tx_tls_ooo", "tx_tls_ooo_ckpt", "tx_tls_resync_bytes", "tx_tls_dump_packets", \
 	"tx_tls_dump_bytes", "tx_tls_skip_no_sync_data", "tx_tls_drop_no_sync_data", \
-	"tx_tls_drop_unknown_flow"
+	"tx_tls_drop_unknown_flow", "rx_tls_decrypted_packets", "rx_tls_decrypted_bytes", \
+	"rx_tls_ctx", "rx_tls_del", "rx_tls_err", "rx_tls_resync_req_pkt", \
+	"rx_tls_resync_req_start", "rx_tls_resync_req_end", "rx_tls_resync_res_ok", \
+	"rx_tls_resync_res_skip"
 
 #endif

@@ -4,7 +4,7 @@
 # any wire capture, and (offload) tshark with the server's key log decrypts every download
 # out of the wire capture, byte-exact.
 #
-#   kdev.sh MODE VM_RUN KDEVD KMOD       (MODE: offload, loss, unload; see kdev_guest.sh)
+#   kdev.sh MODE VM_RUN KDEVD KMOD       (MODE: offload, loss, rx, unload; see kdev_guest.sh)
 set -uo pipefail
 mode=$1 vm_run=$2 kdevd=$3 kmod=${4:-}
 here=$(cd "$(dirname "$0")" && pwd)
