@@ -15,8 +15,12 @@
  * marked decrypted only if that status shows every record byte in it decrypted, with the
  * tag of any record ending in it verified, and none of it forwarded before; otherwise it
  * goes as it came from the wire, unmarked, so each skb tells the kernel the truth about
- * its own bytes whichever copy TCP keeps. The model's resync requests go to the kernel
- * (RESYNC_REQ), its answers back to the model.
+ * its own bytes whichever copy TCP keeps (tlsnic_rxs_span_verified). The model's resync
+ * requests go to the kernel (RESYNC_REQ), its answers back to the model. The model also
+ * places headers after a gap itself (--rx-no-guess: never): for TLS 1.2 AES-GCM, the only
+ * RX the kernel offloads, by the record's explicit nonce, which also alone makes the body's
+ * keystream, so even a wrong guess of the record number decrypts the body as the kernel
+ * would; only the tag check fails, and the kernel re-encrypts and checks that record.
  *
  *   tlsnic-kdevd --dev NAME --dev NAME [--loss P] [--seed N] [--no-checkpoints]
  *                [--rx-no-guess] [--pcap FILE] [--ready FILE]
@@ -70,10 +74,10 @@ struct kflow {
     uint8_t dir; /* TLSNIC_KDEV_DIR_* */
     struct tlsnic_flow flow;
     /* RX: the status the device model writes, the store that carries it to the model, and
-     * the last resync request passed to the kernel. */
+     * the status's host end (resync requests seen, how far the kernel was handed bytes). */
     struct tlsnic_rxs *rxs;
     struct tlsnic_rec_store rx_store;
-    uint32_t req_gen_seen;
+    struct tlsnic_rxs_reader reader;
     struct kflow *next;
 };
 
@@ -238,53 +242,17 @@ static struct kflow *rx_flow_of(struct dev *d, const struct tlsnic_frame *fr)
     return NULL;
 }
 
-/*
- * 1 if every byte of [seq, seq + len) lies in a record the device decrypted (RX status
- * entries, newest first, stream order): body bytes inside the decrypted prefix, and the
- * record's tag verified if the record ends in the range. Headers and tags are clear on the
- * wire and pass as they are. 0 otherwise (a byte untouched, a tag failed or not checked).
- */
-static int span_decrypted(const struct tlsnic_rxs *rxs, uint32_t seq, uint32_t len)
-{
-    uint64_t head = __atomic_load_n(&rxs->hdr->head, __ATOMIC_ACQUIRE);
-    uint64_t covered = 0;
-    for (uint64_t id = head; id-- > 0 && head - id <= rxs->n;) {
-        struct tlsnic_rxs_entry e;
-        if (tlsnic_rxs_get(rxs, id, &e) < 0)
-            break;
-        int64_t start = (int32_t)(e.tcp_seq - seq); /* record start, relative to seq */
-        int64_t end = start + e.len;
-        if (end <= 0)
-            break; /* this record and all before it end before the range */
-        if (start >= (int64_t)len)
-            continue;
-        if (e.len < (uint32_t)e.hn + TLSNIC_REC_TAG_LEN)
-            return 0;
-        int64_t lo = start > 0 ? start : 0, hi = end < (int64_t)len ? end : (int64_t)len;
-        int64_t body_lo = start + e.hn, body_hi = end - TLSNIC_REC_TAG_LEN;
-        int64_t dec_hi = body_lo + TLSNIC_RXS_STATE_DEC(e.state);
-        int64_t in_lo = lo > body_lo ? lo : body_lo, in_hi = hi < body_hi ? hi : body_hi;
-        if (in_lo < in_hi && in_hi > dec_hi)
-            return 0; /* body bytes here the device did not decrypt */
-        if (end <= (int64_t)len && TLSNIC_RXS_STATE_VERDICT(e.state) != TLSNIC_RXS_OK)
-            return 0; /* the record ends here and its tag was not verified */
-        covered += (uint64_t)(hi - lo);
-    }
-    return covered == len;
-}
-
 /* Passes the model's new resync request of flow kf (if any) to the kernel. */
 static void rx_pass_request(struct dev *d, struct kflow *kf)
 {
-    uint32_t gen = __atomic_load_n(&kf->rxs->hdr->req_gen, __ATOMIC_ACQUIRE);
-    if (gen == kf->req_gen_seen)
+    uint32_t seq;
+    if (!tlsnic_rxs_poll_request(&kf->reader, &seq))
         return;
-    kf->req_gen_seen = gen;
     struct {
         struct tlsnic_kdev_hdr h;
         struct tlsnic_kdev_resync_req rq;
     } m = {.h = {.type = TLSNIC_KDEV_MSG_RESYNC_REQ, .len = sizeof(m)},
-           .rq = {.flow_id = kf->id, .seq = kf->rxs->hdr->req_seq}};
+           .rq = {.flow_id = kf->id, .seq = seq}};
     /* ENOENT: the kernel deleted the flow meanwhile; its DEL is on its way. */
     if (write(d->fd, &m, sizeof(m)) < 0 && errno != ENOENT)
         fprintf(stderr, "tlsnic-kdevd: resync request to %s: %s\n", d->name, strerror(errno));
@@ -324,7 +292,7 @@ static void rx_deliver(struct dev *d, const struct virtio_net_hdr *vh, uint8_t *
         return;
     uint16_t flags = 0;
     if (verdict == TLSNIC_MODIFIED) {
-        if (!later_copy && span_decrypted(kf->rxs, fr.seq, (uint32_t)fr.payload_len))
+        if (!later_copy && tlsnic_rxs_span_verified(kf->rxs, fr.seq, (uint32_t)fr.payload_len))
             flags = TLSNIC_KDEV_F_DECRYPTED;
         else
             memcpy(frame, wire_copy, len); /* any doubt: as it came from the wire */
@@ -332,8 +300,7 @@ static void rx_deliver(struct dev *d, const struct virtio_net_hdr *vh, uint8_t *
     if (!later_copy) {
         /* Entries of records that end before this frame are no longer needed: a later
          * copy of their bytes goes to the kernel as it came from the wire. */
-        kf->rxs->host->consumed_seq = fr.seq;
-        __atomic_store_n(&kf->rxs->host->consumed_valid, 1, __ATOMIC_RELEASE);
+        tlsnic_rxs_consume(&kf->reader, fr.seq);
     }
     deliver(d, vh, frame, len, flags);
 }
@@ -386,6 +353,15 @@ static void on_frame(struct dev *d, uint8_t *m, size_t len)
 /* ------------------------------------------------------------------------------------------ */
 /* Control messages                                                                           */
 
+/* An RX flow's status and its reader (after the model let go of it, or never had it). */
+static void free_rx(struct kflow *kf)
+{
+    if (kf->reader.s)
+        tlsnic_rxs_reader_cleanup(&kf->reader);
+    tlsnic_rxs_free(kf->rxs);
+    kf->rxs = NULL;
+}
+
 static void on_add(struct dev *d, uint8_t *m, size_t len)
 {
     struct tlsnic_kdev_add a;
@@ -417,6 +393,8 @@ static void on_add(struct dev *d, uint8_t *m, size_t len)
         rc = tlsnic_rxs_new(&kf->rxs, 0);
         kf->rx_store.rx_status = kf->rxs;
         if (rc == 0)
+            rc = tlsnic_rxs_reader_init(&kf->reader, kf->rxs);
+        if (rc == 0)
             rc = tlsnic_nic_add(d->nic, &kf->flow, TLSNIC_DIR_RX, a.info, a.info_len,
                                 a.start_seq, &kf->rx_store);
     }
@@ -426,7 +404,7 @@ static void on_add(struct dev *d, uint8_t *m, size_t len)
          * frames pass as they came, and the kernel decrypts them. */
         fprintf(stderr, "tlsnic-kdevd: %s: device refused flow %u: %s\n", d->name, kf->id,
                 strerror(-rc));
-        tlsnic_rxs_free(kf->rxs);
+        free_rx(kf);
         free(kf);
         return;
     }
@@ -450,7 +428,7 @@ static void on_del(struct dev *d, const uint8_t *m, size_t len)
         tlsnic_nic_del(d->nic, &kf->flow, TLSNIC_DIR_TX);
     } else {
         tlsnic_nic_del(d->nic, &kf->flow, TLSNIC_DIR_RX);
-        tlsnic_rxs_free(kf->rxs);
+        free_rx(kf);
         d->rx_flows--;
     }
     free(kf);
@@ -682,7 +660,7 @@ int main(int argc, char **argv)
         for (int b = 0; b < FLOW_BUCKETS; b++)
             for (struct kflow *kf = devs[i].flows[b], *next; kf; kf = next) {
                 next = kf->next;
-                tlsnic_rxs_free(kf->rxs);
+                free_rx(kf);
                 free(kf);
             }
     }

@@ -479,3 +479,46 @@ int tlsnic_rxs_poll_request(struct tlsnic_rxs_reader *r, uint32_t *seq)
     *seq = __atomic_load_n(&r->s->hdr->req_seq, __ATOMIC_RELAXED);
     return 1;
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* For a driver that marks packets                                                            */
+
+int tlsnic_rxs_span_verified(const struct tlsnic_rxs *s, uint32_t seq, uint32_t len)
+{
+    if (!s || len == 0)
+        return 0;
+    uint64_t head = __atomic_load_n(&s->hdr->head, __ATOMIC_ACQUIRE);
+    int64_t front = len; /* [front, len) is covered by checked records */
+    /* Newest first: entries are in stream order, so the first record that ends before the
+     * range ends the search. Relative positions are signed 32-bit distances to seq. */
+    for (uint64_t id = head; id-- > 0 && head - id <= s->n;) {
+        struct tlsnic_rxs_entry e;
+        if (read_entry(s, id, &e) < 0)
+            break;
+        int64_t start = (int32_t)(e.tcp_seq - seq);
+        int64_t end = start + e.len;
+        if (end <= 0)
+            break;
+        if (start >= (int64_t)len)
+            continue;
+        if (e.len < (uint32_t)e.hn + TLSNIC_REC_TAG_LEN)
+            return 0;
+        int64_t lo = start > 0 ? start : 0;
+        int64_t hi = end < (int64_t)len ? end : (int64_t)len;
+        int64_t body_lo = start + e.hn, body_hi = end - TLSNIC_REC_TAG_LEN;
+        int64_t dec_hi = body_lo + TLSNIC_RXS_STATE_DEC(e.state);
+        int64_t in_lo = lo > body_lo ? lo : body_lo, in_hi = hi < body_hi ? hi : body_hi;
+        if (in_lo < in_hi && in_hi > dec_hi)
+            return 0; /* body bytes in the range the device did not decrypt */
+        uint32_t verdict = TLSNIC_RXS_STATE_VERDICT(e.state);
+        if (verdict == TLSNIC_RXS_BAD || verdict == TLSNIC_RXS_RECHECK)
+            return 0; /* a record the device cannot vouch for, wherever the range is */
+        if (end <= (int64_t)len && verdict != TLSNIC_RXS_OK)
+            return 0; /* the record ends in the range with its tag not yet checked */
+        if (hi < front)
+            return 0; /* bytes between this record and the next no entry covers */
+        if (lo < front)
+            front = lo;
+    }
+    return front == 0;
+}

@@ -478,6 +478,109 @@ struct device_thread {
     uint64_t written;
 };
 
+/* ------------------------------------------------------------------------------------------ */
+/* The kernel's decrypted mark (tlsnic_rxs_span_verified): what one packet may promise.      */
+
+static struct tlsnic_rxs *status_with(struct stream *st, size_t n, const uint32_t *verdicts,
+                                      const uint32_t *dec_lens)
+{
+    struct tlsnic_rxs *s;
+    assert_int_equal(tlsnic_rxs_new(&s, 16), 0);
+    uint64_t id = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (verdicts[i] == UINT32_MAX)
+            continue; /* the device left record i alone */
+        uint32_t dec = dec_lens ? dec_lens[i] : body_len(st, i);
+        dev_decrypt(s, st, id++, i, dec, verdicts[i], i, 0, 0x42);
+    }
+    return s;
+}
+
+static void test_span_inside_verified_records_may_be_marked(void **state)
+{
+    (void)state;
+    struct stream st;
+    stream_make(&st, combos[0], 3, 100);
+    const uint32_t ok[3] = {TLSNIC_RXS_OK, TLSNIC_RXS_OK, TLSNIC_RXS_OK};
+    struct tlsnic_rxs *s = status_with(&st, 3, ok, NULL);
+    assert_int_equal(tlsnic_rxs_span_verified(s, ISS, (uint32_t)st.len), 1);
+    assert_int_equal(tlsnic_rxs_span_verified(s, ISS + st.start[1], st.rlen[1]), 1);
+    assert_int_equal(tlsnic_rxs_span_verified(s, ISS + st.start[1] + 20, 30), 1);
+    assert_int_equal(tlsnic_rxs_span_verified(s, ISS + st.start[1] + 20, st.rlen[1]), 1);
+    tlsnic_rxs_free(s);
+}
+
+static void test_span_with_bytes_no_record_covers_is_not_marked(void **state)
+{
+    (void)state;
+    struct stream st;
+    stream_make(&st, combos[0], 3, 100);
+    const uint32_t v[3] = {TLSNIC_RXS_OK, UINT32_MAX, TLSNIC_RXS_OK};
+    struct tlsnic_rxs *s = status_with(&st, 3, v, NULL);
+    assert_int_equal(tlsnic_rxs_span_verified(s, ISS, (uint32_t)st.len), 0);
+    assert_int_equal(tlsnic_rxs_span_verified(s, ISS + st.start[1] + 10, 20), 0);
+    assert_int_equal(tlsnic_rxs_span_verified(s, ISS + st.start[2] - 1, 2), 0);
+    assert_int_equal(tlsnic_rxs_span_verified(s, ISS + st.start[2], st.rlen[2] + 1), 0);
+    assert_int_equal(tlsnic_rxs_span_verified(s, ISS, st.rlen[0]), 1);
+    assert_int_equal(tlsnic_rxs_span_verified(s, ISS + st.start[2], st.rlen[2]), 1);
+    tlsnic_rxs_free(s);
+}
+
+static void test_span_with_body_bytes_left_encrypted_is_not_marked(void **state)
+{
+    (void)state;
+    struct stream st;
+    stream_make(&st, combos[0], 2, 100);
+    /* A gap ended the device's fast path halfway through record 1's body. */
+    const uint32_t v[2] = {TLSNIC_RXS_OK, TLSNIC_RXS_PENDING};
+    const uint32_t dec[2] = {body_len(&st, 0), body_len(&st, 1) / 2};
+    struct tlsnic_rxs *s = status_with(&st, 2, v, dec);
+    uint32_t body1 = ISS + st.start[1] + (uint32_t)st.hn;
+    assert_int_equal(tlsnic_rxs_span_verified(s, body1, dec[1]), 1);
+    assert_int_equal(tlsnic_rxs_span_verified(s, body1, dec[1] + 1), 0);
+    assert_int_equal(tlsnic_rxs_span_verified(s, body1 + dec[1], 10), 0);
+    tlsnic_rxs_free(s);
+}
+
+static void test_span_where_a_record_ends_unverified_is_not_marked(void **state)
+{
+    (void)state;
+    struct stream st;
+    stream_make(&st, combos[3], 1, 100);
+    const uint32_t end = ISS + st.rlen[0];
+    /* Not yet checked: its body may be marked, its end may not. */
+    const uint32_t pending[1] = {TLSNIC_RXS_PENDING};
+    struct tlsnic_rxs *s = status_with(&st, 1, pending, NULL);
+    assert_int_equal(tlsnic_rxs_span_verified(s, ISS, st.rlen[0] - 16), 1);
+    assert_int_equal(tlsnic_rxs_span_verified(s, end - 16, 16), 0);
+    tlsnic_rxs_free(s);
+    /* Failed or revoked: nothing of it. */
+    const uint32_t bad[2][1] = {{TLSNIC_RXS_BAD}, {TLSNIC_RXS_RECHECK}};
+    for (int i = 0; i < 2; i++) {
+        stream_make(&st, combos[3], 1, 100);
+        s = status_with(&st, 1, bad[i], NULL);
+        assert_int_equal(tlsnic_rxs_span_verified(s, ISS, st.rlen[0]), 0);
+        assert_int_equal(tlsnic_rxs_span_verified(s, ISS, 40), 0);
+        tlsnic_rxs_free(s);
+    }
+}
+
+static void test_span_across_the_sequence_number_wrap_is_judged_as_any_other(void **state)
+{
+    (void)state;
+    struct stream st;
+    stream_make(&st, combos[0], 8, 300); /* from ISS = 2^32 - 1024 past 2^32 */
+    assert_true(st.len > 1024);
+    uint32_t v[8];
+    for (size_t i = 0; i < 8; i++)
+        v[i] = TLSNIC_RXS_OK;
+    struct tlsnic_rxs *s = status_with(&st, 8, v, NULL);
+    assert_int_equal(tlsnic_rxs_span_verified(s, ISS, (uint32_t)st.len), 1);
+    assert_int_equal(tlsnic_rxs_span_verified(s, 0xfffffff0u, 32), 1);
+    assert_int_equal(tlsnic_rxs_span_verified(s, ISS + (uint32_t)st.len - 8, 9), 0);
+    tlsnic_rxs_free(s);
+}
+
 static void *device_writes(void *arg)
 {
     struct device_thread *t = arg;
@@ -549,6 +652,11 @@ int main(void)
         cmocka_unit_test(test_verified_judges_without_touching_the_bytes),
         cmocka_unit_test(test_pending_names_a_record_the_device_is_decrypting),
         cmocka_unit_test(test_reader_never_gets_a_torn_entry_from_a_device_thread),
+        cmocka_unit_test(test_span_inside_verified_records_may_be_marked),
+        cmocka_unit_test(test_span_with_bytes_no_record_covers_is_not_marked),
+        cmocka_unit_test(test_span_with_body_bytes_left_encrypted_is_not_marked),
+        cmocka_unit_test(test_span_where_a_record_ends_unverified_is_not_marked),
+        cmocka_unit_test(test_span_across_the_sequence_number_wrap_is_judged_as_any_other),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -298,6 +298,23 @@ void tlsnic_rxs_set_host_epoch(struct tlsnic_rxs *s, uint32_t epoch);
 /* A resync request the host has not seen yet: 1 and *seq, else 0. */
 int tlsnic_rxs_poll_request(struct tlsnic_rxs_reader *r, uint32_t *seq);
 
+/* ------------------------------------------------------------------------------------------ */
+/* For a driver that marks packets (the kernel's skb->decrypted; tlsnic-kdevd).               */
+
+/*
+ * 1 if the entries show every byte of [seq, seq + len) inside a record the device
+ * decrypted, with the body bytes in the range inside the record's decrypted prefix, no
+ * record in it failed (BAD) or revoked (RECHECK), and the tag verified (OK) of every
+ * record that ends in the range; else 0 (a byte no entry covers, body bytes left
+ * undecrypted, a tag failed, revoked, or not yet checked where the record ends).
+ * Headers and tags are clear on the wire and count as they are. This is what a packet's
+ * decrypted mark promises the kernel: it trusts a record all of whose packets carry it,
+ * and re-encrypts and checks a record whose packets are mixed. The caller decides about
+ * later copies (bytes forwarded before) itself; call right after the device forwarded
+ * the bytes, before their entries can be released.
+ */
+int tlsnic_rxs_span_verified(const struct tlsnic_rxs *s, uint32_t seq, uint32_t len);
+
 #ifdef __cplusplus
 }
 #endif
