@@ -12,6 +12,12 @@
  * within CLOSE_BUDGET_MS gets a reset: nothing more of the connection leaves. A device-mode
  * RX context sends nothing: it is ended at the first step (rxdev.c, tlsnic_dev_rx_close).
  *
+ * SO_LINGER, as the kernel's tcp_close: with a linger time of 0 the connection is reset at
+ * once (the pending tail is dropped; a device that takes the socket over is asked for a
+ * reset); with a linger time of N seconds close(2) blocks, on the caller's thread, until
+ * the peer has acknowledged every byte or N seconds have passed, and then goes on as any
+ * close (what is left is done in the background).
+ *
  * Forks. Several processes can hold one socket; only the process that set its TLS state up
  * (TCP_ULP: a forked child's TLS calls on it fail with EBADFD, ktls.h) ends it. A forked
  * child that closes its inherited copy (a
@@ -37,6 +43,7 @@
 struct closing {
     struct tlsnic_sock *s;
     int fd;                /* the closer's duplicate of the socket */
+    unsigned flags;        /* TLSNIC_RELEASE_ABORT: SO_LINGER 0 */
     uint64_t deadline_ns;  /* then: a reset, and done */
     unsigned pass;         /* the closer's pass that last looked at it */
     struct closing *next;
@@ -70,10 +77,25 @@ static int rx_unread(const struct tlsnic_sock *s)
     return s->rx.have > 0 || (s->rx.ready && s->rx.off < s->rx.clen);
 }
 
-/* One look at a closing socket (TX lock held): 0 when it is done with, 1 to look again. */
-static int close_step(struct tlsnic_sock *s, int fd, int final)
+/* The application's SO_LINGER on the socket: -1 if off, else its linger time in seconds. */
+static int linger_seconds(int fd)
 {
-    unsigned flags = rx_unread(s) ? TLSNIC_RELEASE_ABORT : 0;
+    struct linger lg = {0};
+    socklen_t len = sizeof(lg);
+    if (tlsnic_sys.getsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, &len) < 0 || !lg.l_onoff)
+        return -1;
+    return lg.l_linger > 0 ? lg.l_linger : 0;
+}
+
+/*
+ * One look at a closing socket (TX lock held): 0 when it is done with, 1 to look again.
+ * want: TLSNIC_RELEASE_ABORT for a reset (SO_LINGER 0), else 0.
+ */
+static int close_step(struct tlsnic_sock *s, int fd, int final, unsigned want)
+{
+    unsigned flags = want | (rx_unread(s) ? TLSNIC_RELEASE_ABORT : 0);
+    if (want & TLSNIC_RELEASE_ABORT)
+        tlsnic_tx_forget_pending(s); /* a reset drops what is queued, as the kernel's does */
     /* RX has nothing to send: its device context ends at the first step (a no-op after). */
     tlsnic_dev_rx_close(s, fd);
     int rc = tlsnic_tx_flush_locked(s, fd, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -148,7 +170,7 @@ static void *closer_main(void *arg)
             c->pass = pass;
             pthread_mutex_unlock(&closer_lock);
             pthread_mutex_lock(&c->s->tx.lock);
-            int again = close_step(c->s, c->fd, now_ns() >= c->deadline_ns);
+            int again = close_step(c->s, c->fd, now_ns() >= c->deadline_ns, c->flags);
             pthread_mutex_unlock(&c->s->tx.lock);
             pthread_mutex_lock(&closer_lock);
             if (again)
@@ -177,13 +199,14 @@ static void *closer_main(void *arg)
 }
 
 /* Hands s and fd (a duplicate) to the closer. 0, or -errno (nothing was taken). */
-static int closer_take(struct tlsnic_sock *s, int fd)
+static int closer_take(struct tlsnic_sock *s, int fd, unsigned flags)
 {
     pthread_once(&closer_once, closer_init);
     struct closing *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return -ENOMEM;
-    *c = (struct closing){.s = s, .fd = fd, .deadline_ns = now_ns() + CLOSE_BUDGET_MS * 1000000ull};
+    *c = (struct closing){.s = s, .fd = fd, .flags = flags,
+                          .deadline_ns = now_ns() + CLOSE_BUDGET_MS * 1000000ull};
     pthread_mutex_lock(&closer_lock);
     if (!closer_running) {
         pthread_t t;
@@ -207,22 +230,38 @@ static int closer_take(struct tlsnic_sock *s, int fd)
     return 0;
 }
 
+/* SO_LINGER N: steps on the caller's thread until done and every byte is acknowledged, or
+ * the linger time is over. 0 when done, 1 if the rest is left to the background. */
+static int linger_on_close(struct tlsnic_sock *s, int fd, int seconds)
+{
+    const struct timespec tick = {.tv_nsec = CLOSER_TICK_NS};
+    uint64_t deadline = now_ns() + (uint64_t)seconds * 1000000000ull;
+    int again;
+    while ((again = close_step(s, fd, 0, 0)) && now_ns() < deadline)
+        nanosleep(&tick, NULL);
+    while (!again && tlsnic_sock_unacked_bytes(fd) > 0 && now_ns() < deadline)
+        nanosleep(&tick, NULL);
+    return again;
+}
+
 int tlsnic_close_last(struct tlsnic_sock *s, int fd)
 {
+    int linger = linger_seconds(fd);
+    unsigned want = linger == 0 ? TLSNIC_RELEASE_ABORT : 0;
     pthread_mutex_lock(&s->tx.lock);
-    if (!close_step(s, fd, 0)) {
+    if (linger > 0 ? !linger_on_close(s, fd, linger) : !close_step(s, fd, 0, want)) {
         pthread_mutex_unlock(&s->tx.lock);
         return 0;
     }
     /* Something to wait for: fd is tlsnic's own descriptor of the socket (kfd), which
      * keeps the socket while the application's are gone; the closer takes it over. */
-    if (closer_take(s, fd) == 0) {
+    if (closer_take(s, fd, want) == 0) {
         pthread_mutex_unlock(&s->tx.lock);
         return 1;
     }
     /* No thread to wait with: wait here, bounded. */
     uint64_t deadline = now_ns() + CLOSE_BUDGET_MS * 1000000ull;
-    while (close_step(s, fd, now_ns() >= deadline)) {
+    while (close_step(s, fd, now_ns() >= deadline, want)) {
         struct timespec tick = {.tv_nsec = CLOSER_TICK_NS};
         nanosleep(&tick, NULL);
     }

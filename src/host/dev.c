@@ -614,7 +614,7 @@ static void reset_connection(int fd)
 
 /* The bytes (and FIN) fd has not had acknowledged; 0 once it can send nothing more (not a
  * connection any more, or closed: reset, both FINs done). */
-static int unacked_bytes(int fd)
+int tlsnic_sock_unacked_bytes(int fd)
 {
     struct tcp_info ti;
     socklen_t len = sizeof(ti);
@@ -635,7 +635,7 @@ static int unacked_bytes(int fd)
  * device that can take the flow over (release: tlsnicd holds the socket) does so: one
  * request, and close(2) returns. Otherwise (an in-process device, or a daemon that refused)
  * the context stays until the peer has acknowledged every byte (SIOCOUTQ 0), then del; past
- * the budget (final) the connection is reset first. A device that is away (-ENODEV: a
+ * the budget (final), or at once with TLSNIC_RELEASE_ABORT, the connection is reset first. A device that is away (-ENODEV: a
  * restarting tlsnicd) is asked again at the next step, the context still registered so
  * that the re-add covers it; at the last step the connection is reset instead.
  * 0 when done, 1 to be called again later.
@@ -661,7 +661,11 @@ int tlsnic_dev_tx_close_step(struct tlsnic_sock *s, int fd, unsigned flags, int 
         d->no_release = 1; /* e.g. a daemon that predates RELEASE */
     }
     tlsnic_dev_tx_reclaim(s, fd);
-    int outq = unacked_bytes(fd);
+    int outq = tlsnic_sock_unacked_bytes(fd);
+    if (outq > 0 && (flags & TLSNIC_RELEASE_ABORT)) {
+        reset_connection(fd); /* as close(2) resets: at once, nothing more leaves */
+        outq = 0;
+    }
     if (outq > 0 && !final)
         return 1;
     if (outq > 0)

@@ -166,6 +166,8 @@ void tlsnic_dev_tx_reclaim(struct tlsnic_sock *s, int fd);
 void tlsnic_dev_tx_sent(struct tlsnic_sock *s, size_t n);
 void tlsnic_dev_tx_free(struct tlsnic_sock *s);
 int tlsnic_dev_tx_close_step(struct tlsnic_sock *s, int fd, unsigned flags, int final);
+/* Bytes (and FIN) fd has not had acknowledged; 0 once it can send nothing more. */
+int tlsnic_sock_unacked_bytes(int fd);
 void tlsnic_dev_tx_set_fd(struct tlsnic_sock *s, int fd);
 void tlsnic_dev_tx_forget(struct tlsnic_sock *s);
 void tlsnic_dev_tx_patch_info(const struct tlsnic_sock *s, union tlsnic_crypto_info *ci);

@@ -1425,6 +1425,76 @@ static void a_close_with_a_partial_record_unread_asks_for_a_reset(void **state)
     close(c.peer);
 }
 
+static void set_linger(int fd, int seconds)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = seconds};
+    assert_int_equal(tlsnic_setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+}
+
+static void a_close_with_so_linger_zero_asks_the_device_for_a_reset(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    assert_int_equal(tlsnic_send(c.fd, "x", 1, 0), 1);
+    set_linger(c.fd, 0);
+    assert_int_equal(tlsnic_close(c.fd), 0);
+    assert_int_equal(fake.releases, 1);
+    assert_int_equal(fake.release_flags, TLSNIC_RELEASE_ABORT); /* as close(2) with SO_LINGER 0 */
+    close(c.peer);
+}
+
+static void a_close_with_so_linger_zero_resets_at_once_without_waiting_for_acks(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new(&c, TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128);
+    fill_until_eagain(c.fd); /* a tail pending in user space, unacknowledged bytes queued */
+    set_linger(c.fd, 0);
+    assert_true(timed_close(c.fd) < CLOSE_AT_ONCE_MS);
+    assert_int_equal(tlsnic_close_pending(0), 0); /* nothing left to wait for */
+    assert_int_equal(fake.dels, 1);
+    struct slow_reader r = {.fd = c.peer};
+    slow_read(&r);
+    assert_int_equal(r.last, -ECONNRESET);
+    close(c.peer);
+}
+
+static void a_close_with_so_linger_blocks_until_the_peer_has_acknowledged_everything(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new_small(&c, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128);
+    size_t sent = fill_until_eagain(c.fd);
+    set_linger(c.fd, 10);
+    struct slow_reader r = {.fd = c.peer, .delay_ms = 300};
+    pthread_t reader;
+    assert_int_equal(pthread_create(&reader, NULL, slow_read, &r), 0);
+    long ms = timed_close(c.fd);
+    assert_true(ms >= 250);  /* the peer read nothing for 300 ms */
+    assert_true(ms < 9000);  /* and then everything, long before the linger time */
+    assert_int_equal(fake.releases, 1);
+    assert_true(fake.outq_at_release > 0); /* released at once, then waited for the ACKs */
+    assert_int_equal(tlsnic_close_pending(0), 0);
+    pthread_join(reader, NULL);
+    assert_true(r.got >= sent);
+    close(c.peer);
+}
+
+static void a_close_with_so_linger_returns_after_the_linger_time_if_the_peer_never_acknowledges(void **state)
+{
+    (void)state;
+    struct conn c;
+    conn_new_small(&c, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128);
+    fill_until_eagain(c.fd);
+    set_linger(c.fd, 1);
+    long ms = timed_close(c.fd);
+    assert_true(ms >= 950);
+    assert_true(ms < 3000);
+    assert_int_equal(tlsnic_close_pending(8000), 0); /* the rest as any close: bounded */
+    close(c.peer);
+}
+
 static void a_device_away_at_close_gets_the_release_once_it_is_back(void **state)
 {
     (void)state;
@@ -1529,6 +1599,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_released_store_is_not_reused_until_the_device_lets_go_of_it,
                                         setup_releasing, teardown),
         cmocka_unit_test_setup_teardown(a_close_with_a_partial_record_unread_asks_for_a_reset,
+                                        setup_releasing, teardown),
+        cmocka_unit_test_setup_teardown(a_close_with_so_linger_zero_asks_the_device_for_a_reset,
+                                        setup_releasing, teardown),
+        cmocka_unit_test_setup_teardown(a_close_with_so_linger_zero_resets_at_once_without_waiting_for_acks,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(a_close_with_so_linger_blocks_until_the_peer_has_acknowledged_everything,
+                                        setup_releasing, teardown),
+        cmocka_unit_test_setup_teardown(a_close_with_so_linger_returns_after_the_linger_time_if_the_peer_never_acknowledges,
                                         setup_releasing, teardown),
         cmocka_unit_test_setup_teardown(a_device_away_at_close_gets_the_release_once_it_is_back,
                                         setup_releasing, teardown),

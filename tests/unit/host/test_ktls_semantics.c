@@ -1052,6 +1052,67 @@ static void end_of_stream_reads_zero(void **state)
     fx_free(f);
 }
 
+/* How the peer's reading of the stream ends: 0 (EOF) or -errno; bounded (5 s per wait). */
+static int peer_reads_to_the_end(int peer)
+{
+    static uint8_t sink[65536];
+    for (int i = 0; i < 100000; i++) {
+        struct pollfd p = {.fd = peer, .events = POLLIN};
+        if (poll(&p, 1, 5000) != 1)
+            return -ETIMEDOUT;
+        ssize_t n = recv(peer, sink, sizeof(sink), 0);
+        if (n <= 0)
+            return n == 0 ? 0 : -errno;
+    }
+    return -ETIMEDOUT;
+}
+
+static void set_linger(int fd, int seconds)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = seconds};
+    assert_int_equal(api->setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+}
+
+static void close_with_so_linger_zero_resets_the_connection(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    uint8_t data[1000] = {0};
+    assert_int_equal(api->send(f->fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
+    set_linger(f->fd, 0);
+    assert_int_equal(api->close(f->fd), 0);
+    f->fd = -1;
+    assert_int_equal(peer_reads_to_the_end(f->peer), -ECONNRESET);
+    fx_free(f);
+}
+
+static void close_with_so_linger_blocks_for_the_linger_time_if_the_peer_takes_nothing(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    static uint8_t chunk[16384];
+    size_t sent = 0;
+    for (int i = 0; i < 4096; i++) { /* bounded: 64 MB; the peer never reads */
+        ssize_t n = api->send(f->fd, chunk, sizeof(chunk), MSG_DONTWAIT);
+        if (n < 0) {
+            assert_int_equal(errno, EAGAIN);
+            break;
+        }
+        sent += (size_t)n;
+    }
+    assert_true(sent > 0);
+    set_linger(f->fd, 1);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(api->close(f->fd), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    f->fd = -1;
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(ms >= 900);  /* the window is full: nothing more is acknowledged */
+    assert_true(ms < 5000);  /* and then close(2) returns as any close */
+    fx_free(f);
+}
+
 static void tls13_key_update_stops_rx_until_new_keys(void **state)
 {
     (void)state;
@@ -1383,6 +1444,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(oversized_record_is_EMSGSIZE),
         cmocka_unit_test(wrong_record_version_is_EINVAL),
         cmocka_unit_test(end_of_stream_reads_zero),
+        cmocka_unit_test(close_with_so_linger_zero_resets_the_connection),
+        cmocka_unit_test(close_with_so_linger_blocks_for_the_linger_time_if_the_peer_takes_nothing),
         cmocka_unit_test(tls13_key_update_stops_rx_until_new_keys),
         cmocka_unit_test(tcp_ulp_with_an_unreadable_name_is_EFAULT),
         cmocka_unit_test(tls_tx_with_an_unreadable_value_is_EFAULT_and_takes_nothing),

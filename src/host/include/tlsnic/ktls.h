@@ -125,8 +125,10 @@ int tlsnic_flush_all(void);
  * what is queued, encrypted, then the FIN; or, for a device that cannot, tlsnic waits for
  * the peer's ACKs before the del). Done on this thread when nothing needs waiting, else by
  * a background thread holding a duplicate of the socket; a peer that takes nothing or
- * acknowledges nothing within 5 s gets a reset. Unread received bytes make it a reset too,
- * as in the kernel. A forked child's close of a descriptor it inherited only forgets its
+ * acknowledges nothing within 5 s gets a reset. Unread received bytes and SO_LINGER {1, 0}
+ * make it a reset at once, as in the kernel; SO_LINGER with N > 0 seconds makes it block
+ * until the peer has acknowledged everything or N seconds have passed (the kernel's
+ * tcp_close), then go on as above. A forked child's close of a descriptor it inherited only forgets its
  * copy of the TLS state: the parent's connection, record store and device are untouched.
  */
 int tlsnic_close(int fd);
