@@ -28,6 +28,8 @@
 #define MAC_LEN 8
 #define NO_SLOT UINT32_MAX
 #define SCRATCH_LEN 4096
+#define SEEN_SLOTS 8192 /* streams towards the host remembered without an RX context */
+#define SEEN_PROBE 8
 
 struct flow_key {
     uint8_t family;
@@ -104,6 +106,22 @@ struct slot {
     struct rxflow *r; /* ... or RX context (key.dir RX; nic_rx.c) */
 };
 
+/*
+ * How far the device forwarded a stream towards the host for which it holds no RX
+ * context: its own memory, read when an RX context for that stream is added. Bytes it
+ * forwarded before reached the host untouched; a later copy of them (a tail loss probe, a
+ * retransmission) after the add must be left alone too, or the RX status would describe
+ * bytes the host does not have (it keeps the first copy). The kernel needs no such memory:
+ * each skb carries its own decrypted bit. Least recently updated first out, within a probe
+ * window: a stream is forgotten only when SEEN_PROBE busier ones share its window.
+ */
+struct seen_stream {
+    struct flow_key key; /* the key its RX context would have */
+    uint32_t end_seq;    /* one past the highest byte forwarded */
+    uint32_t used;
+    uint64_t stamp;      /* the device's frame count at the last update */
+};
+
 struct tlsnic_nic {
     struct tlsnic_nic_config cfg;
     struct tlsnic_dev dev;
@@ -115,6 +133,8 @@ struct tlsnic_nic {
     uint32_t nflows;
     uint32_t n_rx; /* of which RX */
     uint64_t hash_seed[2];
+    struct seen_stream *seen;      /* SEEN_SLOTS */
+    uint64_t seen_clock;
     EVP_MAC *poly1305;             /* fetched once; each flow has its own context */
     struct tlsnic_nic_stats st;    /* counters of deleted flows and device-wide ones */
     uint8_t scratch[SCRATCH_LEN];  /* discarded ciphertext of re-sealed prefixes */
@@ -155,7 +175,7 @@ static void make_key_of_frame(struct flow_key *k, const struct tlsnic_frame *fr,
  * share a bucket cannot be chosen from outside (no hash flooding by choice); chains are
  * bounded by the table size anyway.
  */
-static uint32_t key_hash(const tlsnic_nic *nic, const struct flow_key *k)
+static uint32_t key_hash_full(const tlsnic_nic *nic, const struct flow_key *k)
 {
     const uint8_t *b = (const uint8_t *)k;
     uint64_t h = nic->hash_seed[0];
@@ -167,7 +187,48 @@ static uint32_t key_hash(const tlsnic_nic *nic, const struct flow_key *k)
     }
     h = (h ^ nic->hash_seed[1]) * 0xbf58476d1ce4e5b9ULL;
     h ^= h >> 32;
-    return (uint32_t)(h & (nic->nbuckets - 1));
+    return (uint32_t)h;
+}
+
+static uint32_t key_hash(const tlsnic_nic *nic, const struct flow_key *k)
+{
+    return key_hash_full(nic, k) & (nic->nbuckets - 1);
+}
+
+/* The device forwarded stream k (RX key) up to end_seq without a context for it. */
+static void seen_note(tlsnic_nic *nic, const struct flow_key *k, uint32_t end_seq)
+{
+    uint32_t h = key_hash_full(nic, k);
+    struct seen_stream *victim = NULL;
+    nic->seen_clock++;
+    for (uint32_t i = 0; i < SEEN_PROBE; i++) {
+        struct seen_stream *e = &nic->seen[(h + i) & (SEEN_SLOTS - 1)];
+        if (e->used && memcmp(&e->key, k, sizeof(*k)) == 0) {
+            if ((int32_t)(end_seq - e->end_seq) > 0)
+                e->end_seq = end_seq;
+            e->stamp = nic->seen_clock;
+            return;
+        }
+        if (!victim || (victim->used && (!e->used || e->stamp < victim->stamp)))
+            victim = e;
+    }
+    *victim = (struct seen_stream){.key = *k, .end_seq = end_seq, .used = 1,
+                                   .stamp = nic->seen_clock};
+}
+
+/* Takes what the device remembers of stream k: 1 and *end_seq, or 0. */
+static int seen_take(tlsnic_nic *nic, const struct flow_key *k, uint32_t *end_seq)
+{
+    uint32_t h = key_hash_full(nic, k);
+    for (uint32_t i = 0; i < SEEN_PROBE; i++) {
+        struct seen_stream *e = &nic->seen[(h + i) & (SEEN_SLOTS - 1)];
+        if (e->used && memcmp(&e->key, k, sizeof(*k)) == 0) {
+            *end_seq = e->end_seq;
+            memset(e, 0, sizeof(*e));
+            return 1;
+        }
+    }
+    return 0;
 }
 
 _Static_assert(sizeof(struct flow_key) % 8 == 0, "flow key hashed in 8-byte words");
@@ -311,6 +372,9 @@ int tlsnic_nic_add(tlsnic_nic *nic, const struct tlsnic_flow *flow, enum tlsnic_
     if (dir == TLSNIC_DIR_RX) {
         struct rxflow *r;
         TLSNIC_TRY(nic_rx_new(&r, &nic->cfg, crypto_info, info_len, start_tcp_seq, store));
+        uint32_t forwarded_end;
+        if (seen_take(nic, &k, &forwarded_end))
+            nic_rx_forwarded_before(r, forwarded_end);
         uint32_t idx = nic->free_head;
         struct slot *s = &nic->slots[idx];
         nic->free_head = s->next;
@@ -1055,8 +1119,6 @@ int tlsnic_nic_evict(tlsnic_nic *nic, const struct tlsnic_flow *flow, enum tlsni
 int tlsnic_nic_rx_pkt(tlsnic_nic *nic, struct tlsnic_pkt *pkt)
 {
     TLSNIC_ENSURE(nic && pkt && pkt->data, EINVAL);
-    if (nic->nflows == 0)
-        return TLSNIC_PASS;
     struct tlsnic_frame fr;
     int kind = tlsnic_frame_parse(pkt->data, pkt->len, &fr);
     if (kind < 0) {
@@ -1072,12 +1134,13 @@ int tlsnic_nic_rx_pkt(tlsnic_nic *nic, struct tlsnic_pkt *pkt)
     struct slot *s;
     if ((fr.flags & TLSNIC_TCP_ACK) && nic->nflows > nic->n_rx && (s = lookup_pkt(nic, &k)) && s->f)
         ack_trim(s->f, fr.ack);
-    if (nic->n_rx == 0)
-        return TLSNIC_PASS;
     k.dir = TLSNIC_DIR_RX;
-    s = lookup_pkt(nic, &k);
-    if (!s || !s->r)
+    s = nic->n_rx ? lookup_pkt(nic, &k) : NULL;
+    if (!s || !s->r) {
+        if (fr.payload_len > 0)
+            seen_note(nic, &k, fr.seq + (uint32_t)fr.payload_len);
         return TLSNIC_PASS;
+    }
     return nic_rx_segment(s->r, pkt, &fr);
 }
 
@@ -1180,12 +1243,14 @@ int tlsnic_nic_new(tlsnic_nic **out, const struct tlsnic_nic_config *cfg)
         nic->nbuckets <<= 1;
     nic->buckets = malloc((size_t)nic->nbuckets * sizeof(uint32_t));
     nic->slots = calloc(c.max_flows, sizeof(struct slot));
+    nic->seen = calloc(SEEN_SLOTS, sizeof(struct seen_stream));
     nic->poly1305 = EVP_MAC_fetch(NULL, "POLY1305", NULL);
-    if (!nic->buckets || !nic->slots || !nic->poly1305 ||
+    if (!nic->buckets || !nic->slots || !nic->seen || !nic->poly1305 ||
         RAND_bytes((unsigned char *)nic->hash_seed, sizeof(nic->hash_seed)) != 1) {
         EVP_MAC_free(nic->poly1305);
         free(nic->buckets);
         free(nic->slots);
+        free(nic->seen);
         free(nic);
         return -ENOMEM;
     }
@@ -1211,6 +1276,7 @@ void tlsnic_nic_free(tlsnic_nic *nic)
     EVP_MAC_free(nic->poly1305);
     free(nic->buckets);
     free(nic->slots);
+    free(nic->seen);
     OPENSSL_cleanse(nic, sizeof(*nic));
     free(nic);
 }

@@ -13,6 +13,9 @@
 struct rxflow; /* one RX context (nic_rx.c) */
 
 /* RX context life (control path). */
+/* The device forwarded the stream up to end_seq before it had this context: those bytes
+ * went to the host untouched, and so must every later copy of them. */
+void nic_rx_forwarded_before(struct rxflow *r, uint32_t end_seq);
 int nic_rx_new(struct rxflow **out, const struct tlsnic_nic_config *cfg, const void *crypto_info,
                size_t info_len, uint32_t start_tcp_seq, const struct tlsnic_rec_store *store);
 void nic_rx_free(struct rxflow *r);

@@ -838,6 +838,17 @@ static void adopt(struct rxflow *r)
         r->tail = r->head = head;
 }
 
+void nic_rx_forwarded_before(struct rxflow *r, uint32_t end_seq)
+{
+    int64_t end = (int32_t)(end_seq - r->start_seq);
+    if (end <= r->hi)
+        return;
+    /* Decided (untouched) up to there; the records after it are found as after a gap. */
+    r->hi = end;
+    r->known = 0;
+    tlsnic_rxs_set_hi(r->rxs, end_seq);
+}
+
 int nic_rx_new(struct rxflow **out, const struct tlsnic_nic_config *cfg, const void *crypto_info,
                size_t info_len, uint32_t start_tcp_seq, const struct tlsnic_rec_store *store)
 {

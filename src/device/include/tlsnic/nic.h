@@ -44,9 +44,11 @@
  * its body decrypted and its tag checked when its last byte arrives in order. Headers and
  * tags pass as they are. What the device did is written, per record, into the flow's RX
  * status (rx_status.h), which the host reads; a byte's treatment is decided once, when
- * the device first forwards it, and every later copy gets the same (the same keystream at
- * the same positions, or nothing), while any later copy of a checked record turns its
- * verdict into "host, check it yourself". After a gap (loss, reordering) the device stops
+ * the device first forwards it (also before the flow was added: the device remembers, per
+ * stream towards the host it holds no RX context for, how far it forwarded it, and the
+ * add takes that as already decided, untouched), and every later copy gets the same (the
+ * same keystream at the same positions, or nothing), while any later copy of a checked
+ * record turns its verdict into "host, check it yourself". After a gap (loss, reordering) the device stops
  * decrypting the record it was in, keeps following record boundaries while it knows them,
  * and otherwise looks for the next record header. A header it can place (same record
  * length as before, or the TLS 1.2 explicit nonce, proven by that record's own tag) makes
