@@ -35,6 +35,7 @@
 #define MIN_ENTRIES 16u
 #define GUESS_FAILS_MAX 3   /* placed headers proven wrong before the device stops placing */
 #define MAX_EXTENT (TLSNIC_REC_MAX_WIRE_LEN + 256)
+#define MAX_RECEIVED (1u << 30) /* a host's received_len beyond this is not believed */
 
 /* The device's own copy of a status entry (the host's copy is a mirror). */
 struct rxent {
@@ -884,6 +885,11 @@ int nic_rx_new(struct rxflow **out, const struct tlsnic_nic_config *cfg, const v
     r->seq_base = tlsnic_rec_key_next_seq(r->key);
     hist_push(r);
     adopt(r);
+    /* What the host's TCP already held when it added us passed before we had the flow.
+     * (A host word: a wrong value only leaves more of its own records to it.) */
+    uint32_t received = tlsnic_rxs_host_received(r->rxs);
+    if (received > 0 && received <= MAX_RECEIVED)
+        nic_rx_forwarded_before(r, start_tcp_seq + received);
     tlsnic_rxs_set_dev_epoch(r->rxs, r->epoch);
     *out = r;
     return 0;

@@ -160,8 +160,9 @@ int tlsnic_dev_rx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_mode_info *
     if (!d)
         return -ENOMEM;
     /* The device places records by TCP sequence number: where the program's reading is. */
+    uint32_t received = 0; /* already in the kernel socket: passed the device before the add */
     if (tlsnic_tcp_recv_seq(fd, tlsnic_sys.setsockopt, tlsnic_sys.getsockopt, tlsnic_sys.ioctl,
-                            &d->start_seq) < 0) {
+                            &d->start_seq, &received) < 0) {
         m->reason = TLSNIC_SW_REASON_NO_TCP_SEQ;
         m->dev_errno = -errno;
         free(d);
@@ -189,6 +190,7 @@ int tlsnic_dev_rx_offer(struct tlsnic_sock *s, int fd, struct tlsnic_mode_info *
         return rc;
     }
     tlsnic_rxs_set_host_epoch(d->rxs, 0);
+    tlsnic_rxs_set_host_received(d->rxs, received);
     union tlsnic_crypto_info ci;
     int len = tlsnic_rec_key_export(s->rx.key, &ci, sizeof(ci));
     rc = len < 0 ? len
@@ -839,6 +841,8 @@ static int readd_one(struct tlsnic_dev_rx *d)
     pthread_mutex_unlock(&d->lock);
     if (len < 0)
         return len;
+    /* The old device's decisions are in the status (its hi); none from before any add. */
+    tlsnic_rxs_set_host_received(d->rxs, 0);
     uint8_t *rs = ci.info.cipher_type == TLS_CIPHER_AES_GCM_128   ? ci.aes_gcm_128.rec_seq
                   : ci.info.cipher_type == TLS_CIPHER_AES_GCM_256 ? ci.aes_gcm_256.rec_seq
                                                                   : ci.chacha20_poly1305.rec_seq;

@@ -40,7 +40,7 @@ int tlsnic_tcp_send_seq(int fd, tlsnic_setsockopt_fn setsockopt_fn,
 
 int tlsnic_tcp_recv_seq(int fd, tlsnic_setsockopt_fn setsockopt_fn,
                         tlsnic_getsockopt_fn getsockopt_fn, tlsnic_ioctl_fn ioctl_fn,
-                        uint32_t *seq)
+                        uint32_t *seq, uint32_t *queued)
 {
     for (int attempt = 0; attempt < 64; attempt++) {
         int before = 0, after = 0;
@@ -51,6 +51,8 @@ int tlsnic_tcp_recv_seq(int fd, tlsnic_setsockopt_fn setsockopt_fn,
             return -1;
         if (before == after) { /* nothing arrived while rcv_nxt was read */
             *seq = rcv_nxt - (uint32_t)after;
+            if (queued)
+                *queued = after > 0 ? (uint32_t)after : 0;
             return 0;
         }
     }

@@ -27,12 +27,13 @@ typedef int (*tlsnic_ioctl_fn)(int fd, unsigned long request, ...);
 /*
  * The TCP sequence number of the next byte the program will read (copied_seq): rcv_nxt
  * read through TCP_REPAIR / TCP_QUEUE_SEQ on the receive queue, minus the bytes queued
- * unread (SIOCINQ), read again until no segment arrived in between. Needs
- * CAP_NET_ADMIN. 0, or -1 with errno (EPERM; EAGAIN if the stream never held still).
+ * unread (SIOCINQ, into *queued if not NULL), read again until no segment arrived in
+ * between. Needs CAP_NET_ADMIN. 0, or -1 with errno (EPERM; EAGAIN if the stream never
+ * held still).
  */
 int tlsnic_tcp_recv_seq(int fd, tlsnic_setsockopt_fn setsockopt_fn,
                         tlsnic_getsockopt_fn getsockopt_fn, tlsnic_ioctl_fn ioctl_fn,
-                        uint32_t *seq);
+                        uint32_t *seq, uint32_t *queued);
 
 /* The most a TCP receive buffer can grow to (net.ipv4.tcp_rmem's third value; 6 MB,
  * Linux's default, if it cannot be read). */

@@ -183,6 +183,11 @@ uint32_t tlsnic_rxs_host_epoch(const struct tlsnic_rxs *s)
     return __atomic_load_n(&s->host->epoch, __ATOMIC_ACQUIRE);
 }
 
+uint32_t tlsnic_rxs_host_received(const struct tlsnic_rxs *s)
+{
+    return __atomic_load_n(&s->host->received_len, __ATOMIC_ACQUIRE);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Host                                                                                       */
 
@@ -468,6 +473,11 @@ void tlsnic_rxs_consume(struct tlsnic_rxs_reader *r, uint32_t seq)
 void tlsnic_rxs_set_host_epoch(struct tlsnic_rxs *s, uint32_t epoch)
 {
     __atomic_store_n(&s->host->epoch, epoch, __ATOMIC_RELEASE);
+}
+
+void tlsnic_rxs_set_host_received(struct tlsnic_rxs *s, uint32_t len)
+{
+    __atomic_store_n(&s->host->received_len, len, __ATOMIC_RELEASE);
 }
 
 int tlsnic_rxs_poll_request(struct tlsnic_rxs_reader *r, uint32_t *seq)

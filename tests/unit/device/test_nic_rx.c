@@ -655,6 +655,37 @@ static void test_bytes_forwarded_before_the_add_stay_untouched_in_later_copies(v
     }
 }
 
+/*
+ * The same, when the device has no memory of those bytes (another device forwarded them, or
+ * it forgot): the host says how much its TCP already held at the add (received_len), and
+ * later copies of that much pass untouched.
+ */
+static void test_bytes_the_host_had_received_at_the_add_stay_untouched_in_later_copies(void **state)
+{
+    for (size_t c = 0; c < 6; c++) {
+        struct mx x;
+        mx_init(&x, &tg_combos[c], NULL);
+        tlsnic_nic_free(x.nic);
+        assert_int_equal(tlsnic_nic_new(&x.nic, NULL), 0);
+        x.h.dev = tlsnic_nic_dev(x.nic);
+        for (int i = 0; i < 4; i++)
+            mx_record(&x, 700);
+        /* Record 0 reached the host by another way (the device never saw it). */
+        memcpy(x.rcvd, x.wire, x.rlen[0]);
+        memset(x.have, 1, x.rlen[0]);
+        tlsnic_rxs_set_host_received(x.rxs, (uint32_t)x.rlen[0]);
+        struct tlsnic_rec_store st = {.rx_status = x.rxs};
+        assert_int_equal(tlsnic_nic_add(x.nic, &x.fl, TLSNIC_DIR_RX, &x.ci, x.ci_len, ISS, &st), 0);
+        uint8_t out[4096];
+        assert_int_equal(mx_feed_out(&x, 0, x.rlen[0], out), TLSNIC_PASS);
+        assert_memory_equal(out, x.wire, x.rlen[0]);
+        mx_feed_range(&x, x.rlen[0], x.len, 900);
+        assert_int_equal(mx_read(&x), 0);
+        assert_int_equal(x.h.nrec, 4);
+        mx_fini(&x);
+    }
+}
+
 static void test_other_flows_and_bytes_before_the_start_pass_untouched(void **state)
 {
     struct mx x;
@@ -888,6 +919,7 @@ int main(void)
         cmocka_unit_test(test_bad_checksum_segment_changes_nothing),
         cmocka_unit_test(test_other_flows_and_bytes_before_the_start_pass_untouched),
         cmocka_unit_test(test_bytes_forwarded_before_the_add_stay_untouched_in_later_copies),
+        cmocka_unit_test(test_bytes_the_host_had_received_at_the_add_stay_untouched_in_later_copies),
         cmocka_unit_test(test_byte_exact_under_loss_reordering_and_duplication_all_six),
         cmocka_unit_test(test_share_under_loss_alone),
         cmocka_unit_test(test_flipped_bits_under_loss_never_reach_the_application),

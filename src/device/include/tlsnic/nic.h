@@ -45,8 +45,9 @@
  * tags pass as they are. What the device did is written, per record, into the flow's RX
  * status (rx_status.h), which the host reads; a byte's treatment is decided once, when
  * the device first forwards it (also before the flow was added: the device remembers, per
- * stream towards the host it holds no RX context for, how far it forwarded it, and the
- * add takes that as already decided, untouched), and every later copy gets the same (the
+ * stream towards the host it holds no RX context for, how far it forwarded it, the host
+ * says how much its TCP already held (received_len in rx_status.h), and the add takes
+ * the larger as already decided, untouched), and every later copy gets the same (the
  * same keystream at the same positions, or nothing), while any later copy of a checked
  * record turns its verdict into "host, check it yourself". After a gap (loss, reordering) the device stops
  * decrypting the record it was in, keeps following record boundaries while it knows them,

@@ -130,7 +130,9 @@ struct tlsnic_rxs_host {
     uint32_t consumed_seq;   /* the host has read the stream up to (not including) here */
     uint32_t consumed_valid; /* 1 once consumed_seq was written */
     uint32_t epoch;          /* the host's key epoch (written before add / rekey) */
-    uint32_t reserved;
+    uint32_t received_len;   /* written before add: bytes past the add's start sequence
+                                number the host's TCP had already received (their first
+                                copies passed the device before it had the flow) */
 };
 
 _Static_assert(sizeof(struct tlsnic_rxs_hdr) == TLSNIC_RXS_HDR_LEN, "RX status header");
@@ -205,6 +207,9 @@ int tlsnic_rxs_consumed(const struct tlsnic_rxs *s, uint32_t *seq);
 
 /* The host's key epoch (0 until written). */
 uint32_t tlsnic_rxs_host_epoch(const struct tlsnic_rxs *s);
+
+/* The host's received_len (0 until written): untrusted, like every host word. */
+uint32_t tlsnic_rxs_host_received(const struct tlsnic_rxs *s);
 
 /* ------------------------------------------------------------------------------------------ */
 /* The host's side.                                                                           */
@@ -294,6 +299,10 @@ void tlsnic_rxs_consume(struct tlsnic_rxs_reader *r, uint32_t seq);
 
 /* Writes the host's key epoch (before add, and before a rekey). */
 void tlsnic_rxs_set_host_epoch(struct tlsnic_rxs *s, uint32_t epoch);
+
+/* Writes received_len (before add): how many bytes past the add's start sequence number
+ * the host's TCP already holds (SIOCINQ when the start was read); 0 for none. */
+void tlsnic_rxs_set_host_received(struct tlsnic_rxs *s, uint32_t len);
 
 /* A resync request the host has not seen yet: 1 and *seq, else 0. */
 int tlsnic_rxs_poll_request(struct tlsnic_rxs_reader *r, uint32_t *seq);
