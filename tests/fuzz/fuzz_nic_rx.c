@@ -8,8 +8,10 @@
  *     did (until the host's consumed_seq lets the device forget, or a rekey);
  *   - a host reading the first copies (rx_status restore / verify, tests/common/rxhost.h)
  *     gets an error or the peer's plaintext, never a wrong byte.
- * Input: byte 0 = options (bit 0 IPv6, bit 1 no placing, bit 2 16 status entries,
- * bits 4-7 cipher/version); then operations: a byte op and its arguments.
+ * Input: byte 0 = options (bit 0 IPv6, bit 1 no placing, bit 2 16 status entries, bit 3
+ * the flow is added later: segments before the add pass a device without the flow, and
+ * decided once holds across the add; bits 4-7 cipher/version); then operations: a byte
+ * op and its arguments.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -93,7 +95,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(have, 0, sizeof(have));
     struct tlsnic_flow fl = tg_flow(opt & 1 ? AF_INET6 : AF_INET);
     struct tlsnic_rec_store st = {.rx_status = rxs};
-    if (tlsnic_nic_add(nic, &fl, TLSNIC_DIR_RX, &ci, cl, ISS, &st) != 0)
+    int added = !((opt >> 3) & 1);
+    if (added && tlsnic_nic_add(nic, &fl, TLSNIC_DIR_RX, &ci, cl, ISS, &st) != 0)
         abort();
     int forgot = 0; /* consumed_seq written, or a rekey: later copies may differ */
     static uint8_t frame[2048];
@@ -161,7 +164,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             tlsnic_nic_resync(nic, &fl, TLSNIC_DIR_RX, seq, rs);
             break;
         }
-        case 6: { /* the host's ACK; or a rekey (TLS 1.3), an eviction */
+        case 6: { /* the host's ACK; or a rekey (TLS 1.3), an eviction; or the late add */
+            if (!added && (op & 0x10)) {
+                /* What the host says its TCP already holds: up to the first byte it lacks
+                 * (the truth), or less (the device's own memory must cover the rest). */
+                size_t held = 0;
+                while (held < len && have[held] == 1)
+                    held++;
+                tlsnic_rxs_set_host_received(rxs, (uint32_t)(op & 0x20 ? held : held / 2));
+                if (tlsnic_nic_add(nic, &fl, TLSNIC_DIR_RX, &ci, cl, ISS, &st) != 0)
+                    abort();
+                added = 1;
+                break;
+            }
             if (op & 0x10) {
                 if (op & 0x20) {
                     tlsnic_nic_evict(nic, &fl, TLSNIC_DIR_RX);
