@@ -63,6 +63,13 @@ static const uint8_t *expected_of(size_t i)
     return g_expect + g_expect_off[i];
 }
 
+/* The host adds the flow to the device (from ISS). */
+static void mx_add(struct mx *x)
+{
+    struct tlsnic_rec_store st = {.rx_status = x->rxs};
+    assert_int_equal(tlsnic_nic_add(x->nic, &x->fl, TLSNIC_DIR_RX, &x->ci, x->ci_len, ISS, &st), 0);
+}
+
 static void mx_init(struct mx *x, const struct tg_combo *c, const struct tlsnic_nic_config *cfg)
 {
     memset(x, 0, sizeof(*x));
@@ -73,8 +80,7 @@ static void mx_init(struct mx *x, const struct tg_combo *c, const struct tlsnic_
     assert_int_equal(tlsnic_nic_new(&x->nic, cfg), 0);
     assert_int_equal(tlsnic_rxs_new(&x->rxs, 0), 0);
     x->fl = tg_flow(AF_INET);
-    struct tlsnic_rec_store st = {.rx_status = x->rxs};
-    assert_int_equal(tlsnic_nic_add(x->nic, &x->fl, TLSNIC_DIR_RX, &x->ci, x->ci_len, ISS, &st), 0);
+    mx_add(x);
     x->wire = calloc(1, CAP);
     x->rcvd = calloc(1, CAP);
     x->have = calloc(1, CAP);
@@ -93,6 +99,15 @@ static void mx_init(struct mx *x, const struct tg_combo *c, const struct tlsnic_
     assert_non_null(g_expect);
     g_expect_len = 0;
     assert_int_equal(rxh_init(&x->h), 0);
+}
+
+/* mx_init with a device that does not have the flow yet (mx_add adds it). */
+static void mx_init_unadded(struct mx *x, const struct tg_combo *c)
+{
+    mx_init(x, c, NULL);
+    tlsnic_nic_free(x->nic);
+    assert_int_equal(tlsnic_nic_new(&x->nic, NULL), 0);
+    x->h.dev = tlsnic_nic_dev(x->nic);
 }
 
 static void mx_fini(struct mx *x)
@@ -635,17 +650,13 @@ static void test_bytes_forwarded_before_the_add_stay_untouched_in_later_copies(v
 {
     for (size_t c = 0; c < 6; c++) {
         struct mx x;
-        mx_init(&x, &tg_combos[c], NULL);
-        tlsnic_nic_free(x.nic); /* a device without the flow yet */
-        assert_int_equal(tlsnic_nic_new(&x.nic, NULL), 0);
-        x.h.dev = tlsnic_nic_dev(x.nic);
+        mx_init_unadded(&x, &tg_combos[c]);
         for (int i = 0; i < 4; i++)
             mx_record(&x, 700);
         uint8_t out[4096];
         assert_int_equal(mx_feed_out(&x, 0, x.rlen[0], out), TLSNIC_PASS);
         assert_memory_equal(out, x.wire, x.rlen[0]);
-        struct tlsnic_rec_store st = {.rx_status = x.rxs};
-        assert_int_equal(tlsnic_nic_add(x.nic, &x.fl, TLSNIC_DIR_RX, &x.ci, x.ci_len, ISS, &st), 0);
+        mx_add(&x);
         assert_int_equal(mx_feed_out(&x, 0, x.rlen[0], out), TLSNIC_PASS); /* the later copy */
         assert_memory_equal(out, x.wire, x.rlen[0]);
         mx_feed_range(&x, x.rlen[0], x.len, 900);
@@ -664,18 +675,14 @@ static void test_bytes_the_host_had_received_at_the_add_stay_untouched_in_later_
 {
     for (size_t c = 0; c < 6; c++) {
         struct mx x;
-        mx_init(&x, &tg_combos[c], NULL);
-        tlsnic_nic_free(x.nic);
-        assert_int_equal(tlsnic_nic_new(&x.nic, NULL), 0);
-        x.h.dev = tlsnic_nic_dev(x.nic);
+        mx_init_unadded(&x, &tg_combos[c]);
         for (int i = 0; i < 4; i++)
             mx_record(&x, 700);
         /* Record 0 reached the host by another way (the device never saw it). */
         memcpy(x.rcvd, x.wire, x.rlen[0]);
         memset(x.have, 1, x.rlen[0]);
         tlsnic_rxs_set_host_received(x.rxs, (uint32_t)x.rlen[0]);
-        struct tlsnic_rec_store st = {.rx_status = x.rxs};
-        assert_int_equal(tlsnic_nic_add(x.nic, &x.fl, TLSNIC_DIR_RX, &x.ci, x.ci_len, ISS, &st), 0);
+        mx_add(&x);
         uint8_t out[4096];
         assert_int_equal(mx_feed_out(&x, 0, x.rlen[0], out), TLSNIC_PASS);
         assert_memory_equal(out, x.wire, x.rlen[0]);
