@@ -555,6 +555,11 @@ reload)
   start_daemon
   start_nginx
   secs=20
+  # wrk stops at its end and closes its connections, answers in flight or not: such cuts
+  # are the client's, not the old workers' (seen under load, the reload late and the old
+  # workers still serving wrk when it stopped). wrk's own requests (ephemeral ports, not
+  # the reserved 45000-46099) logged from half a second before its end are not judged.
+  wrk_end=$(awk -v t="$(date +%s.%N)" -v s=$secs 'BEGIN { printf "%.3f", t + s - 0.5 }')
   start_wrk tls13 4433 500 $secs
   wrk13=$!
   start_wrk tls12 4434 100 $secs
@@ -597,8 +602,9 @@ reload)
   # Every request an old worker read was answered in full.
   old_re=$(echo "$old_workers" | xargs | tr ' ' '|')
   old_lines=$(awk -v re="^($old_re)\$" '$1 ~ re' access.log | wc -l)
-  bad_old=$(incomplete_log_lines '$1 ~ /^('"$old_re"')$/' | wc -l)
-  [ "$bad_old" = 0 ] || fail "the old workers left $bad_old of $old_lines requests unanswered: $(incomplete_log_lines '$1 ~ /^('"$old_re"')$/' | head -n 3)"
+  judged='$1 ~ /^('"$old_re"')$/ && (($12 >= 45000 && $12 <= 46099) || $9 < '"$wrk_end"')'
+  bad_old=$(incomplete_log_lines "$judged" | wc -l)
+  [ "$bad_old" = 0 ] || fail "the old workers left $bad_old of $old_lines requests unanswered: $(incomplete_log_lines "$judged" | head -n 3)"
   [ "$(incomplete_log_lines '$3 != 200' | wc -l)" = 0 ] || fail "access log: answers not 200"
   for w in $old_workers; do
     grep -q "worker process $w exited with code 0" error.log || fail "old worker $w did not exit with code 0: $(grep "process $w exited" error.log)"
