@@ -79,6 +79,7 @@ struct kflow {
     struct tlsnic_rec_store rx_store;
     struct tlsnic_rxs_reader reader;
     struct kflow *next;
+    struct kflow *rx_next; /* the device's RX flows, for frames from the wire */
 };
 
 struct dev {
@@ -89,7 +90,7 @@ struct dev {
     struct frame_recs recs;
     struct kflow *flows[FLOW_BUCKETS];
     uint64_t drop_unknown_flow, wire_drops, frames_in;
-    uint32_t rx_flows; /* RX-offloaded flows: frames for the kernel pass the RX model */
+    struct kflow *rx_flows; /* RX-offloaded flows: frames for the kernel pass the RX model */
     struct dev *peer;
 };
 
@@ -232,13 +233,11 @@ static void deliver(struct dev *d, const struct virtio_net_hdr *vh, const uint8_
 static struct kflow *rx_flow_of(struct dev *d, const struct tlsnic_frame *fr)
 {
     size_t alen = fr->family == AF_INET ? 4 : 16;
-    for (int b = 0; b < FLOW_BUCKETS; b++)
-        for (struct kflow *kf = d->flows[b]; kf; kf = kf->next)
-            if (kf->dir == TLSNIC_KDEV_DIR_RX && kf->flow.family == fr->family &&
-                kf->flow.local_port == fr->dport && kf->flow.remote_port == fr->sport &&
-                memcmp(kf->flow.local, fr->dst, alen) == 0 &&
-                memcmp(kf->flow.remote, fr->src, alen) == 0)
-                return kf;
+    for (struct kflow *kf = d->rx_flows; kf; kf = kf->rx_next)
+        if (kf->flow.family == fr->family && kf->flow.local_port == fr->dport &&
+            kf->flow.remote_port == fr->sport && memcmp(kf->flow.local, fr->dst, alen) == 0 &&
+            memcmp(kf->flow.remote, fr->src, alen) == 0)
+            return kf;
     return NULL;
 }
 
@@ -408,8 +407,10 @@ static void on_add(struct dev *d, uint8_t *m, size_t len)
         free(kf);
         return;
     }
-    if (kf->dir == TLSNIC_KDEV_DIR_RX)
-        d->rx_flows++;
+    if (kf->dir == TLSNIC_KDEV_DIR_RX) {
+        kf->rx_next = d->rx_flows;
+        d->rx_flows = kf;
+    }
     *flow_slot(d, kf->id) = kf;
 }
 
@@ -429,7 +430,11 @@ static void on_del(struct dev *d, const uint8_t *m, size_t len)
     } else {
         tlsnic_nic_del(d->nic, &kf->flow, TLSNIC_DIR_RX);
         free_rx(kf);
-        d->rx_flows--;
+        for (struct kflow **p = &d->rx_flows; *p; p = &(*p)->rx_next)
+            if (*p == kf) {
+                *p = kf->rx_next;
+                break;
+            }
     }
     free(kf);
 }
